@@ -1,0 +1,1 @@
+"""Wire types of CodeCourier: API bodies and topic payloads, as msgspec Structs."""

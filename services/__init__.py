@@ -1,0 +1,1 @@
+"""CodeCourier services: api, logsink, alerts, dispatcher and the all-in-one runner."""

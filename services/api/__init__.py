@@ -1,0 +1,1 @@
+"""The HTTP API service: every route of the contract."""

@@ -1,0 +1,92 @@
+"""Build and serve the aiohttp application from the route table."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+
+from services.api.deps import Deps
+from services.api.routing import bind
+from services.api.table import ROUTES
+from services.common import kafka, wiring
+from services.common.clock import now_ms
+from services.common.config import Settings
+from services.common.cursor import derive_key
+from services.common.http import METRICS, HttpMetrics, envelope_middleware
+
+log = structlog.get_logger(__name__)
+
+
+def build_app(deps: Deps) -> web.Application:
+    """The application: every route wrapped by auth, limits and envelopes."""
+    app = web.Application(
+        middlewares=[envelope_middleware], client_max_size=deps.settings.max_body_bytes
+    )
+    app[METRICS] = HttpMetrics()
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, bind(route, deps))
+
+    async def key_usage_flusher(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(deps.auth.run_flusher())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await deps.auth.close()
+
+    app.cleanup_ctx.append(key_usage_flusher)
+    return app
+
+
+async def prepare(settings: Settings, kafka_bootstrap: str) -> Deps:
+    """Connect every adapter, apply migrations and create topics."""
+    cp = wiring.controlplane(settings)
+    applied = await cp.migrate(now_ms())
+    ch = wiring.clickhouse(settings)
+    ch_applied = await ch.migrate()
+    created = await kafka.ensure_topics(kafka_bootstrap, settings.kafka_partitions)
+    log.info(
+        "api.prepared",
+        sql_migrations=applied,
+        clickhouse_migrations=ch_applied,
+        topics_created=created,
+    )
+    return Deps(
+        settings=settings,
+        controlplane=cp,
+        auth=wiring.key_authenticator(settings, cp),
+        limiter=wiring.rate_limiter(settings),
+        clickhouse=ch,
+        kafka_bootstrap=kafka_bootstrap,
+        cursor_key=derive_key(settings.secret_key or "", "cursor"),
+    )
+
+
+@dataclass
+class RunningApi:
+    """A started API: its runner, the port it bound and its adapters."""
+
+    runner: web.AppRunner
+    port: int
+    deps: Deps
+
+    async def stop(self) -> None:
+        """Stop serving and release every adapter."""
+        await self.runner.cleanup()
+        await self.deps.limiter.close()
+        await self.deps.controlplane.close()
+        self.deps.clickhouse.close()
+
+
+async def serve(deps: Deps) -> RunningApi:
+    """Serve on `CC_HTTP_HOST:CC_HTTP_PORT` (port 0 picks a free one)."""
+    runner = web.AppRunner(build_app(deps), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, deps.settings.http_host, deps.settings.http_port)
+    await site.start()
+    port = int(runner.addresses[0][1])
+    log.info("api.listening", host=deps.settings.http_host, port=port)
+    return RunningApi(runner, port, deps)

@@ -1,0 +1,30 @@
+"""What route handlers may use: the adapters chosen by the wiring, as one struct."""
+
+from dataclasses import dataclass, field
+
+from services.common.auth import KeyAuthenticator
+from services.common.clickhouse import ClickHouse
+from services.common.clock import Clock, system_clock
+from services.common.config import Settings
+from services.common.controlplane import ControlPlane
+from services.common.ratelimit import RateLimiter, RedisRateLimiter
+
+
+@dataclass
+class Deps:
+    """The API's adapters; built once by `services.common.wiring`."""
+
+    settings: Settings
+    controlplane: ControlPlane
+    auth: KeyAuthenticator
+    limiter: RateLimiter
+    clickhouse: ClickHouse
+    kafka_bootstrap: str
+    cursor_key: bytes
+    clock: Clock = system_clock
+    background: list[object] = field(default_factory=list)
+
+    @property
+    def redis(self) -> RedisRateLimiter | None:
+        """The Redis store when rate limits are shared, for readiness checks."""
+        return self.limiter if isinstance(self.limiter, RedisRateLimiter) else None

@@ -1,0 +1,156 @@
+"""The route table's types and the wrapper that applies auth, scopes, limits and envelopes."""
+
+import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+
+from schemas.api import ErrorDetail
+from services.api.deps import Deps
+from services.common.apikeys import has_scope
+from services.common.controlplane import KeyRecord
+from services.common.errors import InvalidInput, RateLimited, ScopeDenied, Unauthenticated
+from services.common.http import data_response, read_json
+from services.common.ratelimit import Bucket
+
+
+@dataclass(frozen=True)
+class Param:
+    """A query parameter a route accepts (anything else is a 400)."""
+
+    name: str
+    kind: Literal["string", "integer", "number", "boolean"] = "string"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Page:
+    """A list result: items plus the cursor fields of the list envelope."""
+
+    items: list[Any]
+    next_cursor: str | None
+    has_more: bool
+
+
+@dataclass
+class Call:
+    """One request as a handler sees it: validated, authenticated, with its body decoded."""
+
+    request: web.Request
+    deps: Deps
+    key: KeyRecord | None
+    body: Any
+    query: dict[str, str]
+
+    @property
+    def principal(self) -> KeyRecord:
+        """The calling key (routes with key auth only)."""
+        assert self.key is not None, "route declared without key auth"
+        return self.key
+
+    def path(self, name: str) -> str:
+        """A path parameter."""
+        return self.request.match_info[name]
+
+
+Result = Any
+HandlerFn = Callable[[Call], Awaitable[Result]]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One entry of the route table; the OpenAPI document is generated from these."""
+
+    method: str
+    path: str
+    handler: HandlerFn
+    summary: str
+    tag: str
+    auth: Literal["key", "admin", "none"] = "key"
+    scope: str | None = None
+    body: type[Any] | None = None
+    response: Any = None
+    status: int = 200
+    paged: bool = False
+    params: tuple[Param, ...] = field(default_factory=tuple)
+    limited: bool = True
+
+
+def api_bucket(deps: Deps, plan: str) -> Bucket:
+    """The per-project API request bucket for a plan."""
+    limits = deps.settings.plan(plan)
+    return Bucket(per_minute=limits.api_per_minute, burst=limits.api_burst)
+
+
+async def _authenticate(route: Route, request: web.Request, deps: Deps) -> KeyRecord | None:
+    if route.auth == "admin":
+        expected = deps.settings.admin_token
+        presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not expected:
+            raise Unauthenticated("The admin API is disabled: set CC_ADMIN_TOKEN.")
+        if not hmac.compare_digest(presented.encode(), expected.encode()):
+            raise Unauthenticated("Missing or wrong admin token.")
+        return None
+    if route.auth == "none":
+        return None
+    key = await deps.auth.authenticate(request.headers)
+    request["project_id"] = key.project_id
+    if route.limited:
+        decision = await deps.limiter.take(f"api:{key.project_id}", api_bucket(deps, key.plan))
+        request["ratelimit"] = decision
+        if not decision.allowed:
+            raise RateLimited(
+                f"Rate limit of {decision.limit_per_minute} requests per minute exceeded; "
+                f"retry in {decision.retry_after_s} s.",
+                decision.retry_after_s,
+            )
+    if route.scope and not has_scope(key.scopes, route.scope):
+        raise ScopeDenied(route.scope)
+    return key
+
+
+def _query(route: Route, request: web.Request) -> dict[str, str]:
+    allowed = {p.name for p in route.params}
+    unknown = sorted(set(request.query) - allowed)
+    if unknown:
+        accepted = ", ".join(sorted(allowed)) or "none"
+        raise InvalidInput(
+            f"Unknown query parameter(s): {', '.join(unknown)}; accepted: {accepted}.",
+            [ErrorDetail(field=name, message="Unknown parameter.") for name in unknown],
+        )
+    return {name: request.query.getone(name) for name in request.query}
+
+
+def bind(route: Route, deps: Deps) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Wrap a handler with authentication, rate limiting, scope check, parsing and envelopes."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        key = await _authenticate(route, request, deps)
+        query = _query(route, request)
+        body = await read_json(request, route.body) if route.body is not None else None
+        result = await route.handler(Call(request, deps, key, body, query))
+        if isinstance(result, web.StreamResponse):
+            return result
+        if isinstance(result, Page):
+            return data_response(
+                result.items, route.status, nextCursor=result.next_cursor, hasMore=result.has_more
+            )
+        return data_response(result, route.status)
+
+    return handle
+
+
+def int_param(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within bounds, or a VALIDATION_ERROR naming it."""
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput.field(name, f"Must be an integer, got {raw!r}.") from None
+    if not low <= value <= high:
+        raise InvalidInput.field(name, f"Must be between {low} and {high}, got {value}.")
+    return value

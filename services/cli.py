@@ -1,0 +1,272 @@
+"""The `codecourier` command: run the services and administer projects and keys."""
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from services.common.config import ConfigError, Settings, ensure_secret_key, load_settings
+from services.common.log import configure_logging
+
+PLANS = ("free", "pro", "team", "enterprise")
+
+
+class CliError(Exception):
+    """A failure to report in one line and exit 1."""
+
+
+# ---- talking to a running API -------------------------------------------------------------
+
+
+def _endpoint(
+    args: argparse.Namespace, settings: Settings, env: Mapping[str, str]
+) -> dict[str, str]:
+    from services.local import read_credentials
+
+    saved = read_credentials(settings.data_dir)
+    return {
+        "url": (args.url or env.get("CC_URL") or (saved.baseUrl if saved else "")).rstrip("/")
+        or f"http://127.0.0.1:{settings.http_port}",
+        "admin": args.admin_token
+        or env.get("CC_ADMIN_TOKEN")
+        or (saved.adminToken if saved else ""),
+        "key": args.api_key or env.get("CC_API_KEY") or (saved.apiKey if saved else ""),
+    }
+
+
+def request(method: str, url: str, token: str, body: Any = None) -> Any:
+    """One JSON call; contract errors become CliError with code, message and request id."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - operator-given URL
+    req.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as response:  # noqa: S310
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            error = json.loads(exc.read())["error"]
+            detail = "; ".join(f"{d['field']}: {d['message']}" for d in error.get("details", []))
+            raise CliError(
+                f"{error['code']}: {error['message']}"
+                + (f" ({detail})" if detail else "")
+                + f" [request {error['requestId']}]"
+            ) from None
+        except (ValueError, KeyError):
+            raise CliError(f"HTTP {exc.code} from {url}") from None
+    except urllib.error.URLError as exc:
+        raise CliError(f"cannot reach {url}: {exc.reason}; is `codecourier up` running?") from None
+
+
+def _print(payload: Any, as_json: bool, lines: Sequence[str]) -> None:
+    if as_json:
+        print(json.dumps(payload, indent=2))
+    else:
+        print("\n".join(lines))
+
+
+def cmd_project_create(args: argparse.Namespace, ep: dict[str, str]) -> None:
+    data = request(
+        "POST",
+        f"{ep['url']}/admin/v1/projects",
+        ep["admin"],
+        {"name": args.name, "plan": args.plan},
+    )["data"]
+    _print(
+        data,
+        args.json,
+        [
+            "project  {id}  {name}  ({plan})".format(**data["project"]),
+            f"key      {data['key']['id']}",
+            f"secret   {data['key']['secret']}   (shown once: store it now)",
+        ],
+    )
+
+
+def cmd_project_set_plan(args: argparse.Namespace, ep: dict[str, str]) -> None:
+    data = request(
+        "PATCH",
+        f"{ep['url']}/admin/v1/projects/{args.project_id}",
+        ep["admin"],
+        {"plan": args.plan},
+    )["data"]
+    _print(data, args.json, [f"project  {data['id']}  now on the {data['plan']} plan"])
+
+
+def cmd_key_create(args: argparse.Namespace, ep: dict[str, str]) -> None:
+    body: dict[str, Any] = {"name": args.name, "scopes": args.scopes.split(",")}
+    if args.expires_at:
+        body["expiresAt"] = args.expires_at
+    data = request("POST", f"{ep['url']}/api/v1/keys", ep["key"], body)["data"]
+    _print(
+        data,
+        args.json,
+        [
+            f"key      {data['id']}  {data['name']}  scopes={','.join(data['scopes'])}",
+            f"secret   {data['secret']}   (shown once: store it now)",
+        ],
+    )
+
+
+def cmd_key_list(args: argparse.Namespace, ep: dict[str, str]) -> None:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        query = "?limit=100" + (f"&cursor={cursor}" if cursor else "")
+        page = request("GET", f"{ep['url']}/api/v1/keys{query}", ep["key"])
+        items += page["data"]
+        cursor = page["nextCursor"]
+        if not page["hasMore"]:
+            break
+    _print(
+        items,
+        args.json,
+        [
+            f"{k['id']}  {k['prefix']}…  {k['name']}  scopes={','.join(k['scopes'])}  "
+            f"lastUsed={k['lastUsedAt'] or 'never'}"
+            for k in items
+        ]
+        or ["no keys"],
+    )
+
+
+def cmd_key_revoke(args: argparse.Namespace, ep: dict[str, str]) -> None:
+    data = request("DELETE", f"{ep['url']}/api/v1/keys/{args.key_id}", ep["key"])["data"]
+    _print(data, args.json, [f"revoked  {data['id']}  at {data['revokedAt']}"])
+
+
+# ---- running services -----------------------------------------------------------------------
+
+
+def cmd_up(settings: Settings) -> int:
+    from services.local import run_local
+
+    return asyncio.run(run_local(settings))
+
+
+async def _run_api(settings: Settings) -> int:
+    from services.api.app import prepare, serve
+
+    if not settings.kafka_bootstrap:
+        raise CliError(
+            "`codecourier api` needs CC_KAFKA_BOOTSTRAP; `codecourier up` runs everything"
+        )
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    api = await serve(await prepare(ensure_secret_key(settings), settings.kafka_bootstrap))
+    print(f"CodeCourier API listening on http://{settings.http_host}:{api.port}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await api.stop()
+    return 0
+
+
+async def _migrate(settings: Settings) -> int:
+    from services.common import wiring
+    from services.common.clock import now_ms
+
+    cp = wiring.controlplane(settings)
+    ch = wiring.clickhouse(settings)
+    try:
+        print(f"control plane: applied {await cp.migrate(now_ms()) or 'nothing (up to date)'}")
+        print(f"clickhouse:    applied {await ch.migrate() or 'nothing (up to date)'}")
+    finally:
+        await cp.close()
+        ch.close()
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser, with a `--help` for every command."""
+    top = argparse.ArgumentParser(
+        prog="codecourier",
+        description="CodeCourier: workflow-execution logs, alerts and notifications.",
+        epilog="Configuration comes from CC_* environment variables (see the README).",
+    )
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser(
+        "up",
+        help="run the whole local stack (embedded broker, chDB, SQLite, API)",
+        description="Run every service in the foreground with embedded defaults; prints "
+        "the base URL, an admin token and a project key, and writes <data dir>/local.json.",
+    )
+    sub.add_parser(
+        "api",
+        help="run the HTTP API alone against external services",
+        description="Serve the API; needs CC_KAFKA_BOOTSTRAP. Replicas must share "
+        "CC_SECRET_KEY, CC_DATABASE_URL and CC_REDIS_URL.",
+    )
+    sub.add_parser("migrate", help="apply control-plane and ClickHouse migrations, then exit")
+
+    def client(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--url", help="API base URL (default: CC_URL, then local.json)")
+        p.add_argument(
+            "--admin-token", help="operator token (default: CC_ADMIN_TOKEN, then local.json)"
+        )
+        p.add_argument("--api-key", help="API key (default: CC_API_KEY, then local.json)")
+        p.add_argument("--json", action="store_true", help="print the API's JSON instead of text")
+        return p
+
+    project = sub.add_parser("project", help="create projects and change plans (admin API)")
+    psub = project.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = client(psub.add_parser("create", help="create a project and its all-scopes key"))
+    create.add_argument("--name", required=True, help="display name")
+    create.add_argument(
+        "--plan", choices=PLANS, default="free", help="rate-limit plan (default free)"
+    )
+    create.set_defaults(run=cmd_project_create)
+    plan = client(psub.add_parser("set-plan", help="move a project to another plan"))
+    plan.add_argument("project_id", metavar="PROJECT_ID")
+    plan.add_argument("--plan", choices=PLANS, required=True)
+    plan.set_defaults(run=cmd_project_set_plan)
+
+    key = sub.add_parser("key", help="create, list and revoke API keys of your project")
+    ksub = key.add_subparsers(dest="action", required=True, metavar="ACTION")
+    kcreate = client(ksub.add_parser("create", help="create a key (no more powerful than yours)"))
+    kcreate.add_argument("--name", required=True)
+    kcreate.add_argument(
+        "--scopes", required=True, help="comma list, e.g. logs:read,events:write or *"
+    )
+    kcreate.add_argument("--expires-at", help="ISO-8601 time with zone, e.g. 2027-01-01T00:00:00Z")
+    kcreate.set_defaults(run=cmd_key_create)
+    client(ksub.add_parser("list", help="list live keys (never their secrets)")).set_defaults(
+        run=cmd_key_list
+    )
+    krevoke = client(ksub.add_parser("revoke", help="revoke a key at once"))
+    krevoke.add_argument("key_id", metavar="KEY_ID")
+    krevoke.set_defaults(run=cmd_key_revoke)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `codecourier` console script."""
+    args = parser().parse_args(argv)
+    try:
+        settings = load_settings(os.environ)
+        configure_logging(settings.log_level)
+        if args.command == "up":
+            return cmd_up(settings)
+        if args.command == "api":
+            return asyncio.run(_run_api(settings))
+        if args.command == "migrate":
+            return asyncio.run(_migrate(settings))
+        args.run(args, _endpoint(args, settings, os.environ))
+        return 0
+    except (CliError, ConfigError) as exc:
+        print(f"codecourier: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

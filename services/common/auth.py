@@ -1,0 +1,115 @@
+"""Who is calling: key extraction, verification, a short cache and buffered last-used times."""
+
+import asyncio
+import contextlib
+import time
+
+import structlog
+from multidict import CIMultiDictProxy
+
+from services.common import apikeys
+from services.common.clock import Clock, now_ms, system_clock
+from services.common.controlplane import ControlPlane, KeyRecord
+from services.common.errors import Unauthenticated
+
+log = structlog.get_logger(__name__)
+
+
+def presented_secret(headers: CIMultiDictProxy[str]) -> str | None:
+    """The secret from `Authorization: Bearer` or `x-api-key`, if either is present."""
+    authorization = headers.get("Authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    api_key = headers.get("x-api-key", "").strip()
+    return api_key or None
+
+
+def check_usable(key: KeyRecord, at_ms: int) -> None:
+    """Raise Unauthenticated for a revoked or expired key."""
+    if key.revoked_at_ms is not None:
+        raise Unauthenticated("This API key has been revoked.")
+    if key.expires_at_ms is not None and key.expires_at_ms <= at_ms:
+        raise Unauthenticated("This API key has expired.")
+
+
+class KeyAuthenticator:
+    """Resolves secrets to keys; caches hits briefly and writes last-used times in batches."""
+
+    def __init__(
+        self,
+        controlplane: ControlPlane,
+        server_key: str,
+        cache_s: float,
+        clock: Clock = system_clock,
+    ) -> None:
+        self._cp = controlplane
+        self._server_key = server_key
+        self._cache_s = cache_s
+        self._clock = clock
+        self._cache: dict[str, tuple[float, KeyRecord]] = {}
+        self._last_used: dict[str, int] = {}
+
+    async def authenticate(self, headers: CIMultiDictProxy[str]) -> KeyRecord:
+        """The live key behind the request's credentials, or Unauthenticated saying why not."""
+        secret = presented_secret(headers)
+        if secret is None:
+            raise Unauthenticated(
+                "Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
+            )
+        if not apikeys.is_well_formed(secret):
+            raise Unauthenticated("Malformed API key: keys start with 'cc_live_'.")
+        digest = apikeys.hash_secret(secret, self._server_key)
+        key = await self._lookup(digest)
+        if key is None or not apikeys.hashes_match(key.secret_hash, digest):
+            raise Unauthenticated("Unknown API key.")
+        at = now_ms(self._clock)
+        check_usable(key, at)
+        self._last_used[key.id] = at
+        return key
+
+    async def _lookup(self, digest: str) -> KeyRecord | None:
+        cached = self._cache.get(digest)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < self._cache_s:
+            return cached[1]
+        key = await self._cp.find_key(digest)
+        if key is not None and self._cache_s > 0:
+            self._cache[digest] = (now, key)
+        return key
+
+    def last_used_at(self, key: KeyRecord) -> int | None:
+        """The latest use known to this process or the database."""
+        buffered = self._last_used.get(key.id)
+        stored = key.last_used_at_ms
+        return max(v for v in (buffered, stored) if v is not None) if buffered or stored else None
+
+    def forget_key(self, key_id: str) -> None:
+        """Drop a key from the cache (after revocation)."""
+        self._cache = {d: entry for d, entry in self._cache.items() if entry[1].id != key_id}
+
+    def forget_project(self, project_id: str) -> None:
+        """Drop a project's keys from the cache (after a plan change)."""
+        self._cache = {d: e for d, e in self._cache.items() if e[1].project_id != project_id}
+
+    async def flush(self) -> None:
+        """Write buffered last-used times in one transaction."""
+        pending, self._last_used = self._last_used, {}
+        await self._cp.record_key_use(pending.items())
+
+    async def run_flusher(self, interval_s: float = 10.0) -> None:
+        """Flush forever; failures are logged and the times retried on the next round."""
+        while True:
+            await asyncio.sleep(interval_s)
+            pending = dict(self._last_used)
+            try:
+                await self.flush()
+            except Exception:
+                log.warning("keys.flush_failed", keys=len(pending), exc_info=True)
+                for key_id, at in pending.items():
+                    self._last_used[key_id] = max(at, self._last_used.get(key_id, 0))
+
+    async def close(self) -> None:
+        """Flush what is buffered, tolerating a database that is already gone."""
+        with contextlib.suppress(Exception):
+            await self.flush()

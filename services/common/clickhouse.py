@@ -1,0 +1,113 @@
+"""ClickHouse through clickhouse-connect (server over HTTP, or chDB in-process), with migrations."""
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import clickhouse_connect
+import structlog
+
+from services.common.errors import Unavailable
+
+log = structlog.get_logger(__name__)
+
+MIGRATIONS_TABLE = "cc_schema_migrations"
+_APPLIED = "SELECT version FROM cc_schema_migrations FINAL"
+
+# Append only. Every statement is idempotent (IF NOT EXISTS) so a crash between a statement and
+# its bookkeeping row is repaired by running the migration again.
+MIGRATIONS: list[tuple[int, str, list[str]]] = []
+
+
+class ClickHouse:
+    """A clickhouse-connect client driven from asyncio; one statement at a time per process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def embedded(self) -> bool:
+        """Whether this is chDB (one process per data directory)."""
+        return self.url.startswith("chdb://")
+
+    def _connect(self) -> Any:
+        if self._client is None:
+            if self.embedded:
+                self._client = clickhouse_connect.get_client(dsn=self.url)
+            else:
+                self._client = clickhouse_connect.get_client(
+                    dsn=self.url, autogenerate_session_id=False
+                )
+        return self._client
+
+    def _run(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            try:
+                return getattr(self._connect(), method)(*args, **kwargs)
+            except Exception as exc:
+                if _is_connection_error(exc):
+                    raise Unavailable(f"clickhouse unreachable: {type(exc).__name__}") from exc
+                raise
+
+    async def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        """Run a statement that returns no rows."""
+        return await asyncio.to_thread(self._run, "command", sql, parameters=parameters)
+
+    async def rows(
+        self, sql: str, parameters: dict[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Run a query with bound parameters and return its rows."""
+        result = await asyncio.to_thread(self._run, "query", sql, parameters=parameters)
+        return list(result.result_rows)
+
+    async def insert(
+        self,
+        table: str,
+        rows: Sequence[Sequence[Any]],
+        columns: Sequence[str],
+        settings: dict[str, Any] | None = None,
+    ) -> None:
+        """Insert rows in one block."""
+        await asyncio.to_thread(
+            self._run, "insert", table, rows, column_names=list(columns), settings=settings or {}
+        )
+
+    async def ping(self) -> None:
+        """Raise Unavailable unless ClickHouse answers."""
+        await self.rows("SELECT 1")
+
+    async def migrate(
+        self, migrations: list[tuple[int, str, list[str]]] | None = None
+    ) -> list[int]:
+        """Apply pending migrations in order; return the versions applied."""
+        await self.command(
+            f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (version UInt32, name String, "
+            "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree "
+            "ORDER BY version"
+        )
+        done = {row[0] for row in await self.rows(_APPLIED)}
+        applied = []
+        for version, name, statements in MIGRATIONS if migrations is None else migrations:
+            if version in done:
+                continue
+            for statement in statements:
+                await self.command(statement)
+            await self.insert(MIGRATIONS_TABLE, [(version, name)], ["version", "name"])
+            log.info("clickhouse.migrated", version=version, name=name)
+            applied.append(version)
+        return applied
+
+    def close(self) -> None:
+        """Close the client (for chDB this releases the data directory)."""
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+
+def _is_connection_error(exc: Exception) -> bool:
+    text = type(exc).__name__
+    return isinstance(exc, OSError) or "OperationalError" in text or "Connection" in text

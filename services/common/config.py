@@ -1,0 +1,181 @@
+"""Settings: read from the environment once, in `main()`, and passed down as one frozen struct."""
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from msgspec import Struct
+
+from schemas.api import Plan
+
+
+class PlanLimits(Struct, frozen=True, rename="camel"):
+    """What one plan allows: token buckets (per minute, burst), monthly cost, retention."""
+
+    api_per_minute: int
+    api_burst: int
+    sync_per_minute: int
+    sync_burst: int
+    async_per_minute: int
+    async_burst: int
+    monthly_cost_limit_usd: float
+    retention_days: int
+    ingest_multiplier: int = 100
+
+
+DEFAULT_PLANS: dict[str, PlanLimits] = {
+    "free": PlanLimits(10, 20, 10, 20, 50, 100, 10.0, 7),
+    "pro": PlanLimits(30, 60, 60, 120, 200, 400, 100.0, 30),
+    "team": PlanLimits(60, 120, 120, 240, 500, 1000, 500.0, 90),
+    "enterprise": PlanLimits(120, 240, 300, 600, 1000, 2000, 5000.0, 365),
+}
+
+
+class Settings(Struct, frozen=True, kw_only=True):
+    """Every knob of every service; see the README's configuration table."""
+
+    data_dir: Path
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    kafka_bootstrap: str | None = None
+    kafka_port: int = 0
+    kafka_partitions: int = 8
+    clickhouse_url: str
+    database_url: str
+    redis_url: str | None = None
+    admin_token: str | None = None
+    secret_key: str | None = None
+    smtp_url: str | None = None
+    email_from: str = "CodeCourier <alerts@codecourier.local>"
+    retry_delays_s: tuple[float, ...] = (5, 15, 60, 180, 600)
+    alert_cooldown_s: int = 3600
+    egress_allow_cidrs: tuple[str, ...] = ()
+    key_cache_s: float = 5.0
+    max_body_bytes: int = 1024 * 1024
+    max_event_bytes: int = 256 * 1024
+    log_level: str = "info"
+    public_base_url: str | None = None
+    plans: dict[str, PlanLimits] = {}
+
+    def plan(self, name: Plan | str) -> PlanLimits:
+        """The limits of a plan, falling back to the defaults table."""
+        return self.plans.get(name) or DEFAULT_PLANS[name]
+
+    @property
+    def embedded_kafka(self) -> bool:
+        """Whether this process must start the embedded broker itself."""
+        return self.kafka_bootstrap is None
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value that cannot be used."""
+
+
+def _float_list(raw: str, name: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(part) for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a comma list of seconds, got {raw!r}") from exc
+    if not values or any(v < 0 for v in values):
+        raise ConfigError(f"{name} must list at least one non-negative delay")
+    return values
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def load_plans(env: Mapping[str, str]) -> dict[str, PlanLimits]:
+    """Merge `CC_PLANS_FILE` then `CC_PLANS` (JSON, camelCase fields) over the defaults."""
+    merged = {name: msgspec.structs.asdict(p) for name, p in DEFAULT_PLANS.items()}
+    sources = []
+    if path := env.get("CC_PLANS_FILE"):
+        sources.append(Path(path).read_text())
+    if inline := env.get("CC_PLANS"):
+        sources.append(inline)
+    for source in sources:
+        try:
+            overrides: dict[str, dict[str, Any]] = json.loads(source)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"plan table is not valid JSON: {exc}") from exc
+        for name, fields in overrides.items():
+            if name not in merged:
+                raise ConfigError(f"unknown plan {name!r} in the plan table")
+            snake = {_snake(k): v for k, v in fields.items()}
+            merged[name] = {**merged[name], **snake}
+    try:
+        return {name: PlanLimits(**fields) for name, fields in merged.items()}
+    except TypeError as exc:
+        raise ConfigError(f"plan table has an unknown field: {exc}") from exc
+
+
+def _snake(camel: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
+
+
+def _database_url(raw: str | None, data_dir: Path) -> str:
+    if not raw:
+        return f"sqlite+aiosqlite:///{data_dir / 'controlplane.db'}"
+    for plain, driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if raw.startswith(plain):
+            return driver + raw[len(plain) :]
+    return raw
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from `CC_*` variables (the process environment by default)."""
+    env = os.environ if env is None else env
+    data_dir = Path(env.get("CC_DATA_DIR") or ".codecourier").resolve()
+    cidrs = tuple(c.strip() for c in env.get("CC_EGRESS_ALLOW_CIDRS", "").split(",") if c.strip())
+    return Settings(
+        data_dir=data_dir,
+        http_host=env.get("CC_HTTP_HOST") or "127.0.0.1",
+        http_port=_int(env, "CC_HTTP_PORT", 8080),
+        kafka_bootstrap=env.get("CC_KAFKA_BOOTSTRAP") or None,
+        kafka_port=_int(env, "CC_KAFKA_PORT", 0),
+        kafka_partitions=_int(env, "CC_KAFKA_PARTITIONS", 8),
+        clickhouse_url=env.get("CC_CLICKHOUSE_URL") or f"chdb://{data_dir / 'clickhouse'}",
+        database_url=_database_url(env.get("CC_DATABASE_URL"), data_dir),
+        redis_url=env.get("CC_REDIS_URL") or None,
+        admin_token=env.get("CC_ADMIN_TOKEN") or None,
+        secret_key=env.get("CC_SECRET_KEY") or None,
+        smtp_url=env.get("CC_SMTP_URL") or None,
+        email_from=env.get("CC_EMAIL_FROM") or "CodeCourier <alerts@codecourier.local>",
+        retry_delays_s=_float_list(
+            env.get("CC_RETRY_DELAYS") or "5,15,60,180,600", "CC_RETRY_DELAYS"
+        ),
+        alert_cooldown_s=_int(env, "CC_ALERT_COOLDOWN_SECONDS", 3600),
+        egress_allow_cidrs=cidrs,
+        key_cache_s=float(env.get("CC_KEY_CACHE_SECONDS") or 5.0),
+        max_body_bytes=_int(env, "CC_MAX_BODY_BYTES", 1024 * 1024),
+        log_level=(env.get("CC_LOG_LEVEL") or "info").lower(),
+        public_base_url=env.get("CC_PUBLIC_BASE_URL") or None,
+        plans=load_plans(env),
+    )
+
+
+def ensure_secret_key(settings: Settings) -> Settings:
+    """Use `CC_SECRET_KEY`, else a key persisted (mode 0600) under the data dir."""
+    if settings.secret_key:
+        return settings
+    path = settings.data_dir / "secret.key"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return msgspec.structs.replace(settings, secret_key=path.read_text().strip())

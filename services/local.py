@@ -1,0 +1,134 @@
+"""The all-in-one runner (`codecourier up`): embedded broker, chDB, SQLite and the API."""
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+from pathlib import Path
+
+import msgspec
+import structlog
+
+from services.api.app import RunningApi, prepare, serve
+from services.api.keys import issue_key
+from services.common import apikeys
+from services.common.auth import check_usable
+from services.common.clock import now_ms
+from services.common.config import Settings, ensure_secret_key
+from services.common.ids import random_base62
+from services.common.kafka import EmbeddedBroker, die_with_parent
+
+log = structlog.get_logger(__name__)
+
+LOCAL_PROJECT_PLAN = "enterprise"
+
+
+class LocalCredentials(msgspec.Struct, frozen=True):
+    """`<data dir>/local.json`: what a developer needs to call the local stack."""
+
+    baseUrl: str
+    adminToken: str
+    projectId: str
+    apiKey: str
+
+
+def read_credentials(data_dir: Path) -> LocalCredentials | None:
+    """The saved credentials, if a previous run left readable ones."""
+    path = data_dir / "local.json"
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=LocalCredentials)
+    except (OSError, msgspec.DecodeError):
+        return None
+
+
+def write_credentials(data_dir: Path, creds: LocalCredentials) -> Path:
+    """Write local.json readable by its owner only (0600 from creation, never wider)."""
+    path = data_dir / "local.json"
+    tmp = path.with_suffix(".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(json.dumps(msgspec.to_builtins(creds), indent=2).encode() + b"\n")
+    tmp.replace(path)
+    return path
+
+
+async def _local_key(api: RunningApi, previous: LocalCredentials | None) -> tuple[str, str]:
+    """Reuse the saved project key while it still works, else create a project and key."""
+    deps = api.deps
+    if previous is not None and apikeys.is_well_formed(previous.apiKey):
+        digest = apikeys.hash_secret(previous.apiKey, deps.settings.secret_key or "")
+        key = await deps.controlplane.find_key(digest)
+        if key is not None and key.project_id == previous.projectId:
+            with contextlib.suppress(Exception):
+                check_usable(key, now_ms())
+                return previous.projectId, previous.apiKey
+    project = await deps.controlplane.create_project("local", LOCAL_PROJECT_PLAN, now_ms())
+    key_created = await issue_key(deps, project.id, "local", ["*"], None)
+    return project.id, key_created.secret
+
+
+def banner(creds: LocalCredentials, path: Path) -> str:
+    """What `up` prints once the stack is ready."""
+    return "\n".join(
+        [
+            "",
+            "CodeCourier is running (all-in-one mode)",
+            f"  Base URL     {creds.baseUrl}/api/v1",
+            f"  Admin token  {creds.adminToken}",
+            f"  Project      {creds.projectId} ({LOCAL_PROJECT_PLAN} plan)",
+            f"  API key      {creds.apiKey}",
+            f"  Saved to     {path} (mode 0600)",
+            "",
+            f"  Try: curl -H 'Authorization: Bearer {creds.apiKey}' {creds.baseUrl}/api/v1/whoami",
+            "  Stop with Ctrl-C.",
+            "",
+        ]
+    )
+
+
+async def _watch_broker(broker: EmbeddedBroker, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        if broker.process is not None and broker.process.poll() is not None:
+            log.error("broker.exited", status=broker.process.returncode)
+            stop.set()
+            return
+        await asyncio.sleep(0.5)
+
+
+async def run_local(settings: Settings) -> int:
+    """Run the whole stack in the foreground until Ctrl-C or SIGTERM."""
+    die_with_parent(signal.SIGTERM)  # our parent (make, a shell) dying stops us cleanly
+    settings = ensure_secret_key(settings)
+    previous = read_credentials(settings.data_dir)
+    admin_token = settings.admin_token or (previous.adminToken if previous else None)
+    settings = msgspec.structs.replace(
+        settings, admin_token=admin_token or "cc_admin_" + random_base62(40)
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    broker = EmbeddedBroker(settings.kafka_port, settings.data_dir / "broker.log")
+    api: RunningApi | None = None
+    try:
+        bootstrap = settings.kafka_bootstrap or await broker.start()
+        api = await serve(await prepare(settings, bootstrap))
+        host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
+        project_id, api_key = await _local_key(api, previous)
+        creds = LocalCredentials(
+            f"http://{host}:{api.port}", settings.admin_token or "", project_id, api_key
+        )
+        path = write_credentials(settings.data_dir, creds)
+        print(banner(creds, path), flush=True)
+        watcher = asyncio.create_task(_watch_broker(broker, stop))
+        await stop.wait()
+        watcher.cancel()
+        return 1 if broker.process is not None and broker.process.poll() is not None else 0
+    finally:
+        log.info("local.stopping")
+        if api is not None:
+            await api.stop()
+        broker.stop()

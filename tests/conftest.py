@@ -1,0 +1,127 @@
+"""Shared fixtures: real PostgreSQL, Redis, the embedded broker and the whole stack."""
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from msgspec import Struct
+from redis.asyncio import Redis
+
+from services.common.kafka import EmbeddedBroker, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = str(Path(sys.executable).with_name("codecourier"))
+PG_DSN = os.environ.get("CC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("CC_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+def _skip_or_fail(reason: str) -> None:
+    """Skip with the reason printed; in CI a missing service is a failure, not a skip."""
+    if os.environ.get("CC_REQUIRE_SERVICES") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[tuple[str, str]]:
+    """A fresh schema in the machine's PostgreSQL: (SQLAlchemy URL, schema name)."""
+    schema = f"cc_test_{secrets.token_hex(6)}"
+    try:
+        conn = await asyncio.wait_for(asyncpg.connect(PG_DSN), 5)
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+        _skip_or_fail(f"PostgreSQL unreachable at {PG_DSN}: {exc!r}")
+    await conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield PG_DSN.replace("postgresql://", "postgresql+asyncpg://"), schema
+    finally:
+        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await conn.close()
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    """The machine's Redis (database 15, flushed before and after)."""
+    client: Redis = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    except (OSError, Exception) as exc:
+        await client.aclose()
+        _skip_or_fail(f"Redis unreachable at {REDIS_URL}: {exc!r}")
+    await client.flushdb()
+    yield REDIS_URL
+    await client.flushdb()
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+async def broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """One embedded broker for the whole session (group joins are slow; share them)."""
+    embedded = EmbeddedBroker(0, tmp_path_factory.mktemp("broker") / "broker.log")
+    bootstrap = await embedded.start()
+    yield bootstrap
+    embedded.stop()
+
+
+class Stack(Struct):
+    """A running `codecourier up`: where it listens and the credentials it printed."""
+
+    base_url: str
+    admin_token: str
+    project_id: str
+    api_key: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+
+
+def wait_for_file(path: Path, process: subprocess.Popen[bytes], timeout_s: float = 60) -> dict[str, str]:
+    """Wait for a JSON file a child process writes when it is ready."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before it was ready")
+        if path.exists():
+            return dict(json.loads(path.read_text()))
+        time.sleep(0.05)
+    raise TimeoutError(f"{path} did not appear within {timeout_s} s")
+
+
+def start_stack(data_dir: Path, extra_env: dict[str, str] | None = None,
+                command: list[str] | None = None) -> Stack:
+    """Start `codecourier up` (or `command`) on free ports and wait until it is ready."""
+    env = {**os.environ, "CC_DATA_DIR": str(data_dir), "CC_HTTP_PORT": str(free_port()),
+           "CC_LOG_LEVEL": "warning", **(extra_env or {})}
+    env.pop("CC_KAFKA_BOOTSTRAP", None)
+    log = (data_dir.parent / f"{data_dir.name}.log").open("wb")
+    process = subprocess.Popen(command or [CLI, "up"], cwd=ROOT, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    creds = wait_for_file(data_dir / "local.json", process)
+    return Stack(creds["baseUrl"], creds["adminToken"], creds["projectId"], creds["apiKey"],
+                 data_dir, process)
+
+
+def stop_stack(stack: Stack) -> None:
+    """SIGTERM, then SIGKILL if it lingers."""
+    if stack.process.poll() is None:
+        stack.process.send_signal(signal.SIGTERM)
+        try:
+            stack.process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(stack.process.pid, signal.SIGKILL)
+            stack.process.wait()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The whole local stack, shared by the e2e tests."""
+    running = start_stack(tmp_path_factory.mktemp("stack") / "data")
+    yield running
+    stop_stack(running)

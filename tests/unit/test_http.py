@@ -1,0 +1,54 @@
+"""Pure pieces of the HTTP edge: timestamps, validation details, the OpenAPI copy."""
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from schemas.api import CreateKeyBody
+from services.api.openapi import build_document, document_bytes
+from services.api.table import ROUTES
+from services.common.clock import iso_ms
+from services.common.http import validation_error
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_iso_ms_has_milliseconds_and_z() -> None:
+    assert iso_ms(1735734896789) == "2025-01-01T12:34:56.789Z"
+    assert iso_ms(0) == "1970-01-01T00:00:00.000Z"
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b'{"name": 1, "scopes": ["*"]}', "name"),
+        (b'{"name": "a", "scopes": ["nope"]}', "scopes[0]"),
+        (b'{"name": "a"}', "body"),
+        (b'{"name": "a", "scopes": []}', "scopes"),
+        (b"{not json", "body"),
+    ],
+)
+def test_validation_errors_name_the_field(raw: bytes, field: str) -> None:
+    with pytest.raises((msgspec.ValidationError, msgspec.DecodeError)) as caught:
+        msgspec.json.decode(raw, type=CreateKeyBody)
+    error = validation_error(caught.value)
+    assert error.code == "VALIDATION_ERROR"
+    assert error.details is not None
+    assert error.details[0].field == field
+
+
+def test_committed_openapi_document_is_current() -> None:
+    committed = (ROOT / "docs" / "openapi.json").read_bytes()
+    assert committed == document_bytes(), "run `make openapi` and commit docs/openapi.json"
+
+
+def test_openapi_lists_every_route_with_its_security() -> None:
+    document = build_document(ROUTES)
+    assert document["openapi"].startswith("3.1")
+    for route in ROUTES:
+        operation = document["paths"][route.path][route.method.lower()]
+        assert operation["summary"] == route.summary
+        assert str(route.status) in operation["responses"]
+        if route.auth == "key":
+            assert {"bearer": []} in operation["security"]
