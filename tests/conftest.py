@@ -8,13 +8,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 from msgspec import Struct
-from redis.asyncio import Redis
+from redis import Redis as SyncRedis
+from redis.exceptions import RedisError
 
 from services.common.kafka import EmbeddedBroker, free_port
 
@@ -31,35 +34,47 @@ def _skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
+def _in_thread(coro_fn: "Callable[[], Coroutine[Any, Any, Any]]") -> Any:
+    """Run a coroutine on a private loop (sync fixtures may be used from async ones)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro_fn()).result()
+
+
 @pytest.fixture
-async def pg_url() -> AsyncIterator[tuple[str, str]]:
+def pg_url() -> Iterator[tuple[str, str]]:
     """A fresh schema in the machine's PostgreSQL: (SQLAlchemy URL, schema name)."""
     schema = f"cc_test_{secrets.token_hex(6)}"
-    try:
+
+    async def run(sql: str) -> None:
         conn = await asyncio.wait_for(asyncpg.connect(PG_DSN), 5)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    try:
+        _in_thread(lambda: run(f'CREATE SCHEMA "{schema}"'))
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         _skip_or_fail(f"PostgreSQL unreachable at {PG_DSN}: {exc!r}")
-    await conn.execute(f'CREATE SCHEMA "{schema}"')
     try:
         yield PG_DSN.replace("postgresql://", "postgresql+asyncpg://"), schema
     finally:
-        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await conn.close()
+        _in_thread(lambda: run(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
 @pytest.fixture
-async def redis_url() -> AsyncIterator[str]:
+def redis_url() -> Iterator[str]:
     """The machine's Redis (database 15, flushed before and after)."""
-    client: Redis = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    client = SyncRedis.from_url(REDIS_URL, socket_connect_timeout=2)
     try:
-        await client.ping()
-    except (OSError, Exception) as exc:
-        await client.aclose()
+        client.ping()
+    except (OSError, RedisError) as exc:
+        client.close()
         _skip_or_fail(f"Redis unreachable at {REDIS_URL}: {exc!r}")
-    await client.flushdb()
+    client.flushdb()
     yield REDIS_URL
-    await client.flushdb()
-    await client.aclose()
+    client.flushdb()
+    client.close()
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +97,9 @@ class Stack(Struct):
     process: subprocess.Popen[bytes]
 
 
-def wait_for_file(path: Path, process: subprocess.Popen[bytes], timeout_s: float = 60) -> dict[str, str]:
+def wait_for_file(
+    path: Path, process: subprocess.Popen[bytes], timeout_s: float = 60
+) -> dict[str, str]:
     """Wait for a JSON file a child process writes when it is ready."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -94,18 +111,36 @@ def wait_for_file(path: Path, process: subprocess.Popen[bytes], timeout_s: float
     raise TimeoutError(f"{path} did not appear within {timeout_s} s")
 
 
-def start_stack(data_dir: Path, extra_env: dict[str, str] | None = None,
-                command: list[str] | None = None) -> Stack:
+def start_stack(
+    data_dir: Path, extra_env: dict[str, str] | None = None, command: list[str] | None = None
+) -> Stack:
     """Start `codecourier up` (or `command`) on free ports and wait until it is ready."""
-    env = {**os.environ, "CC_DATA_DIR": str(data_dir), "CC_HTTP_PORT": str(free_port()),
-           "CC_LOG_LEVEL": "warning", **(extra_env or {})}
+    env = {
+        **os.environ,
+        "CC_DATA_DIR": str(data_dir),
+        "CC_HTTP_PORT": str(free_port()),
+        "CC_LOG_LEVEL": "warning",
+        **(extra_env or {}),
+    }
     env.pop("CC_KAFKA_BOOTSTRAP", None)
-    log = (data_dir.parent / f"{data_dir.name}.log").open("wb")
-    process = subprocess.Popen(command or [CLI, "up"], cwd=ROOT, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    with (data_dir.parent / f"{data_dir.name}.log").open("wb") as log:
+        process = subprocess.Popen(
+            command or [CLI, "up"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     creds = wait_for_file(data_dir / "local.json", process)
-    return Stack(creds["baseUrl"], creds["adminToken"], creds["projectId"], creds["apiKey"],
-                 data_dir, process)
+    return Stack(
+        creds["baseUrl"],
+        creds["adminToken"],
+        creds["projectId"],
+        creds["apiKey"],
+        data_dir,
+        process,
+    )
 
 
 def stop_stack(stack: Stack) -> None:

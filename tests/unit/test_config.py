@@ -26,8 +26,11 @@ def test_postgres_urls_get_the_async_driver(tmp_path: Path) -> None:
 def test_plan_table_overrides_merge_over_defaults(tmp_path: Path) -> None:
     plans = tmp_path / "plans.json"
     plans.write_text('{"free": {"apiPerMinute": 100}}')
-    env = {"CC_DATA_DIR": str(tmp_path), "CC_PLANS_FILE": str(plans),
-           "CC_PLANS": '{"enterprise": {"apiBurst": 100000}}'}
+    env = {
+        "CC_DATA_DIR": str(tmp_path),
+        "CC_PLANS_FILE": str(plans),
+        "CC_PLANS": '{"enterprise": {"apiBurst": 100000}}',
+    }
     settings = load_settings(env)
     assert settings.plan("free").api_per_minute == 100
     assert settings.plan("free").api_burst == 20
@@ -36,8 +39,13 @@ def test_plan_table_overrides_merge_over_defaults(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("CC_HTTP_PORT", "eighty"), ("CC_RETRY_DELAYS", "5,soon"), ("CC_PLANS", "{"),
-     ("CC_PLANS", '{"gold": {}}'), ("CC_PLANS", '{"free": {"speed": 1}}')],
+    [
+        ("CC_HTTP_PORT", "eighty"),
+        ("CC_RETRY_DELAYS", "5,soon"),
+        ("CC_PLANS", "{"),
+        ("CC_PLANS", '{"gold": {}}'),
+        ("CC_PLANS", '{"free": {"speed": 1}}'),
+    ],
 )
 def test_bad_values_are_config_errors(tmp_path: Path, name: str, value: str) -> None:
     with pytest.raises(ConfigError):
@@ -49,5 +57,7 @@ def test_secret_key_is_generated_once_with_mode_0600(tmp_path: Path) -> None:
     second = ensure_secret_key(load_settings({"CC_DATA_DIR": str(tmp_path)}))
     assert first.secret_key and first.secret_key == second.secret_key
     assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600
-    explicit = ensure_secret_key(load_settings({"CC_DATA_DIR": str(tmp_path), "CC_SECRET_KEY": "x"}))
+    explicit = ensure_secret_key(
+        load_settings({"CC_DATA_DIR": str(tmp_path), "CC_SECRET_KEY": "x"})
+    )
     assert explicit.secret_key == "x"

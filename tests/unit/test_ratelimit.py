@@ -49,7 +49,7 @@ def test_refill_never_exceeds_the_burst() -> None:
 
 
 def test_headers_describe_the_bucket_after_the_take() -> None:
-    left, decision = take(None, None, 1000.0, FREE, 1)
+    _, decision = take(None, None, 1000.0, FREE, 1)
     assert decision.limit_per_minute == 10
     assert decision.remaining == 19
     # 19 whole tokens left: the 20th arrives after 6 s of refill.

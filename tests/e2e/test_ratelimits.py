@@ -1,0 +1,152 @@
+"""Rate limits over HTTP: burst, smooth refill, headers; one bucket shared by two API processes."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+
+import aiohttp
+import asyncpg
+import pytest
+
+from services.common.kafka import free_port
+from tests.conftest import CLI, PG_DSN, ROOT, Stack, _in_thread, _skip_or_fail
+from tests.e2e.helpers import call, new_project
+
+ADMIN = "cc_admin_e2e_shared_bucket_token"
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+async def test_free_plan_refuses_the_21st_request_in_a_second(session, stack: Stack) -> None:
+    _, secret = await new_project(session, stack, plan="free")
+    url = f"{stack.base_url}/api/v1/whoami"
+    started = time.monotonic()
+    results = [await call(session, "GET", url, secret) for _ in range(21)]
+    assert time.monotonic() - started < 1.0
+    assert [r[0] for r in results] == [200] * 20 + [429]
+    remaining = [int(r[1]["X-RateLimit-Remaining"]) for r in results[:20]]
+    assert remaining == list(range(19, -1, -1))
+    assert all(r[1]["X-RateLimit-Limit"] == "10" for r in results)
+    status, headers, body = results[20]
+    assert status == 429
+    assert body["error"]["code"] == "RATE_LIMITED"
+    assert body["error"]["requestId"] == headers["X-Request-ID"]
+    assert int(headers["Retry-After"]) in (5, 6)
+    assert headers["X-RateLimit-Remaining"] == "0"
+    reset = datetime.fromisoformat(headers["X-RateLimit-Reset"].replace("Z", "+00:00"))
+    assert 0 < reset.timestamp() - time.time() <= 6.5
+
+
+async def test_tokens_refill_smoothly_not_per_minute(session, stack: Stack) -> None:
+    _, secret = await new_project(session, stack, plan="free")
+    url = f"{stack.base_url}/api/v1/whoami"
+    for _ in range(20):
+        await call(session, "GET", url, secret)
+    status, headers, _ = await call(session, "GET", url, secret)
+    assert status == 429
+    await asyncio.sleep(int(headers["Retry-After"]) + 0.2)
+    assert (await call(session, "GET", url, secret))[0] == 200  # one token back after ~6 s
+    assert (await call(session, "GET", url, secret))[0] == 429
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A throwaway database in the machine's PostgreSQL."""
+    name = f"cc_e2e_{os.getpid()}_{int(time.time())}"
+
+    async def run(sql: str) -> None:
+        conn = await asyncio.wait_for(asyncpg.connect(PG_DSN), 5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    try:
+        _in_thread(lambda: run(f'CREATE DATABASE "{name}"'))
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        _skip_or_fail(f"PostgreSQL unreachable at {PG_DSN}: {exc!r}")
+    yield PG_DSN.rsplit("/", 1)[0] + f"/{name}"
+    _in_thread(lambda: run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _start_api(tmp_path, name: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    full = {
+        **os.environ,
+        **env,
+        "CC_HTTP_PORT": str(port),
+        "CC_DATA_DIR": str(tmp_path / name),
+        "CC_LOG_LEVEL": "warning",
+    }
+    with (tmp_path / f"{name}.log").open("wb") as log:
+        process = subprocess.Popen(
+            [CLI, "api"],
+            cwd=ROOT,
+            env=full,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return process, f"http://127.0.0.1:{port}"
+
+
+async def _wait_healthy(session: aiohttp.ClientSession, url: str, process) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "API process exited during start-up"
+        try:
+            if (await call(session, "GET", f"{url}/healthz"))[0] == 200:
+                return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise TimeoutError(url)
+
+
+async def test_two_api_processes_share_one_bucket_through_redis(
+    session, tmp_path, broker: str, redis_url: str, pg_database: str
+) -> None:
+    env = {
+        "CC_KAFKA_BOOTSTRAP": broker,
+        "CC_REDIS_URL": redis_url,
+        "CC_DATABASE_URL": pg_database,
+        "CC_SECRET_KEY": "shared-secret-for-both-replicas",
+        "CC_ADMIN_TOKEN": ADMIN,
+    }
+    first, url_a = _start_api(tmp_path, "a", {**env, "CC_CLICKHOUSE_URL": f"chdb://{tmp_path}/cha"})
+    await _wait_healthy(session, url_a, first)  # migrations run once, before the second starts
+    second, url_b = _start_api(
+        tmp_path, "b", {**env, "CC_CLICKHOUSE_URL": f"chdb://{tmp_path}/chb"}
+    )
+    try:
+        await _wait_healthy(session, url_b, second)
+        status, _, body = await call(
+            session,
+            "POST",
+            f"{url_a}/admin/v1/projects",
+            ADMIN,
+            json={"name": "shared", "plan": "free"},
+        )
+        assert status == 201
+        secret = body["data"]["key"]["secret"]
+        statuses = [
+            (await call(session, "GET", f"{url}/api/v1/whoami", secret))[0]
+            for url in [url_a, url_b] * 11
+        ]
+        assert statuses[:20] == [200] * 20
+        assert statuses[20:] == [429, 429]
+        _, _, ready = await call(session, "GET", f"{url_b}/readyz")
+        assert ready["data"]["checks"]["redis"] == "ok"
+    finally:
+        for process in (first, second):
+            process.send_signal(signal.SIGTERM)
+        for process in (first, second):
+            process.wait(20)
