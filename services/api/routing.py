@@ -112,6 +112,8 @@ async def _authenticate(route: Route, request: web.Request, deps: Deps) -> KeyRe
 
 
 def _query(route: Route, request: web.Request) -> dict[str, str]:
+    if not request.query_string:
+        return {}
     allowed = {p.name for p in route.params}
     unknown = sorted(set(request.query) - allowed)
     if unknown:

@@ -1,14 +1,16 @@
 """API key secrets: generation, format check, keyed hashing and scope rules (pure)."""
 
+import functools
 import hashlib
 import hmac
+import re
 
-from services.common.ids import BASE62, random_base62
+from services.common.ids import random_base62
 
 SECRET_PREFIX = "cc_live_"  # noqa: S105 - a public prefix, not a secret
 SECRET_RANDOM_CHARS = 40  # 40 * log2(62) = 238 bits, above the contract's 190
 DISPLAY_PREFIX_CHARS = len(SECRET_PREFIX) + 6
-_BASE62_SET = frozenset(BASE62)
+_WELL_FORMED = re.compile(rf"{SECRET_PREFIX}[0-9A-Za-z]{{32,128}}")
 
 
 def new_secret() -> str:
@@ -18,17 +20,20 @@ def new_secret() -> str:
 
 def is_well_formed(secret: str) -> bool:
     """Whether a presented secret has the shape of one we issue."""
-    body = secret[len(SECRET_PREFIX) :]
-    return (
-        secret.startswith(SECRET_PREFIX)
-        and 32 <= len(body) <= 128
-        and all(ch in _BASE62_SET for ch in body)
-    )
+    return _WELL_FORMED.fullmatch(secret) is not None
+
+
+@functools.lru_cache(maxsize=8)
+def _mac_key(server_key: str) -> bytes:
+    return hashlib.sha256(b"codecourier api key hash\0" + server_key.encode()).digest()
 
 
 def hash_secret(secret: str, server_key: str) -> str:
-    """HMAC-SHA256 of the secret under the server key: a stolen table alone cannot be replayed."""
-    return hmac.new(server_key.encode(), secret.encode(), hashlib.sha256).hexdigest()
+    """Keyed BLAKE2b of the secret under the server key: a stolen table alone cannot be replayed.
+
+    BLAKE2b in keyed mode is a MAC like HMAC-SHA256, at a fraction of the cost per request.
+    """
+    return hashlib.blake2b(secret.encode(), key=_mac_key(server_key), digest_size=32).hexdigest()
 
 
 def hashes_match(stored: str, presented: str) -> bool:

@@ -49,6 +49,7 @@ class KeyAuthenticator:
         self._clock = clock
         self._cache: dict[str, tuple[float, KeyRecord]] = {}
         self._last_used: dict[str, int] = {}
+        self._inflight: dict[str, asyncio.Future[KeyRecord | None]] = {}
 
     async def authenticate(self, headers: CIMultiDictProxy[str]) -> KeyRecord:
         """The live key behind the request's credentials, or Unauthenticated saying why not."""
@@ -73,7 +74,13 @@ class KeyAuthenticator:
         now = time.monotonic()
         if cached is not None and now - cached[0] < self._cache_s:
             return cached[1]
-        key = await self._cp.find_key(digest)
+        # Single flight: when an entry expires under load, one query serves every waiter.
+        pending = self._inflight.get(digest)
+        if pending is None:
+            pending = asyncio.ensure_future(self._cp.find_key(digest))
+            self._inflight[digest] = pending
+            pending.add_done_callback(lambda _f: self._inflight.pop(digest, None))
+        key = await asyncio.shield(pending)
         if key is not None and self._cache_s > 0:
             self._cache[digest] = (now, key)
         return key

@@ -1,8 +1,8 @@
 """HTTP edges shared by every route: envelopes, request ids, error mapping, body decoding."""
 
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -54,9 +54,31 @@ class HttpMetrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
         )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, method: str, route: str, status: int, elapsed_s: float) -> None:
+        """Count one request and its latency (label children are looked up once, then cached)."""
+        children = self._children.get((method, route, status))
+        if children is None:
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(route),
+            )
+            self._children[(method, route, status)] = children
+        children[0].inc()
+        children[1].observe(elapsed_s)
 
 
 METRICS = web.AppKey("metrics", HttpMetrics)
+
+
+def new_request_id() -> str:
+    """A random UUID4 string (uuid.uuid4() builds an object we would only format)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def request_id_of(request: web.Request) -> str:
@@ -65,7 +87,7 @@ def request_id_of(request: web.Request) -> str:
     if existing:
         return existing
     incoming = request.headers.get("X-Request-ID", "")
-    rid = incoming if _REQUEST_ID_RE.match(incoming) else str(uuid.uuid4())
+    rid = incoming if incoming and _REQUEST_ID_RE.match(incoming) else new_request_id()
     request["request_id"] = rid
     return rid
 
@@ -149,8 +171,7 @@ def _observe(
     route = resource.canonical if resource is not None else "unmatched"
     metrics = request.app.get(METRICS)
     if metrics is not None:
-        metrics.requests.labels(request.method, route, str(response.status)).inc()
-        metrics.latency.labels(route).observe(elapsed_s)
+        metrics.observe(request.method, route, response.status, elapsed_s)
     log.info(
         "http.request",
         request_id=rid,

@@ -38,6 +38,22 @@ async def _wait_http(url: str) -> None:
     raise TimeoutError(url)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its reaped children so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:13]) / os.sysconf("SC_CLK_TCK")
+
+
+async def measured(url: str, headers: dict[str, str], pid: int) -> dict[str, float]:
+    """One load round, plus the server's CPU microseconds per request."""
+    before = cpu_seconds(pid)
+    result = await run_load(url, headers, CONCURRENCY, DURATION_S)
+    result["server_cpu_us_per_request"] = round(
+        (cpu_seconds(pid) - before) * 1e6 / max(1, result["requests"]), 1
+    )
+    return result
+
+
 async def main() -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="cc-bench-"))
     env = {
@@ -64,8 +80,8 @@ async def main() -> dict[str, object]:
         await run_load(bare_url, {}, CONCURRENCY, 1.0)
         api_runs, bare_runs = [], []
         for _ in range(ROUNDS):
-            api_runs.append(await run_load(api_url, auth, CONCURRENCY, DURATION_S))
-            bare_runs.append(await run_load(bare_url, {}, CONCURRENCY, DURATION_S))
+            api_runs.append(await measured(api_url, auth, stack.pid))
+            bare_runs.append(await measured(bare_url, {}, bare.pid))
         api_rps, bare_rps = median_of(api_runs, "rps"), median_of(bare_runs, "rps")
         return {
             "benchmark": "whoami",
@@ -77,11 +93,13 @@ async def main() -> dict[str, object]:
                 "p50_ms": median_of(api_runs, "p50_ms"),
                 "p99_ms": median_of(api_runs, "p99_ms"),
                 "errors": sum(r["errors"] for r in api_runs),
+                "server_cpu_us_per_request": median_of(api_runs, "server_cpu_us_per_request"),
             },
             "bare_aiohttp": {
                 "rps": bare_rps,
                 "p50_ms": median_of(bare_runs, "p50_ms"),
                 "p99_ms": median_of(bare_runs, "p99_ms"),
+                "server_cpu_us_per_request": median_of(bare_runs, "server_cpu_us_per_request"),
             },
             "ratio_rps_api_over_bare": round(api_rps / bare_rps, 3),
             "target_ratio": 0.6,

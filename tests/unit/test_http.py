@@ -52,3 +52,15 @@ def test_openapi_lists_every_route_with_its_security() -> None:
         assert str(route.status) in operation["responses"]
         if route.auth == "key":
             assert {"bearer": []} in operation["security"]
+
+
+def test_generated_request_ids_are_uuid4() -> None:
+    import uuid
+
+    from services.common.http import new_request_id
+
+    ids = {new_request_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for rid in list(ids)[:50]:
+        assert uuid.UUID(rid).version == 4
+        assert str(uuid.UUID(rid)) == rid
