@@ -27,7 +27,7 @@ class CliError(Exception):
 def _endpoint(
     args: argparse.Namespace, settings: Settings, env: Mapping[str, str]
 ) -> dict[str, str]:
-    from services.local import read_credentials
+    from services.common.localfile import read_credentials
 
     saved = read_credentials(settings.data_dir)
     return {
