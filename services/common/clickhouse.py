@@ -8,6 +8,7 @@ from typing import Any
 import clickhouse_connect
 import structlog
 
+from services.common import chschema
 from services.common.errors import Unavailable
 
 log = structlog.get_logger(__name__)
@@ -15,9 +16,6 @@ log = structlog.get_logger(__name__)
 MIGRATIONS_TABLE = "cc_schema_migrations"
 _APPLIED = "SELECT version FROM cc_schema_migrations FINAL"
 
-# Append only. Every statement is idempotent (IF NOT EXISTS) so a crash between a statement and
-# its bookkeeping row is repaired by running the migration again.
-MIGRATIONS: list[tuple[int, str, list[str]]] = []
 
 
 class ClickHouse:
@@ -90,7 +88,9 @@ class ClickHouse:
         )
         done = {row[0] for row in await self.rows(_APPLIED)}
         applied = []
-        for version, name, statements in MIGRATIONS if migrations is None else migrations:
+        # Every statement is idempotent (IF NOT EXISTS): a crash between a statement and its
+        # bookkeeping row is repaired by running the migration again.
+        for version, name, statements in chschema.MIGRATIONS if migrations is None else migrations:
             if version in done:
                 continue
             for statement in statements:

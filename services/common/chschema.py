@@ -1,0 +1,175 @@
+"""The ClickHouse schema, as versioned migrations. Same DDL on chDB and on a ClickHouse server.
+
+`executions` is slim and sorted for the gapless cursor `(ingest_ts, partition, offset)` within a
+project; big blobs live in `execution_payloads`, read only for full details. Workflows and monthly
+usage are kept by materialized views so that they follow every insert without a second writer.
+Retention is a TTL on ingestion time with the plan's days stored per row, so backfilled history is
+not dropped the moment it lands.
+"""
+
+_TTL = "TTL toDateTime(intDiv(ingest_ts, 1000000)) + toIntervalDay(retention_days)"
+
+EXECUTIONS = f"""
+CREATE TABLE IF NOT EXISTS executions (
+    project_id LowCardinality(String),
+    ingest_ts Int64 CODEC(Delta, ZSTD(1)),
+    partition UInt16,
+    offset UInt64 CODEC(Delta, ZSTD(1)),
+    log_id String,
+    execution_id String,
+    workflow_id String,
+    workflow_name String,
+    workflow_description String CODEC(ZSTD(3)),
+    folder_id String,
+    trigger LowCardinality(String),
+    level LowCardinality(String),
+    status LowCardinality(String),
+    started_at DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+    ended_at DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+    total_duration_ms UInt64 CODEC(T64, ZSTD(1)),
+    cost_total Float64 CODEC(ZSTD(1)),
+    cost_json String CODEC(ZSTD(3)),
+    models Array(LowCardinality(String)),
+    files String CODEC(ZSTD(3)),
+    has_trace_spans UInt8,
+    has_final_output UInt8,
+    retention_days UInt16,
+    INDEX ix_execution_id execution_id TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX ix_log_id log_id TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX ix_workflow_id workflow_id TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX ix_folder_id folder_id TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX ix_models models TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX ix_duration total_duration_ms TYPE minmax GRANULARITY 1,
+    INDEX ix_cost cost_total TYPE minmax GRANULARITY 1,
+    INDEX ix_started started_at TYPE minmax GRANULARITY 1,
+    PROJECTION by_execution (
+        SELECT project_id, execution_id, log_id, ingest_ts, partition, offset
+        ORDER BY project_id, execution_id
+    )
+) ENGINE = MergeTree
+ORDER BY (project_id, ingest_ts, partition, offset)
+{_TTL}
+SETTINGS non_replicated_deduplication_window = 10000, index_granularity = 4096
+"""
+
+PAYLOADS = f"""
+CREATE TABLE IF NOT EXISTS execution_payloads (
+    project_id LowCardinality(String),
+    execution_id String,
+    ingest_ts Int64,
+    trace_spans String CODEC(ZSTD(3)),
+    final_output String CODEC(ZSTD(3)),
+    workflow_state String CODEC(ZSTD(3)),
+    retention_days UInt16
+) ENGINE = ReplacingMergeTree(ingest_ts)
+ORDER BY (project_id, execution_id)
+{_TTL}
+SETTINGS non_replicated_deduplication_window = 10000
+"""
+
+STARTED = f"""
+CREATE TABLE IF NOT EXISTS executions_started (
+    project_id LowCardinality(String),
+    execution_id String,
+    workflow_id String,
+    workflow_name String,
+    folder_id String,
+    trigger LowCardinality(String),
+    mode LowCardinality(String),
+    started_at DateTime64(3, 'UTC'),
+    ingest_ts Int64,
+    retention_days UInt16
+) ENGINE = ReplacingMergeTree(ingest_ts)
+ORDER BY (project_id, execution_id)
+{_TTL}
+SETTINGS non_replicated_deduplication_window = 10000
+"""
+
+WORKFLOW_STATS = """
+CREATE TABLE IF NOT EXISTS workflow_stats (
+    project_id LowCardinality(String),
+    workflow_id String,
+    execution_count SimpleAggregateFunction(sum, UInt64),
+    last_execution_at SimpleAggregateFunction(max, DateTime64(3, 'UTC'))
+) ENGINE = AggregatingMergeTree
+ORDER BY (project_id, workflow_id)
+"""
+
+WORKFLOW_META = """
+CREATE TABLE IF NOT EXISTS workflow_meta (
+    project_id LowCardinality(String),
+    workflow_id String,
+    name String,
+    description String,
+    folder_id String,
+    version Int64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (project_id, workflow_id)
+"""
+
+STATS_FROM_EXECUTIONS = """
+CREATE MATERIALIZED VIEW IF NOT EXISTS workflow_stats_from_executions TO workflow_stats AS
+SELECT project_id, workflow_id, toUInt64(count()) AS execution_count,
+       max(ended_at) AS last_execution_at
+FROM executions GROUP BY project_id, workflow_id
+"""
+
+STATS_FROM_STARTED = """
+CREATE MATERIALIZED VIEW IF NOT EXISTS workflow_stats_from_started TO workflow_stats AS
+SELECT project_id, workflow_id, toUInt64(0) AS execution_count,
+       max(started_at) AS last_execution_at
+FROM executions_started GROUP BY project_id, workflow_id
+"""
+
+META_FROM_EXECUTIONS = """
+CREATE MATERIALIZED VIEW IF NOT EXISTS workflow_meta_from_executions TO workflow_meta AS
+SELECT project_id, workflow_id, workflow_name AS name, workflow_description AS description,
+       folder_id, ingest_ts AS version
+FROM executions WHERE workflow_name != '' OR workflow_description != '' OR folder_id != ''
+"""
+
+META_FROM_STARTED = """
+CREATE MATERIALIZED VIEW IF NOT EXISTS workflow_meta_from_started TO workflow_meta AS
+SELECT project_id, workflow_id, workflow_name AS name, '' AS description, folder_id,
+       ingest_ts AS version
+FROM executions_started WHERE workflow_name != '' OR folder_id != ''
+"""
+
+USAGE = """
+CREATE TABLE IF NOT EXISTS usage_monthly (
+    project_id LowCardinality(String),
+    month Date,
+    cost SimpleAggregateFunction(sum, Float64),
+    executions SimpleAggregateFunction(sum, UInt64)
+) ENGINE = AggregatingMergeTree
+ORDER BY (project_id, month)
+"""
+
+USAGE_FROM_EXECUTIONS = """
+CREATE MATERIALIZED VIEW IF NOT EXISTS usage_monthly_from_executions TO usage_monthly AS
+SELECT project_id, toStartOfMonth(ended_at) AS month, sum(cost_total) AS cost,
+       toUInt64(count()) AS executions
+FROM executions GROUP BY project_id, month
+"""
+
+WATERMARKS = """
+CREATE TABLE IF NOT EXISTS sink_watermarks (
+    topic LowCardinality(String),
+    partition UInt16,
+    ts Int64,
+    updated_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree(ts)
+ORDER BY (topic, partition)
+"""
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "executions, payloads, runs, workflows, usage, watermarks",
+        [
+            EXECUTIONS, PAYLOADS, STARTED, WORKFLOW_STATS, WORKFLOW_META, STATS_FROM_EXECUTIONS,
+            STATS_FROM_STARTED, META_FROM_EXECUTIONS, META_FROM_STARTED, USAGE,
+            USAGE_FROM_EXECUTIONS, WATERMARKS,
+        ],
+    ),
+]

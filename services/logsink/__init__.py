@@ -1,0 +1,1 @@
+"""The log sink: the only writer of ClickHouse."""
