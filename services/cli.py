@@ -170,6 +170,25 @@ async def _run_api(settings: Settings) -> int:
     return 0
 
 
+async def _run_logsink(settings: Settings) -> int:
+    from services.common import kafka, wiring
+    from services.logsink.sink import LogSink, SinkConfig
+
+    if not settings.kafka_bootstrap:
+        raise CliError("`codecourier logsink` needs CC_KAFKA_BOOTSTRAP; `codecourier up` runs all")
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    ch = wiring.clickhouse(settings)
+    try:
+        await ch.migrate()
+        await kafka.ensure_topics(settings.kafka_bootstrap, settings.kafka_partitions)
+        await LogSink(SinkConfig(settings.kafka_bootstrap), ch).run(stop)
+    finally:
+        ch.close()
+    return 0
+
+
 async def _migrate(settings: Settings) -> int:
     from services.common import wiring
     from services.common.clock import now_ms
@@ -204,6 +223,12 @@ def parser() -> argparse.ArgumentParser:
         help="run the HTTP API alone against external services",
         description="Serve the API; needs CC_KAFKA_BOOTSTRAP. Replicas must share "
         "CC_SECRET_KEY, CC_DATABASE_URL and CC_REDIS_URL.",
+    )
+    sub.add_parser(
+        "logsink",
+        help="run the log sink alone (Kafka executions -> ClickHouse)",
+        description="Consume `executions` and write ClickHouse; needs CC_KAFKA_BOOTSTRAP. Run "
+        "several (up to the partition count) to scale out; they share the consumer group.",
     )
     sub.add_parser("migrate", help="apply control-plane and ClickHouse migrations, then exit")
 
@@ -257,6 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_up(settings)
         if args.command == "api":
             return asyncio.run(_run_api(settings))
+        if args.command == "logsink":
+            return asyncio.run(_run_logsink(settings))
         if args.command == "migrate":
             return asyncio.run(_migrate(settings))
         args.run(args, _endpoint(args, settings, os.environ))

@@ -3,7 +3,9 @@
 import asyncio
 import contextlib
 import signal
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import structlog
@@ -17,6 +19,7 @@ from services.common.config import Settings, ensure_secret_key
 from services.common.ids import random_base62
 from services.common.kafka import EmbeddedBroker, die_with_parent
 from services.common.localfile import LocalCredentials, read_credentials, write_credentials
+from services.logsink.sink import LogSink, SinkConfig
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +60,16 @@ def banner(creds: LocalCredentials, path: Path) -> str:
     )
 
 
+async def _supervised(job: Coroutine[Any, Any, None], stop: asyncio.Event) -> None:
+    """Run a service; if it dies, stop the whole stack rather than limp on without it."""
+    try:
+        await job
+    except Exception:
+        log.exception("local.service_crashed")
+        stop.set()
+        raise
+
+
 async def _watch_broker(broker: EmbeddedBroker, stop: asyncio.Event) -> None:
     while not stop.is_set():
         if broker.process is not None and broker.process.poll() is not None:
@@ -81,9 +94,14 @@ async def run_local(settings: Settings) -> int:
         loop.add_signal_handler(sig, stop.set)
     broker = EmbeddedBroker(settings.kafka_port, settings.data_dir / "broker.log")
     api: RunningApi | None = None
+    sink_task: asyncio.Task[None] | None = None
     try:
         bootstrap = settings.kafka_bootstrap or await broker.start()
         api = await serve(await prepare(settings, bootstrap))
+        # chDB admits one process per data directory: the sink shares the API's client.
+        sink_task = asyncio.create_task(
+            _supervised(LogSink(SinkConfig(bootstrap), api.deps.clickhouse).run(stop), stop)
+        )
         host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
         project_id, api_key = await _local_key(api, previous)
         creds = LocalCredentials(
@@ -97,6 +115,10 @@ async def run_local(settings: Settings) -> int:
         return 1 if broker.process is not None and broker.process.poll() is not None else 0
     finally:
         log.info("local.stopping")
+        stop.set()
+        if sink_task is not None:
+            with contextlib.suppress(Exception):
+                await sink_task
         if api is not None:
             await api.stop()
         broker.stop()

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
+from schemas import topics
 from services.api.deps import Deps
 from services.api.routing import bind
 from services.api.table import ROUTES
+from services.api.visibility import Visibility
 from services.common import kafka, wiring
 from services.common.clock import now_ms
 from services.common.config import Settings
@@ -48,13 +50,19 @@ async def prepare(settings: Settings, kafka_bootstrap: str) -> Deps:
     ch = wiring.clickhouse(settings)
     ch_applied = await ch.migrate()
     created = await kafka.ensure_topics(kafka_bootstrap, settings.kafka_partitions)
+    producer = kafka.make_producer(kafka_bootstrap)
+    await producer.start()
+    partitions = len(await producer.partitions_for(topics.EXECUTIONS))
     log.info(
         "api.prepared",
         sql_migrations=applied,
         clickhouse_migrations=ch_applied,
         topics_created=created,
+        partitions=partitions,
     )
     return Deps(
+        producer=producer,
+        visibility=Visibility(ch, partitions),
         settings=settings,
         controlplane=cp,
         auth=wiring.key_authenticator(settings, cp),
@@ -76,6 +84,7 @@ class RunningApi:
     async def stop(self) -> None:
         """Stop serving and release every adapter."""
         await self.runner.cleanup()
+        await self.deps.producer.stop()
         await self.deps.limiter.close()
         await self.deps.controlplane.close()
         self.deps.clickhouse.close()

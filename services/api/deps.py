@@ -2,6 +2,9 @@
 
 from dataclasses import dataclass, field
 
+from aiokafka import AIOKafkaProducer
+
+from services.api.visibility import Visibility
 from services.common.auth import KeyAuthenticator
 from services.common.clickhouse import ClickHouse
 from services.common.clock import Clock, system_clock
@@ -21,6 +24,8 @@ class Deps:
     clickhouse: ClickHouse
     kafka_bootstrap: str
     cursor_key: bytes
+    producer: AIOKafkaProducer
+    visibility: Visibility
     clock: Clock = system_clock
     background: list[object] = field(default_factory=list)
 

@@ -23,15 +23,19 @@ _ERRORS = {
 }
 
 
-def _data_schema(route: Route, ref: dict[str, Any]) -> dict[str, Any]:
+def _data_schema(
+    route: Route, ref: dict[str, Any], refs: dict[type, dict[str, Any]]
+) -> dict[str, Any]:
     if route.paged:
+        extra = {name: refs[kind] for name, kind in route.extra_doc.items()}
         return {
             "type": "object",
-            "required": ["data", "nextCursor", "hasMore"],
+            "required": ["data", "nextCursor", "hasMore", *extra],
             "properties": {
                 "data": {"type": "array", "items": ref},
                 "nextCursor": {"type": ["string", "null"]},
                 "hasMore": {"type": "boolean"},
+                **extra,
             },
         }
     return {"type": "object", "required": ["data"], "properties": {"data": ref}}
@@ -67,13 +71,14 @@ def _operation(route: Route, refs: dict[type, dict[str, Any]]) -> dict[str, Any]
     ]
     if parameters:
         op["parameters"] = parameters
-    if route.body is not None:
-        op["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": refs[route.body]}},
-        }
+    body = route.body or route.doc_body
+    if body is not None:
+        content = {"application/json": {"schema": refs[body]}}
+        if route.doc_body is not None:
+            content["application/x-ndjson"] = {"schema": {"type": "string"}}
+        op["requestBody"] = {"required": True, "content": content}
     if route.response is not None:
-        content = {"application/json": {"schema": _data_schema(route, refs[route.response])}}
+        content = {"application/json": {"schema": _data_schema(route, refs[route.response], refs)}}
         success: dict[str, Any] = {"description": "Success", "content": content}
     else:
         success = {"description": "Success"}
@@ -86,7 +91,11 @@ def _operation(route: Route, refs: dict[type, dict[str, Any]]) -> dict[str, Any]
 
 def build_document(routes: list[Route]) -> dict[str, Any]:
     """The whole OpenAPI 3.1 document for `routes`."""
-    types = {ErrorBody} | {t for r in routes for t in (r.body, r.response) if t is not None}
+    types = (
+        {ErrorBody}
+        | {t for r in routes for t in (r.body, r.doc_body, r.response) if t is not None}
+        | {t for r in routes for t in r.extra_doc.values()}
+    )
     ordered = sorted(types, key=lambda t: t.__name__)
     schemas, components = msgspec.json.schema_components(ordered, ref_template=_REF)
     refs = dict(zip(ordered, schemas, strict=True))

@@ -32,6 +32,7 @@ class Page:
     items: list[Any]
     next_cursor: str | None
     has_more: bool
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -71,6 +72,8 @@ class Route:
     auth: Literal["key", "admin", "none"] = "key"
     scope: str | None = None
     body: type[Any] | None = None
+    doc_body: type[Any] | None = None  # documented body of a handler that parses its own
+    extra_doc: dict[str, type[Any]] = field(default_factory=dict)  # extra list-envelope fields
     response: Any = None
     status: int = 200
     paged: bool = False
@@ -137,7 +140,11 @@ def bind(route: Route, deps: Deps) -> Callable[[web.Request], Awaitable[web.Stre
             return result
         if isinstance(result, Page):
             return data_response(
-                result.items, route.status, nextCursor=result.next_cursor, hasMore=result.has_more
+                result.items,
+                route.status,
+                nextCursor=result.next_cursor,
+                hasMore=result.has_more,
+                **result.extra,
             )
         return data_response(result, route.status)
 

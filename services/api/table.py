@@ -1,6 +1,15 @@
 """The route table: every route of the API, in one list."""
 
-from services.api import admin, identity, keys, ops
+from services.api import admin, events, identity, keys, logs, ops, runs, workflows
 from services.api.routing import Route
 
-ROUTES: list[Route] = [*ops.ROUTES, *identity.ROUTES, *keys.ROUTES, *admin.ROUTES]
+ROUTES: list[Route] = [
+    *ops.ROUTES,
+    *identity.ROUTES,
+    *keys.ROUTES,
+    *admin.ROUTES,
+    *events.ROUTES,
+    *logs.ROUTES,
+    *workflows.ROUTES,
+    *runs.ROUTES,
+]

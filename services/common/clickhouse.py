@@ -17,7 +17,6 @@ MIGRATIONS_TABLE = "cc_schema_migrations"
 _APPLIED = "SELECT version FROM cc_schema_migrations FINAL"
 
 
-
 class ClickHouse:
     """A clickhouse-connect client driven from asyncio; one statement at a time per process."""
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import structlog
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
@@ -99,9 +100,13 @@ async def wait_until_ready(
         if process is not None and process.poll() is not None:
             raise Unavailable(f"embedded broker exited with status {process.returncode}")
         try:
+            host, _, port = bootstrap.rpartition(":")
+            # A plain TCP probe first: aiokafka logs an error for every refused connection.
+            _reader, writer = await asyncio.open_connection(host, int(port))
+            writer.close()
             await ping(bootstrap, timeout_s=2.0)
             return
-        except Unavailable:
+        except (Unavailable, OSError):
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.1)
@@ -120,6 +125,21 @@ async def ping(bootstrap: str, timeout_s: float = 2.0) -> None:
     finally:
         with contextlib.suppress(Exception):
             await admin.close()
+
+
+def make_producer(bootstrap: str) -> AIOKafkaProducer:
+    """A producer that returns only once every replica has the record (acks=all).
+
+    No idempotent producer: the embedded broker does not support it, and consumers deduplicate.
+    """
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=2,
+        max_batch_size=1024 * 1024,
+        max_request_size=4 * 1024 * 1024,
+        request_timeout_ms=30_000,
+    )
 
 
 def topic_specs(partitions: int, names: tuple[str, ...] = topics.ALL) -> list[NewTopic]:

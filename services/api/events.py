@@ -1,0 +1,197 @@
+"""Route: `POST /api/v1/events`: validate, rate limit, put on Kafka, then answer 202."""
+
+import asyncio
+
+import msgspec
+from aiokafka.errors import KafkaError
+from msgspec import UNSET, Struct, UnsetType
+
+from schemas import topics
+from schemas.api import ErrorDetail
+from schemas.events import (
+    Event,
+    EventBatch,
+    ExecutionCompleted,
+    ExecutionRecord,
+    ExecutionStarted,
+    topic_key,
+)
+from services.api.routing import Call, Route
+from services.common.clock import now_ms
+from services.common.controlplane import KeyRecord
+from services.common.errors import (
+    InvalidInput,
+    PayloadTooLarge,
+    RateLimited,
+    Unavailable,
+    UnsupportedMediaType,
+)
+from services.common.http import validation_error
+from services.common.ratelimit import Bucket, Decision
+
+MAX_EVENTS = 1000
+MAX_REPORTED_ERRORS = 50
+_event_decoder = msgspec.json.Decoder(Event)
+_record_encoder = msgspec.json.Encoder()
+
+
+class Accepted(Struct, frozen=True):
+    """How many events were put on the log."""
+
+    accepted: int
+
+
+class _Envelope(Struct):
+    events: list[msgspec.Raw] | UnsetType = UNSET
+
+
+def split_body(raw: bytes, content_type: str) -> tuple[list[bytes], str]:
+    """The raw events of a body and the field prefix for errors (`events` or ``)."""
+    if content_type == "application/x-ndjson":
+        lines = [line for line in raw.split(b"\n") if line.strip()]
+        if not lines:
+            raise InvalidInput.field("body", "No events in the NDJSON body.")
+        return lines, "events"
+    if content_type != "application/json":
+        raise UnsupportedMediaType(
+            "Content-Type must be application/json or application/x-ndjson, "
+            f"got {content_type or 'none'}."
+        )
+    try:
+        envelope = msgspec.json.decode(raw, type=_Envelope)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise validation_error(exc) from exc
+    if isinstance(envelope.events, UnsetType):
+        return [raw], ""
+    if not envelope.events:
+        raise InvalidInput.field("events", "Send at least one event.")
+    return [bytes(item) for item in envelope.events], "events"
+
+
+def _field(prefix: str, index: int, path: str) -> str:
+    base = f"{prefix}[{index}]" if prefix else ""
+    return f"{base}.{path}".strip(".") if path else (base or "body")
+
+
+def decode_events(raws: list[bytes], prefix: str, max_event_bytes: int) -> list[Event]:
+    """Decode and check every event; any failure rejects the whole request with every detail."""
+    if len(raws) > MAX_EVENTS:
+        raise InvalidInput.field(prefix or "events", f"At most {MAX_EVENTS} events per request.")
+    events: list[Event] = []
+    errors: list[ErrorDetail] = []
+    for index, raw in enumerate(raws):
+        if len(raw) > max_event_bytes:
+            raise PayloadTooLarge(
+                f"{_field(prefix, index, '')} is {len(raw)} bytes; the limit is {max_event_bytes}.",
+                [ErrorDetail(field=_field(prefix, index, ""), message="Event too large.")],
+            )
+        try:
+            event = _event_decoder.decode(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            detail = validation_error(exc).details[0]  # type: ignore[index]
+            path = "" if detail.field == "body" else detail.field
+            errors.append(ErrorDetail(field=_field(prefix, index, path), message=detail.message))
+            continue
+        if isinstance(event, ExecutionCompleted) and event.endedAt < event.startedAt:
+            errors.append(
+                ErrorDetail(
+                    field=_field(prefix, index, "endedAt"), message="Must not be before startedAt."
+                )
+            )
+            continue
+        events.append(event)
+    if errors:
+        shown = errors[:MAX_REPORTED_ERRORS]
+        raise InvalidInput(f"{len(errors)} invalid event(s); first: {shown[0].field}.", shown)
+    return events
+
+
+def execution_buckets(call: Call, plan: str) -> dict[str, Bucket]:
+    """The project's sync and async execution buckets."""
+    limits = call.deps.settings.plan(plan)
+    return {
+        "sync": Bucket(per_minute=limits.sync_per_minute, burst=limits.sync_burst),
+        "async": Bucket(per_minute=limits.async_per_minute, burst=limits.async_burst),
+    }
+
+
+async def _take(call: Call, name: str, bucket: Bucket, cost: int, what: str) -> Decision:
+    decision = await call.deps.limiter.take(name, bucket, cost)
+    if not decision.allowed:
+        raise RateLimited(
+            f"{what} limit of {decision.limit_per_minute} per minute exceeded; "
+            f"retry in {decision.retry_after_s} s.",
+            decision.retry_after_s,
+        )
+    return decision
+
+
+async def _limit(call: Call, key: KeyRecord, events: list[Event]) -> None:
+    limits = call.deps.settings.plan(key.plan)
+    ingest = Bucket(
+        per_minute=limits.api_per_minute * limits.ingest_multiplier,
+        burst=limits.api_burst * limits.ingest_multiplier,
+    )
+    call.request["ratelimit"] = await _take(
+        call, f"ingest:{key.project_id}", ingest, len(events), "Ingest"
+    )
+    buckets = execution_buckets(call, key.plan)
+    for mode in ("sync", "async"):
+        starts = sum(1 for e in events if isinstance(e, ExecutionStarted) and e.mode == mode)
+        if starts:
+            await _take(
+                call,
+                f"exec:{mode}:{key.project_id}",
+                buckets[mode],
+                starts,
+                f"Workflow execution ({mode})",
+            )
+
+
+async def ingest(call: Call) -> Accepted:
+    """Accept events once every one of them is acknowledged by the broker."""
+    key = call.principal
+    raw = await call.request.read()
+    raws, prefix = split_body(raw, call.request.content_type)
+    events = decode_events(raws, prefix, call.deps.settings.max_event_bytes)
+    await _limit(call, key, events)
+    received = now_ms(call.deps.clock)
+    retention = call.deps.settings.plan(key.plan).retention_days
+    producer = call.deps.producer
+    try:
+        futures = [
+            await producer.send(
+                topics.EXECUTIONS,
+                _record_encoder.encode(
+                    ExecutionRecord(
+                        v=1,
+                        projectId=key.project_id,
+                        receivedAtMs=received,
+                        retentionDays=retention,
+                        event=event,
+                    )
+                ),
+                key=topic_key(key.project_id, event.workflowId),
+            )
+            for event in events
+        ]
+        await asyncio.gather(*futures)
+    except (KafkaError, OSError) as exc:
+        raise Unavailable(f"The event log is unavailable ({type(exc).__name__}); retry.") from exc
+    return Accepted(accepted=len(events))
+
+
+ROUTES = [
+    Route(
+        "POST",
+        "/api/v1/events",
+        ingest,
+        "Report execution events (one, a batch, or NDJSON)",
+        "events",
+        scope="events:write",
+        response=Accepted,
+        status=202,
+        limited=False,
+        doc_body=EventBatch,
+    ),
+]

@@ -1,0 +1,252 @@
+"""The logs query (pure): parameters -> validated filters -> bound SQL, and the cursor codec.
+
+Only conditions from this module's allow-list reach SQL, always with bound parameters.
+"""
+
+import hashlib
+from datetime import UTC, date, datetime, time
+from typing import Any, Literal
+
+import msgspec
+from msgspec import Struct
+
+from schemas.api import ErrorDetail
+from services.common.cursor import decode_cursor, encode_cursor
+from services.common.errors import InvalidCursor, InvalidInput
+
+LIST_PARAMS = ("workflowIds", "folderIds", "triggers")
+PARAMS = (
+    "workspaceId", "workflowIds", "folderIds", "triggers", "level", "startDate", "endDate",
+    "executionId", "minDurationMs", "maxDurationMs", "minCost", "maxCost", "model", "limit",
+    "cursor", "order", "details", "includeTraceSpans", "includeFinalOutput",
+)  # fmt: skip
+MAX_LIST_ITEMS = 100
+
+
+class Filters(Struct, frozen=True):
+    """Everything that decides which rows match; a cursor is bound to its hash."""
+
+    workflowIds: tuple[str, ...] = ()
+    folderIds: tuple[str, ...] = ()
+    triggers: tuple[str, ...] = ()
+    level: str | None = None
+    startMs: int | None = None
+    endMs: int | None = None
+    executionId: str | None = None
+    minDurationMs: int | None = None
+    maxDurationMs: int | None = None
+    minCost: float | None = None
+    maxCost: float | None = None
+    model: str | None = None
+
+
+class Position(Struct, frozen=True, array_like=True):
+    """A place in completion order: (ingest_ts, partition, offset)."""
+
+    ts: int
+    partition: int
+    offset: int
+
+
+class LogsCursor(Struct, frozen=True):
+    """What a logs cursor carries: where to resume, for which listing."""
+
+    v: int
+    order: str
+    pos: Position
+    h: str
+
+
+class LogQuery(Struct, frozen=True):
+    """A validated `GET /api/v1/logs` request."""
+
+    filters: Filters
+    order: Literal["asc", "desc"] = "desc"
+    limit: int = 100
+    after: Position | None = None
+    full: bool = False
+    trace_spans: bool = False
+    final_output: bool = False
+
+
+def _iso_bound(raw: str, field: str, end: bool) -> int:
+    text = raw.strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            moment = datetime.combine(day, time.max if end else time.min, tzinfo=UTC)
+            return int(moment.timestamp() * 1000)
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput.field(field, f"Must be an ISO-8601 date or time, got {raw!r}.") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _number(raw: str, field: str, kind: type[int] | type[float], low: float) -> Any:
+    try:
+        value = kind(raw)
+    except ValueError:
+        word = "an integer" if kind is int else "a number"
+        raise InvalidInput.field(field, f"Must be {word}, got {raw!r}.") from None
+    if value < low or value != value or value in (float("inf"), float("-inf")):
+        raise InvalidInput.field(field, f"Must be a finite number >= {low:g}.")
+    return value
+
+
+def _flag(raw: str, field: str) -> bool:
+    if raw not in ("true", "false"):
+        raise InvalidInput.field(field, f"Must be true or false, got {raw!r}.")
+    return raw == "true"
+
+
+def _choice(raw: str, field: str, allowed: tuple[str, ...]) -> str:
+    if raw not in allowed:
+        raise InvalidInput.field(field, f"Must be one of {', '.join(allowed)}; got {raw!r}.")
+    return raw
+
+
+def _list(raw: str, field: str) -> tuple[str, ...]:
+    items = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+    if not items:
+        raise InvalidInput.field(field, "Must be a non-empty comma-separated list.")
+    if len(items) > MAX_LIST_ITEMS:
+        raise InvalidInput.field(field, f"At most {MAX_LIST_ITEMS} values.")
+    return items
+
+
+def _text(raw: str, field: str) -> str:
+    if not raw or len(raw) > 256:
+        raise InvalidInput.field(field, "Must be 1 to 256 characters.")
+    return raw
+
+
+def parse_filters(query: dict[str, str]) -> Filters:
+    """Row filters from query parameters; every bad value is a VALIDATION_ERROR naming it."""
+    values: dict[str, Any] = {}
+    errors: list[ErrorDetail] = []
+    parsers: dict[str, Any] = {
+        "workflowIds": _list, "folderIds": _list, "triggers": _list,
+        "level": lambda r, f: _choice(r, f, ("info", "error")),
+        "startDate": lambda r, f: _iso_bound(r, f, end=False),
+        "endDate": lambda r, f: _iso_bound(r, f, end=True),
+        "executionId": _text, "model": _text,
+        "minDurationMs": lambda r, f: _number(r, f, int, 0),
+        "maxDurationMs": lambda r, f: _number(r, f, int, 0),
+        "minCost": lambda r, f: _number(r, f, float, 0),
+        "maxCost": lambda r, f: _number(r, f, float, 0),
+    }  # fmt: skip
+    names = {"startDate": "startMs", "endDate": "endMs"}
+    for param, parse in parsers.items():
+        if param in query:
+            try:
+                values[names.get(param, param)] = parse(query[param], param)
+            except InvalidInput as exc:
+                errors.extend(exc.details or [])
+    filters = Filters(**values)
+    for low, high, field in (
+        (filters.startMs, filters.endMs, "endDate"),
+        (filters.minDurationMs, filters.maxDurationMs, "maxDurationMs"),
+        (filters.minCost, filters.maxCost, "maxCost"),
+    ):
+        if low is not None and high is not None and high < low:
+            errors.append(ErrorDetail(field=field, message="Must not be below its lower bound."))
+    if errors:
+        fields = ", ".join(e.field for e in errors)
+        raise InvalidInput(f"Invalid query parameters: {fields}.", errors)
+    return filters
+
+
+def filter_hash(project_id: str, filters: Filters, order: str) -> str:
+    """What a cursor is bound to: the project, the filters and the order."""
+    material = msgspec.json.encode([project_id, order, filters])
+    return hashlib.sha256(material).hexdigest()[:24]
+
+
+def parse_query(query: dict[str, str], project_id: str, cursor_key: bytes) -> LogQuery:
+    """The whole logs request, cursor verified against this project and these filters."""
+    filters = parse_filters(query)
+    order = _choice(query.get("order", "desc"), "order", ("asc", "desc"))
+    limit = _number(query.get("limit", "100"), "limit", int, 1)
+    if limit > 1000:
+        raise InvalidInput.field("limit", "Must be between 1 and 1000.")
+    details = _choice(query.get("details", "basic"), "details", ("basic", "full"))
+    after = None
+    if token := query.get("cursor"):
+        cursor = decode_cursor(token, LogsCursor, cursor_key)
+        if cursor.order != order or cursor.h != filter_hash(project_id, filters, order):
+            raise InvalidCursor("The cursor was issued for other filters, order or project.")
+        after = cursor.pos
+    return LogQuery(
+        filters=filters, order="asc" if order == "asc" else "desc", limit=limit, after=after,
+        full=details == "full",
+        trace_spans=_flag(query.get("includeTraceSpans", "false"), "includeTraceSpans"),
+        final_output=_flag(query.get("includeFinalOutput", "false"), "includeFinalOutput"),
+    )  # fmt: skip
+
+
+def make_cursor(project_id: str, q: LogQuery, pos: Position, cursor_key: bytes) -> str:
+    """A signed cursor resuming after `pos` for this listing."""
+    h = filter_hash(project_id, q.filters, q.order)
+    return encode_cursor(LogsCursor(v=1, order=q.order, pos=pos, h=h), cursor_key)
+
+
+BASIC_COLUMNS = (
+    "log_id", "workflow_id", "execution_id", "level", "trigger", "started_at", "ended_at",
+    "total_duration_ms", "cost_total", "files", "ingest_ts", "partition", "offset",
+)  # fmt: skip
+FULL_COLUMNS = (*BASIC_COLUMNS, "workflow_name", "workflow_description", "cost_json")
+
+_CONDITIONS: tuple[tuple[str, str, str], ...] = (
+    ("workflowIds", "workflow_id IN {workflowIds:Array(String)}", "Array(String)"),
+    ("folderIds", "folder_id IN {folderIds:Array(String)}", "Array(String)"),
+    ("triggers", "trigger IN {triggers:Array(String)}", "Array(String)"),
+    ("level", "level = {level:String}", "String"),
+    ("startMs", "started_at >= fromUnixTimestamp64Milli({startMs:Int64})", "Int64"),
+    ("endMs", "started_at <= fromUnixTimestamp64Milli({endMs:Int64})", "Int64"),
+    ("executionId", "execution_id = {executionId:String}", "String"),
+    ("minDurationMs", "total_duration_ms >= {minDurationMs:UInt64}", "UInt64"),
+    ("maxDurationMs", "total_duration_ms <= {maxDurationMs:UInt64}", "UInt64"),
+    ("minCost", "cost_total >= {minCost:Float64}", "Float64"),
+    ("maxCost", "cost_total <= {maxCost:Float64}", "Float64"),
+    ("model", "has(models, {model:String})", "String"),
+)
+
+
+def build_sql(project_id: str, q: LogQuery, watermark: int) -> tuple[str, dict[str, Any]]:
+    """The page query: filters, the visibility bound, keyset pagination, never OFFSET."""
+    params: dict[str, Any] = {"project": project_id, "wm": watermark, "limit": q.limit + 1}
+    where = ["project_id = {project:String}", "ingest_ts < {wm:Int64}"]
+    for name, condition, _type in _CONDITIONS:
+        value = getattr(q.filters, name)
+        if value is None or value == ():
+            continue
+        where.append(condition)
+        params[name] = list(value) if isinstance(value, tuple) else value
+    direction = "ASC" if q.order == "asc" else "DESC"
+    if q.after is not None:
+        # The plain range on ingest_ts lets the primary key prune; the tuple breaks ties.
+        op, bound = (">", ">=") if q.order == "asc" else ("<", "<=")
+        where.append(f"ingest_ts {bound} {{ats:Int64}}")
+        where.append(
+            f"(ingest_ts, partition, offset) {op} ({{ats:Int64}}, {{ap:Int32}}, {{aoff:Int64}})"
+        )
+        params.update(ats=q.after.ts, ap=q.after.partition, aoff=q.after.offset)
+    columns = ", ".join(FULL_COLUMNS if q.full else BASIC_COLUMNS)
+    sql = (
+        f"SELECT {columns} FROM executions WHERE {' AND '.join(where)} "  # noqa: S608 - allow-listed
+        f"ORDER BY ingest_ts {direction}, partition {direction}, offset {direction} "
+        "LIMIT {limit:UInt32}"
+    )
+    return sql, params
+
+
+def resume_position(watermark: int) -> Position:
+    """Where an asc reader resumes once it has seen everything visible: just below the bound."""
+    return Position(ts=watermark, partition=-1, offset=-1)
+
+
+def later(a: Position, b: Position) -> Position:
+    """The later of two positions in completion order."""
+    return a if (a.ts, a.partition, a.offset) >= (b.ts, b.partition, b.offset) else b

@@ -1,0 +1,221 @@
+"""Routes: `/api/v1/logs`, `/api/v1/logs/{id}`, `/api/v1/logs/executions/{executionId}`."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from schemas.events import Cost
+from schemas.logs import (
+    BucketState,
+    ExecutionData,
+    ExecutionMetadata,
+    ExecutionView,
+    Limits,
+    LogDetail,
+    LogItem,
+    Usage,
+    WorkflowRef,
+)
+from services.api import logquery
+from services.api.events import execution_buckets
+from services.api.routing import Call, Page, Param, Route
+from services.common.clock import iso_ms, now_ms
+from services.common.controlplane import KeyRecord
+from services.common.errors import Forbidden, NotFound
+
+_cost_decoder = msgspec.json.Decoder(Cost)
+_NULL = msgspec.Raw(b"null")
+
+_USAGE = (
+    "SELECT sum(cost) FROM usage_monthly WHERE project_id = {project:String} "
+    "AND month = toDate({month:String})"
+)
+_PAYLOADS = (
+    "SELECT execution_id, trace_spans, final_output, workflow_state FROM execution_payloads "
+    "WHERE project_id = {project:String} AND execution_id IN {ids:Array(String)} "
+    "LIMIT 1 BY execution_id"
+)
+_FULL = ", ".join(logquery.FULL_COLUMNS)
+_BY_LOG_ID = f"SELECT {_FULL} FROM executions WHERE project_id = {{project:String}} AND log_id = {{id:String}} LIMIT 1"  # noqa: E501, S608
+_BY_EXECUTION = f"SELECT {_FULL} FROM executions WHERE project_id = {{project:String}} AND execution_id = {{id:String}} LIMIT 1"  # noqa: E501, S608
+
+
+def epoch_ms(moment: datetime) -> int:
+    """Epoch milliseconds of a ClickHouse DateTime64 (naive values are UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _raw(text: str) -> Any:
+    return msgspec.Raw(text.encode()) if text else _NULL
+
+
+def _cost(total: float, cost_json: str | None) -> Cost:
+    return _cost_decoder.decode(cost_json) if cost_json else Cost(total=total)
+
+
+def log_item(row: tuple[Any, ...], full: bool, data: ExecutionData | None) -> LogItem:
+    """A result row (BASIC or FULL columns) as a log item."""
+    log_id, workflow_id, execution_id, level, trigger, started, ended, duration, total, files = row[
+        :10
+    ]
+    extra: dict[str, Any] = {}
+    if full:
+        name, description = row[13:15]
+        extra["workflow"] = WorkflowRef(
+            id=workflow_id, name=name or None, description=description or None
+        )
+    if data is not None:
+        extra["executionData"] = data
+    return LogItem(
+        id=log_id, workflowId=workflow_id, executionId=execution_id, level=level, trigger=trigger,
+        startedAt=iso_ms(epoch_ms(started)), endedAt=iso_ms(epoch_ms(ended)),
+        totalDurationMs=int(duration), cost=_cost(total, row[15] if full else None),
+        files=_raw(files), **extra,
+    )  # fmt: skip
+
+
+async def limits_block(call: Call, key: KeyRecord) -> Limits:
+    """Execution buckets (without taking a token) and month-to-date usage."""
+    states = {}
+    for mode, bucket in execution_buckets(call, key.plan).items():
+        decision = await call.deps.limiter.take(f"exec:{mode}:{key.project_id}", bucket, 0)
+        states[mode] = BucketState(
+            requestsPerMinute=int(bucket.per_minute), maxBurst=int(bucket.burst),
+            remaining=decision.remaining, resetAt=iso_ms(int(decision.reset_at_s * 1000)),
+        )  # fmt: skip
+    month = datetime.fromtimestamp(now_ms(call.deps.clock) / 1000, tz=UTC).strftime("%Y-%m-01")
+    rows = await call.deps.clickhouse.rows(_USAGE, {"project": key.project_id, "month": month})
+    spent = round(float(rows[0][0] or 0.0), 9) if rows else 0.0
+    limit = call.deps.settings.plan(key.plan).monthly_cost_limit_usd
+    usage = Usage(currentPeriodCost=spent, limit=limit, plan=key.plan, isExceeded=spent >= limit)
+    return Limits(workflowExecutionRateLimit=states, usage=usage)
+
+
+async def _payloads(
+    call: Call, project_id: str, ids: list[str], spans: bool, output: bool
+) -> dict[str, ExecutionData]:
+    if not ids or not (spans or output):
+        return {}
+    found = await call.deps.clickhouse.rows(_PAYLOADS, {"project": project_id, "ids": ids})
+    return {
+        execution_id: ExecutionData(
+            traceSpans=_raw(trace) if spans else msgspec.UNSET,
+            finalOutput=_raw(final) if output else msgspec.UNSET,
+        )
+        for execution_id, trace, final, _state in found
+    }
+
+
+def _check_workspace(call: Call, project_id: str) -> None:
+    workspace = call.query.get("workspaceId")
+    if workspace is not None and workspace != project_id:
+        raise Forbidden("workspaceId is not this key's project.")
+
+
+async def list_logs(call: Call) -> Any:
+    """Completed executions, newest first by default; asc + cursor never misses one."""
+    key = call.principal
+    _check_workspace(call, key.project_id)
+    q = logquery.parse_query(call.query, key.project_id, call.deps.cursor_key)
+    bound = await call.deps.visibility.bound()
+    sql, params = logquery.build_sql(key.project_id, q, bound)
+    rows = await call.deps.clickhouse.rows(sql, params)
+    page, has_more = rows[: q.limit], len(rows) > q.limit
+    data = await _payloads(
+        call, key.project_id, [r[2] for r in page], q.trace_spans, q.final_output
+    )
+    empty = ExecutionData(
+        traceSpans=_NULL if q.trace_spans else msgspec.UNSET,
+        finalOutput=_NULL if q.final_output else msgspec.UNSET,
+    )
+    wants_data = q.trace_spans or q.final_output
+    items = [log_item(r, q.full, data.get(r[2], empty) if wants_data else None) for r in page]
+    next_cursor = None
+    if page:
+        last = logquery.Position(ts=page[-1][10], partition=page[-1][11], offset=page[-1][12])
+    if has_more:
+        next_cursor = logquery.make_cursor(key.project_id, q, last, call.deps.cursor_key)
+    elif q.order == "asc":
+        resume = logquery.resume_position(bound)
+        if q.after is not None:
+            resume = logquery.later(resume, q.after)
+        next_cursor = logquery.make_cursor(key.project_id, q, resume, call.deps.cursor_key)
+    return Page(items, next_cursor, has_more, extra={"limits": await limits_block(call, key)})
+
+
+async def get_log(call: Call) -> LogDetail:
+    """One log in full detail, its execution data and the limits."""
+    key = call.principal
+    rows = await call.deps.clickhouse.rows(
+        _BY_LOG_ID, {"project": key.project_id, "id": call.path("id")}
+    )
+    if not rows:
+        raise NotFound(f"No log {call.path('id')} in this project.")
+    row = rows[0]
+    data = await _payloads(call, key.project_id, [row[2]], True, True)
+    item = log_item(row, True, data.get(row[2], ExecutionData(traceSpans=_NULL, finalOutput=_NULL)))
+    fields = msgspec.structs.asdict(item)
+    return LogDetail(**fields, limits=await limits_block(call, key))
+
+
+async def get_execution(call: Call) -> ExecutionView:
+    """An execution's workflow state and metadata."""
+    key = call.principal
+    execution_id = call.path("executionId")
+    rows = await call.deps.clickhouse.rows(
+        _BY_EXECUTION, {"project": key.project_id, "id": execution_id}
+    )
+    if not rows:
+        raise NotFound(f"No execution {execution_id} in this project.")
+    row = rows[0]
+    found = await call.deps.clickhouse.rows(
+        _PAYLOADS, {"project": key.project_id, "ids": [execution_id]}
+    )
+    state = _raw(found[0][3]) if found else _NULL
+    item = log_item(row, True, None)
+    return ExecutionView(
+        executionId=execution_id, workflowId=item.workflowId, workflowState=state,
+        executionMetadata=ExecutionMetadata(
+            trigger=item.trigger, startedAt=item.startedAt, endedAt=item.endedAt,
+            totalDurationMs=item.totalDurationMs, cost=item.cost,
+        ),
+    )  # fmt: skip
+
+
+_LOG_PARAMS = tuple(Param(name, "string") for name in logquery.PARAMS)
+
+ROUTES = [
+    Route(
+        "GET",
+        "/api/v1/logs",
+        list_logs,
+        "List completed executions (gapless with order=asc)",
+        "logs",
+        scope="logs:read",
+        response=LogItem,
+        paged=True,
+        params=_LOG_PARAMS,
+        extra_doc={"limits": Limits},
+    ),
+    Route(
+        "GET",
+        "/api/v1/logs/{id}",
+        get_log,
+        "One log in full detail",
+        "logs",
+        scope="logs:read",
+        response=LogDetail,
+    ),
+    Route(
+        "GET",
+        "/api/v1/logs/executions/{executionId}",
+        get_execution,
+        "An execution's workflow state and metadata",
+        "logs",
+        scope="logs:read",
+        response=ExecutionView,
+    ),
+]

@@ -1,0 +1,322 @@
+"""The log sink: Kafka `executions` -> ClickHouse, in batches, exactly once as users see it.
+
+Invariants:
+- Offsets are committed only after the batch's inserts are acknowledged, in batch order.
+- A replayed record is dropped before insert when its (project, execution) is already stored or
+  in flight; a retried insert carries the same `insert_deduplication_token`.
+- `ingest_ts` is strictly increasing per partition, and never below that partition's published
+  watermark, so a row can never appear behind a cursor a client already holds.
+"""
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import msgspec
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
+
+from schemas import topics
+from schemas.events import ExecutionCompleted
+from services.common.clickhouse import ClickHouse
+from services.logsink import rows
+from services.logsink.batch import Batch, drop_duplicates
+
+log = structlog.get_logger(__name__)
+
+GROUP_ID = "logsink"
+_INSERT_SETTINGS = {"deduplicate_blocks_in_dependent_materialized_views": 1}
+_EXISTING = (
+    "SELECT project_id, execution_id FROM executions "
+    "WHERE (project_id, execution_id) IN {keys:Array(Tuple(String, String))}"
+)
+_LAST_TS = (
+    "SELECT partition, max(ingest_ts) FROM executions WHERE partition IN {ps:Array(UInt16)} "
+    "GROUP BY partition"
+)
+_LAST_WM = (
+    "SELECT partition, max(ts) FROM sink_watermarks WHERE topic = {topic:String} "
+    "AND partition IN {ps:Array(UInt16)} GROUP BY partition"
+)
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    """Flush thresholds and concurrency of the sink."""
+
+    bootstrap: str
+    flush_rows: int = 20_000
+    flush_bytes: int = 32 * 1024 * 1024
+    flush_s: float = 0.5
+    max_inflight: int = 2
+    watermark_every_s: float = 0.2
+    group_id: str = GROUP_ID
+
+
+@dataclass
+class PartitionClock:
+    """Per-partition ingest time: the last assigned ts and the published watermark."""
+
+    last_ts: dict[int, int] = field(default_factory=dict)
+    watermark: dict[int, int] = field(default_factory=dict)
+    dirty: set[int] = field(default_factory=set)
+
+    def stamp(self, partition: int, broker_ts_us: int) -> int:
+        """The next ingest_ts for a record of `partition`."""
+        ts = rows.clamp_ingest_ts(broker_ts_us, self.last_ts.get(partition, 0))
+        self.last_ts[partition] = ts
+        return ts
+
+    def advance(self, partition: int, ts: int) -> None:
+        """Raise a partition's watermark (and its clamp, so later rows land above it)."""
+        if ts > self.watermark.get(partition, 0):
+            self.watermark[partition] = ts
+            self.dirty.add(partition)
+        self.last_ts[partition] = max(self.last_ts.get(partition, 0), ts)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, sink: "LogSink") -> None:
+        self.sink = sink
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.sink.drain()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.sink.load_clocks(assigned)
+
+
+class LogSink:
+    """Consumes `executions`, writes ClickHouse, commits, publishes watermarks."""
+
+    def __init__(
+        self,
+        config: SinkConfig,
+        clickhouse: ClickHouse,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.ch = clickhouse
+        self.wall = wall_clock
+        self.clock = PartitionClock()
+        self.batch = Batch(opened_at=time.monotonic())
+        self.inflight: deque[tuple[Batch, asyncio.Task[None]]] = deque()
+        self.pending_keys: set[tuple[str, str]] = set()
+        self.dedup_lock = asyncio.Lock()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.inserted = 0
+        self.dead_letters = 0
+        self.ready = asyncio.Event()
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set, then flush, commit and leave the group."""
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.config.bootstrap, group_id=self.config.group_id,
+            enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=5000,
+            session_timeout_ms=10_000, heartbeat_interval_ms=1_000, rebalance_timeout_ms=10_000,
+            fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024,
+        )  # fmt: skip
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.config.bootstrap, acks="all")
+        await self.producer.start()
+        await self.consumer.start()
+        self.consumer.subscribe([topics.EXECUTIONS], listener=_Rebalance(self))
+        log.info("logsink.started", group=self.config.group_id)
+        next_watermark = 0.0
+        try:
+            while not stop.is_set():
+                await self._poll()
+                now = time.monotonic()
+                if now >= next_watermark:
+                    await self._advance_idle()
+                    await self.publish_watermarks()
+                    next_watermark = now + self.config.watermark_every_s
+        finally:
+            await self.drain()
+            with contextlib.suppress(Exception):
+                await self.publish_watermarks()
+            await self.consumer.stop()
+            await self.producer.stop()
+            log.info("logsink.stopped", inserted=self.inserted, dead_letters=self.dead_letters)
+
+    async def _poll(self) -> None:
+        assert self.consumer is not None
+        full = len(self.inflight) >= self.config.max_inflight
+        assignment = list(self.consumer.assignment())
+        if full and assignment:
+            self.consumer.pause(*assignment)  # back-pressure without leaving the group
+        elif self.consumer.paused():
+            self.consumer.resume(*self.consumer.paused())
+        fetched = await self.consumer.getmany(timeout_ms=50, max_records=5000)
+        for tp, records in fetched.items():
+            for record in records:
+                await self._add(tp, record)
+        await self._complete_heads()
+        cfg = self.config
+        if not full and self.batch.due(
+            time.monotonic(), cfg.flush_rows, cfg.flush_bytes, cfg.flush_s
+        ):
+            self._dispatch()
+
+    # ---- records to rows -------------------------------------------------------------------
+
+    async def _add(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
+        if not self.batch.records:
+            self.batch.opened_at = time.monotonic()
+        value = record.value or b""
+        ts = self.clock.stamp(tp.partition, int(record.timestamp) * 1000)
+        self.batch.note(tp, record.offset, ts, len(value))
+        try:
+            decoded = rows.decode_record(value)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            await self._dead_letter(record, str(exc))
+            return
+        event = decoded.event
+        if isinstance(event, ExecutionCompleted):
+            self.batch.executions.append(
+                rows.execution_row(decoded, event, ts, tp.partition, record.offset)
+            )
+            self.batch.payloads.append(rows.payload_row(decoded, event, ts))
+        else:
+            self.batch.started.append(rows.started_row(decoded, event, ts))
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
+        assert self.producer is not None
+        self.dead_letters += 1
+        self.batch.dead_letters += 1
+        headers = [
+            ("error", reason[:500].encode()),
+            ("source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
+        ]
+        await self.producer.send_and_wait(
+            topics.EXECUTIONS_DLQ, record.value, key=record.key, headers=headers
+        )
+        log.warning(
+            "logsink.dead_letter",
+            partition=record.partition,
+            offset=record.offset,
+            reason=reason[:200],
+        )
+
+    # ---- flushing --------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        batch, self.batch = self.batch, Batch(opened_at=time.monotonic())
+        self.inflight.append((batch, asyncio.create_task(self._insert(batch))))
+
+    async def _insert(self, batch: Batch) -> None:
+        started = time.perf_counter()
+        async with self.dedup_lock:
+            known = await self._stored_keys(batch)
+            batch.executions = drop_duplicates(batch.executions, known | self.pending_keys, (0, 5))
+            batch.keys = {(row[0], row[5]) for row in batch.executions}
+            self.pending_keys |= batch.keys
+        delay = 0.2
+        while True:
+            try:
+                await self._write(batch)
+                break
+            except Exception as exc:  # retried with the same tokens: ClickHouse drops repeats
+                log.warning("logsink.insert_retry", error=repr(exc)[:300], retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.inserted += len(batch.executions)
+        log.info(
+            "logsink.batch", records=batch.records, executions=len(batch.executions),
+            started=len(batch.started), dead_letters=batch.dead_letters, bytes=batch.nbytes,
+            insert_ms=round((time.perf_counter() - started) * 1000, 1),
+        )  # fmt: skip
+
+    async def _stored_keys(self, batch: Batch) -> set[tuple[str, str]]:
+        keys = list({(row[0], row[5]) for row in batch.executions})
+        if not keys:
+            return set()
+        found = await self.ch.rows(_EXISTING, {"keys": keys})
+        return {(p, e) for p, e in found}
+
+    async def _write(self, batch: Batch) -> None:
+        # Payloads and runs are keyed tables (replacing), safe to write again on replay; the
+        # executions insert goes last so a crash before it leaves nothing half-visible.
+        for table, data, columns in (
+            ("execution_payloads", batch.payloads, rows.PAYLOAD_COLUMNS),
+            ("executions_started", batch.started, rows.STARTED_COLUMNS),
+            ("executions", batch.executions, rows.EXECUTION_COLUMNS),
+        ):
+            if data:
+                settings = {**_INSERT_SETTINGS, "insert_deduplication_token": batch.token(table)}
+                await self.ch.insert(table, data, columns, settings)
+
+    async def _complete_heads(self) -> None:
+        while self.inflight and self.inflight[0][1].done():
+            batch, task = self.inflight.popleft()
+            task.result()
+            await self._commit(batch)
+
+    async def _commit(self, batch: Batch) -> None:
+        assert self.consumer is not None
+        offsets = {tp: OffsetAndMetadata(offset, "") for tp, offset in batch.next_offsets.items()}
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # The partitions moved to another member; it replays them and drops what is stored.
+            log.warning("logsink.commit_failed", error=repr(exc)[:200])
+        for partition, ts in batch.max_ts.items():
+            self.clock.advance(partition, ts)
+        self.pending_keys -= batch.keys
+
+    async def drain(self) -> None:
+        """Flush the open batch and wait for every insert, committing in order."""
+        if self.batch.records:
+            self._dispatch()
+        while self.inflight:
+            await asyncio.wait([self.inflight[0][1]])
+            await self._complete_heads()
+
+    # ---- watermarks ------------------------------------------------------------------------
+
+    async def load_clocks(self, assigned: list[TopicPartition]) -> None:
+        """On assignment, continue each partition's clock from what is stored."""
+        partitions = [tp.partition for tp in assigned if tp.topic == topics.EXECUTIONS]
+        if not partitions:
+            return
+        for query in (_LAST_TS, _LAST_WM):
+            params = {"ps": partitions, "topic": topics.EXECUTIONS}
+            for partition, ts in await self.ch.rows(query, params):
+                self.clock.last_ts[partition] = max(self.clock.last_ts.get(partition, 0), ts)
+                self.clock.watermark[partition] = max(self.clock.watermark.get(partition, 0), ts)
+        self.ready.set()
+        log.info("logsink.assigned", partitions=sorted(partitions))
+
+    async def _advance_idle(self) -> None:
+        """Partitions with nothing buffered, in flight or unread advance to now."""
+        assert self.consumer is not None
+        busy = self.batch.partitions() | {p for b, _ in self.inflight for p in b.partitions()}
+        now_us = int(self.wall() * 1_000_000)
+        for tp in self.consumer.assignment():
+            if tp.partition in busy or tp in self.consumer.paused():
+                continue
+            highwater = self.consumer.highwater(tp)
+            if highwater is None:
+                continue
+            if await self.consumer.position(tp) >= highwater:
+                self.clock.advance(tp.partition, now_us)
+
+    async def publish_watermarks(self) -> None:
+        """Write changed partition watermarks for the API's visibility bound."""
+        if not self.clock.dirty:
+            return
+        changed = sorted(self.clock.dirty)
+        self.clock.dirty.clear()
+        data = [(topics.EXECUTIONS, p, self.clock.watermark[p]) for p in changed]
+        try:
+            await self.ch.insert("sink_watermarks", data, ("topic", "partition", "ts"))
+        except Exception:
+            self.clock.dirty.update(changed)
+            raise
