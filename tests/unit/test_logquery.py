@@ -1,0 +1,126 @@
+"""The logs query: parameter validation, filter-bound cursors, allow-listed SQL."""
+
+import pytest
+
+from services.api import logquery
+from services.api.logquery import Filters, Position, build_sql, parse_filters, parse_query
+from services.common.cursor import derive_key
+from services.common.errors import InvalidCursor, InvalidInput
+
+KEY = derive_key("k", "cursor")
+
+
+def test_defaults() -> None:
+    q = parse_query({}, "prj_a", KEY)
+    assert (q.order, q.limit, q.full, q.trace_spans, q.final_output) == (
+        "desc",
+        100,
+        False,
+        False,
+        False,
+    )
+    assert q.filters == Filters()
+
+
+def test_comma_lists_are_trimmed_and_deduplicated() -> None:
+    f = parse_filters({"workflowIds": " a, b,a ,", "triggers": "api"})
+    assert f.workflowIds == ("a", "b")
+    assert f.triggers == ("api",)
+
+
+def test_date_bounds_are_inclusive_and_dates_cover_whole_days() -> None:
+    f = parse_filters({"startDate": "2025-01-01", "endDate": "2025-01-01"})
+    assert f.startMs == 1735689600000
+    assert f.endMs == 1735689600000 + 86_400_000 - 1
+    exact = parse_filters(
+        {"startDate": "2025-01-01T12:00:00.500Z", "endDate": "2025-01-01T12:00:00.500Z"}
+    )
+    assert exact.startMs == exact.endMs == 1735732800500
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"level": "warn"}, "level"),
+        ({"startDate": "yesterday"}, "startDate"),
+        ({"minDurationMs": "-1"}, "minDurationMs"),
+        ({"minDurationMs": "1.5"}, "minDurationMs"),
+        ({"maxCost": "nan"}, "maxCost"),
+        ({"minCost": "abc"}, "minCost"),
+        ({"workflowIds": ","}, "workflowIds"),
+        ({"minDurationMs": "10", "maxDurationMs": "5"}, "maxDurationMs"),
+        ({"startDate": "2025-02-01", "endDate": "2025-01-01"}, "endDate"),
+        ({"executionId": "x" * 300}, "executionId"),
+    ],
+)
+def test_malformed_values_name_the_field(params: dict[str, str], field: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_filters(params)
+    assert caught.value.details is not None
+    assert [d.field for d in caught.value.details] == [field]
+
+
+def test_every_bad_parameter_is_reported_at_once() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_filters({"level": "x", "minCost": "y"})
+    assert caught.value.details is not None
+    assert {d.field for d in caught.value.details} == {"level", "minCost"}
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"limit": "0"}, "limit"), ({"limit": "1001"}, "limit"), ({"order": "up"}, "order"),
+    ({"details": "all"}, "details"), ({"includeTraceSpans": "yes"}, "includeTraceSpans"),
+])  # fmt: skip
+def test_paging_parameters_are_checked(params: dict[str, str], field: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_query(params, "prj_a", KEY)
+    assert caught.value.details is not None and caught.value.details[0].field == field
+
+
+def test_limit_bounds_are_inclusive() -> None:
+    assert parse_query({"limit": "1"}, "p", KEY).limit == 1
+    assert parse_query({"limit": "1000"}, "p", KEY).limit == 1000
+
+
+def test_cursor_is_bound_to_project_filters_and_order() -> None:
+    q = parse_query({"order": "asc", "level": "error"}, "prj_a", KEY)
+    token = logquery.make_cursor("prj_a", q, Position(5, 1, 7), KEY)
+    resumed = parse_query({"order": "asc", "level": "error", "cursor": token}, "prj_a", KEY)
+    assert resumed.after == Position(5, 1, 7)
+    for params, project in [
+        ({"order": "asc", "level": "info", "cursor": token}, "prj_a"),
+        ({"order": "desc", "level": "error", "cursor": token}, "prj_a"),
+        ({"order": "asc", "level": "error", "cursor": token}, "prj_b"),
+        ({"order": "asc", "level": "error", "cursor": token[:-2] + "xx"}, "prj_a"),
+    ]:
+        with pytest.raises(InvalidCursor):
+            parse_query(params, project, KEY)
+
+
+def test_limit_may_change_between_pages() -> None:
+    q = parse_query({"order": "asc"}, "p", KEY)
+    token = logquery.make_cursor("p", q, Position(1, 0, 0), KEY)
+    assert parse_query({"order": "asc", "limit": "7", "cursor": token}, "p", KEY).limit == 7
+
+
+def test_sql_binds_every_value_and_uses_keyset_paging() -> None:
+    evil = "x' OR 1=1 --"
+    q = parse_query(
+        {"executionId": evil, "workflowIds": "a,b", "model": "gpt", "order": "asc"}, "p", KEY
+    )
+    q = logquery.LogQuery(filters=q.filters, order="asc", limit=10, after=Position(9, 2, 3))
+    sql, params = build_sql("prj_'x", q, 1000)
+    assert evil not in sql and "prj_'x" not in sql
+    assert params["executionId"] == evil and params["project"] == "prj_'x"
+    assert params["workflowIds"] == ["a", "b"] and params["limit"] == 11
+    assert "OFFSET {" not in sql.upper()  # the `offset` column, never an OFFSET clause
+    assert "ingest_ts < {wm:Int64}" in sql
+    assert "(ingest_ts, partition, offset) > ({ats:Int64}, {ap:Int32}, {aoff:Int64})" in sql
+    assert sql.endswith("LIMIT {limit:UInt32}") and "ORDER BY ingest_ts ASC" in sql
+
+
+def test_resume_position_is_just_below_the_visibility_bound() -> None:
+    resume = logquery.resume_position(1000)
+    assert (resume.ts, resume.partition, resume.offset) == (1000, -1, -1)
+    assert logquery.later(resume, Position(999, 5, 5)) == resume
+    assert logquery.later(resume, Position(1000, 0, 0)) == Position(1000, 0, 0)
