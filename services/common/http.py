@@ -33,6 +33,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID = web.AppKey("request_id", str)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{7,127}$")
 _JSON_TYPES = ("application/json",)
+_MISSING_FIELD = re.compile(r"Object missing required field `([^`]+)`")
 _encoder = msgspec.json.Encoder()
 
 
@@ -190,6 +191,9 @@ def validation_error(
     text = str(exc)
     message, _, where = text.partition(" - at `")
     path = where.rstrip("`").removeprefix("$").removeprefix(".") if where else ""
+    missing = _MISSING_FIELD.match(message)
+    if missing:  # point at the missing field itself, not at its parent object
+        path = f"{path}.{missing.group(1)}".strip(".")
     field = f"{root}.{path}".strip(".").replace(".[", "[") if root else path
     if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
         message = f"Body is not valid JSON: {message}"

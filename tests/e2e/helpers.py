@@ -51,3 +51,59 @@ async def new_key(
     )
     assert status == 201, body
     return dict(body["data"])
+
+
+def completed(execution_id: str, workflow_id: str = "wf-1", **fields: Any) -> dict[str, Any]:
+    """A completed-execution event that ended a moment ago (override any field)."""
+    from datetime import UTC, datetime, timedelta
+
+    ended = datetime.now(UTC) - timedelta(seconds=1)
+    started = ended - timedelta(milliseconds=int(fields.pop("durationMs", 1500)))
+    event = {
+        "type": "workflow.execution.completed", "executionId": execution_id,
+        "workflowId": workflow_id, "trigger": "api", "level": "info",
+        "startedAt": started.isoformat().replace("+00:00", "Z"),
+        "endedAt": ended.isoformat().replace("+00:00", "Z"), "cost": {"total": 0.01},
+    }  # fmt: skip
+    event.update(fields)
+    return event
+
+
+async def post_events(
+    session: aiohttp.ClientSession, stack: Stack, key: str, events: list[dict[str, Any]]
+) -> tuple[int, dict[str, Any], Any]:
+    """POST a batch of events."""
+    return await call(
+        session, "POST", f"{stack.base_url}/api/v1/events", key, json={"events": events}
+    )
+
+
+async def read_all(
+    session: aiohttp.ClientSession,
+    stack: Stack,
+    key: str,
+    expected: int,
+    query: str = "",
+    timeout_s: float = 30.0,
+) -> list[dict[str, Any]]:
+    """Follow the asc cursor until `expected` logs were seen (or fail after `timeout_s`)."""
+    import asyncio
+    import time
+
+    seen: list[dict[str, Any]] = []
+    cursor = None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        url = f"{stack.base_url}/api/v1/logs?order=asc&limit=1000{query}"
+        status, _, body = await call(
+            session, "GET", url + (f"&cursor={cursor}" if cursor else ""), key
+        )
+        assert status == 200, body
+        seen += body["data"]
+        assert body["nextCursor"], "asc always returns a resume cursor"
+        cursor = body["nextCursor"]
+        if len(seen) >= expected and not body["hasMore"]:
+            return seen
+        if not body["hasMore"]:
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"saw {len(seen)} of {expected} logs within {timeout_s} s")

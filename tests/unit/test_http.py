@@ -24,7 +24,7 @@ def test_iso_ms_has_milliseconds_and_z() -> None:
     [
         (b'{"name": 1, "scopes": ["*"]}', "name"),
         (b'{"name": "a", "scopes": ["nope"]}', "scopes[0]"),
-        (b'{"name": "a"}', "body"),
+        (b'{"name": "a"}', "scopes"),
         (b'{"name": "a", "scopes": []}', "scopes"),
         (b"{not json", "body"),
     ],
