@@ -1,0 +1,145 @@
+"""kill -9 of a log sink process mid-stream: after a restart every execution is stored once."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import msgspec
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from schemas import topics
+from schemas.events import ExecutionCompleted, ExecutionRecord, topic_key
+from services.common.clickhouse import ClickHouse
+from services.common.kafka import EmbeddedBroker, ensure_topics
+from tests.conftest import CLI, ROOT
+
+TOTAL = 50_000
+RESENT = 2_000  # resent executions: must not become second rows either
+PARTITIONS = 4
+
+
+def _record(i: int) -> tuple[bytes, bytes]:
+    ended = datetime.now(UTC) - timedelta(seconds=5)
+    event = ExecutionCompleted(
+        executionId=f"exec-{i}", workflowId=f"wf-{i % 37}", trigger="api",
+        level="error" if i % 10 == 0 else "info", startedAt=ended - timedelta(seconds=1), endedAt=ended,
+    )  # fmt: skip
+    record = ExecutionRecord(
+        v=1, projectId="prj_crash", receivedAtMs=0, retentionDays=30, event=event
+    )
+    return topic_key("prj_crash", event.workflowId), msgspec.json.encode(record)
+
+
+def _start_sink(tmp_path: Path, bootstrap: str, name: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "CC_KAFKA_BOOTSTRAP": bootstrap,
+        "CC_DATA_DIR": str(tmp_path),
+        "CC_CLICKHOUSE_URL": f"chdb://{tmp_path / 'ch'}",
+        "CC_KAFKA_PARTITIONS": str(PARTITIONS),
+        "CC_LOG_LEVEL": "info",
+    }
+    with (tmp_path / f"{name}.log").open("wb") as log:
+        return subprocess.Popen(
+            [CLI, "logsink"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+async def _committed(bootstrap: str) -> dict[int, int]:
+    reader = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id="logsink", enable_auto_commit=False
+    )
+    await reader.start()
+    try:
+        return {
+            p: (await reader.committed(TopicPartition(topics.EXECUTIONS, p))) or 0
+            for p in range(PARTITIONS)
+        }
+    finally:
+        await reader.stop()
+
+
+async def _wait_committed(bootstrap: str, target: int, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        done = sum((await _committed(bootstrap)).values())
+        if done >= target:
+            return done
+        await asyncio.sleep(0.5)
+    return sum((await _committed(bootstrap)).values())
+
+
+@pytest.mark.slow
+async def test_kill_minus_nine_mid_stream_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    broker = EmbeddedBroker(0, tmp_path / "broker.log")
+    bootstrap = await broker.start()
+    sink = None
+    try:
+        await ensure_topics(bootstrap, PARTITIONS)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+        await producer.start()
+        records = [_record(i) for i in range(TOTAL)] + [
+            _record(i) for i in range(0, TOTAL, TOTAL // RESENT)
+        ]
+
+        ends: dict[int, int] = {}
+
+        async def produce(chunk: list[tuple[bytes, bytes]]) -> None:
+            futures = [
+                await producer.send(topics.EXECUTIONS, value, key=key) for key, value in chunk
+            ]
+            for meta in await asyncio.gather(*futures):
+                ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
+
+        sink = _start_sink(tmp_path, bootstrap, "first")
+        await produce(records[:10_000])
+        first_progress = await _wait_committed(bootstrap, 1, 60)
+        assert first_progress > 0, "the sink never committed anything"
+        streaming = asyncio.create_task(produce(records[10_000:]))
+        await asyncio.sleep(1.0)
+        sink.send_signal(signal.SIGKILL)  # mid-stream: records keep arriving while it is dead
+        sink.wait(10)
+        at_kill = sum((await _committed(bootstrap)).values())
+        await streaming
+        await producer.stop()
+        # The acknowledged offsets, not ListOffsets: the embedded broker reports the latest
+        # offset of a partition a little short (the last batch's base), data is all there.
+        total_records = sum(ends.values())
+        assert total_records == len(records)
+        assert at_kill < total_records, "kill came after the sink had finished: not mid-stream"
+
+        sink = _start_sink(tmp_path, bootstrap, "second")
+        caught_up = await _wait_committed(bootstrap, total_records, 240)
+        assert caught_up == total_records
+        sink.send_signal(signal.SIGTERM)
+        assert sink.wait(60) == 0
+    finally:
+        if sink is not None and sink.poll() is None:
+            sink.kill()
+        broker.stop()
+
+    ch = ClickHouse(f"chdb://{tmp_path / 'ch'}")  # chDB: read only once the sink process is gone
+    try:
+        ((rows, distinct),) = await ch.rows(
+            "SELECT count(), uniqExact(execution_id) FROM executions"
+        )
+        ((payloads,),) = await ch.rows("SELECT uniqExact(execution_id) FROM execution_payloads")
+        ((errors,),) = await ch.rows("SELECT count() FROM executions WHERE level = 'error'")
+        ((counted,),) = await ch.rows("SELECT sum(execution_count) FROM workflow_stats")
+        ts_unique = await ch.rows(
+            "SELECT count() FROM (SELECT partition, ingest_ts FROM executions "
+            "GROUP BY partition, ingest_ts HAVING count() > 1)"
+        )
+    finally:
+        ch.close()
+    assert (rows, distinct) == (TOTAL, TOTAL)
+    assert payloads == TOTAL
+    assert errors == TOTAL // 10
+    assert counted == TOTAL  # workflow counts follow the rows exactly once too
+    assert ts_unique == [(0,)]  # ingest_ts strictly increasing per partition across the restart
