@@ -33,7 +33,7 @@ def _endpoint(
     return {
         "url": (args.url or env.get("CC_URL") or (saved.baseUrl if saved else "")).rstrip("/")
         or f"http://127.0.0.1:{settings.http_port}",
-        "admin": args.admin_token
+        "admin": getattr(args, "admin_token", None)
         or env.get("CC_ADMIN_TOKEN")
         or (saved.adminToken if saved else ""),
         "key": args.api_key or env.get("CC_API_KEY") or (saved.apiKey if saved else ""),
@@ -140,6 +140,39 @@ def cmd_key_list(args: argparse.Namespace, ep: dict[str, str]) -> None:
 def cmd_key_revoke(args: argparse.Namespace, ep: dict[str, str]) -> None:
     data = request("DELETE", f"{ep['url']}/api/v1/keys/{args.key_id}", ep["key"])["data"]
     _print(data, args.json, [f"revoked  {data['id']}  at {data['revokedAt']}"])
+
+
+def cmd_events_send(args: argparse.Namespace, ep: dict[str, str]) -> None:
+    from services.clientcmds import send_events
+
+    send_events(ep["url"], ep["key"], args.file, args.batch_size, args.json)
+
+
+def cmd_logs_tail(args: argparse.Namespace, ep: dict[str, str]) -> None:
+    from services.clientcmds import TailOptions, tail_logs
+
+    filters = {"level": args.level, "workflowIds": args.workflow_ids}
+    tail_logs(
+        ep["url"],
+        ep["key"],
+        {name: value for name, value in filters.items() if value},
+        TailOptions(args.since_start, args.interval, args.limit, args.json),
+    )
+
+
+def _bounded(kind: type[int] | type[float], low: float, high: float) -> Any:
+    """An argparse type accepting numbers of `kind` in [low, high]."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}")
+        return value
+
+    return parse
 
 
 # ---- running services -----------------------------------------------------------------------
@@ -269,7 +302,64 @@ def parser() -> argparse.ArgumentParser:
     krevoke = client(ksub.add_parser("revoke", help="revoke a key at once"))
     krevoke.add_argument("key_id", metavar="KEY_ID")
     krevoke.set_defaults(run=cmd_key_revoke)
+    _stream_commands(sub)
     return top
+
+
+def _keyed(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--url", help="API base URL (default: CC_URL, then local.json)")
+    p.add_argument("--api-key", help="API key (default: CC_API_KEY, then local.json)")
+    return p
+
+
+def _stream_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    events = sub.add_parser("events", help="send execution events to the API")
+    esub = events.add_subparsers(dest="action", required=True, metavar="ACTION")
+    send = _keyed(
+        esub.add_parser(
+            "send",
+            help="send an NDJSON file of events in batches",
+            description="Post FILE (one event per line, blank lines skipped) to /api/v1/events "
+            "in batches; waits out 429s, retries 5xx, and names the file's line of a bad event. "
+            "Resending is safe: events are idempotent on (type, executionId).",
+        )
+    )
+    send.add_argument("file", metavar="FILE", help="NDJSON events; - reads standard input")
+    send.add_argument(
+        "--batch-size",
+        type=_bounded(int, 1, 1000),
+        default=500,
+        help="events per request, 1..1000 (default 500)",
+    )
+    send.add_argument("--json", action="store_true", help="print the summary as JSON")
+    send.set_defaults(run=cmd_events_send)
+
+    logs = sub.add_parser("logs", help="follow completed executions")
+    lsub = logs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    tail = _keyed(
+        lsub.add_parser(
+            "tail",
+            help="print new completed executions as they arrive",
+            description="Follow GET /api/v1/logs with order=asc and its cursor: every completed "
+            "execution is printed exactly once, in completion order. Ctrl-C stops.",
+        )
+    )
+    tail.add_argument(
+        "--since-start", action="store_true", help="print existing logs first, oldest first"
+    )
+    tail.add_argument(
+        "--interval",
+        type=_bounded(float, 0.05, 3600),
+        default=1.0,
+        help="seconds between polls once caught up (default 1.0)",
+    )
+    tail.add_argument("--level", choices=("info", "error"), help="only this level")
+    tail.add_argument("--workflow-ids", help="comma list of workflow ids to follow")
+    tail.add_argument("--json", action="store_true", help="print each log as one JSON line")
+    tail.add_argument(
+        "--limit", type=_bounded(int, 1, 1000), default=100, help="page size (default 100)"
+    )
+    tail.set_defaults(run=cmd_logs_tail)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,7 +2,9 @@
 
 import asyncio
 import contextlib
+import os
 import signal
+import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -70,6 +72,23 @@ async def _supervised(job: Coroutine[Any, Any, None], stop: asyncio.Event) -> No
         raise
 
 
+async def _child_service(args: list[str], env: dict[str, str], stop: asyncio.Event) -> None:
+    """Run `codecourier <args>` as a child process until `stop`, then SIGTERM it."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", *args, env={**os.environ, **env},
+        preexec_fn=die_with_parent,
+    )  # fmt: skip
+    waiter = asyncio.create_task(child.wait())
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if child.returncode is None:
+        child.terminate()
+        await waiter
+    elif not stop.is_set():
+        raise RuntimeError(f"codecourier {' '.join(args)} exited with {child.returncode}")
+
+
 async def _watch_broker(broker: EmbeddedBroker, stop: asyncio.Event) -> None:
     while not stop.is_set():
         if broker.process is not None and broker.process.poll() is not None:
@@ -98,10 +117,12 @@ async def run_local(settings: Settings) -> int:
     try:
         bootstrap = settings.kafka_bootstrap or await broker.start()
         api = await serve(await prepare(settings, bootstrap))
-        # chDB admits one process per data directory: the sink shares the API's client.
-        sink_task = asyncio.create_task(
-            _supervised(LogSink(SinkConfig(bootstrap), api.deps.clickhouse).run(stop), stop)
-        )
+        if api.deps.clickhouse.embedded:
+            # chDB admits one process per data directory: the sink shares the API's client.
+            sink = LogSink(SinkConfig(bootstrap), api.deps.clickhouse).run(stop)
+        else:
+            sink = _child_service(["logsink"], {"CC_KAFKA_BOOTSTRAP": bootstrap}, stop)
+        sink_task = asyncio.create_task(_supervised(sink, stop))
         host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
         project_id, api_key = await _local_key(api, previous)
         creds = LocalCredentials(

@@ -95,6 +95,8 @@ class Stack(Struct):
     api_key: str
     data_dir: Path
     process: subprocess.Popen[bytes]
+    kafka_bootstrap: str = ""
+    kafka_bootstrap: str = ""
 
 
 def wait_for_file(
@@ -115,10 +117,12 @@ def start_stack(
     data_dir: Path, extra_env: dict[str, str] | None = None, command: list[str] | None = None
 ) -> Stack:
     """Start `codecourier up` (or `command`) on free ports and wait until it is ready."""
+    kafka_port = free_port()
     env = {
         **os.environ,
         "CC_DATA_DIR": str(data_dir),
         "CC_HTTP_PORT": str(free_port()),
+        "CC_KAFKA_PORT": str(kafka_port),
         "CC_LOG_LEVEL": "warning",
         **(extra_env or {}),
     }
@@ -140,6 +144,7 @@ def start_stack(
         creds["apiKey"],
         data_dir,
         process,
+        f"127.0.0.1:{kafka_port}",
     )
 
 

@@ -4,7 +4,7 @@ import asyncio
 from collections.abc import Awaitable
 
 from aiohttp import web
-from prometheus_client import generate_latest
+from prometheus_client import REGISTRY, generate_latest
 
 from schemas.api import ErrorDetail, Health
 from services.api.routing import Call, Route
@@ -51,8 +51,10 @@ async def readyz(call: Call) -> Health:
 
 async def metrics(call: Call) -> web.Response:
     """Prometheus text exposition of this process's counters."""
-    registry = call.request.app[METRICS].registry
-    return web.Response(body=generate_latest(registry), content_type="text/plain", charset="utf-8")
+    # The app's HTTP metrics, then the process-wide ones (process, and the log sink when it
+    # runs in this process).
+    body = generate_latest(call.request.app[METRICS].registry) + generate_latest(REGISTRY)
+    return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 
 async def openapi(call: Call) -> web.Response:

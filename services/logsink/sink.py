@@ -20,6 +20,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
+from prometheus_client import Counter, Histogram
 
 from schemas import topics
 from schemas.events import ExecutionCompleted
@@ -28,6 +29,12 @@ from services.logsink import rows
 from services.logsink.batch import Batch, drop_duplicates
 
 log = structlog.get_logger(__name__)
+
+RECORDS = Counter("cc_logsink_records", "Records consumed from executions")
+DEAD_LETTERS = Counter("cc_logsink_dead_letters", "Records sent to executions.dlq")
+INSERTED = Counter("cc_logsink_inserted_executions", "Executions inserted into ClickHouse")
+DUPLICATES = Counter("cc_logsink_duplicates", "Replayed or resent executions dropped")
+INSERT_SECONDS = Histogram("cc_logsink_insert_seconds", "Batch insert latency")
 
 GROUP_ID = "logsink"
 _INSERT_SETTINGS = {"deduplicate_blocks_in_dependent_materialized_views": 1}
@@ -171,6 +178,7 @@ class LogSink:
         if not self.batch.records:
             self.batch.opened_at = time.monotonic()
         value = record.value or b""
+        RECORDS.inc()
         ts = self.clock.stamp(tp.partition, int(record.timestamp) * 1000)
         self.batch.note(tp, record.offset, ts, len(value))
         try:
@@ -190,6 +198,7 @@ class LogSink:
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
         assert self.producer is not None
         self.dead_letters += 1
+        DEAD_LETTERS.inc()
         self.batch.dead_letters += 1
         headers = [
             ("error", reason[:500].encode()),
@@ -215,7 +224,9 @@ class LogSink:
         started = time.perf_counter()
         async with self.dedup_lock:
             known = await self._stored_keys(batch)
+            before = len(batch.executions)
             batch.executions = drop_duplicates(batch.executions, known | self.pending_keys, (0, 5))
+            DUPLICATES.inc(before - len(batch.executions))
             batch.keys = {(row[0], row[5]) for row in batch.executions}
             self.pending_keys |= batch.keys
         delay = 0.2
@@ -228,6 +239,8 @@ class LogSink:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         self.inserted += len(batch.executions)
+        INSERTED.inc(len(batch.executions))
+        INSERT_SECONDS.observe(time.perf_counter() - started)
         log.info(
             "logsink.batch", records=batch.records, executions=len(batch.executions),
             started=len(batch.started), dead_letters=batch.dead_letters, bytes=batch.nbytes,

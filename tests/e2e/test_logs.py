@@ -346,3 +346,41 @@ async def test_sync_execution_bucket_rejects_starts_beyond_the_burst(session, st
     _, _, logs = await call(session, "GET", f"{stack.base_url}/api/v1/logs", key)
     assert logs["limits"]["workflowExecutionRateLimit"]["sync"]["remaining"] == 0
     assert logs["limits"]["workflowExecutionRateLimit"]["sync"]["maxBurst"] == 20
+
+
+async def test_undecodable_records_go_to_the_dead_letter_topic(session, stack: Stack) -> None:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from schemas import topics
+
+    _, key = await new_project(session, stack)
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.EXECUTIONS, b"\xff not json", key=b"poison")
+        await producer.send_and_wait(
+            topics.EXECUTIONS, b'{"kind": "execution", "v": 1}', key=b"poison"
+        )
+    finally:
+        await producer.stop()
+    # the sink keeps going: a valid event sent afterwards is stored
+    assert (await post_events(session, stack, key, [completed("after-poison")]))[0] == 202
+    assert [i["executionId"] for i in await read_all(session, stack, key, 1)] == ["after-poison"]
+    consumer = AIOKafkaConsumer(
+        topics.EXECUTIONS_DLQ,
+        bootstrap_servers=stack.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        fetched = await consumer.getmany(timeout_ms=5000)
+    finally:
+        await consumer.stop()
+    dead = [r for records in fetched.values() for r in records if r.key == b"poison"]
+    assert {r.value for r in dead} >= {b"\xff not json", b'{"kind": "execution", "v": 1}'}
+    assert all(dict(r.headers)["error"] for r in dead)
+    async with session.get(f"{stack.base_url}/metrics") as response:
+        metrics = await response.text()
+    line = next(m for m in metrics.splitlines() if m.startswith("cc_logsink_dead_letters_total"))
+    assert float(line.split()[-1]) >= 2

@@ -25,6 +25,25 @@ def started(execution_id: str, workflow_id: str, name: str | None = None) -> dic
     return event
 
 
+async def _commands(stack: Stack) -> list[dict[str, object]]:
+    import json
+
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        "commands",
+        bootstrap_servers=stack.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        fetched = await consumer.getmany(timeout_ms=5000)
+    finally:
+        await consumer.stop()
+    return [json.loads(r.value) for records in fetched.values() for r in records]
+
+
 async def _runs(session, stack: Stack, key: str, query: str = "") -> list[dict[str, object]]:
     status, _, body = await call(session, "GET", f"{stack.base_url}/api/v1/runs?{query}", key)
     assert status == 200, body
@@ -60,8 +79,17 @@ async def test_runs_move_from_running_to_completed_and_cancel_rules(session, sta
     status, _, one = await call(session, "GET", f"{stack.base_url}/api/v1/runs/r1", key)
     assert status == 200 and one["data"]["workflowName"] == "Importer"
 
-    status, _, body = await call(session, "POST", f"{stack.base_url}/api/v1/runs/r1/cancel", key)
+    status, headers, body = await call(
+        session, "POST", f"{stack.base_url}/api/v1/runs/r1/cancel", key
+    )
     assert status == 202 and body["data"] == {"executionId": "r1", "status": "cancel_requested"}
+    commands = await _commands(stack)
+    mine = [
+        c
+        for c in commands
+        if c["executionId"] == "r1" and c["requestId"] == headers["X-Request-ID"]
+    ]
+    assert len(mine) == 1 and mine[0]["type"] == "workflow.run.cancel_requested"
     status, _, body = await call(session, "POST", f"{stack.base_url}/api/v1/runs/r2/cancel", key)
     assert status == 409 and body["error"]["code"] == "CONFLICT"
     status, _, body = await call(session, "POST", f"{stack.base_url}/api/v1/runs/nope/cancel", key)
