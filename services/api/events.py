@@ -27,7 +27,7 @@ from services.common.errors import (
     UnsupportedMediaType,
 )
 from services.common.http import validation_error
-from services.common.ratelimit import Bucket, Decision
+from services.common.ratelimit import Bucket
 
 MAX_EVENTS = 1000
 MAX_REPORTED_ERRORS = 50
@@ -115,37 +115,48 @@ def execution_buckets(call: Call, plan: str) -> dict[str, Bucket]:
     }
 
 
-async def _take(call: Call, name: str, bucket: Bucket, cost: int, what: str) -> Decision:
-    decision = await call.deps.limiter.take(name, bucket, cost)
-    if not decision.allowed:
-        raise RateLimited(
-            f"{what} limit of {decision.limit_per_minute} per minute exceeded; "
-            f"retry in {decision.retry_after_s} s.",
-            decision.retry_after_s,
-        )
-    return decision
-
-
 async def _limit(call: Call, key: KeyRecord, events: list[Event]) -> None:
+    """Take every bucket the request needs, or none: a refusal gives back what was taken."""
     limits = call.deps.settings.plan(key.plan)
     ingest = Bucket(
         per_minute=limits.api_per_minute * limits.ingest_multiplier,
         burst=limits.api_burst * limits.ingest_multiplier,
     )
-    call.request["ratelimit"] = await _take(
-        call, f"ingest:{key.project_id}", ingest, len(events), "Ingest"
-    )
+    needs = [(f"ingest:{key.project_id}", ingest, len(events), "Ingest")]
     buckets = execution_buckets(call, key.plan)
     for mode in ("sync", "async"):
         starts = sum(1 for e in events if isinstance(e, ExecutionStarted) and e.mode == mode)
         if starts:
-            await _take(
-                call,
-                f"exec:{mode}:{key.project_id}",
-                buckets[mode],
-                starts,
-                f"Workflow execution ({mode})",
+            needs.append(
+                (
+                    f"exec:{mode}:{key.project_id}",
+                    buckets[mode],
+                    starts,
+                    f"Workflow execution ({mode})",
+                )
             )
+    for _name, bucket, cost, what in needs:
+        if cost > bucket.burst:  # could never pass: retrying would not help
+            raise PayloadTooLarge(
+                f"{what} needs {cost} tokens but the plan's bucket holds at most "
+                f"{int(bucket.burst)}; split the request."
+            )
+    taken: list[tuple[str, Bucket, int]] = []
+    for name, bucket, cost, what in needs:
+        decision = await call.deps.limiter.take(name, bucket, cost)
+        if name.startswith("ingest:"):
+            call.request["ratelimit"] = decision
+        if not decision.allowed:
+            for done_name, done_bucket, done_cost in taken:
+                refund = await call.deps.limiter.take(done_name, done_bucket, -done_cost)
+                if done_name.startswith("ingest:"):
+                    call.request["ratelimit"] = refund
+            raise RateLimited(
+                f"{what} limit of {decision.limit_per_minute} per minute exceeded; "
+                f"retry in {decision.retry_after_s} s.",
+                decision.retry_after_s,
+            )
+        taken.append((name, bucket, cost))
 
 
 async def ingest(call: Call) -> Accepted:

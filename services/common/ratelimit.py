@@ -69,7 +69,8 @@ def take(
         else refill(tokens, now_s - updated_s, bucket)
     )
     allowed = current >= cost
-    left = current - cost if allowed else current
+    # A negative cost is a refund (tokens given back after a refusal elsewhere), still capped.
+    left = min(bucket.burst, current - cost) if allowed else current
     return left, decide(left, allowed, now_s, bucket, cost)
 
 
@@ -122,7 +123,7 @@ else
 end
 local allowed = 0
 if tokens >= cost then
-  tokens = tokens - cost
+  tokens = math.min(burst, tokens - cost)
   allowed = 1
 end
 local tokens_s = string.format('%.17g', tokens)

@@ -348,6 +348,47 @@ async def test_sync_execution_bucket_rejects_starts_beyond_the_burst(session, st
     assert logs["limits"]["workflowExecutionRateLimit"]["sync"]["maxBurst"] == 20
 
 
+async def test_a_request_no_bucket_could_ever_admit_is_413_and_costs_nothing(
+    session, stack: Stack
+) -> None:
+    _, key = await new_project(session, stack, plan="free")
+    starts = [
+        {
+            "type": "workflow.execution.started",
+            "executionId": f"big-{i}",
+            "workflowId": "w",
+            "trigger": "api",
+            "mode": "sync",
+            "startedAt": completed("x")["startedAt"],
+        }
+        for i in range(30)
+    ]
+    status, _, body = await post_events(session, stack, key, starts)
+    assert status == 413 and "split" in body["error"]["message"]
+    status, headers, _ = await post_events(session, stack, key, starts[:1])
+    assert status == 202
+    assert headers["X-RateLimit-Remaining"] == "1999"  # the refused request took no ingest token
+
+
+async def test_a_refusal_gives_back_the_ingest_tokens(session, stack: Stack) -> None:
+    _, key = await new_project(session, stack, plan="free")
+
+    def start(i: int) -> dict[str, Any]:
+        return {
+            "type": "workflow.execution.started",
+            "executionId": f"r-{i}",
+            "workflowId": "w",
+            "trigger": "api",
+            "mode": "sync",
+            "startedAt": completed("x")["startedAt"],
+        }
+
+    assert (await post_events(session, stack, key, [start(i) for i in range(20)]))[0] == 202
+    status, headers, _ = await post_events(session, stack, key, [start(20), completed("c-1")])
+    assert status == 429
+    assert int(headers["X-RateLimit-Remaining"]) >= 1979  # 20 taken before; the 2 were refunded
+
+
 async def test_undecodable_records_go_to_the_dead_letter_topic(session, stack: Stack) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 

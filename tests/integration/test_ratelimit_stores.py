@@ -74,3 +74,12 @@ async def test_redis_down_is_unavailable_not_a_crash() -> None:
     with pytest.raises(Unavailable):
         await dead.take("api:x", FREE)
     await dead.close()
+
+
+async def test_refunds_are_capped_at_the_burst(limiter: RateLimiter) -> None:
+    for _ in range(3):
+        await limiter.take("api:refund", FREE)
+    back = await limiter.take("api:refund", FREE, -2)
+    assert back.remaining == 19
+    full = await limiter.take("api:refund", FREE, -50)
+    assert full.remaining == 20

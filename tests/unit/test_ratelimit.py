@@ -87,3 +87,12 @@ def test_never_admits_more_than_burst_plus_refill(
         if not decision.allowed:
             assert decision.retry_after_s >= 1
     assert admitted <= burst + now * bucket.per_second + 1e-6
+
+
+def test_a_negative_cost_refunds_but_never_beyond_the_burst() -> None:
+    left, _ = take(None, None, 0.0, FREE, 15)
+    assert left == 5
+    refunded, decision = take(left, 0.0, 0.0, FREE, -10)
+    assert decision.allowed and refunded == 15
+    capped, _ = take(refunded, 0.0, 0.0, FREE, -100)
+    assert capped == FREE.burst
