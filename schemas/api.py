@@ -69,17 +69,9 @@ class Key(Struct, frozen=True):
     lastUsedAt: str | None
 
 
-class CreatedKey(Struct, frozen=True):
+class CreatedKey(Key, frozen=True, kw_only=True):
     """A key just created: the only time its secret is shown."""
 
-    id: str
-    projectId: str
-    name: str
-    prefix: str
-    scopes: list[str]
-    createdAt: str
-    expiresAt: str | None
-    lastUsedAt: str | None
     secret: str
 
 

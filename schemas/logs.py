@@ -64,22 +64,10 @@ class Limits(Struct, frozen=True):
     usage: Usage
 
 
-class LogDetail(Struct, frozen=True, omit_defaults=True):
+class LogDetail(LogItem, frozen=True, kw_only=True):
     """`GET /api/v1/logs/{id}`: one log in full detail, with the limits inside."""
 
-    id: str
-    workflowId: str
-    executionId: str
-    level: str
-    trigger: str
-    startedAt: str
-    endedAt: str
-    totalDurationMs: int
-    cost: Cost
-    files: Any
-    workflow: WorkflowRef
     limits: Limits
-    executionData: ExecutionData | UnsetType = UNSET
 
 
 class ExecutionMetadata(Struct, frozen=True):

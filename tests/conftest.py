@@ -40,26 +40,31 @@ def _in_thread(coro_fn: "Callable[[], Coroutine[Any, Any, Any]]") -> Any:
         return pool.submit(asyncio.run, coro_fn()).result()
 
 
-@pytest.fixture
-def pg_url() -> Iterator[tuple[str, str]]:
-    """A fresh schema in the machine's PostgreSQL: (SQLAlchemy URL, schema name)."""
-    schema = f"cc_test_{secrets.token_hex(6)}"
+def pg_execute(sql: str) -> None:
+    """Run one statement on the machine's PostgreSQL (from sync or async code)."""
 
-    async def run(sql: str) -> None:
+    async def run() -> None:
         conn = await asyncio.wait_for(asyncpg.connect(PG_DSN), 5)
         try:
             await conn.execute(sql)
         finally:
             await conn.close()
 
+    _in_thread(run)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[tuple[str, str]]:
+    """A fresh schema in the machine's PostgreSQL: (SQLAlchemy URL, schema name)."""
+    schema = f"cc_test_{secrets.token_hex(6)}"
     try:
-        _in_thread(lambda: run(f'CREATE SCHEMA "{schema}"'))
+        pg_execute(f'CREATE SCHEMA "{schema}"')
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         _skip_or_fail(f"PostgreSQL unreachable at {PG_DSN}: {exc!r}")
     try:
         yield PG_DSN.replace("postgresql://", "postgresql+asyncpg://"), schema
     finally:
-        _in_thread(lambda: run(f'DROP SCHEMA "{schema}" CASCADE'))
+        pg_execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Routes: `/api/v1/keys` (create, list, revoke) and the key-issuing logic the admin API shares."""
 
+import msgspec
 from msgspec import Struct
 
 from schemas.api import CreatedKey, CreateKeyBody, Key
@@ -48,18 +49,7 @@ async def issue_key(
         now_ms=now_ms(deps.clock),
         expires_at_ms=expires_at_ms,
     )
-    view = key_view(record, None)
-    return CreatedKey(
-        id=view.id,
-        projectId=view.projectId,
-        name=view.name,
-        prefix=view.prefix,
-        scopes=view.scopes,
-        createdAt=view.createdAt,
-        expiresAt=view.expiresAt,
-        lastUsedAt=None,
-        secret=secret,
-    )
+    return CreatedKey(**msgspec.structs.asdict(key_view(record, None)), secret=secret)
 
 
 async def create_key(call: Call) -> CreatedKey:

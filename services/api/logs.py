@@ -157,8 +157,7 @@ async def get_log(call: Call) -> LogDetail:
     row = rows[0]
     data = await _payloads(call, key.project_id, [row[2]], True, True)
     item = log_item(row, True, data.get(row[2], ExecutionData(traceSpans=_NULL, finalOutput=_NULL)))
-    fields = msgspec.structs.asdict(item)
-    return LogDetail(**fields, limits=await limits_block(call, key))
+    return LogDetail(**msgspec.structs.asdict(item), limits=await limits_block(call, key))
 
 
 async def get_execution(call: Call) -> ExecutionView:

@@ -107,3 +107,18 @@ async def read_all(
         if not body["hasMore"]:
             await asyncio.sleep(0.2)
     raise AssertionError(f"saw {len(seen)} of {expected} logs within {timeout_s} s")
+
+
+async def consume_all(bootstrap: str, topic: str, wait_ms: int = 5000) -> list[Any]:
+    """Every record of a topic from the start (aiokafka ConsumerRecords)."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        fetched = await consumer.getmany(timeout_ms=wait_ms)
+    finally:
+        await consumer.stop()
+    return [record for records in fetched.values() for record in records]

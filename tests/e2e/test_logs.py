@@ -9,7 +9,15 @@ import aiohttp
 import pytest
 
 from tests.conftest import Stack
-from tests.e2e.helpers import call, completed, new_key, new_project, post_events, read_all
+from tests.e2e.helpers import (
+    call,
+    completed,
+    consume_all,
+    new_key,
+    new_project,
+    post_events,
+    read_all,
+)
 
 DAY = "2026-11-02"
 
@@ -390,7 +398,7 @@ async def test_a_refusal_gives_back_the_ingest_tokens(session, stack: Stack) -> 
 
 
 async def test_undecodable_records_go_to_the_dead_letter_topic(session, stack: Stack) -> None:
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka import AIOKafkaProducer
 
     from schemas import topics
 
@@ -407,18 +415,8 @@ async def test_undecodable_records_go_to_the_dead_letter_topic(session, stack: S
     # the sink keeps going: a valid event sent afterwards is stored
     assert (await post_events(session, stack, key, [completed("after-poison")]))[0] == 202
     assert [i["executionId"] for i in await read_all(session, stack, key, 1)] == ["after-poison"]
-    consumer = AIOKafkaConsumer(
-        topics.EXECUTIONS_DLQ,
-        bootstrap_servers=stack.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        fetched = await consumer.getmany(timeout_ms=5000)
-    finally:
-        await consumer.stop()
-    dead = [r for records in fetched.values() for r in records if r.key == b"poison"]
+    records = await consume_all(stack.kafka_bootstrap, topics.EXECUTIONS_DLQ)
+    dead = [r for r in records if r.key == b"poison"]
     assert {r.value for r in dead} >= {b"\xff not json", b'{"kind": "execution", "v": 1}'}
     assert all(dict(r.headers)["error"] for r in dead)
     async with session.get(f"{stack.base_url}/metrics") as response:

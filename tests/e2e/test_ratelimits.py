@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from services.common.kafka import free_port
-from tests.conftest import CLI, PG_DSN, ROOT, Stack, _in_thread, _skip_or_fail
+from tests.conftest import CLI, PG_DSN, ROOT, Stack, _skip_or_fail, pg_execute
 from tests.e2e.helpers import call, new_project
 
 ADMIN = "cc_admin_e2e_shared_bucket_token"
@@ -62,19 +62,12 @@ def pg_database() -> Iterator[str]:
     """A throwaway database in the machine's PostgreSQL."""
     name = f"cc_e2e_{os.getpid()}_{int(time.time())}"
 
-    async def run(sql: str) -> None:
-        conn = await asyncio.wait_for(asyncpg.connect(PG_DSN), 5)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
     try:
-        _in_thread(lambda: run(f'CREATE DATABASE "{name}"'))
+        pg_execute(f'CREATE DATABASE "{name}"')
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         _skip_or_fail(f"PostgreSQL unreachable at {PG_DSN}: {exc!r}")
     yield PG_DSN.rsplit("/", 1)[0] + f"/{name}"
-    _in_thread(lambda: run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _start_api(tmp_path, name: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:

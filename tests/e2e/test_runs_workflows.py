@@ -6,7 +6,15 @@ import aiohttp
 import pytest
 
 from tests.conftest import Stack
-from tests.e2e.helpers import call, completed, new_key, new_project, post_events, read_all
+from tests.e2e.helpers import (
+    call,
+    completed,
+    consume_all,
+    new_key,
+    new_project,
+    post_events,
+    read_all,
+)
 
 
 @pytest.fixture
@@ -28,20 +36,7 @@ def started(execution_id: str, workflow_id: str, name: str | None = None) -> dic
 async def _commands(stack: Stack) -> list[dict[str, object]]:
     import json
 
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(
-        "commands",
-        bootstrap_servers=stack.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        fetched = await consumer.getmany(timeout_ms=5000)
-    finally:
-        await consumer.stop()
-    return [json.loads(r.value) for records in fetched.values() for r in records]
+    return [json.loads(r.value) for r in await consume_all(stack.kafka_bootstrap, "commands")]
 
 
 async def _runs(session, stack: Stack, key: str, query: str = "") -> list[dict[str, object]]:
