@@ -18,7 +18,7 @@ _APPLIED = "SELECT version FROM cc_schema_migrations FINAL"
 
 
 class ClickHouse:
-    """A clickhouse-connect client driven from asyncio; one statement at a time per process."""
+    """A clickhouse-connect client driven from asyncio from worker threads."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -31,6 +31,10 @@ class ClickHouse:
         return self.url.startswith("chdb://")
 
     def _connect(self) -> Any:
+        with self._lock:
+            return self._client or self._open()
+
+    def _open(self) -> Any:
         if self._client is None:
             if self.embedded:
                 self._client = clickhouse_connect.get_client(dsn=self.url)
@@ -41,13 +45,14 @@ class ClickHouse:
         return self._client
 
     def _run(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            try:
-                return getattr(self._connect(), method)(*args, **kwargs)
-            except Exception as exc:
-                if _is_connection_error(exc):
-                    raise Unavailable(f"clickhouse unreachable: {type(exc).__name__}") from exc
-                raise
+        # Statements run concurrently (reads never queue behind a sink insert); only opening
+        # and closing the client is serialised.
+        try:
+            return getattr(self._connect(), method)(*args, **kwargs)
+        except Exception as exc:
+            if _is_connection_error(exc):
+                raise Unavailable(f"clickhouse unreachable: {type(exc).__name__}") from exc
+            raise
 
     async def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         """Run a statement that returns no rows."""
