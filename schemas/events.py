@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from msgspec import Meta, Struct
+from msgspec import Meta, Raw, Struct
 
 Id = Annotated[str, Meta(min_length=1, max_length=256)]
 Text = Annotated[str, Meta(max_length=1000)]
@@ -93,13 +93,18 @@ class EventBatch(Struct, frozen=True):
 
 
 class ExecutionRecord(Struct, frozen=True, tag="execution", tag_field="kind"):
-    """What the API puts on the `executions` topic: one accepted event and its project."""
+    """What the API puts on the `executions` topic: accepted events of one workflow.
+
+    One record per (request, workflow) keeps per-workflow order and partitioning while costing
+    one Kafka record per group instead of one per event. Each item of `events` is an `Event`
+    that the API validated, kept as the JSON the client sent.
+    """
 
     v: int
     projectId: str
     receivedAtMs: int
     retentionDays: int
-    event: Event
+    events: list[Raw]
 
 
 class CancelRequested(Struct, frozen=True, tag="workflow.run.cancel_requested", tag_field="type"):

@@ -30,6 +30,7 @@ from services.common.http import validation_error
 from services.common.ratelimit import Bucket
 
 MAX_EVENTS = 1000
+RECORD_BYTES = 512 * 1024  # well under Kafka's default 1 MB message limit
 MAX_REPORTED_ERRORS = 50
 _event_decoder = msgspec.json.Decoder(Event)
 _record_encoder = msgspec.json.Encoder()
@@ -159,6 +160,22 @@ async def _limit(call: Call, key: KeyRecord, events: list[Event]) -> None:
         taken.append((name, bucket, cost))
 
 
+def group_by_workflow(
+    raws: list[bytes], events: list[Event], max_bytes: int = RECORD_BYTES
+) -> list[tuple[str, list[msgspec.Raw]]]:
+    """Events grouped per workflow in arrival order, each group kept under `max_bytes`."""
+    groups: dict[str, list[list[msgspec.Raw]]] = {}
+    sizes: dict[str, int] = {}
+    for raw, event in zip(raws, events, strict=True):
+        chunks = groups.setdefault(event.workflowId, [[]])
+        if chunks[-1] and sizes[event.workflowId] + len(raw) > max_bytes:
+            chunks.append([])
+            sizes[event.workflowId] = 0
+        chunks[-1].append(msgspec.Raw(raw))
+        sizes[event.workflowId] = sizes.get(event.workflowId, 0) + len(raw)
+    return [(workflow, chunk) for workflow, chunks in groups.items() for chunk in chunks]
+
+
 async def ingest(call: Call) -> Accepted:
     """Accept events once every one of them is acknowledged by the broker."""
     key = call.principal
@@ -175,16 +192,16 @@ async def ingest(call: Call) -> Accepted:
                 topics.EXECUTIONS,
                 _record_encoder.encode(
                     ExecutionRecord(
-                        v=1,
+                        v=2,
                         projectId=key.project_id,
                         receivedAtMs=received,
                         retentionDays=retention,
-                        event=event,
+                        events=group,
                     )
                 ),
-                key=topic_key(key.project_id, event.workflowId),
+                key=topic_key(key.project_id, workflow_id),
             )
-            for event in events
+            for workflow_id, group in group_by_workflow(raws, events)
         ]
         await asyncio.gather(*futures)
     except (KafkaError, OSError) as exc:

@@ -77,6 +77,19 @@ class ClickHouse:
             self._run, "insert", table, rows, column_names=list(columns), settings=settings or {}
         )
 
+    async def insert_json(
+        self,
+        table: str,
+        data: bytes,
+        columns: Sequence[str],
+        settings: dict[str, Any] | None = None,
+    ) -> None:
+        """Insert `JSONCompactEachRow` bytes: ClickHouse parses them, outside the GIL."""
+        await asyncio.to_thread(
+            self._run, "raw_insert", table, list(columns), insert_block=data,
+            settings=settings or {}, fmt="JSONCompactEachRow",
+        )  # fmt: skip
+
     async def ping(self) -> None:
         """Raise Unavailable unless ClickHouse answers."""
         await self.rows("SELECT 1")

@@ -27,7 +27,8 @@ class Batch:
         """Account for one consumed record, whatever became of it."""
         self.first_offsets.setdefault(tp, offset)
         self.next_offsets[tp] = offset + 1
-        self.max_ts[tp.partition] = max(self.max_ts.get(tp.partition, 0), ingest_ts)
+        if ingest_ts:
+            self.max_ts[tp.partition] = max(self.max_ts.get(tp.partition, 0), ingest_ts)
         self.nbytes += size
         self.records += 1
 

@@ -23,7 +23,6 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
 from prometheus_client import Counter, Histogram
 
 from schemas import topics
-from schemas.events import ExecutionCompleted
 from services.common.clickhouse import ClickHouse
 from services.logsink import rows
 from services.logsink.batch import Batch, drop_duplicates
@@ -37,7 +36,10 @@ DUPLICATES = Counter("cc_logsink_duplicates", "Replayed or resent executions dro
 INSERT_SECONDS = Histogram("cc_logsink_insert_seconds", "Batch insert latency")
 
 GROUP_ID = "logsink"
-_INSERT_SETTINGS = {"deduplicate_blocks_in_dependent_materialized_views": 1}
+_INSERT_SETTINGS = {
+    "deduplicate_blocks_in_dependent_materialized_views": 1,
+    "date_time_input_format": "best_effort",
+}
 _EXISTING = (
     "SELECT project_id, execution_id FROM executions "
     "WHERE (project_id, execution_id) IN {keys:Array(Tuple(String, String))}"
@@ -179,21 +181,26 @@ class LogSink:
             self.batch.opened_at = time.monotonic()
         value = record.value or b""
         RECORDS.inc()
-        ts = self.clock.stamp(tp.partition, int(record.timestamp) * 1000)
-        self.batch.note(tp, record.offset, ts, len(value))
+        broker_ts = int(record.timestamp) * 1000
         try:
-            decoded = rows.decode_record(value)
+            decoded, events = rows.decode_record(value)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self.batch.note(
+                tp, record.offset, self.clock.stamp(tp.partition, broker_ts), len(value)
+            )
             await self._dead_letter(record, str(exc))
             return
-        event = decoded.event
-        if isinstance(event, ExecutionCompleted):
-            self.batch.executions.append(
-                rows.execution_row(decoded, event, ts, tp.partition, record.offset)
-            )
-            self.batch.payloads.append(rows.payload_row(decoded, event, ts))
-        else:
-            self.batch.started.append(rows.started_row(decoded, event, ts))
+        ts = 0
+        for event in events:  # each row its own ingest_ts: positions stay unique per partition
+            ts = self.clock.stamp(tp.partition, broker_ts)
+            if isinstance(event, rows.Completed):
+                self.batch.executions.append(
+                    rows.execution_row(decoded, event, ts, tp.partition, record.offset)
+                )
+                self.batch.payloads.append(rows.payload_row(decoded, event, ts))
+            else:
+                self.batch.started.append(rows.started_row(decoded, event, ts))
+        self.batch.note(tp, record.offset, ts, len(value))
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
         assert self.producer is not None
@@ -264,7 +271,7 @@ class LogSink:
         ):
             if data:
                 settings = {**_INSERT_SETTINGS, "insert_deduplication_token": batch.token(table)}
-                await self.ch.insert(table, data, columns, settings)
+                await self.ch.insert_json(table, rows.encode_rows(data), columns, settings)
 
     async def _complete_heads(self) -> None:
         while self.inflight and self.inflight[0][1].done():

@@ -31,7 +31,11 @@ def _record(i: int) -> tuple[bytes, bytes]:
         level="error" if i % 10 == 0 else "info", startedAt=ended - timedelta(seconds=1), endedAt=ended,
     )  # fmt: skip
     record = ExecutionRecord(
-        v=1, projectId="prj_crash", receivedAtMs=0, retentionDays=30, event=event
+        v=2,
+        projectId="prj_crash",
+        receivedAtMs=0,
+        retentionDays=30,
+        events=[msgspec.Raw(msgspec.json.encode(event))],
     )
     return topic_key("prj_crash", event.workflowId), msgspec.json.encode(record)
 

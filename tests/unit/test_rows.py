@@ -1,54 +1,67 @@
 """Records to rows, batch bookkeeping and the partition clock."""
 
-from datetime import UTC, datetime
-
 import msgspec
 from aiokafka.structs import TopicPartition
 
-from schemas.events import Cost, ExecutionCompleted, ExecutionRecord, ExecutionStarted, ModelCost
+from schemas.events import ExecutionRecord
 from services.logsink import rows
 from services.logsink.batch import Batch, drop_duplicates
 from services.logsink.sink import PartitionClock
 
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+BASE = {
+    "type": "workflow.execution.completed", "executionId": "e1", "workflowId": "w1",
+    "trigger": "api", "level": "info", "startedAt": "2026-01-01T12:00:00Z",
+    "endedAt": "2026-01-01T12:00:02.500Z",
+}  # fmt: skip
 
 
-def completed(**overrides: object) -> ExecutionCompleted:
-    fields: dict[str, object] = {
-        "executionId": "e1", "workflowId": "w1", "trigger": "api", "level": "info",
-        "startedAt": T0, "endedAt": T0.replace(second=2, microsecond=500_000),
-    }  # fmt: skip
-    return ExecutionCompleted(**{**fields, **overrides})  # type: ignore[arg-type]
-
-
-def record(event: ExecutionCompleted | ExecutionStarted) -> ExecutionRecord:
-    return ExecutionRecord(v=1, projectId="prj_a", receivedAtMs=0, retentionDays=7, event=event)
+def stored(**fields: object) -> tuple[ExecutionRecord, rows.Completed]:
+    raw = msgspec.json.encode({**BASE, **fields})
+    record = ExecutionRecord(
+        v=2, projectId="prj_a", receivedAtMs=0, retentionDays=7, events=[msgspec.Raw(raw)]
+    )
+    decoded, (event,) = rows.decode_record(msgspec.json.encode(record))
+    assert isinstance(event, rows.Completed)
+    return decoded, event
 
 
 def test_duration_is_derived_when_absent_and_kept_when_given() -> None:
-    assert rows.duration_ms(completed()) == 2500
-    assert rows.duration_ms(completed(totalDurationMs=7)) == 7
+    assert rows.duration_ms(stored()[1]) == 2500
+    assert rows.duration_ms(stored(totalDurationMs=7)[1]) == 7
 
 
 def test_execution_row_maps_every_column() -> None:
-    cost = Cost(total=0.5, models={"b": ModelCost(total=0.2), "a": ModelCost(total=0.3)})
-    event = completed(
+    cost = {"total": 0.5, "models": {"b": {"total": 0.2}, "a": {"total": 0.3}}}
+    record, event = stored(
         cost=cost, level="error", files=[{"name": "f"}], traceSpans=[1], finalOutput=0
     )
     row = dict(
-        zip(
-            rows.EXECUTION_COLUMNS, rows.execution_row(record(event), event, 99, 3, 42), strict=True
-        )
+        zip(rows.EXECUTION_COLUMNS, rows.execution_row(record, event, 99, 3, 42), strict=True)
     )
     assert row["project_id"] == "prj_a" and row["ingest_ts"] == 99
     assert (row["partition"], row["offset"]) == (3, 42)
     assert row["status"] == "error"
     assert row["models"] == ["a", "b"]
     assert row["cost_total"] == 0.5
-    assert msgspec.json.decode(row["cost_json"]) == msgspec.to_builtins(cost)
-    assert row["files"] == '[{"name":"f"}]'
+    assert msgspec.json.decode(bytes(row["cost_json"])) == cost
+    assert bytes(row["files"]) == b'[{"name":"f"}]'
     assert (row["has_trace_spans"], row["has_final_output"]) == (1, 1)
     assert row["total_duration_ms"] == 2500 and row["retention_days"] == 7
+
+
+def test_blobs_are_kept_as_sent_and_strings_stay_valid_json() -> None:
+    record, event = stored(finalOutput="plain text", traceSpans=[{"a": 1}])
+    _, _, _, spans, output, state, _ = rows.payload_row(record, event, 5)
+    assert bytes(spans) == b'[{"a":1}]'
+    assert output == '"plain text"'  # stored with its quotes: valid JSON when served raw
+    assert state is None
+    assert rows.encode_rows([("x", rows.blob(msgspec.Raw(b'{"k": [1]}')))]) == b'["x",{"k": [1]}]'
+
+
+def test_missing_cost_stores_zero_and_no_models() -> None:
+    record, event = stored()
+    row = dict(zip(rows.EXECUTION_COLUMNS, rows.execution_row(record, event, 1, 0, 0), strict=True))
+    assert (row["cost_total"], row["cost_json"], row["models"]) == (0.0, None, [])
 
 
 def test_log_ids_are_stable_per_project_and_execution() -> None:
