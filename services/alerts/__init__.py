@@ -1,0 +1,1 @@
+"""The alert engine: rule evaluation over executions, ticks and subscriptions."""

@@ -1,0 +1,159 @@
+"""Per-workflow alert state: plain msgspec Structs that a table stores, and their bookkeeping.
+
+One `WorkflowState` per workflow holds what every rule reads (per-minute buckets, the failure
+streak, seen execution ids, event-time marks) and one `Watch` per subscription (arming time,
+cooldown, current episode). Everything is bounded, so a value never grows without limit.
+"""
+
+from bisect import bisect_left, bisect_right, insort
+from decimal import Decimal
+from typing import NamedTuple
+
+from msgspec import Struct
+
+from schemas.alerts import AlertConfig
+
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+HORIZON_MINUTES = 168 * 60 + 1  # the longest window plus the partial minute at its far edge
+SEEN_LIMIT = 1000
+STREAK_LIMIT = 100  # the largest consecutiveFailures; a longer streak fires every rule alike
+
+
+class ExecutionFacts(Struct, frozen=True):
+    """What the rules need from one completed execution; times are event time in ms."""
+
+    execution_id: str
+    workflow_id: str
+    ended_ms: int
+    failed: bool
+    duration_ms: int
+    cost: Decimal | None = None
+
+
+class Subscription(Struct, frozen=True):
+    """An alert subscription as the rules see it."""
+
+    id: str
+    config: AlertConfig
+
+
+class Bucket(Struct, array_like=True):
+    """Executions that ended within one minute (`minute` = epoch ms // 60 000)."""
+
+    minute: int
+    total: int = 0
+    errors: int = 0
+    duration_ms: int = 0
+
+
+class Episode(Struct):
+    """A stretch during which a rule's condition holds; `key` names its first trigger."""
+
+    key: str
+    notified: bool = False
+
+
+class Watch(Struct):
+    """One subscription's state for this workflow: arming time, cooldown and episode."""
+
+    armed_ms: int
+    last_fired_ms: int | None = None
+    episode: Episode | None = None
+
+
+class WorkflowState(Struct):
+    """Everything the rules remember about one workflow."""
+
+    workflow_id: str
+    now_ms: int | None = None
+    first_ms: int | None = None
+    last_ms: int | None = None
+    last_success_ms: int | None = None
+    failures_ms: list[int] = []
+    seen: dict[str, None] = {}
+    buckets: list[Bucket] = []
+    watches: dict[str, Watch] = {}
+
+
+class Totals(NamedTuple):
+    """Sums over a run of buckets."""
+
+    total: int
+    errors: int
+    duration_ms: int
+
+
+def advance(state: WorkflowState, event_ms: int) -> int:
+    """Move the workflow's event-time clock forward (never back) and drop expired buckets."""
+    now = event_ms if state.now_ms is None else max(state.now_ms, event_ms)
+    state.now_ms = now
+    del state.buckets[: bisect_left(state.buckets, now // MINUTE_MS - HORIZON_MINUTES, key=_minute)]
+    return now
+
+
+def record(state: WorkflowState, facts: ExecutionFacts) -> bool:
+    """Count a new execution into the state; False (and no change) for a duplicate."""
+    if facts.execution_id in state.seen:
+        return False
+    _remember(state, facts.execution_id)
+    _mark_times(state, facts.ended_ms)
+    _track_streak(state, facts)
+    _add_to_bucket(state, facts)
+    return True
+
+
+def window_totals(state: WorkflowState, end_ms: int, window_ms: int) -> Totals:
+    """Sums of the minute buckets that overlap [end_ms - window_ms, end_ms]."""
+    low = bisect_left(state.buckets, (end_ms - window_ms) // MINUTE_MS, key=_minute)
+    high = bisect_right(state.buckets, end_ms // MINUTE_MS, key=_minute)
+    total = errors = duration_ms = 0
+    for bucket in state.buckets[low:high]:
+        total += bucket.total
+        errors += bucket.errors
+        duration_ms += bucket.duration_ms
+    return Totals(total, errors, duration_ms)
+
+
+def streak(state: WorkflowState) -> int:
+    """Failures that ended after the latest success, by event time (capped at STREAK_LIMIT)."""
+    return len(state.failures_ms)
+
+
+def _minute(bucket: Bucket) -> int:
+    return bucket.minute
+
+
+def _remember(state: WorkflowState, execution_id: str) -> None:
+    state.seen[execution_id] = None
+    if len(state.seen) > SEEN_LIMIT:
+        del state.seen[next(iter(state.seen))]
+
+
+def _mark_times(state: WorkflowState, ended_ms: int) -> None:
+    state.first_ms = ended_ms if state.first_ms is None else min(state.first_ms, ended_ms)
+    state.last_ms = ended_ms if state.last_ms is None else max(state.last_ms, ended_ms)
+
+
+def _track_streak(state: WorkflowState, facts: ExecutionFacts) -> None:
+    success = state.last_success_ms
+    if facts.failed:
+        if success is None or facts.ended_ms > success:
+            insort(state.failures_ms, facts.ended_ms)
+            del state.failures_ms[:-STREAK_LIMIT]
+    elif success is None or facts.ended_ms > success:
+        state.last_success_ms = facts.ended_ms
+        del state.failures_ms[: bisect_right(state.failures_ms, facts.ended_ms)]
+
+
+def _add_to_bucket(state: WorkflowState, facts: ExecutionFacts) -> None:
+    minute = facts.ended_ms // MINUTE_MS
+    if state.now_ms is not None and minute < state.now_ms // MINUTE_MS - HORIZON_MINUTES:
+        return  # older than any window can reach
+    index = bisect_left(state.buckets, minute, key=_minute)
+    if index == len(state.buckets) or state.buckets[index].minute != minute:
+        state.buckets.insert(index, Bucket(minute))
+    bucket = state.buckets[index]
+    bucket.total += 1
+    bucket.errors += int(facts.failed)
+    bucket.duration_ms += facts.duration_ms
