@@ -105,6 +105,7 @@ class ExecutionRecord(Struct, frozen=True, tag="execution", tag_field="kind"):
     receivedAtMs: int
     retentionDays: int
     events: list[Raw]
+    plan: str = "free"
 
 
 class CancelRequested(Struct, frozen=True, tag="workflow.run.cancel_requested", tag_field="type"):

@@ -197,6 +197,7 @@ async def ingest(call: Call) -> Accepted:
                         receivedAtMs=received,
                         retentionDays=retention,
                         events=group,
+                        plan=key.plan,
                     )
                 ),
                 key=topic_key(key.project_id, workflow_id),

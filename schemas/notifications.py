@@ -1,0 +1,159 @@
+"""Notification subscriptions (contract section 6): API bodies and the records on topics."""
+
+from typing import Annotated, Any, Literal
+
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from schemas.alerts import AlertConfig
+
+NotificationType = Literal["webhook", "email", "slack"]
+Level = Literal["info", "error"]
+Url = Annotated[str, Meta(min_length=8, max_length=2048)]
+Email = Annotated[str, Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+WorkflowId = Annotated[str, Meta(min_length=1, max_length=256)]
+Secret = Annotated[str, Meta(min_length=16, max_length=512)]
+
+
+class WebhookConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """Where a webhook goes and the secret it is signed with (write only)."""
+
+    url: Url
+    secret: Secret | None = None
+
+
+class SlackConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """A Slack incoming webhook (its URL is a secret: never returned)."""
+
+    webhookUrl: Url
+    channelName: Annotated[str, Meta(max_length=80)] | None = None
+
+
+class SubscriptionBody(Struct, frozen=True, forbid_unknown_fields=True):
+    """Body of `POST /api/v1/notifications` (Sim field names)."""
+
+    notificationType: NotificationType
+    workflowIds: Annotated[list[WorkflowId], Meta(max_length=1000)] = []
+    allWorkflows: bool = False
+    levelFilter: Annotated[list[Level], Meta(min_length=1)] = ["info", "error"]
+    triggerFilter: Annotated[
+        list[Annotated[str, Meta(min_length=1, max_length=64)]], Meta(max_length=50)
+    ] = []
+    includeFinalOutput: bool = False
+    includeTraceSpans: bool = False
+    includeRateLimits: bool = False
+    includeUsageData: bool = False
+    webhookConfig: WebhookConfig | None = None
+    emailRecipients: Annotated[list[Email], Meta(max_length=10)] | None = None
+    slackConfig: SlackConfig | None = None
+    active: bool = True
+    alertConfig: AlertConfig | None = None
+
+
+class SubscriptionPatch(Struct, frozen=True, forbid_unknown_fields=True):
+    """Body of `PATCH /api/v1/notifications/{id}`: any subset of the creatable fields."""
+
+    workflowIds: Annotated[list[WorkflowId], Meta(max_length=1000)] | UnsetType = UNSET
+    allWorkflows: bool | UnsetType = UNSET
+    levelFilter: Annotated[list[Level], Meta(min_length=1)] | UnsetType = UNSET
+    triggerFilter: list[Annotated[str, Meta(min_length=1, max_length=64)]] | UnsetType = UNSET
+    includeFinalOutput: bool | UnsetType = UNSET
+    includeTraceSpans: bool | UnsetType = UNSET
+    includeRateLimits: bool | UnsetType = UNSET
+    includeUsageData: bool | UnsetType = UNSET
+    webhookConfig: WebhookConfig | UnsetType = UNSET
+    emailRecipients: Annotated[list[Email], Meta(max_length=10)] | UnsetType = UNSET
+    slackConfig: SlackConfig | UnsetType = UNSET
+    active: bool | UnsetType = UNSET
+    alertConfig: AlertConfig | UnsetType | None = UNSET
+
+
+class WebhookView(Struct, frozen=True):
+    """A webhook destination as shown: the URL, never the secret."""
+
+    url: str
+    hasSecret: bool
+
+
+class SlackView(Struct, frozen=True):
+    """A Slack destination as shown: the channel, never the webhook URL."""
+
+    channelName: str | None
+    webhookUrlSet: bool
+
+
+class Subscription(Struct, frozen=True, omit_defaults=True):
+    """A subscription as the API returns it (no secret, ever)."""
+
+    id: str
+    notificationType: NotificationType
+    workflowIds: list[str]
+    allWorkflows: bool
+    levelFilter: list[str]
+    triggerFilter: list[str]
+    includeFinalOutput: bool
+    includeTraceSpans: bool
+    includeRateLimits: bool
+    includeUsageData: bool
+    active: bool
+    createdAt: str
+    updatedAt: str
+    webhookConfig: WebhookView | None = None
+    emailRecipients: list[str] | None = None
+    slackConfig: SlackView | None = None
+    alertConfig: AlertConfig | None = None
+    disabledReason: str | None = None
+
+
+class SubscriptionCreated(Struct, frozen=True, omit_defaults=True):
+    """The answer to a create or a secret rotation: the signing secret, shown this once."""
+
+    subscription: Subscription
+    signingSecret: str | None = None
+
+
+class SubscriptionRecord(Struct, frozen=True, tag="subscription", tag_field="kind"):
+    """A subscription on the compacted `subscriptions` topic (key `<id>/<partition>`).
+
+    Broadcast to every partition, since a subscription can cover workflows on any of them.
+    `deleted` records are followed by a tombstone. Destination secrets travel encrypted
+    (`secretCiphertext`) for the dispatcher, which holds the key.
+    """
+
+    v: int
+    id: str
+    projectId: str
+    version: int
+    deleted: bool
+    notificationType: NotificationType
+    workflowIds: list[str]
+    allWorkflows: bool
+    levelFilter: list[str]
+    triggerFilter: list[str]
+    includeFinalOutput: bool
+    includeTraceSpans: bool
+    includeRateLimits: bool
+    includeUsageData: bool
+    active: bool
+    createdAtMs: int
+    destination: dict[str, Any]
+    secretCiphertext: str | None = None
+    alertConfig: AlertConfig | None = None
+
+
+class NotificationRecord(Struct, frozen=True, tag="notification", tag_field="kind"):
+    """What the alert engine puts on `notifications` (key = subscription id) for the dispatcher.
+
+    `payload` is the delivery body of contract section 6, already filtered by the include flags;
+    `deliveryId` is created here once and reused by every attempt and redelivery.
+    """
+
+    v: int
+    deliveryId: str
+    eventId: str
+    subscriptionId: str
+    projectId: str
+    notificationType: NotificationType
+    destination: dict[str, Any]
+    payload: Any
+    createdAtMs: int
+    secretCiphertext: str | None = None
