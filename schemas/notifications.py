@@ -2,6 +2,7 @@
 
 from typing import Annotated, Any, Literal
 
+import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from schemas.alerts import AlertConfig
@@ -34,7 +35,9 @@ class SubscriptionBody(Struct, frozen=True, forbid_unknown_fields=True):
     notificationType: NotificationType
     workflowIds: Annotated[list[WorkflowId], Meta(max_length=1000)] = []
     allWorkflows: bool = False
-    levelFilter: Annotated[list[Level], Meta(min_length=1)] = ["info", "error"]
+    levelFilter: Annotated[list[Level], Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: ["info", "error"]
+    )
     triggerFilter: Annotated[
         list[Annotated[str, Meta(min_length=1, max_length=64)]], Meta(max_length=50)
     ] = []

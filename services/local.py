@@ -105,7 +105,10 @@ async def run_local(settings: Settings) -> int:
     previous = read_credentials(settings.data_dir)
     admin_token = settings.admin_token or (previous.adminToken if previous else None)
     settings = msgspec.structs.replace(
-        settings, admin_token=admin_token or "cc_admin_" + random_base62(40)
+        settings,
+        admin_token=admin_token or "cc_admin_" + random_base62(40),
+        # Development receivers live on this machine; production keeps loopback refused.
+        egress_allow_cidrs=settings.egress_allow_cidrs or ("127.0.0.0/8", "::1/128"),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

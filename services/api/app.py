@@ -10,6 +10,7 @@ from aiohttp import web
 
 from schemas import topics
 from services.api.deps import Deps
+from services.api.outbox import run_relay
 from services.api.routing import bind
 from services.api.table import ROUTES
 from services.api.visibility import Visibility
@@ -31,15 +32,17 @@ def build_app(deps: Deps) -> web.Application:
     for route in ROUTES:
         app.router.add_route(route.method, route.path, bind(route, deps))
 
-    async def key_usage_flusher(_app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(deps.auth.run_flusher())
+    async def background(_app: web.Application) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(deps.auth.run_flusher()), asyncio.create_task(run_relay(deps))]
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await deps.auth.close()
 
-    app.cleanup_ctx.append(key_usage_flusher)
+    app.cleanup_ctx.append(background)
     return app
 
 

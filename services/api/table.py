@@ -1,6 +1,6 @@
 """The route table: every route of the API, in one list."""
 
-from services.api import admin, events, identity, keys, logs, ops, runs, workflows
+from services.api import admin, events, identity, keys, logs, notifications, ops, runs, workflows
 from services.api.routing import Route
 
 ROUTES: list[Route] = [
@@ -12,4 +12,5 @@ ROUTES: list[Route] = [
     *logs.ROUTES,
     *workflows.ROUTES,
     *runs.ROUTES,
+    *notifications.ROUTES,
 ]

@@ -4,11 +4,12 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 from msgspec import Struct
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from services.common.errors import Unavailable
 from services.common.ids import new_id
@@ -49,6 +50,37 @@ api_keys = sa.Table(
 )
 
 
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("project_id", sa.String(40), sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("notification_type", sa.String(20), nullable=False),
+    sa.Column("config_json", sa.Text, nullable=False),
+    sa.Column("secret_ciphertext", sa.Text, nullable=True),
+    sa.Column("previous_secret_ciphertext", sa.Text, nullable=True),
+    sa.Column("previous_secret_until_ms", sa.BigInteger, nullable=True),
+    sa.Column("disabled_reason", sa.Text, nullable=True),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Index("ix_subscriptions_project", "project_id", "notification_type", "id"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("topic", sa.String(100), nullable=False),
+    sa.Column("key", sa.String(300), nullable=False),
+    sa.Column("partition", sa.Integer, nullable=True),
+    sa.Column("value", sa.LargeBinary, nullable=True),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("published_at_ms", sa.BigInteger, nullable=True),
+    sa.Index("ix_outbox_pending", "published_at_ms", "id"),
+)
+
+
 def _create(*tables: sa.Table) -> Callable[[Connection], None]:
     def apply(conn: Connection) -> None:
         for table in tables:
@@ -60,6 +92,7 @@ def _create(*tables: sa.Table) -> Callable[[Connection], None]:
 # Append only: a migration, once released, never changes. Each must be idempotent.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "projects and api keys", _create(projects, api_keys)),
+    (2, "notification subscriptions and the outbox", _create(subscriptions, outbox)),
 ]
 
 
@@ -86,6 +119,36 @@ class KeyRecord(Struct, frozen=True):
     revoked_at_ms: int | None
     last_used_at_ms: int | None
     plan: str = "free"
+
+
+class SubscriptionRow(Struct, frozen=True):
+    """A row of `subscriptions`: settings as JSON, the destination secret sealed."""
+
+    id: str
+    project_id: str
+    notification_type: str
+    config_json: str
+    secret_ciphertext: str | None
+    previous_secret_ciphertext: str | None
+    previous_secret_until_ms: int | None
+    disabled_reason: str | None
+    created_at_ms: int
+    updated_at_ms: int
+    version: int
+
+
+class OutboxMessage(Struct, frozen=True):
+    """A record to publish, written in the same transaction as the change it announces."""
+
+    topic: str
+    key: str
+    partition: int | None
+    value: bytes | None
+    id: int = 0
+
+
+def _subscription(row: sa.Row[Any]) -> SubscriptionRow:
+    return SubscriptionRow(**{c: row._mapping[c] for c in SubscriptionRow.__struct_fields__})
 
 
 def _key(row: sa.Row[Any]) -> KeyRecord:
@@ -303,3 +366,114 @@ class ControlPlane:
         )
         async with self.engine.begin() as conn:
             await conn.execute(statement, [{"key_id": k, "used_ms": ms} for k, ms in items])
+
+    # ---- subscriptions and the outbox ----------------------------------------------------------
+
+    async def count_subscriptions(self, project_id: str, notification_type: str) -> int:
+        """How many subscriptions of a type a project has."""
+        query = (
+            sa.select(sa.func.count())
+            .select_from(subscriptions)
+            .where(
+                subscriptions.c.project_id == project_id,
+                subscriptions.c.notification_type == notification_type,
+            )
+        )
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def get_subscription(
+        self, project_id: str, subscription_id: str
+    ) -> SubscriptionRow | None:
+        """One subscription of a project; another project's is None, like an unknown one."""
+        query = sa.select(subscriptions).where(
+            subscriptions.c.id == subscription_id, subscriptions.c.project_id == project_id
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return _subscription(row) if row else None
+
+    async def list_subscriptions(
+        self, project_id: str, limit: int, after: str | None
+    ) -> list[SubscriptionRow]:
+        """A project's subscriptions in id order, keyset-paged."""
+        query = sa.select(subscriptions).where(subscriptions.c.project_id == project_id)
+        if after is not None:
+            query = query.where(subscriptions.c.id > after)
+        query = query.order_by(subscriptions.c.id).limit(limit)
+        async with self.engine.connect() as conn:
+            return [_subscription(r) for r in (await conn.execute(query)).all()]
+
+    async def save_subscription(
+        self, row: SubscriptionRow, messages: list[OutboxMessage], *, create: bool
+    ) -> bool:
+        """Insert or update a subscription and its outbox messages in one transaction.
+
+        An update applies only if the stored version is the one before `row.version`
+        (optimistic locking); False means someone else changed it first.
+        """
+        values = msgspec.structs.asdict(row)
+        async with self.engine.begin() as conn:
+            if create:
+                await conn.execute(subscriptions.insert().values(**values))
+            else:
+                result = await conn.execute(
+                    subscriptions.update()
+                    .where(
+                        subscriptions.c.id == row.id,
+                        subscriptions.c.project_id == row.project_id,
+                        subscriptions.c.version == row.version - 1,
+                    )
+                    .values(**values)
+                )
+                if not result.rowcount:
+                    return False
+            await self._enqueue(conn, messages, row.updated_at_ms)
+        return True
+
+    async def delete_subscription(
+        self, project_id: str, subscription_id: str, messages: list[OutboxMessage], now_ms: int
+    ) -> bool:
+        """Delete a subscription and enqueue its removal in one transaction."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                subscriptions.delete().where(
+                    subscriptions.c.id == subscription_id, subscriptions.c.project_id == project_id
+                )
+            )
+            if not result.rowcount:
+                return False
+            await self._enqueue(conn, messages, now_ms)
+        return True
+
+    async def _enqueue(
+        self, conn: AsyncConnection, messages: list[OutboxMessage], now_ms: int
+    ) -> None:
+        if messages:
+            await conn.execute(outbox.insert(), [
+                {"topic": m.topic, "key": m.key, "partition": m.partition, "value": m.value,
+                 "created_at_ms": now_ms} for m in messages
+            ])  # fmt: skip
+
+    async def pending_outbox(self, limit: int) -> list[OutboxMessage]:
+        """The oldest unpublished outbox messages, in commit order."""
+        query = (
+            sa.select(outbox)
+            .where(outbox.c.published_at_ms.is_(None))
+            .order_by(outbox.c.id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            OutboxMessage(topic=r.topic, key=r.key, partition=r.partition, value=r.value, id=r.id)
+            for r in rows
+        ]
+
+    async def mark_published(self, ids: list[int], now_ms: int) -> None:
+        """Record that outbox messages reached the broker."""
+        if ids:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    outbox.update().where(outbox.c.id.in_(ids)).values(published_at_ms=now_ms)
+                )

@@ -33,7 +33,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID = web.AppKey("request_id", str)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{7,127}$")
 _JSON_TYPES = ("application/json",)
-_MISSING_FIELD = re.compile(r"Object missing required field `([^`]+)`")
+_MISSING_FIELD = re.compile(r"Object (?:missing required|contains unknown) field `([^`]+)`")
 _encoder = msgspec.json.Encoder()
 
 
@@ -192,7 +192,7 @@ def validation_error(
     message, _, where = text.partition(" - at `")
     path = where.rstrip("`").removeprefix("$").removeprefix(".") if where else ""
     missing = _MISSING_FIELD.match(message)
-    if missing:  # point at the missing field itself, not at its parent object
+    if missing:  # point at the missing or unknown field itself, not at its parent object
         path = f"{path}.{missing.group(1)}".strip(".")
     field = f"{root}.{path}".strip(".").replace(".[", "[") if root else path
     if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):

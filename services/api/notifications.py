@@ -1,0 +1,462 @@
+"""Routes: `/api/v1/notifications`: validate, seal secrets, write with the outbox."""
+
+import secrets
+from typing import Any
+
+import msgspec
+from msgspec import UNSET, Struct
+
+from schemas import topics
+from schemas.alerts import AlertConfig
+from schemas.api import ErrorDetail
+from schemas.notifications import (
+    NotificationRecord,
+    SlackView,
+    Subscription,
+    SubscriptionBody,
+    SubscriptionCreated,
+    SubscriptionPatch,
+    SubscriptionRecord,
+    WebhookView,
+)
+from services.api.deps import Deps
+from services.api.routing import Call, Page, Param, Route, int_param
+from services.common.clock import iso_ms, now_ms
+from services.common.controlplane import OutboxMessage, SubscriptionRow
+from services.common.cursor import decode_cursor, encode_cursor
+from services.common.egress import EgressRefused, check_url, parse_cidrs
+from services.common.errors import Conflict, InvalidCursor, InvalidInput, NotFound
+from services.common.ids import new_id
+from services.common.sealing import seal, sealing_key
+
+MAX_PER_TYPE = 10
+ROTATION_GRACE_MS = 24 * 3600 * 1000
+_json = msgspec.json.Encoder(decimal_format="number")
+
+
+class StoredConfig(Struct, frozen=True, omit_defaults=True):
+    """The non-secret settings of a subscription, as kept in `config_json`."""
+
+    workflowIds: list[str]
+    allWorkflows: bool
+    levelFilter: list[str]
+    triggerFilter: list[str]
+    includeFinalOutput: bool
+    includeTraceSpans: bool
+    includeRateLimits: bool
+    includeUsageData: bool
+    active: bool
+    webhookUrl: str | None = None
+    emailRecipients: list[str] | None = None
+    slackChannel: str | None = None
+    alertConfig: AlertConfig | None = None
+
+
+class Deleted(Struct, frozen=True):
+    """The answer to a deletion."""
+
+    id: str
+    deleted: bool
+
+
+class TestSent(Struct, frozen=True):
+    """A sample notification was queued for delivery."""
+
+    deliveryId: str
+    eventId: str
+
+
+class SubscriptionsCursor(Struct, frozen=True):
+    """Where a subscription listing stopped."""
+
+    v: int
+    project: str
+    after: str
+
+
+_config_decoder = msgspec.json.Decoder(StoredConfig)
+
+
+def _config(row: SubscriptionRow) -> StoredConfig:
+    return _config_decoder.decode(row.config_json)
+
+
+def view(row: SubscriptionRow) -> Subscription:
+    """A subscription as the API shows it: destinations without their secrets."""
+    c = _config(row)
+    kind = row.notification_type
+    webhook = WebhookView(url=c.webhookUrl or "", hasSecret=row.secret_ciphertext is not None)
+    slack = SlackView(channelName=c.slackChannel, webhookUrlSet=True)
+    return Subscription(
+        id=row.id, notificationType=kind, workflowIds=c.workflowIds,  # type: ignore[arg-type]
+        allWorkflows=c.allWorkflows, levelFilter=c.levelFilter, triggerFilter=c.triggerFilter,
+        includeFinalOutput=c.includeFinalOutput, includeTraceSpans=c.includeTraceSpans,
+        includeRateLimits=c.includeRateLimits, includeUsageData=c.includeUsageData,
+        active=c.active, createdAt=iso_ms(row.created_at_ms), updatedAt=iso_ms(row.updated_at_ms),
+        webhookConfig=webhook if kind == "webhook" else None,
+        emailRecipients=c.emailRecipients if kind == "email" else None,
+        slackConfig=slack if kind == "slack" else None,
+        alertConfig=c.alertConfig, disabledReason=row.disabled_reason,
+    )  # fmt: skip
+
+
+def _check_shape(kind: str, c: StoredConfig, has_secret: bool) -> list[ErrorDetail]:
+    errors = []
+    if c.allWorkflows and c.workflowIds:
+        errors.append(ErrorDetail(field="workflowIds", message="Leave empty with allWorkflows."))
+    if not c.allWorkflows and not c.workflowIds:
+        errors.append(
+            ErrorDetail(field="workflowIds", message="Name workflows or set allWorkflows.")
+        )
+    needs: dict[str, tuple[str, object]] = {
+        "webhook": ("webhookConfig", c.webhookUrl),
+        "email": ("emailRecipients", c.emailRecipients),
+        "slack": ("slackConfig", has_secret),
+    }
+    field, present = needs[kind]
+    if not present:
+        errors.append(ErrorDetail(field=field, message=f"Required for {kind} notifications."))
+    return errors
+
+
+def _check_url(deps: Deps, field: str, url: str) -> list[ErrorDetail]:
+    try:
+        check_url(url, parse_cidrs(deps.settings.egress_allow_cidrs))
+    except EgressRefused as exc:
+        return [ErrorDetail(field=field, message=str(exc))]
+    return []
+
+
+async def _check_workflows(deps: Deps, project_id: str, ids: list[str]) -> list[ErrorDetail]:
+    if not ids:
+        return []
+    found = await deps.clickhouse.rows(
+        "SELECT DISTINCT workflow_id FROM workflow_stats WHERE project_id = {p:String} "
+        "AND workflow_id IN {ids:Array(String)}",
+        {"p": project_id, "ids": ids},
+    )
+    known = {r[0] for r in found}
+    return [
+        ErrorDetail(field=f"workflowIds[{i}]", message=f"No workflow {w} in this project.")
+        for i, w in enumerate(ids)
+        if w not in known
+    ]
+
+
+async def _validate(
+    deps: Deps, project_id: str, kind: str, c: StoredConfig, urls: dict[str, str], has_secret: bool
+) -> None:
+    errors = _check_shape(kind, c, has_secret)
+    for field, url in urls.items():
+        errors += _check_url(deps, field, url)
+    errors += await _check_workflows(deps, project_id, c.workflowIds)
+    if errors:
+        raise InvalidInput(f"Invalid subscription: {', '.join(e.field for e in errors)}.", errors)
+
+
+def _stored(body: SubscriptionBody) -> StoredConfig:
+    return StoredConfig(
+        workflowIds=list(dict.fromkeys(body.workflowIds)), allWorkflows=body.allWorkflows,
+        levelFilter=sorted(set(body.levelFilter)), triggerFilter=sorted(set(body.triggerFilter)),
+        includeFinalOutput=body.includeFinalOutput, includeTraceSpans=body.includeTraceSpans,
+        includeRateLimits=body.includeRateLimits, includeUsageData=body.includeUsageData,
+        active=body.active, webhookUrl=body.webhookConfig.url if body.webhookConfig else None,
+        emailRecipients=body.emailRecipients,
+        slackChannel=body.slackConfig.channelName if body.slackConfig else None,
+        alertConfig=body.alertConfig,
+    )  # fmt: skip
+
+
+def record(row: SubscriptionRow, deleted: bool = False) -> SubscriptionRecord:
+    """The `subscriptions` topic record for a row (secrets stay sealed)."""
+    c = _config(row)
+    destinations: dict[str, dict[str, Any]] = {
+        "webhook": {"url": c.webhookUrl},
+        "email": {"recipients": c.emailRecipients},
+        "slack": {"channelName": c.slackChannel},
+    }
+    destination = destinations[row.notification_type]
+    if row.previous_secret_ciphertext:
+        destination["previousSecretCiphertext"] = row.previous_secret_ciphertext
+        destination["previousSecretUntilMs"] = row.previous_secret_until_ms
+    return SubscriptionRecord(
+        v=1, id=row.id, projectId=row.project_id, version=row.version, deleted=deleted,
+        notificationType=row.notification_type,  # type: ignore[arg-type]
+        workflowIds=c.workflowIds, allWorkflows=c.allWorkflows, levelFilter=c.levelFilter,
+        triggerFilter=c.triggerFilter, includeFinalOutput=c.includeFinalOutput,
+        includeTraceSpans=c.includeTraceSpans, includeRateLimits=c.includeRateLimits,
+        includeUsageData=c.includeUsageData, active=c.active and not row.disabled_reason,
+        createdAtMs=row.created_at_ms, destination=destination,
+        secretCiphertext=row.secret_ciphertext, alertConfig=c.alertConfig,
+    )  # fmt: skip
+
+
+async def _announce(deps: Deps, row: SubscriptionRow, deleted: bool = False) -> list[OutboxMessage]:
+    """Outbox messages broadcasting a subscription (or its removal) to every partition."""
+    partitions = sorted(await deps.producer.partitions_for(topics.SUBSCRIPTIONS))
+    value = _json.encode(record(row, deleted))
+    messages = [OutboxMessage(topics.SUBSCRIPTIONS, f"{row.id}/{p}", p, value) for p in partitions]
+    if deleted:  # then tombstones, so compaction forgets it
+        messages += [
+            OutboxMessage(topics.SUBSCRIPTIONS, f"{row.id}/{p}", p, None) for p in partitions
+        ]
+    return messages
+
+
+def _new_signing_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+async def create(call: Call) -> SubscriptionCreated:
+    """Create a subscription; a generated signing secret is shown this once."""
+    body: SubscriptionBody = call.body
+    deps, project_id = call.deps, call.principal.project_id
+    config = _stored(body)
+    urls = {"webhookConfig.url": config.webhookUrl} if config.webhookUrl else {}
+    if body.slackConfig:
+        urls["slackConfig.webhookUrl"] = body.slackConfig.webhookUrl
+    await _validate(
+        deps, project_id, body.notificationType, config, urls, body.slackConfig is not None
+    )
+    if (
+        await deps.controlplane.count_subscriptions(project_id, body.notificationType)
+        >= MAX_PER_TYPE
+    ):
+        raise Conflict(
+            f"A project has at most {MAX_PER_TYPE} {body.notificationType} subscriptions."
+        )
+    subscription_id, at = new_id("ntf_"), now_ms(deps.clock)
+    generated = None
+    secret = None
+    if body.webhookConfig is not None:
+        secret = body.webhookConfig.secret or (generated := _new_signing_secret())
+    elif body.slackConfig is not None:
+        secret = body.slackConfig.webhookUrl
+    key = sealing_key(deps.settings.secret_key or "")
+    row = SubscriptionRow(
+        id=subscription_id, project_id=project_id, notification_type=body.notificationType,
+        config_json=_json.encode(config).decode(),
+        secret_ciphertext=seal(secret, key, subscription_id) if secret else None,
+        previous_secret_ciphertext=None, previous_secret_until_ms=None, disabled_reason=None,
+        created_at_ms=at, updated_at_ms=at, version=1,
+    )  # fmt: skip
+    await deps.controlplane.save_subscription(row, await _announce(deps, row), create=True)
+    return SubscriptionCreated(subscription=view(row), signingSecret=generated)
+
+
+async def _load(call: Call) -> SubscriptionRow:
+    row = await call.deps.controlplane.get_subscription(call.principal.project_id, call.path("id"))
+    if row is None:
+        raise NotFound(f"No notification subscription {call.path('id')} in this project.")
+    return row
+
+
+async def get_one(call: Call) -> Subscription:
+    """One subscription, without secrets."""
+    return view(await _load(call))
+
+
+async def list_all(call: Call) -> Page:
+    """The project's subscriptions in id order."""
+    project_id = call.principal.project_id
+    limit = int_param(call.query, "limit", 50, 1, 100)
+    after = None
+    if token := call.query.get("cursor"):
+        cursor = decode_cursor(token, SubscriptionsCursor, call.deps.cursor_key)
+        if cursor.project != project_id:
+            raise InvalidCursor("The cursor does not belong to this listing.")
+        after = cursor.after
+    rows = await call.deps.controlplane.list_subscriptions(project_id, limit + 1, after)
+    page, has_more = rows[:limit], len(rows) > limit
+    next_cursor = None
+    if has_more:
+        last = SubscriptionsCursor(v=1, project=project_id, after=page[-1].id)
+        next_cursor = encode_cursor(last, call.deps.cursor_key)
+    return Page([view(r) for r in page], next_cursor, has_more)
+
+
+def _merged(c: StoredConfig, patch: SubscriptionPatch) -> StoredConfig:
+    changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not UNSET}
+    for name in ("webhookConfig", "slackConfig"):
+        changes.pop(name, None)
+    if isinstance(patch.webhookConfig, msgspec.Struct):
+        changes["webhookUrl"] = patch.webhookConfig.url
+    if isinstance(patch.slackConfig, msgspec.Struct):
+        changes["slackChannel"] = patch.slackConfig.channelName
+    return msgspec.structs.replace(c, **changes)
+
+
+async def update(call: Call) -> Subscription:
+    """Change any subset of the settings; secrets only when given anew."""
+    patch: SubscriptionPatch = call.body
+    row = await _load(call)
+    deps = call.deps
+    kind = row.notification_type
+    if (patch.webhookConfig is not UNSET and kind != "webhook") or (
+        patch.slackConfig is not UNSET and kind != "slack"
+    ):
+        raise InvalidInput.field("notificationType", f"This is a {kind} subscription.")
+    if patch.emailRecipients is not UNSET and kind != "email":
+        raise InvalidInput.field("emailRecipients", f"This is a {kind} subscription.")
+    config = _merged(_config(row), patch)
+    urls = {}
+    secret_ciphertext = row.secret_ciphertext
+    key = sealing_key(deps.settings.secret_key or "")
+    if isinstance(patch.webhookConfig, msgspec.Struct):
+        urls["webhookConfig.url"] = patch.webhookConfig.url
+        if patch.webhookConfig.secret:
+            secret_ciphertext = seal(patch.webhookConfig.secret, key, row.id)
+    if isinstance(patch.slackConfig, msgspec.Struct):
+        urls["slackConfig.webhookUrl"] = patch.slackConfig.webhookUrl
+        secret_ciphertext = seal(patch.slackConfig.webhookUrl, key, row.id)
+    await _validate(deps, row.project_id, kind, config, urls, secret_ciphertext is not None)
+    updated = msgspec.structs.replace(
+        row, config_json=_json.encode(config).decode(), secret_ciphertext=secret_ciphertext,
+        disabled_reason=None if patch.active is True else row.disabled_reason,
+        updated_at_ms=now_ms(deps.clock), version=row.version + 1,
+    )  # fmt: skip
+    if not await deps.controlplane.save_subscription(
+        updated, await _announce(deps, updated), create=False
+    ):
+        raise Conflict("The subscription changed meanwhile; read it again and retry.")
+    return view(updated)
+
+
+async def delete(call: Call) -> Deleted:
+    """Delete a subscription; consumers forget it through the outbox."""
+    row = await _load(call)
+    removed = msgspec.structs.replace(row, version=row.version + 1)
+    messages = await _announce(call.deps, removed, deleted=True)
+    if not await call.deps.controlplane.delete_subscription(
+        row.project_id, row.id, messages, now_ms(call.deps.clock)
+    ):
+        raise NotFound(f"No notification subscription {row.id} in this project.")
+    return Deleted(id=row.id, deleted=True)
+
+
+async def rotate_secret(call: Call) -> SubscriptionCreated:
+    """A new signing secret; the old one keeps signing (alongside) for 24 hours."""
+    row = await _load(call)
+    if row.notification_type != "webhook":
+        raise InvalidInput.field("notificationType", "Only webhook subscriptions have a secret.")
+    deps = call.deps
+    secret, at = _new_signing_secret(), now_ms(deps.clock)
+    key = sealing_key(deps.settings.secret_key or "")
+    rotated = msgspec.structs.replace(
+        row, secret_ciphertext=seal(secret, key, row.id),
+        previous_secret_ciphertext=row.secret_ciphertext,
+        previous_secret_until_ms=at + ROTATION_GRACE_MS if row.secret_ciphertext else None,
+        updated_at_ms=at, version=row.version + 1,
+    )  # fmt: skip
+    if not await deps.controlplane.save_subscription(
+        rotated, await _announce(deps, rotated), create=False
+    ):
+        raise Conflict("The subscription changed meanwhile; retry.")
+    return SubscriptionCreated(subscription=view(rotated), signingSecret=secret)
+
+
+def sample_payload(row: SubscriptionRow, event_id: str, at: int) -> dict[str, Any]:
+    """The body of a test delivery: a made-up successful execution, marked as a test."""
+    execution_id = f"test-{secrets.token_hex(6)}"
+    return {
+        "id": event_id, "type": "workflow.execution.completed", "timestamp": at, "test": True,
+        "data": {
+            "workflowId": "test-workflow", "workflowName": "CodeCourier test notification",
+            "executionId": execution_id, "status": "success", "level": "info", "trigger": "manual",
+            "startedAt": iso_ms(at - 1234), "endedAt": iso_ms(at), "totalDurationMs": 1234,
+            "cost": {"total": 0}, "files": None,
+        },
+        "links": {"log": "/v1/logs/test", "execution": f"/v1/logs/executions/{execution_id}"},
+    }  # fmt: skip
+
+
+async def send_test(call: Call) -> TestSent:
+    """Queue a sample event to this subscription's destination."""
+    row = await _load(call)
+    at = now_ms(call.deps.clock)
+    event_id, delivery_id = new_id("evt_"), new_id("dlv_")
+    sub_record = record(row)
+    notification = NotificationRecord(
+        v=1, deliveryId=delivery_id, eventId=event_id, subscriptionId=row.id,
+        projectId=row.project_id, notificationType=sub_record.notificationType,
+        destination=sub_record.destination, payload=sample_payload(row, event_id, at),
+        createdAtMs=at, secretCiphertext=row.secret_ciphertext,
+    )  # fmt: skip
+    await call.deps.producer.send_and_wait(
+        topics.NOTIFICATIONS, _json.encode(notification), key=row.id.encode()
+    )
+    return TestSent(deliveryId=delivery_id, eventId=event_id)
+
+
+_ID = "/api/v1/notifications/{id}"
+ROUTES = [
+    Route(
+        "POST",
+        "/api/v1/notifications",
+        create,
+        "Create a notification subscription",
+        "notifications",
+        scope="notifications:write",
+        body=SubscriptionBody,
+        response=SubscriptionCreated,
+        status=201,
+    ),
+    Route(
+        "GET",
+        "/api/v1/notifications",
+        list_all,
+        "List notification subscriptions",
+        "notifications",
+        scope="notifications:read",
+        response=Subscription,
+        paged=True,
+        params=(Param("limit", "integer"), Param("cursor")),
+    ),
+    Route(
+        "GET",
+        _ID,
+        get_one,
+        "One notification subscription",
+        "notifications",
+        scope="notifications:read",
+        response=Subscription,
+    ),
+    Route(
+        "PATCH",
+        _ID,
+        update,
+        "Change a notification subscription",
+        "notifications",
+        scope="notifications:write",
+        body=SubscriptionPatch,
+        response=Subscription,
+    ),
+    Route(
+        "DELETE",
+        _ID,
+        delete,
+        "Delete a notification subscription",
+        "notifications",
+        scope="notifications:write",
+        response=Deleted,
+    ),
+    Route(
+        "POST",
+        f"{_ID}/test",
+        send_test,
+        "Send a sample event",
+        "notifications",
+        scope="notifications:write",
+        response=TestSent,
+        status=202,
+    ),
+    Route(
+        "POST",
+        f"{_ID}/rotate-secret",
+        rotate_secret,
+        "Rotate the webhook signing secret",
+        "notifications",
+        scope="notifications:write",
+        response=SubscriptionCreated,
+    ),
+]

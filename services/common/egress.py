@@ -1,0 +1,78 @@
+"""Egress guard, literal part (pure): refuse receivers on internal addresses.
+
+Checks what can be decided from the URL alone: scheme, literal IPs in every spelling the
+standard library accepts (dotted, integer, hex and octal shorthands, IPv4-mapped IPv6) and
+names that are internal by definition. Delivery-time checks resolve names and check every
+address again (the dispatcher), since a public name can point anywhere.
+"""
+
+import ipaddress
+import socket
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+BLOCKED: tuple[Network, ...] = tuple(
+    ipaddress.ip_network(cidr)
+    for cidr in (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+        "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15",
+        "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+        "255.255.255.255/32", "::/128", "::1/128", "::ffff:0:0/96", "64:ff9b::/96",
+        "100::/64", "2001:db8::/32", "fc00::/7", "fe80::/10", "ff00::/8",
+    )
+)  # fmt: skip
+INTERNAL_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain", ".home.arpa")
+INTERNAL_NAMES = ("localhost", "metadata.google.internal", "metadata")
+
+
+class EgressRefused(ValueError):
+    """A receiver URL points somewhere CodeCourier will not send to."""
+
+
+def parse_cidrs(cidrs: Iterable[str]) -> tuple[Network, ...]:
+    """Allow-list entries from `CC_EGRESS_ALLOW_CIDRS`."""
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def literal_ip(host: str) -> IPAddress | None:
+    """The address a host spells literally (incl. `2130706433`, `0x7f.1`), else None."""
+    bare = host.strip("[]")
+    try:
+        return ipaddress.ip_address(bare)
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(bare))  # legacy shorthands
+    except OSError:
+        return None
+
+
+def address_allowed(address: IPAddress, allow: tuple[Network, ...]) -> bool:
+    """Whether an address may receive deliveries."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if any(address in net for net in allow if net.version == address.version):
+        return True
+    return not any(address in net for net in BLOCKED if net.version == address.version)
+
+
+def check_url(url: str, allow: tuple[Network, ...]) -> str:
+    """The host of an acceptable receiver URL; EgressRefused says why one is not."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise EgressRefused("Receiver URLs must be absolute http(s) URLs.")
+    if parts.username or parts.password:
+        raise EgressRefused("Receiver URLs must not carry credentials.")
+    host = parts.hostname.rstrip(".").lower()
+    address = literal_ip(host)
+    if address is not None:
+        if not address_allowed(address, allow):
+            raise EgressRefused(f"Receiver address {address} is internal; it is not allowed.")
+        return host
+    loopback_allowed = any(ipaddress.ip_address("127.0.0.1") in n for n in allow if n.version == 4)
+    if (host in INTERNAL_NAMES or host.endswith(INTERNAL_SUFFIXES)) and not loopback_allowed:
+        raise EgressRefused(f"Receiver host {host} is internal; it is not allowed.")
+    return host
