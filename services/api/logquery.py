@@ -205,7 +205,13 @@ _CONDITIONS: tuple[tuple[str, str, str], ...] = (
     ("level", "level = {level:String}", "String"),
     ("startMs", "started_at >= fromUnixTimestamp64Milli({startMs:Int64})", "Int64"),
     ("endMs", "started_at <= fromUnixTimestamp64Milli({endMs:Int64})", "Int64"),
-    ("executionId", "execution_id = {executionId:String}", "String"),
+    # Through the by_execution projection to the exact sort-key position: no granule scan.
+    (
+        "executionId",
+        "(ingest_ts, partition, offset) IN (SELECT ingest_ts, partition, offset FROM executions "
+        "WHERE project_id = {project:String} AND execution_id = {executionId:String})",
+        "String",
+    ),
     ("minDurationMs", "total_duration_ms >= {minDurationMs:UInt64}", "UInt64"),
     ("maxDurationMs", "total_duration_ms <= {maxDurationMs:UInt64}", "UInt64"),
     ("minCost", "cost_total >= {minCost:Float64}", "Float64"),

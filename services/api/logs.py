@@ -1,5 +1,6 @@
 """Routes: `/api/v1/logs`, `/api/v1/logs/{id}`, `/api/v1/logs/executions/{executionId}`."""
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -77,6 +78,22 @@ def log_item(row: tuple[Any, ...], full: bool, data: ExecutionData | None) -> Lo
     )  # fmt: skip
 
 
+_usage_cache: dict[tuple[str, str], tuple[float, float]] = {}
+USAGE_CACHE_S = 5.0
+
+
+async def _month_cost(call: Call, project_id: str) -> float:
+    """Month-to-date cost, cached a few seconds per project (it is a display figure)."""
+    month = datetime.fromtimestamp(now_ms(call.deps.clock) / 1000, tz=UTC).strftime("%Y-%m-01")
+    cached = _usage_cache.get((project_id, month))
+    if cached is not None and time.monotonic() - cached[0] < USAGE_CACHE_S:
+        return cached[1]
+    rows = await call.deps.clickhouse.rows(_USAGE, {"project": project_id, "month": month})
+    spent = round(float(rows[0][0] or 0.0), 9) if rows else 0.0
+    _usage_cache[(project_id, month)] = (time.monotonic(), spent)
+    return spent
+
+
 async def limits_block(call: Call, key: KeyRecord) -> Limits:
     """Execution buckets (without taking a token) and month-to-date usage."""
     states = {}
@@ -86,9 +103,7 @@ async def limits_block(call: Call, key: KeyRecord) -> Limits:
             requestsPerMinute=int(bucket.per_minute), maxBurst=int(bucket.burst),
             remaining=decision.remaining, resetAt=iso_ms(int(decision.reset_at_s * 1000)),
         )  # fmt: skip
-    month = datetime.fromtimestamp(now_ms(call.deps.clock) / 1000, tz=UTC).strftime("%Y-%m-01")
-    rows = await call.deps.clickhouse.rows(_USAGE, {"project": key.project_id, "month": month})
-    spent = round(float(rows[0][0] or 0.0), 9) if rows else 0.0
+    spent = await _month_cost(call, key.project_id)
     limit = call.deps.settings.plan(key.plan).monthly_cost_limit_usd
     usage = Usage(currentPeriodCost=spent, limit=limit, plan=key.plan, isExceeded=spent >= limit)
     return Limits(workflowExecutionRateLimit=states, usage=usage)
