@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -222,6 +223,14 @@ async def _run_logsink(settings: Settings) -> int:
     return 0
 
 
+def _run_alerts(settings: Settings) -> int:
+    from services.alerts.app import AlertsConfig, run_worker
+
+    if not settings.kafka_bootstrap:
+        raise CliError("`codecourier alerts` needs CC_KAFKA_BOOTSTRAP; `codecourier up` runs all")
+    return run_worker(settings, AlertsConfig.from_env(os.environ))
+
+
 async def _migrate(settings: Settings) -> int:
     from services.common import wiring
     from services.common.clock import now_ms
@@ -262,6 +271,13 @@ def parser() -> argparse.ArgumentParser:
         help="run the log sink alone (Kafka executions -> ClickHouse)",
         description="Consume `executions` and write ClickHouse; needs CC_KAFKA_BOOTSTRAP. Run "
         "several (up to the partition count) to scale out; they share the consumer group.",
+    )
+    sub.add_parser(
+        "alerts",
+        help="run the alert engine alone (executions -> notifications), with its tick producer",
+        description="Evaluate subscriptions and alert rules on `executions`, `ticks` and "
+        "`subscriptions`, produce `notifications`; needs CC_KAFKA_BOOTSTRAP. Run several (up to "
+        "the partition count) to scale out; CC_ALERTS_GROUP, CC_ALERTS_STORE, CC_TICK_SECONDS.",
     )
     sub.add_parser("migrate", help="apply control-plane and ClickHouse migrations, then exit")
 
@@ -362,18 +378,31 @@ def _stream_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
     tail.set_defaults(run=cmd_logs_tail)
 
 
+SERVICES = ("up", "api", "logsink", "alerts")
+
+
+def tune_gc() -> None:
+    """Collect young objects less often: ingest decodes large JSON into many short-lived objects,
+    and the default threshold (700) makes the cyclic collector run thousands of times a second."""
+    gc.set_threshold(50_000, 20, 100)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `codecourier` console script."""
     args = parser().parse_args(argv)
     try:
         settings = load_settings(os.environ)
         configure_logging(settings.log_level)
+        if args.command in SERVICES:
+            tune_gc()
         if args.command == "up":
             return cmd_up(settings)
         if args.command == "api":
             return asyncio.run(_run_api(settings))
         if args.command == "logsink":
             return asyncio.run(_run_logsink(settings))
+        if args.command == "alerts":
+            return _run_alerts(settings)
         if args.command == "migrate":
             return asyncio.run(_migrate(settings))
         args.run(args, _endpoint(args, settings, os.environ))

@@ -5,7 +5,6 @@ final output, workflow state, files and cost are written as the client sent them
 and re-serialised. Rows are JSON arrays for `JSONCompactEachRow`, parsed by ClickHouse itself.
 """
 
-import base64
 import hashlib
 from datetime import datetime
 from typing import Any
@@ -88,8 +87,8 @@ def decode_record(value: bytes) -> tuple[ExecutionRecord, list[StoredEvent]]:
 
 def log_id_for(project_id: str, execution_id: str) -> str:
     """The log id of an execution: deterministic, so a resent execution keeps its id."""
-    digest = hashlib.blake2b(f"{project_id}\0{execution_id}".encode(), digest_size=15).digest()
-    return "log_" + base64.b32encode(digest).decode().lower()
+    digest = hashlib.blake2b(f"{project_id}\0{execution_id}".encode(), digest_size=12)
+    return "log_" + digest.hexdigest()
 
 
 def duration_ms(event: Completed) -> int:

@@ -40,9 +40,11 @@ _INSERT_SETTINGS = {
     "deduplicate_blocks_in_dependent_materialized_views": 1,
     "date_time_input_format": "best_effort",
 }
+# Two plain IN sets, filtered to exact pairs in Python: a tuple IN set of ~20k keys falls off
+# a cliff (seconds) once the projection is considered, while this stays ~0.1 s.
 _EXISTING = (
     "SELECT project_id, execution_id FROM executions "
-    "WHERE (project_id, execution_id) IN {keys:Array(Tuple(String, String))}"
+    "WHERE project_id IN {projects:Array(String)} AND execution_id IN {ids:Array(String)}"
 )
 _LAST_TS = (
     "SELECT partition, max(ingest_ts) FROM executions WHERE partition IN {ps:Array(UInt16)} "
@@ -255,11 +257,12 @@ class LogSink:
         )  # fmt: skip
 
     async def _stored_keys(self, batch: Batch) -> set[tuple[str, str]]:
-        keys = list({(row[0], row[5]) for row in batch.executions})
+        keys = {(row[0], row[5]) for row in batch.executions}
         if not keys:
             return set()
-        found = await self.ch.rows(_EXISTING, {"keys": keys})
-        return {(p, e) for p, e in found}
+        params = {"projects": sorted({p for p, _ in keys}), "ids": sorted({e for _, e in keys})}
+        found = await self.ch.rows(_EXISTING, params)
+        return {(p, e) for p, e in found} & keys
 
     async def _write(self, batch: Batch) -> None:
         # Payloads and runs are keyed tables (replacing), safe to write again on replay; the

@@ -1,0 +1,485 @@
+"""Benchmark: events/s from HTTP batches until visible in GET /api/v1/logs, next to raw chDB inserts.
+
+The whole stack (`codecourier up`) runs as a child process. Bodies of 500 completed events are
+encoded before the clock starts and posted over a few connections while a tailing client pages
+`GET /api/v1/logs?order=asc` by `nextCursor`; the run ends when it has seen every event.
+
+The baseline runs after the stack has stopped (chDB admits one process per data directory, and the
+two must not share the CPU): it reads back the rows the sink stored and inserts exactly those rows
+into a fresh chDB directory of the same schema, in the sink's batch size and table order. Prints
+one JSON object on stdout; the work directory is removed afterwards unless BENCH_KEEP=1.
+"""
+
+import asyncio
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from services.common.clickhouse import ClickHouse
+from services.common.kafka import free_port
+from services.common.log import configure_logging
+from services.logsink import rows
+from services.logsink.sink import SinkConfig
+from tests.bench.ingestdata import make_bodies
+from tests.bench.load import percentile
+from tests.conftest import CLI, ROOT, wait_for_file
+
+EVENTS = int(os.environ.get("BENCH_EVENTS", "200000"))
+BATCH = int(os.environ.get("BENCH_BATCH", "500"))
+CONCURRENCY = int(os.environ.get("BENCH_INGEST_CONCURRENCY", "4"))
+WORKFLOWS = int(os.environ.get("BENCH_WORKFLOWS", "50"))
+PAGE = 1000
+POLL_IDLE_S = float(os.environ.get("BENCH_POLL_S", "0.1"))
+TIMEOUT_S = float(os.environ.get("BENCH_TIMEOUT_S", "420"))
+BASELINE_TIMEOUT_S = 300
+# Limits raised so that the ingest bucket never refuses during the run; it is still consulted.
+RAISED = '{"enterprise": {"apiPerMinute": 100000000, "apiBurst": 100000000}}'
+# Optional: sample the stack with py-spy during the timed phase, raw (collapsed) stacks to a file.
+PYSPY_OUT = os.environ.get("BENCH_PYSPY")
+PYSPY_ARGS = os.environ.get("BENCH_PYSPY_ARGS", "--threads --gil --nonblocking").split()
+KEEP = os.environ.get("BENCH_KEEP") == "1"
+TARGET_EVENTS_PER_S = 20_000
+TARGET_RATIO = 0.4
+
+_page = msgspec.json.Decoder()
+
+
+def progress(message: str) -> None:
+    print(f"bench_ingest: {message}", file=sys.stderr, flush=True)
+
+
+# ---- the stack ------------------------------------------------------------------------------
+
+
+def start(work: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "CC_DATA_DIR": str(work / "data"),
+        "CC_HTTP_PORT": str(free_port()),
+        "CC_PLANS": RAISED,
+        "CC_LOG_LEVEL": "info",
+    }
+    env.pop("CC_KAFKA_BOOTSTRAP", None)
+    env.pop("CC_CLICKHOUSE_URL", None)
+    with (work / "stack.log").open("wb") as log:
+        return subprocess.Popen(
+            [CLI, "up"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the stack drains the sink), then SIGKILL to the group if it lingers."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process (all its threads) so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(v) for v in fields[11:13]) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes of `pid` (the embedded broker of the stack)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def sink_batches(log_path: Path) -> dict[str, float]:
+    """What the sink reported about its inserts (count, rows, summed insert time)."""
+    batches, records, insert_ms = 0, 0, 0.0
+    for line in log_path.read_bytes().splitlines():
+        if b'"logsink.batch"' not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        batches += 1
+        records += int(entry.get("executions", 0))
+        insert_ms += float(entry.get("insert_ms", 0.0))
+    return {
+        "batches": batches,
+        "rows": records,
+        "mean_rows_per_batch": round(records / max(1, batches)),
+        "insert_s": round(insert_ms / 1000, 3),
+    }
+
+
+def profiler(pid: int) -> subprocess.Popen[bytes] | None:
+    """py-spy recording `pid` until interrupted, when BENCH_PYSPY names an output file."""
+    if not PYSPY_OUT:
+        return None
+    spy = Path(sys.executable).with_name("py-spy")
+    command = [str(spy), "record", "--pid", str(pid), "--format", "raw", "-o", PYSPY_OUT]
+    return subprocess.Popen(
+        [*command, *PYSPY_ARGS], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def stop_profiler(spy: subprocess.Popen[bytes] | None) -> None:
+    if spy is not None and spy.poll() is None:
+        spy.send_signal(signal.SIGINT)
+        try:
+            spy.wait(30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait(10)
+
+
+# ---- HTTP -----------------------------------------------------------------------------------
+
+
+class Tail:
+    """A gapless tailing client: pages `order=asc` by `nextCursor` and notes when ids appear."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, key: str) -> None:
+        self.session = session
+        self.url = f"{base_url}/api/v1/logs"
+        self.headers = {"Authorization": f"Bearer {key}"}
+        self.cursor: str | None = None
+        self.requests = 0
+
+    async def page(self) -> list[dict[str, Any]]:
+        """The next page (possibly empty); advances the cursor."""
+        params = {"order": "asc", "limit": str(PAGE)}
+        if self.cursor is not None:
+            params["cursor"] = self.cursor
+        async with self.session.get(self.url, params=params, headers=self.headers) as response:
+            body = await response.read()
+            if response.status != 200:
+                raise RuntimeError(f"GET /logs -> {response.status}: {body[:300]!r}")
+        self.requests += 1
+        decoded = _page.decode(body)
+        self.cursor = decoded["nextCursor"]
+        return list(decoded["data"])
+
+    async def until_seen(self, execution_id: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            items = await self.page()
+            if any(item["executionId"] == execution_id for item in items):
+                return
+            if len(items) < PAGE:
+                await asyncio.sleep(0.1)
+        raise TimeoutError(f"{execution_id} not visible within {timeout_s} s")
+
+
+async def post(
+    session: aiohttp.ClientSession, url: str, key: str, body: bytes
+) -> tuple[int, bytes]:
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    async with session.post(url, data=body, headers=headers) as response:
+        return response.status, await response.read()
+
+
+async def timed_phase(
+    session: aiohttp.ClientSession, tail: Tail, base_url: str, key: str, bodies: list[bytes]
+) -> dict[str, Any]:
+    """Post every body over CONCURRENCY connections while tailing; returns the timings."""
+    url = f"{base_url}/api/v1/events"
+    accepted_at: list[float] = [0.0] * len(bodies)
+    seen: set[str] = set()
+    lags: list[float] = []
+    duplicates = 0
+    next_body = 0
+    t0 = time.perf_counter()
+
+    async def poster() -> None:
+        nonlocal next_body
+        while next_body < len(bodies):
+            index = next_body
+            next_body += 1
+            status, answer = await post(session, url, key, bodies[index])
+            if status != 202:
+                raise RuntimeError(f"POST /events -> {status}: {answer[:300]!r}")
+            accepted_at[index] = time.perf_counter()
+
+    async def tailer() -> float:
+        nonlocal duplicates
+        while len(seen) < EVENTS:
+            items = await tail.page()
+            now = time.perf_counter()
+            for item in items:
+                execution_id = item["executionId"]
+                if execution_id in seen:
+                    duplicates += 1
+                    continue
+                seen.add(execution_id)
+                accepted = accepted_at[int(execution_id.rsplit("-", 1)[1]) // BATCH]
+                lags.append(max(0.0, now - accepted) if accepted else 0.0)
+            if len(items) < PAGE and len(seen) < EVENTS:
+                await asyncio.sleep(POLL_IDLE_S)
+        return time.perf_counter()
+
+    posting = asyncio.gather(*(poster() for _ in range(CONCURRENCY)))
+    tailing = asyncio.ensure_future(tailer())
+    try:
+        await asyncio.wait_for(posting, TIMEOUT_S)
+        t_accepted = max(accepted_at)
+        progress(f"all {EVENTS} accepted in {t_accepted - t0:.2f} s; waiting for visibility")
+        t_visible = await asyncio.wait_for(tailing, max(10.0, TIMEOUT_S - (t_accepted - t0)))
+    finally:
+        for task in (posting, tailing):
+            task.cancel()
+    lags.sort()
+    return {
+        "accept_s": t_accepted - t0,
+        "visible_s": t_visible - t0,
+        "seen": len(seen),
+        "duplicates": duplicates,
+        "lag_ms": {
+            "p50": round(percentile(lags, 0.50) * 1000, 1),
+            "p99": round(percentile(lags, 0.99) * 1000, 1),
+            "max": round(lags[-1] * 1000, 1),
+        },
+    }
+
+
+# ---- the baseline ---------------------------------------------------------------------------
+
+WARMUP_WORKFLOW = "wf_bench_warmup"
+_INSERT_SETTINGS = {"deduplicate_blocks_in_dependent_materialized_views": 1}
+
+
+def _select(table: str, columns: tuple[str, ...], where: str, order: str) -> str:
+    listed = ", ".join(f"`{c}`" for c in columns)
+    return f"SELECT {listed} FROM {table} WHERE {where} ORDER BY {order}"
+
+
+async def stored_rows(source: Path) -> tuple[list[Any], list[Any]]:
+    """The benchmark's rows as the sink stored them, in ingestion order (warm-up left out)."""
+    ch = ClickHouse(f"chdb://{source}")
+    try:
+        executions = await ch.rows(
+            _select(
+                "executions",
+                rows.EXECUTION_COLUMNS,
+                "workflow_id != {w:String}",
+                "ingest_ts, `partition`, `offset`",
+            ),
+            {"w": WARMUP_WORKFLOW},
+        )
+        payloads = await ch.rows(
+            _select(
+                "execution_payloads FINAL",
+                rows.PAYLOAD_COLUMNS,
+                "execution_id NOT IN (SELECT execution_id FROM executions "
+                "WHERE workflow_id = {w:String})",
+                "ingest_ts",
+            ),
+            {"w": WARMUP_WORKFLOW},
+        )
+    finally:
+        ch.close()
+    if len(executions) != len(payloads):
+        raise RuntimeError(f"{len(executions)} executions but {len(payloads)} payloads stored")
+    return executions, payloads
+
+
+async def insert_batches(
+    target: Path, executions: list[Any], payloads: list[Any], as_json: bool
+) -> dict[str, float]:
+    """Insert into a fresh chDB of the same schema in the sink's batches: payloads, executions."""
+    ch = ClickHouse(f"chdb://{target}")
+    flush = SinkConfig("").flush_rows
+    encoder = msgspec.json.Encoder()
+    try:
+        await ch.migrate()
+        insert_s = 0.0
+        for first in range(0, len(executions), flush):
+            batch = [
+                ("execution_payloads", payloads[first : first + flush], rows.PAYLOAD_COLUMNS),
+                ("executions", executions[first : first + flush], rows.EXECUTION_COLUMNS),
+            ]
+            blocks = [b"\n".join(map(encoder.encode, d)) if as_json else b"" for _, d, _ in batch]
+            started = time.perf_counter()
+            for (table, data, columns), block in zip(batch, blocks, strict=True):
+                token = hashlib.sha256(f"{table}:{first}".encode()).hexdigest()
+                settings = {**_INSERT_SETTINGS, "insert_deduplication_token": token}
+                if as_json:
+                    settings["date_time_input_format"] = "best_effort"
+                    await ch.insert_json(table, block, columns, settings)
+                else:
+                    await ch.insert(table, data, columns, settings)
+            insert_s += time.perf_counter() - started
+        stored = (await ch.rows("SELECT count() FROM executions"))[0][0]
+    finally:
+        ch.close()
+    if stored != len(executions):
+        raise RuntimeError(f"baseline stored {stored} of {len(executions)} rows")
+    return {"insert_s": insert_s}
+
+
+async def baseline(source: Path, work: Path) -> dict[str, Any]:
+    """Raw chDB insert times of the rows the stack stored (run in a child process)."""
+    started = time.perf_counter()
+    executions, payloads = await stored_rows(source)
+    result: dict[str, Any] = {"rows": len(executions), "read_s": time.perf_counter() - started}
+    result["native"] = await insert_batches(work / "raw-native", executions, payloads, False)
+    if hasattr(ClickHouse, "insert_json"):  # the JSONCompactEachRow path, where available
+        result["json"] = await insert_batches(work / "raw-json", executions, payloads, True)
+    return result
+
+
+def run_baseline(source: Path, work: Path) -> dict[str, Any]:
+    """The baseline in its own process: chDB ignores SIGTERM, so a stuck one is killed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.bench.bench_ingest", "baseline", str(source), str(work)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        timeout=BASELINE_TIMEOUT_S,
+        check=True,
+    )
+    return dict(json.loads(done.stdout))
+
+
+# ---- main -----------------------------------------------------------------------------------
+
+
+def warmup_event(execution_id: str) -> bytes:
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    return msgspec.json.encode(
+        {
+            "type": "workflow.execution.completed",
+            "executionId": execution_id,
+            "workflowId": WARMUP_WORKFLOW,
+            "trigger": "api",
+            "level": "info",
+            "startedAt": now,
+            "endedAt": now,
+        }
+    )
+
+
+async def main() -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="cc-bench-ingest-"))
+    prefix = f"bench-{secrets.token_hex(4)}"
+    progress(f"encoding {EVENTS} events in batches of {BATCH} ({work})")
+    bodies = make_bodies(EVENTS, BATCH, WORKFLOWS, prefix)
+    body_mb = sum(len(b) for b in bodies) / 1e6
+    progress(f"{len(bodies)} bodies, {body_mb:.1f} MB; starting the stack")
+    stack = start(work)
+    broker_pids: list[int] = []
+    try:
+        creds = await asyncio.to_thread(wait_for_file, work / "data" / "local.json", stack, 90)
+        base_url, key = creds["baseUrl"], creds["apiKey"]
+        timeout = aiohttp.ClientTimeout(total=60)
+        connector = aiohttp.TCPConnector(limit=CONCURRENCY + 2)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+            tail = Tail(session, base_url, key)
+            ready = time.perf_counter()
+            warm_id = f"{prefix}-warmup"
+            status, answer = await post(
+                session, f"{base_url}/api/v1/events", key, warmup_event(warm_id)
+            )
+            if status != 202:
+                raise RuntimeError(f"warm-up POST -> {status}: {answer[:300]!r}")
+            await tail.until_seen(warm_id, 90)
+            progress(f"sink ready after {time.perf_counter() - ready:.1f} s; timed phase")
+            broker_pids = children(stack.pid)
+            cpu_before = [cpu_seconds(stack.pid), sum(cpu_seconds(p) for p in broker_pids)]
+            client_before = time.process_time()
+            spy = profiler(stack.pid)
+            try:
+                timed = await timed_phase(session, tail, base_url, key, bodies)
+            finally:
+                stop_profiler(spy)
+            server_cpu = cpu_seconds(stack.pid) - cpu_before[0]
+            broker_cpu = sum(cpu_seconds(p) for p in broker_pids) - cpu_before[1]
+            client_cpu = time.process_time() - client_before
+            progress(
+                f"all visible after {timed['visible_s']:.2f} s "
+                f"({EVENTS / timed['visible_s']:.0f} events/s)"
+            )
+    finally:
+        stop(stack)
+    sink = sink_batches(work / "stack.log")
+    progress("stack stopped; raw chDB baseline on the rows it stored")
+    raw = run_baseline(work / "data" / "clickhouse", work)
+    if not KEEP:
+        shutil.rmtree(work, ignore_errors=True)
+    if raw["rows"] != EVENTS:
+        raise RuntimeError(f"the stack stored {raw['rows']} of {EVENTS} events")
+    raw_rate = EVENTS / raw["native"]["insert_s"]
+    e2e_rate = EVENTS / timed["visible_s"]
+    result: dict[str, Any] = {
+        "benchmark": "ingest",
+        "events": EVENTS,
+        "batch_size": BATCH,
+        "concurrency": CONCURRENCY,
+        "http_accept_events_per_s": round(EVENTS / timed["accept_s"], 1),
+        "end_to_end_events_per_s": round(e2e_rate, 1),
+        "raw_chdb_insert_rows_per_s": round(raw_rate, 1),
+        "ratio_e2e_over_raw": round(e2e_rate / raw_rate, 3),
+        "targets": {"end_to_end_events_per_s": TARGET_EVENTS_PER_S, "ratio": TARGET_RATIO},
+        "accept_s": round(timed["accept_s"], 3),
+        "visible_s": round(timed["visible_s"], 3),
+        "accept_to_visible_ms": timed["lag_ms"],
+        "seen": timed["seen"],
+        "duplicates_seen": timed["duplicates"],
+        "log_requests": tail.requests,
+        "body_mb": round(body_mb, 1),
+        "median_body_kb": round(statistics.median(len(b) for b in bodies) / 1000, 1),
+        "sink": sink,
+        "raw_native_insert_s": round(raw["native"]["insert_s"], 3),
+    }
+    if "json" in raw:
+        result["raw_json_insert_rows_per_s"] = round(EVENTS / raw["json"]["insert_s"], 1)
+    result.update(
+        {
+            "cpu_s": {
+                "api_and_sink": round(server_cpu, 2),
+                "broker": round(broker_cpu, 2),
+                "bench_client": round(client_cpu, 2),
+            },
+            "server_cpu_us_per_event": round((server_cpu + broker_cpu) * 1e6 / EVENTS, 1),
+            "load_average_1m": round(os.getloadavg()[0], 2),
+            "cores": os.cpu_count(),
+        }
+    )
+    return result
+
+
+if __name__ == "__main__":
+    configure_logging("warning")
+    if sys.argv[1:2] == ["baseline"]:
+        print(json.dumps(asyncio.run(baseline(Path(sys.argv[2]), Path(sys.argv[3])))))
+        sys.exit(0)
+    started = time.time()
+    result = asyncio.run(main())
+    result["wall_s"] = round(time.time() - started, 1)
+    print(json.dumps(result, indent=2))
