@@ -30,7 +30,7 @@ async def relay_once(deps: Deps) -> int:
     return len(pending)
 
 
-async def run_relay(deps: Deps, idle_s: float = 0.2) -> None:
+async def run_relay(deps: Deps, idle_s: float = 0.5) -> None:
     """Relay forever; errors are logged and the batch retried."""
     while True:
         try:

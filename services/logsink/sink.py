@@ -66,6 +66,7 @@ class SinkConfig:
     flush_s: float = 0.5
     max_inflight: int = 2
     watermark_every_s: float = 0.2
+    quiet_watermark_every_s: float = 5.0
     group_id: str = GROUP_ID
 
 
@@ -124,6 +125,7 @@ class LogSink:
         self.inserted = 0
         self.dead_letters = 0
         self.ready = asyncio.Event()
+        self.stored_since_publish = False
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -141,14 +143,19 @@ class LogSink:
         self.consumer.subscribe([topics.EXECUTIONS], listener=_Rebalance(self))
         log.info("logsink.started", group=self.config.group_id)
         next_watermark = 0.0
+        quiet_until = 0.0
         try:
             while not stop.is_set():
                 await self._poll()
                 now = time.monotonic()
-                if now >= next_watermark:
+                # Fast while rows are arriving (they wait for the bound); slow when quiet.
+                due = self.stored_since_publish or now >= quiet_until
+                if now >= next_watermark and due:
+                    self.stored_since_publish = False
                     await self._advance_idle()
                     await self.publish_watermarks()
                     next_watermark = now + self.config.watermark_every_s
+                    quiet_until = now + self.config.quiet_watermark_every_s
         finally:
             await self.drain()
             with contextlib.suppress(Exception):
@@ -292,6 +299,7 @@ class LogSink:
             log.warning("logsink.commit_failed", error=repr(exc)[:200])
         for partition, ts in batch.max_ts.items():
             self.clock.advance(partition, ts)
+        self.stored_since_publish = True
         self.pending_keys -= batch.keys
 
     async def drain(self) -> None:
