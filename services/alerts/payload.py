@@ -1,0 +1,284 @@
+"""The delivery payload of contract section 6 and the `NotificationRecord` carrying it (pure).
+
+Everything here is a function of its inputs, so a replay builds byte-identical records: ids are
+digests (`evt_` per event and subscription, `dlv_` per `evt_`), and `timestamp` is the event
+time of the trigger (the execution's `endedAt`, or the alert's time), never the wall clock.
+Include flags are applied here; trace spans never go to email or Slack. Numbers computed here
+are rendered as JavaScript renders them (`3`, not `3.0`) so that a receiver re-serialising the
+body reproduces it.
+"""
+
+import base64
+import hashlib
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Final, Literal, NamedTuple
+
+import msgspec
+from msgspec import UNSET, Struct, UnsetType
+
+from schemas.alerts import Alert
+from schemas.events import Cost, ExecutionCompleted
+from schemas.notifications import NotificationRecord, SubscriptionRecord
+from services.common.clock import iso_ms, to_ms
+from services.common.config import PlanLimits
+from services.logsink.rows import log_id_for
+
+NOTIFICATION_VERSION = 1
+EXECUTION_COMPLETED: Final = "workflow.execution.completed"
+ALERT_NO_ACTIVITY: Final = "workflow.alert.no_activity"
+ALERT_RESOLVED: Final = "workflow.alert.resolved"
+EventType = Literal[
+    "workflow.execution.completed", "workflow.alert.no_activity", "workflow.alert.resolved"
+]
+SPAN_CHANNELS = frozenset({"webhook"})
+
+
+class BucketLimit(Struct, frozen=True):
+    """One execution bucket of the plan: its refill per minute and its burst."""
+
+    requestsPerMinute: int
+    maxBurst: int
+
+
+class RateLimits(Struct, frozen=True, rename={"async_": "async"}):
+    """The plan's execution buckets (the contract's `workflowExecutionRateLimit` shape)."""
+
+    sync: BucketLimit
+    async_: BucketLimit
+
+
+class Usage(Struct, frozen=True):
+    """Month-to-date cost of the project against its plan's monthly limit."""
+
+    currentPeriodCost: float
+    limit: float
+    plan: str
+    isExceeded: bool
+
+
+class AlertData(Struct, frozen=True):
+    """The `alert` object of an alert delivery."""
+
+    id: str
+    rule: str
+    reason: str
+    observed: int | float
+    threshold: int | float
+    notificationId: str
+
+
+class DeliveryData(Struct, frozen=True):
+    """`data` of a delivery; UNSET fields are left out, None is sent as null."""
+
+    workflowId: str
+    workflowName: str | None = None
+    executionId: str | None = None
+    status: str | None = None
+    level: str | None = None
+    trigger: str | None = None
+    startedAt: str | None = None
+    endedAt: str | None = None
+    totalDurationMs: int | None = None
+    cost: Cost | None = None
+    files: list[Any] | None = None
+    finalOutput: Any | UnsetType = UNSET
+    traceSpans: list[Any] | UnsetType | None = UNSET
+    rateLimits: RateLimits | UnsetType = UNSET
+    usage: Usage | UnsetType = UNSET
+    alert: AlertData | UnsetType = UNSET
+
+
+class Links(Struct, frozen=True, omit_defaults=True):
+    """Where the execution can be read back; empty for an alert without an execution."""
+
+    log: str | None = None
+    execution: str | None = None
+
+
+class DeliveryPayload(Struct, frozen=True):
+    """The body a destination receives."""
+
+    id: str
+    type: EventType
+    timestamp: int
+    data: DeliveryData
+    links: Links
+
+
+class Extras(NamedTuple):
+    """What the engine adds beyond the execution: the project's plan and month-to-date cost."""
+
+    plan: str
+    limits: PlanLimits
+    period_cost: Decimal
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def digest_id(prefix: str, *parts: str) -> str:
+    """A deterministic id: `prefix` and a lower-case base32 digest of the parts."""
+    digest = hashlib.blake2b("\0".join(parts).encode(), digest_size=15).digest()
+    return prefix + base64.b32encode(digest).decode().lower()
+
+
+def event_id(subscription_id: str, key: str) -> str:
+    """The `evt_` id of one event for one subscription (stable across replays)."""
+    return digest_id("evt_", subscription_id, key)
+
+
+def delivery_id(evt_id: str) -> str:
+    """The `dlv_` id of an event's delivery, reused by every attempt and redelivery."""
+    return digest_id("dlv_", evt_id)
+
+
+def event_type(alert: Alert | None) -> EventType:
+    """The delivery type: plain and fired alerts are completions, except the two named ones."""
+    if alert is None:
+        return EXECUTION_COMPLETED
+    if alert.kind == "resolved":
+        return ALERT_RESOLVED
+    return ALERT_NO_ACTIVITY if alert.rule == "no_activity" else EXECUTION_COMPLETED
+
+
+def execution_notification(
+    project_id: str,
+    event: ExecutionCompleted,
+    sub: SubscriptionRecord,
+    extras: Extras,
+    created_ms: int,
+) -> NotificationRecord:
+    """The notification of a plain subscription for one matching completed execution."""
+    evt = event_id(sub.id, f"execution:{event.executionId}")
+    data = _data(event.workflowId, event, sub, extras)
+    payload = DeliveryPayload(
+        evt, EXECUTION_COMPLETED, to_ms(event.endedAt), data, _links(project_id, event)
+    )
+    return _record(project_id, sub, payload, created_ms)
+
+
+def alert_notification(
+    project_id: str,
+    alert: Alert,
+    event: ExecutionCompleted | None,
+    sub: SubscriptionRecord,
+    extras: Extras,
+    created_ms: int,
+) -> NotificationRecord:
+    """The notification of an alert, with the triggering execution when there is one."""
+    evt = event_id(sub.id, f"alert:{alert.id}")
+    data = msgspec.structs.replace(
+        _data(alert.workflowId, event, sub, extras), alert=alert_data(alert)
+    )
+    links = _links(project_id, event) if event is not None else Links()
+    payload = DeliveryPayload(evt, event_type(alert), alert.atMs, data, links)
+    return _record(project_id, sub, payload, created_ms)
+
+
+def alert_data(alert: Alert) -> AlertData:
+    """The contract's `alert` object."""
+    return AlertData(
+        id=alert.id,
+        rule=alert.rule,
+        reason=alert.reason,
+        observed=js_number(alert.observed),
+        threshold=js_number(alert.threshold),
+        notificationId=alert.notificationId,
+    )
+
+
+def rate_limits(limits: PlanLimits) -> RateLimits:
+    """The plan's sync and async execution buckets."""
+    return RateLimits(
+        sync=BucketLimit(limits.sync_per_minute, limits.sync_burst),
+        async_=BucketLimit(limits.async_per_minute, limits.async_burst),
+    )
+
+
+def usage(extras: Extras) -> Usage:
+    """Month-to-date cost against the plan's monthly limit."""
+    limit = extras.limits.monthly_cost_limit_usd
+    cost = float(extras.period_cost)
+    return Usage(cost, limit, extras.plan, cost >= limit)
+
+
+def js_number(value: Decimal) -> int | float:
+    """A decimal as JSON renders it in JavaScript: integral values without a fraction."""
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def encode(record: NotificationRecord) -> bytes:
+    """A notification as the JSON on the `notifications` topic."""
+    return _encoder.encode(record)
+
+
+def _data(
+    workflow_id: str,
+    event: ExecutionCompleted | None,
+    sub: SubscriptionRecord,
+    extras: Extras,
+) -> DeliveryData:
+    base = _execution_fields(workflow_id, event)
+    optional: dict[str, Any] = {}
+    if event is not None and sub.includeFinalOutput:
+        optional["finalOutput"] = event.finalOutput
+    if event is not None and sub.includeTraceSpans and sub.notificationType in SPAN_CHANNELS:
+        optional["traceSpans"] = event.traceSpans
+    if sub.includeRateLimits:
+        optional["rateLimits"] = rate_limits(extras.limits)
+    if sub.includeUsageData:
+        optional["usage"] = usage(extras)
+    return msgspec.structs.replace(base, **optional) if optional else base
+
+
+def _execution_fields(workflow_id: str, event: ExecutionCompleted | None) -> DeliveryData:
+    if event is None:
+        return DeliveryData(workflow_id)
+    return DeliveryData(
+        workflowId=event.workflowId,
+        workflowName=event.workflowName,
+        executionId=event.executionId,
+        status=event.status or ("error" if event.level == "error" else "success"),
+        level=event.level,
+        trigger=event.trigger,
+        startedAt=_iso(event.startedAt),
+        endedAt=_iso(event.endedAt),
+        totalDurationMs=_duration_ms(event),
+        cost=event.cost,
+        files=event.files,
+    )
+
+
+def _links(project_id: str, event: ExecutionCompleted) -> Links:
+    return Links(
+        log=f"/v1/logs/{log_id_for(project_id, event.executionId)}",
+        execution=f"/v1/logs/executions/{event.executionId}",
+    )
+
+
+def _record(
+    project_id: str, sub: SubscriptionRecord, payload: DeliveryPayload, created_ms: int
+) -> NotificationRecord:
+    return NotificationRecord(
+        v=NOTIFICATION_VERSION,
+        deliveryId=delivery_id(payload.id),
+        eventId=payload.id,
+        subscriptionId=sub.id,
+        projectId=project_id,
+        notificationType=sub.notificationType,
+        destination=sub.destination,
+        payload=payload,
+        createdAtMs=created_ms,
+        secretCiphertext=sub.secretCiphertext,
+    )
+
+
+def _iso(moment: datetime) -> str:
+    return iso_ms(to_ms(moment))
+
+
+def _duration_ms(event: ExecutionCompleted) -> int:
+    if event.totalDurationMs is not None:
+        return event.totalDurationMs
+    return max(0, to_ms(event.endedAt) - to_ms(event.startedAt))

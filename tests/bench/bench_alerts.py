@@ -1,0 +1,412 @@
+"""Benchmark: the alert engine's throughput per worker, its rule cost, and its alert latency.
+
+Throughput: 1,000 subscriptions (10 per project over 100 projects, the seven rules in turn, half
+of them on all workflows, half on 20 listed ones) watch 10,000 workflows. The load is produced
+first, then one `codecourier alerts` worker starts on a fresh consumer group; the clock runs
+from the first to the last of the sentinel notifications that bracket the measured records on
+every partition. Warm-up records come before the brackets: faust reads its topics in turn, so
+the worker applies the 8,000 subscription records while it reads them. The same run without
+those subscriptions is the baseline, and the ratio of the two rates is the cost of the rules.
+The evaluator alone (same records, tables in dicts, no Kafka) is measured in this process.
+
+Latency: with the subscribed worker caught up, a background load of 1,000 events/s runs while
+probe executions, each triggering a latency_threshold alert, are produced; latency is from the
+produce call to the notification's arrival on `notifications`. Prints one JSON object.
+"""
+
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from types import SimpleNamespace
+from typing import Any
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from schemas import topics
+from schemas.events import ExecutionCompleted, ExecutionRecord, topic_key
+from schemas.notifications import SubscriptionRecord
+from services.alerts.app import Engine, Tables, Views, partition_of
+from services.alerts.ticks import OffsetReader, TickGate
+from services.common.config import Settings
+from services.common.kafka import EmbeddedBroker, ensure_topics
+from services.common.log import configure_logging
+from tests.bench.load import percentile
+from tests.integration.test_alerts_app import Worker, completed, sub
+
+PARTITIONS = int(os.environ.get("BENCH_PARTITIONS", "8"))
+EVENTS = int(os.environ.get("BENCH_ALERT_EVENTS", "50000"))
+WARMUP = int(os.environ.get("BENCH_ALERT_WARMUP", "16000"))
+GROUPED = 10  # events per record in the grouped run
+PROJECTS, WORKFLOWS_PER_PROJECT, SUBS_PER_PROJECT = 100, 100, 10
+RULES = (
+    {"rule": "consecutive_failures"}, {"rule": "failure_rate"}, {"rule": "latency_threshold"},
+    {"rule": "latency_spike"}, {"rule": "cost_threshold"}, {"rule": "no_activity"},
+    {"rule": "error_count"},
+)  # fmt: skip
+BACKGROUND_PER_S = 1000
+LATENCY_S = float(os.environ.get("BENCH_LATENCY_S", "30"))
+PROBES_PER_S = 10
+SENTINEL = "prj_sentinel"
+TARGETS = {"events_per_s": 5000, "latency_p50_ms": 250, "latency_p99_ms": 1000}
+
+Pairs = list[tuple[bytes, bytes]]
+
+
+def progress(message: str) -> None:
+    print(f"bench_alerts: {message}", file=sys.stderr, flush=True)
+
+
+def workflow_ids() -> list[tuple[str, str]]:
+    """(project, workflow) of the 10,000 watched workflows."""
+    return [
+        (f"prj_b{p:03d}", f"wf{w:03d}")
+        for p in range(PROJECTS)
+        for w in range(WORKFLOWS_PER_PROJECT)
+    ]
+
+
+def subscriptions(created_ms: int) -> list[SubscriptionRecord]:
+    """Ten subscriptions per project, the seven rules in turn."""
+    records = []
+    for p in range(PROJECTS):
+        project = f"prj_b{p:03d}"
+        for k in range(SUBS_PER_PROJECT):
+            listed = [f"wf{(k * 7 + j) % WORKFLOWS_PER_PROJECT:03d}" for j in range(20)]
+            records.append(
+                sub(f"ntf_{project}_{k}", project, createdAtMs=created_ms,
+                    allWorkflows=k % 2 == 0, workflowIds=[] if k % 2 == 0 else listed,
+                    alertConfig=RULES[(p * SUBS_PER_PROJECT + k) % len(RULES)])
+            )  # fmt: skip
+    return records
+
+
+def load_records(count: int, per_record: int = 1, seed: int = 7) -> Pairs:
+    """`count` completed events over the watched workflows, `per_record` of one workflow in
+    each record (the API writes one record per request and workflow)."""
+    rng = random.Random(seed)
+    pairs = workflow_ids()
+    start = datetime.now(UTC) - timedelta(minutes=30)
+    out = []
+    for r in range(count // per_record):
+        project, workflow = rng.choice(pairs)
+        events = [
+            completed(
+                workflow, f"exe-{seed}-{r}-{j}",
+                ended=start + timedelta(milliseconds=20 * (r * per_record + j)),
+                level="error" if rng.random() < 0.1 else "info",
+                duration_ms=rng.randint(50, 800), cost=round(rng.uniform(0.001, 0.02), 4),
+            )
+            for j in range(per_record)
+        ]  # fmt: skip
+        out.append(record_of(project, *events))
+    return out
+
+
+def record_of(project: str, *events: ExecutionCompleted) -> tuple[bytes, bytes]:
+    """(key, value) of an ExecutionRecord carrying one workflow's events."""
+    record = ExecutionRecord(
+        v=2, projectId=project, receivedAtMs=int(time.time() * 1000), retentionDays=7,
+        events=[msgspec.Raw(msgspec.json.encode(e)) for e in events], plan="team",
+    )  # fmt: skip
+    return topic_key(project, events[0].workflowId), msgspec.json.encode(record)
+
+
+def sentinel_workflows() -> list[str]:
+    """One sentinel workflow per partition."""
+    found: dict[int, str] = {}
+    i = 0
+    while len(found) < PARTITIONS:
+        name = f"sentinel-{i}"
+        found.setdefault(partition_of(topic_key(SENTINEL, name), PARTITIONS), name)
+        i += 1
+    return [found[p] for p in range(PARTITIONS)]
+
+
+def sentinels(prefix: str) -> Pairs:
+    """A sentinel execution on every partition."""
+    return [record_of(SENTINEL, completed(s, f"{prefix}-{s}")) for s in sentinel_workflows()]
+
+
+class Notes:
+    """Reads `notifications` from its end, recording each record's arrival time."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.arrivals: list[tuple[float, dict[str, Any]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
+        )
+        await consumer.start()
+        tps = [TopicPartition(topics.NOTIFICATIONS, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        reader = OffsetReader(self.bootstrap)
+        for tp, end in (await reader.ends(tps)).items():
+            consumer.seek(tp, end)
+        await reader.stop()
+        self._task = asyncio.create_task(self._read(consumer))
+
+    async def _read(self, consumer: AIOKafkaConsumer) -> None:
+        try:
+            while True:
+                for records in (await consumer.getmany(timeout_ms=50)).values():
+                    now = time.perf_counter()
+                    self.arrivals += [(now, json.loads(r.value)) for r in records]
+        finally:
+            await consumer.stop()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def of_project(self, project: str, prefix: str = "") -> list[tuple[float, dict[str, Any]]]:
+        return [
+            (t, n)
+            for t, n in self.arrivals
+            if n["projectId"] == project
+            and (n["payload"]["data"]["executionId"] or "").startswith(prefix)
+        ]
+
+
+@dataclass
+class Stack:
+    """A broker of its own with one alerts worker and the bench's clients."""
+
+    broker: EmbeddedBroker
+    producer: AIOKafkaProducer
+    notes: Notes
+    worker: Worker | None = None
+
+    @classmethod
+    async def start(cls, work: Path, name: str) -> "Stack":
+        broker = EmbeddedBroker(0, work / f"{name}-broker.log")
+        bootstrap = await broker.start()
+        await ensure_topics(bootstrap, PARTITIONS)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=512 * 1024
+        )
+        await producer.start()
+        notes = Notes(bootstrap)
+        await notes.start()
+        return cls(broker, producer, notes)
+
+    async def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.kill()
+        await self.notes.stop()
+        await self.producer.stop()
+        self.broker.stop()
+
+    async def produce(self, topic: str, pairs: Pairs) -> None:
+        futures = [await self.producer.send(topic, value, key=key) for key, value in pairs]
+        await asyncio.gather(*futures)
+
+    async def publish(self, records: list[SubscriptionRecord]) -> None:
+        futures = []
+        for record in records:
+            value = msgspec.json.encode(record)
+            for p in range(PARTITIONS):
+                key = f"{record.id}/{p}".encode()
+                send = self.producer.send(topics.SUBSCRIPTIONS, value, key=key, partition=p)
+                futures.append(await send)
+        await asyncio.gather(*futures)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def throughput(
+    stack: Stack, with_subs: bool, warmup: Pairs, load: Pairs, events: int
+) -> dict[str, Any]:
+    """Events/s of one worker that starts on a fresh group with the load already on the log."""
+    created = int(time.time() * 1000) - 3_600_000
+    plain = sub("ntf_sentinel", SENTINEL, createdAtMs=created)
+    await stack.publish([plain, *(subscriptions(created) if with_subs else [])])
+    for pairs in (warmup, sentinels("start"), load, sentinels("end")):
+        await stack.produce(topics.EXECUTIONS, pairs)
+    progress(f"{events} events in {len(load)} records on the log; starting a worker")
+    bootstrap = stack.broker.bootstrap
+    name = f"bench-{with_subs}-{len(load)}"
+    stack.worker = Worker(bootstrap, PARTITIONS, name, Path(stack.broker.log_path.parent, f"{name}.log"),
+                          CC_TICK_SECONDS="15").start()  # fmt: skip
+    assert stack.worker.process is not None and stack.broker.process is not None
+    deadline = time.perf_counter() + 900
+    while len(stack.notes.of_project(SENTINEL, "end-")) < PARTITIONS:
+        assert time.perf_counter() < deadline, "the worker did not finish the load in time"
+        await asyncio.sleep(0.05)
+    first = min(t for t, _ in stack.notes.of_project(SENTINEL, "start-"))
+    last = max(t for t, _ in stack.notes.of_project(SENTINEL, "end-"))
+    return {
+        "events": events,
+        "records": len(load),
+        "seconds": round(last - first, 2),
+        "events_per_s": round(events / (last - first)),
+        "worker_cpu_s_total": round(cpu_seconds(stack.worker.process.pid), 1),
+        "broker_cpu_s_total": round(cpu_seconds(stack.broker.process.pid), 1),
+        "notifications": len(stack.notes.arrivals) - len(stack.notes.of_project(SENTINEL)),
+    }
+
+
+async def latency(stack: Stack) -> dict[str, Any]:
+    """Produce-to-notification latency of alerts under a steady background load."""
+    probe_project = "prj_probe"
+    rule = sub("ntf_probe_latency", probe_project, createdAtMs=int(time.time() * 1000) - 60_000,
+               alertConfig={"rule": "latency_threshold", "durationThresholdMs": 1000})  # fmt: skip
+    await stack.publish([rule])
+    await asyncio.sleep(3)  # applied on every partition
+    rng = random.Random(11)
+    pairs = workflow_ids()
+    sent: dict[str, float] = {}
+    background = 0
+    stop_at = time.perf_counter() + LATENCY_S
+
+    async def background_load() -> None:
+        nonlocal background
+        step = 0.01
+        next_at = time.perf_counter()
+        while time.perf_counter() < stop_at:
+            for _ in range(int(BACKGROUND_PER_S * step)):
+                project, workflow = rng.choice(pairs)
+                event = completed(workflow, f"bg-{background}", duration_ms=rng.randint(50, 800),
+                                  level="error" if rng.random() < 0.1 else "info")  # fmt: skip
+                key, value = record_of(project, event)
+                await stack.producer.send(topics.EXECUTIONS, value, key=key)
+                background += 1
+            next_at += step
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+
+    async def probes() -> None:
+        i = 0
+        while time.perf_counter() < stop_at:
+            execution = f"probe-{i}"
+            probe = completed(f"probe-wf-{i}", execution, duration_ms=5000)
+            key, value = record_of(probe_project, probe)
+            sent[execution] = time.perf_counter()
+            await stack.producer.send(topics.EXECUTIONS, value, key=key)
+            i += 1
+            await asyncio.sleep(1 / PROBES_PER_S)
+
+    started = time.perf_counter()
+    await asyncio.gather(background_load(), probes())
+    achieved = background / (time.perf_counter() - started)
+    await asyncio.sleep(5)
+    arrived = {
+        n["payload"]["data"]["executionId"]: t for t, n in stack.notes.of_project(probe_project)
+    }
+    lat = sorted((arrived[e] - t) * 1000 for e, t in sent.items() if e in arrived)
+    return {
+        "background_events_per_s": round(achieved),
+        "probes": len(sent),
+        "alerts_received": len(lat),
+        "p50_ms": round(percentile(lat, 0.5), 1),
+        "p99_ms": round(percentile(lat, 0.99), 1),
+        "max_ms": round(max(lat), 1) if lat else None,
+    }
+
+
+async def evaluator_only(load: Pairs, with_subs: bool, events: int) -> dict[str, Any]:
+    """Events/s of the engine alone: tables in dicts, notifications discarded, no Kafka."""
+    settings = Settings(data_dir=Path("unused"), clickhouse_url="", database_url="")
+    views = Views()
+    if with_subs:
+        for record in subscriptions(int(time.time() * 1000) - 3_600_000):
+            for p in range(PARTITIONS):
+                views.preload(p, f"{record.id}/{p}".encode(), msgspec.json.encode(record))
+    sent = 0
+
+    async def send(records: Any) -> None:
+        nonlocal sent
+        sent += len(records)
+
+    async def start_offset(partition: int) -> int:
+        return 0
+
+    engine = Engine(settings, PARTITIONS, Tables({}, {}), views, send, TickGate(start_offset))
+    messages = [
+        SimpleNamespace(topic=topics.EXECUTIONS, partition=partition_of(key, PARTITIONS),
+                        offset=i, key=key, value=value, timestamp=time.time())
+        for i, (key, value) in enumerate(load)
+    ]  # fmt: skip
+    started = time.perf_counter()
+    for message in messages:
+        await engine.handle(message)
+    elapsed = time.perf_counter() - started
+    return {"events_per_s": round(events / elapsed), "notifications": sent}
+
+
+async def measure(
+    work: Path, name: str, with_subs: bool, warmup: Pairs, load: Pairs
+) -> dict[str, Any]:
+    stack = await Stack.start(work, name)
+    try:
+        result = await throughput(stack, with_subs, warmup, load, EVENTS)
+        progress(f"{name}: {result}")
+        if name == "with_subscriptions":
+            progress(f"latency under {BACKGROUND_PER_S} events/s for {LATENCY_S:g} s")
+            result["latency"] = await latency(stack)
+        return result
+    finally:
+        await stack.stop()
+
+
+async def main() -> dict[str, Any]:
+    configure_logging("warning")
+    warmup = load_records(WARMUP, seed=1)
+    load = load_records(EVENTS)
+    progress("evaluator alone")
+    grouped = load_records(EVENTS, per_record=GROUPED)
+    alone = {
+        "with_subscriptions": await evaluator_only(load, True, EVENTS),
+        "without_subscriptions": await evaluator_only(load, False, EVENTS),
+        f"with_subscriptions_{GROUPED}_events_per_record": await evaluator_only(
+            grouped, True, EVENTS
+        ),
+    }
+    with TemporaryDirectory(prefix="bench-alerts-") as tmp:
+        work = Path(tmp)
+        bare = await measure(work, "without_subscriptions", False, warmup, load)
+        batched = await measure(work, "grouped", True, warmup, grouped)
+        subscribed = await measure(work, "with_subscriptions", True, warmup, load)
+    lat = subscribed.pop("latency")
+    return {
+        "bench": "alerts",
+        "cpus": os.cpu_count(),
+        "partitions": PARTITIONS,
+        "subscriptions": PROJECTS * SUBS_PER_PROJECT,
+        "workflows": PROJECTS * WORKFLOWS_PER_PROJECT,
+        "worker": {
+            "with_subscriptions": subscribed,
+            "without_subscriptions": bare,
+            "rule_cost_ratio": round(bare["events_per_s"] / subscribed["events_per_s"], 2),
+            f"with_subscriptions_{GROUPED}_events_per_record": batched,
+        },
+        "evaluator_alone": {
+            **alone,
+            "rule_cost_ratio": round(
+                alone["without_subscriptions"]["events_per_s"]
+                / alone["with_subscriptions"]["events_per_s"],
+                2,
+            ),
+        },
+        "latency": lat,
+        "targets": TARGETS,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main()), indent=2))
