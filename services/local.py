@@ -117,6 +117,7 @@ async def run_local(settings: Settings) -> int:
     broker = EmbeddedBroker(settings.kafka_port, settings.data_dir / "broker.log")
     api: RunningApi | None = None
     sink_task: asyncio.Task[None] | None = None
+    alerts_task: asyncio.Task[None] | None = None
     try:
         bootstrap = settings.kafka_bootstrap or await broker.start()
         api = await serve(await prepare(settings, bootstrap))
@@ -126,6 +127,9 @@ async def run_local(settings: Settings) -> int:
         else:
             sink = _child_service(["logsink"], {"CC_KAFKA_BOOTSTRAP": bootstrap}, stop)
         sink_task = asyncio.create_task(_supervised(sink, stop))
+        # faust owns its event loop: the alert engine runs as a child process.
+        alerts = _child_service(["alerts"], {"CC_KAFKA_BOOTSTRAP": bootstrap}, stop)
+        alerts_task = asyncio.create_task(_supervised(alerts, stop))
         host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
         project_id, api_key = await _local_key(api, previous)
         creds = LocalCredentials(
@@ -140,9 +144,10 @@ async def run_local(settings: Settings) -> int:
     finally:
         log.info("local.stopping")
         stop.set()
-        if sink_task is not None:
-            with contextlib.suppress(Exception):
-                await sink_task
+        for task in (sink_task, alerts_task):
+            if task is not None:
+                with contextlib.suppress(Exception):
+                    await task
         if api is not None:
             await api.stop()
         broker.stop()

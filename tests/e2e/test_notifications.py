@@ -245,3 +245,30 @@ async def test_test_send_queues_a_sample_notification(session, stack: Stack) -> 
     assert (
         mine[0]["payload"]["id"] == sent["data"]["eventId"] and mine[0]["payload"]["test"] is True
     )
+
+
+async def test_the_whole_stack_notifies_a_subscription_of_a_completed_execution(
+    session, stack: Stack
+) -> None:
+    _, key = await new_project(session, stack)
+    status, body = await create(session, stack, key, webhook(levelFilter=["error"]))
+    assert status == 201
+    sid = body["data"]["subscription"]["id"]
+    await asyncio.sleep(1.0)  # the outbox relay publishes the subscription to the alert engine
+    events = [completed("ok-1", "wf-n"), completed("boom-1", "wf-n", level="error")]
+    assert (await post_events(session, stack, key, events))[0] == 202
+    mine: list[dict[str, Any]] = []
+    for _ in range(60):
+        records = [
+            json.loads(r.value)
+            for r in await consume_all(stack.kafka_bootstrap, "notifications", 1000)
+        ]
+        mine = [r for r in records if r["subscriptionId"] == sid]
+        if mine:
+            break
+        await asyncio.sleep(0.5)
+    assert [r["payload"]["data"]["executionId"] for r in mine] == ["boom-1"]  # level filter applied
+    payload = mine[0]["payload"]
+    assert payload["type"] == "workflow.execution.completed" and payload["id"].startswith("evt_")
+    assert payload["links"]["execution"] == "/v1/logs/executions/boom-1"
+    assert mine[0]["deliveryId"].startswith("dlv_")
