@@ -651,7 +651,10 @@ def _table(app: AlertsApp, name: str, partitions: int, hook: Any) -> Any:
 
 
 def _sender(app: AlertsApp) -> Send:
-    out = app.topic(topics.NOTIFICATIONS, internal=False, key_type=bytes, value_type=bytes)
+    out = app.topic(
+        topics.NOTIFICATIONS, internal=False, key_type=bytes, value_type=bytes,
+        key_serializer="raw", value_serializer="raw",
+    )  # fmt: skip
 
     async def send(records: Sequence[NotificationRecord]) -> None:
         futures = [
@@ -670,12 +673,16 @@ async def _start_offset(reader: OffsetReader, partition: int) -> int:
 
 def _wire(app: AlertsApp, engine: Engine, bootstrap: str, config: AlertsConfig) -> None:
     partitions = engine.partitions
+    # Raw bytes in: faust's codecs would crash the agent on a record that is not UTF-8 JSON;
+    # the engine decodes with msgspec and skips (logs) what it cannot read.
     source = app.topic(
         *topics.CO_PARTITIONED,
         partitions=partitions,
         internal=False,
         key_type=bytes,
         value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
     )
 
     @app.agent(source, concurrency=1, supervisor_strategy=CrashingSupervisor)
