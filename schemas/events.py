@@ -62,8 +62,8 @@ class ExecutionStarted(Struct, frozen=True, tag="workflow.execution.started", ta
     folderId: Id | None = None
 
 
-class ExecutionCompleted(Struct, frozen=True, tag="workflow.execution.completed", tag_field="type"):
-    """A runtime finished an execution, successfully or not."""
+class CompletedFacts(Struct, frozen=True):
+    """The fields of a completed execution besides its blobs (the ingest screen shares them)."""
 
     executionId: Id
     workflowId: Id
@@ -77,6 +77,13 @@ class ExecutionCompleted(Struct, frozen=True, tag="workflow.execution.completed"
     status: Literal["success", "error", "cancelled"] | None = None
     totalDurationMs: Count | None = None
     cost: Cost | None = None
+
+
+class ExecutionCompleted(
+    CompletedFacts, frozen=True, tag="workflow.execution.completed", tag_field="type"
+):
+    """A runtime finished an execution, successfully or not."""
+
     files: list[Any] | None = None
     finalOutput: Any = None
     traceSpans: list[Any] | None = None

@@ -16,10 +16,13 @@ Secret = Annotated[str, Meta(min_length=16, max_length=512)]
 
 
 class WebhookConfig(Struct, frozen=True, forbid_unknown_fields=True):
-    """Where a webhook goes and the secret it is signed with (write only)."""
+    """Where a webhook goes, the secret it is signed with (write only), and whether the
+    Standard Webhooks headers (`webhook-id`, `webhook-timestamp`, `webhook-signature`) are
+    sent besides the `sim-*` ones."""
 
     url: Url
     secret: Secret | None = None
+    standardWebhooks: bool = False
 
 
 class SlackConfig(Struct, frozen=True, forbid_unknown_fields=True):
@@ -75,6 +78,7 @@ class WebhookView(Struct, frozen=True):
 
     url: str
     hasSecret: bool
+    standardWebhooks: bool = False
 
 
 class SlackView(Struct, frozen=True):
@@ -147,7 +151,9 @@ class NotificationRecord(Struct, frozen=True, tag="notification", tag_field="kin
     """What the alert engine puts on `notifications` (key = subscription id) for the dispatcher.
 
     `payload` is the delivery body of contract section 6, already filtered by the include flags;
-    `deliveryId` is created here once and reused by every attempt and redelivery.
+    `deliveryId` is created here once and reused by every attempt and redelivery. The same
+    record, with `attempt` and `dueAtMs` set, waits on a retry tier topic for its next attempt;
+    `round` tells a redelivery (its time in ms) from the first delivery (0).
     """
 
     v: int
@@ -160,3 +166,7 @@ class NotificationRecord(Struct, frozen=True, tag="notification", tag_field="kin
     payload: Any
     createdAtMs: int
     secretCiphertext: str | None = None
+    attempt: int = 1
+    round: int = 0
+    dueAtMs: int = 0
+    subscriptionVersion: int = 0  # of the destination and secret carried here

@@ -8,6 +8,7 @@ DELIVERIES_DLQ = "deliveries.dlq"
 DELIVERY_LOG = "delivery-log"
 COMMANDS = "commands"
 EXECUTIONS_DLQ = "executions.dlq"
+DELIVERY_LOG_DLQ = "delivery-log.dlq"
 RETRY_TIER_PREFIX = "deliveries.retry."
 
 # Topics keyed by workflow id must share a partition count so that the alert engine can join them.
@@ -22,4 +23,15 @@ ALL = (
     DELIVERY_LOG,
     COMMANDS,
     EXECUTIONS_DLQ,
+    DELIVERY_LOG_DLQ,
 )
+
+
+def retry_tier(n: int) -> str:
+    """Delay tier `n` (1-based) of the dispatcher's retries."""
+    return f"{RETRY_TIER_PREFIX}{n}"
+
+
+def retry_tiers(count: int) -> tuple[str, ...]:
+    """The delay tiers of a retry schedule with `count` delays."""
+    return tuple(retry_tier(n) for n in range(1, count + 1))

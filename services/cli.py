@@ -12,6 +12,8 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import prometheus_client
+
 from services.common.config import ConfigError, Settings, ensure_secret_key, load_settings
 from services.common.log import configure_logging
 
@@ -231,6 +233,41 @@ def _run_alerts(settings: Settings) -> int:
     return run_worker(settings, AlertsConfig.from_env(os.environ))
 
 
+async def _run_dispatcher(settings: Settings) -> int:
+    from schemas import topics
+    from services.common import kafka, wiring
+    from services.dispatcher.gone import Disabler
+    from services.dispatcher.service import Dispatcher, DispatcherConfig
+
+    if not settings.kafka_bootstrap:
+        raise CliError(
+            "`codecourier dispatcher` needs CC_KAFKA_BOOTSTRAP; `codecourier up` runs all"
+        )
+    if not settings.secret_key and not (settings.data_dir / "secret.key").exists():
+        raise CliError("`codecourier dispatcher` needs the API's CC_SECRET_KEY to open secrets")
+    bootstrap = settings.kafka_bootstrap
+    settings = ensure_secret_key(settings)
+    config = DispatcherConfig.from_env(os.environ)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    await kafka.ensure_topics(
+        bootstrap, settings.kafka_partitions, retry_tiers=len(settings.retry_delays_s)
+    )
+    producer = kafka.make_producer(bootstrap)
+    await producer.start()
+    try:
+        partitions = sorted(await producer.partitions_for(topics.SUBSCRIPTIONS))
+    finally:
+        await producer.stop()
+    cp = wiring.controlplane(settings)
+    try:
+        await Dispatcher(settings, config, bootstrap, Disabler(cp, partitions)).run(stop)
+    finally:
+        await cp.close()
+    return 0
+
+
 async def _migrate(settings: Settings) -> int:
     from services.common import wiring
     from services.common.clock import now_ms
@@ -256,7 +293,8 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser(
         "up",
-        help="run the whole local stack (embedded broker, chDB, SQLite, API)",
+        help="run the whole local stack (embedded broker, chDB, SQLite, API, log sink, alerts, "
+        "dispatcher)",
         description="Run every service in the foreground with embedded defaults; prints "
         "the base URL, an admin token and a project key, and writes <data dir>/local.json.",
     )
@@ -268,9 +306,10 @@ def parser() -> argparse.ArgumentParser:
     )
     sub.add_parser(
         "logsink",
-        help="run the log sink alone (Kafka executions -> ClickHouse)",
-        description="Consume `executions` and write ClickHouse; needs CC_KAFKA_BOOTSTRAP. Run "
-        "several (up to the partition count) to scale out; they share the consumer group.",
+        help="run the log sink alone (executions, delivery-log -> ClickHouse)",
+        description="Consume `executions` and `delivery-log` and write ClickHouse; needs "
+        "CC_KAFKA_BOOTSTRAP. Run several (up to the partition count) to scale out; they share "
+        "the consumer group.",
     )
     sub.add_parser(
         "alerts",
@@ -278,6 +317,16 @@ def parser() -> argparse.ArgumentParser:
         description="Evaluate subscriptions and alert rules on `executions`, `ticks` and "
         "`subscriptions`, produce `notifications`; needs CC_KAFKA_BOOTSTRAP. Run several (up to "
         "the partition count) to scale out; CC_ALERTS_GROUP, CC_ALERTS_STORE, CC_TICK_SECONDS.",
+    )
+    sub.add_parser(
+        "dispatcher",
+        help="run the dispatcher alone (notifications -> webhook, email, Slack)",
+        description="Deliver `notifications` with durable retries on the delay-tier topics and "
+        "record every attempt on `delivery-log`; needs CC_KAFKA_BOOTSTRAP, the API's "
+        "CC_SECRET_KEY and CC_DATABASE_URL (to disable a subscription whose receiver answers "
+        "410). Run several (up to the partition count) to scale out; CC_DISPATCHER_GROUP, "
+        "CC_DISPATCHER_LANE_IN_FLIGHT, CC_DISPATCHER_LANE_QUEUE, CC_DELIVERY_TIMEOUT_SECONDS, "
+        "CC_RETRY_DELAYS, CC_SMTP_URL, CC_EMAIL_FROM, CC_EGRESS_ALLOW_CIDRS.",
     )
     sub.add_parser("migrate", help="apply control-plane and ClickHouse migrations, then exit")
 
@@ -378,7 +427,8 @@ def _stream_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
     tail.set_defaults(run=cmd_logs_tail)
 
 
-SERVICES = ("up", "api", "logsink", "alerts")
+SERVICES = ("up", "api", "logsink", "alerts", "dispatcher")
+WORKERS = ("logsink", "alerts", "dispatcher")
 
 
 def tune_gc() -> None:
@@ -395,6 +445,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.log_level)
         if args.command in SERVICES:
             tune_gc()
+        if args.command in WORKERS and settings.metrics_port:
+            # Workers have no HTTP server of their own: Prometheus metrics on a port of theirs.
+            prometheus_client.start_http_server(settings.metrics_port, addr=settings.http_host)
         if args.command == "up":
             return cmd_up(settings)
         if args.command == "api":
@@ -403,6 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run_logsink(settings))
         if args.command == "alerts":
             return _run_alerts(settings)
+        if args.command == "dispatcher":
+            return asyncio.run(_run_dispatcher(settings))
         if args.command == "migrate":
             return asyncio.run(_migrate(settings))
         args.run(args, _endpoint(args, settings, os.environ))

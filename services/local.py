@@ -73,9 +73,11 @@ async def _supervised(job: Coroutine[Any, Any, None], stop: asyncio.Event) -> No
 
 
 async def _child_service(args: list[str], env: dict[str, str], stop: asyncio.Event) -> None:
-    """Run `codecourier <args>` as a child process until `stop`, then SIGTERM it."""
+    """Run `codecourier <args>` as a child process until `stop`, then SIGTERM it (its metrics
+    are not served: the children would contend for one CC_METRICS_PORT)."""
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", *args, env={**os.environ, **env},
+        sys.executable, "-m", "services.cli", *args,
+        env={**os.environ, "CC_METRICS_PORT": "", **env},
         preexec_fn=die_with_parent,
     )  # fmt: skip
     waiter = asyncio.create_task(child.wait())
@@ -118,6 +120,7 @@ async def run_local(settings: Settings) -> int:
     api: RunningApi | None = None
     sink_task: asyncio.Task[None] | None = None
     alerts_task: asyncio.Task[None] | None = None
+    dispatcher_task: asyncio.Task[None] | None = None
     try:
         bootstrap = settings.kafka_bootstrap or await broker.start()
         api = await serve(await prepare(settings, bootstrap))
@@ -131,6 +134,13 @@ async def run_local(settings: Settings) -> int:
         alerts = _child_service(["alerts"], {"CC_KAFKA_BOOTSTRAP": bootstrap}, stop)
         alerts_task = asyncio.create_task(_supervised(alerts, stop))
         host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
+        dispatcher_env = {
+            "CC_KAFKA_BOOTSTRAP": bootstrap,
+            "CC_EGRESS_ALLOW_CIDRS": ",".join(settings.egress_allow_cidrs),
+            "CC_PUBLIC_BASE_URL": settings.public_base_url or f"http://{host}:{api.port}",
+        }
+        dispatcher = _child_service(["dispatcher"], dispatcher_env, stop)
+        dispatcher_task = asyncio.create_task(_supervised(dispatcher, stop))
         project_id, api_key = await _local_key(api, previous)
         creds = LocalCredentials(
             f"http://{host}:{api.port}", settings.admin_token or "", project_id, api_key
@@ -144,7 +154,7 @@ async def run_local(settings: Settings) -> int:
     finally:
         log.info("local.stopping")
         stop.set()
-        for task in (sink_task, alerts_task):
+        for task in (sink_task, alerts_task, dispatcher_task):
             if task is not None:
                 with contextlib.suppress(Exception):
                     await task

@@ -271,6 +271,7 @@ def _record(
         payload=payload,
         createdAtMs=created_ms,
         secretCiphertext=sub.secretCiphertext,
+        subscriptionVersion=sub.version,
     )
 
 

@@ -52,7 +52,9 @@ async def prepare(settings: Settings, kafka_bootstrap: str) -> Deps:
     applied = await cp.migrate(now_ms())
     ch = wiring.clickhouse(settings)
     ch_applied = await ch.migrate()
-    created = await kafka.ensure_topics(kafka_bootstrap, settings.kafka_partitions)
+    created = await kafka.ensure_topics(
+        kafka_bootstrap, settings.kafka_partitions, retry_tiers=len(settings.retry_delays_s)
+    )
     producer = kafka.make_producer(kafka_bootstrap)
     await producer.start()
     partitions = len(await producer.partitions_for(topics.EXECUTIONS))

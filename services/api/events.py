@@ -11,11 +11,11 @@ from schemas.api import ErrorDetail
 from schemas.events import (
     Event,
     EventBatch,
-    ExecutionCompleted,
     ExecutionRecord,
     ExecutionStarted,
     topic_key,
 )
+from services.api import screening
 from services.api.routing import Call, Route
 from services.common.clock import now_ms
 from services.common.controlplane import KeyRecord
@@ -34,6 +34,9 @@ RECORD_BYTES = 512 * 1024  # well under Kafka's default 1 MB message limit
 MAX_REPORTED_ERRORS = 50
 _event_decoder = msgspec.json.Decoder(Event)
 _record_encoder = msgspec.json.Encoder()
+
+
+Checked = Event | screening.ScreenedCompleted
 
 
 class Accepted(Struct, frozen=True):
@@ -74,11 +77,15 @@ def _field(prefix: str, index: int, path: str) -> str:
     return f"{base}.{path}".strip(".") if path else (base or "body")
 
 
-def decode_events(raws: list[bytes], prefix: str, max_event_bytes: int) -> list[Event]:
-    """Decode and check every event; any failure rejects the whole request with every detail."""
+def decode_events(raws: list[bytes], prefix: str, max_event_bytes: int) -> list[Checked]:
+    """Check every event; any failure rejects the whole request with every detail.
+
+    Events are screened (blobs kept raw) and decoded in full only when the screen cannot vouch
+    for the full decode's answer: accepted events and errors are exactly those of `Event`.
+    """
     if len(raws) > MAX_EVENTS:
         raise InvalidInput.field(prefix or "events", f"At most {MAX_EVENTS} events per request.")
-    events: list[Event] = []
+    events: list[Checked] = []
     errors: list[ErrorDetail] = []
     for index, raw in enumerate(raws):
         if len(raw) > max_event_bytes:
@@ -87,13 +94,18 @@ def decode_events(raws: list[bytes], prefix: str, max_event_bytes: int) -> list[
                 [ErrorDetail(field=_field(prefix, index, ""), message="Event too large.")],
             )
         try:
-            event = _event_decoder.decode(raw)
+            try:
+                event = screening.SCREEN.decode(raw)
+            except Exception:  # whatever it is, the full decode below raises its own
+                event = None
+            if event is None or not screening.agrees(event, raw):
+                event = _event_decoder.decode(raw)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             detail = validation_error(exc).details[0]  # type: ignore[index]
             path = "" if detail.field == "body" else detail.field
             errors.append(ErrorDetail(field=_field(prefix, index, path), message=detail.message))
             continue
-        if isinstance(event, ExecutionCompleted) and event.endedAt < event.startedAt:
+        if not isinstance(event, ExecutionStarted) and event.endedAt < event.startedAt:
             errors.append(
                 ErrorDetail(
                     field=_field(prefix, index, "endedAt"), message="Must not be before startedAt."
@@ -116,7 +128,7 @@ def execution_buckets(call: Call, plan: str) -> dict[str, Bucket]:
     }
 
 
-async def _limit(call: Call, key: KeyRecord, events: list[Event]) -> None:
+async def _limit(call: Call, key: KeyRecord, events: list[Checked]) -> None:
     """Take every bucket the request needs, or none: a refusal gives back what was taken."""
     limits = call.deps.settings.plan(key.plan)
     ingest = Bucket(
@@ -161,7 +173,7 @@ async def _limit(call: Call, key: KeyRecord, events: list[Event]) -> None:
 
 
 def group_by_workflow(
-    raws: list[bytes], events: list[Event], max_bytes: int = RECORD_BYTES
+    raws: list[bytes], events: list[Checked], max_bytes: int = RECORD_BYTES
 ) -> list[tuple[str, list[msgspec.Raw]]]:
     """Events grouped per workflow in arrival order, each group kept under `max_bytes`."""
     groups: dict[str, list[list[msgspec.Raw]]] = {}

@@ -1,5 +1,6 @@
 """Routes: `/api/v1/notifications`: validate, seal secrets, write with the outbox."""
 
+import base64
 import secrets
 from typing import Any
 
@@ -7,7 +8,6 @@ import msgspec
 from msgspec import UNSET, Struct
 
 from schemas import topics
-from schemas.alerts import AlertConfig
 from schemas.api import ErrorDetail
 from schemas.notifications import (
     NotificationRecord,
@@ -16,7 +16,6 @@ from schemas.notifications import (
     SubscriptionBody,
     SubscriptionCreated,
     SubscriptionPatch,
-    SubscriptionRecord,
     WebhookView,
 )
 from services.api.deps import Deps
@@ -28,28 +27,11 @@ from services.common.egress import EgressRefused, check_url, parse_cidrs
 from services.common.errors import Conflict, InvalidCursor, InvalidInput, NotFound
 from services.common.ids import new_id
 from services.common.sealing import seal, sealing_key
+from services.common.subscriptions import StoredConfig, announcements, config_of, record
 
 MAX_PER_TYPE = 10
 ROTATION_GRACE_MS = 24 * 3600 * 1000
 _json = msgspec.json.Encoder(decimal_format="number")
-
-
-class StoredConfig(Struct, frozen=True, omit_defaults=True):
-    """The non-secret settings of a subscription, as kept in `config_json`."""
-
-    workflowIds: list[str]
-    allWorkflows: bool
-    levelFilter: list[str]
-    triggerFilter: list[str]
-    includeFinalOutput: bool
-    includeTraceSpans: bool
-    includeRateLimits: bool
-    includeUsageData: bool
-    active: bool
-    webhookUrl: str | None = None
-    emailRecipients: list[str] | None = None
-    slackChannel: str | None = None
-    alertConfig: AlertConfig | None = None
 
 
 class Deleted(Struct, frozen=True):
@@ -74,25 +56,22 @@ class SubscriptionsCursor(Struct, frozen=True):
     after: str
 
 
-_config_decoder = msgspec.json.Decoder(StoredConfig)
-
-
-def _config(row: SubscriptionRow) -> StoredConfig:
-    return _config_decoder.decode(row.config_json)
-
-
 def view(row: SubscriptionRow) -> Subscription:
     """A subscription as the API shows it: destinations without their secrets."""
-    c = _config(row)
+    c = config_of(row)
     kind = row.notification_type
-    webhook = WebhookView(url=c.webhookUrl or "", hasSecret=row.secret_ciphertext is not None)
+    webhook = WebhookView(
+        url=c.webhookUrl or "", hasSecret=row.secret_ciphertext is not None,
+        standardWebhooks=c.standardWebhooks,
+    )  # fmt: skip
     slack = SlackView(channelName=c.slackChannel, webhookUrlSet=True)
     return Subscription(
         id=row.id, notificationType=kind, workflowIds=c.workflowIds,  # type: ignore[arg-type]
         allWorkflows=c.allWorkflows, levelFilter=c.levelFilter, triggerFilter=c.triggerFilter,
         includeFinalOutput=c.includeFinalOutput, includeTraceSpans=c.includeTraceSpans,
         includeRateLimits=c.includeRateLimits, includeUsageData=c.includeUsageData,
-        active=c.active, createdAt=iso_ms(row.created_at_ms), updatedAt=iso_ms(row.updated_at_ms),
+        active=c.active and not row.disabled_reason, createdAt=iso_ms(row.created_at_ms),
+        updatedAt=iso_ms(row.updated_at_ms),
         webhookConfig=webhook if kind == "webhook" else None,
         emailRecipients=c.emailRecipients if kind == "email" else None,
         slackConfig=slack if kind == "slack" else None,
@@ -131,7 +110,9 @@ async def _check_workflows(deps: Deps, project_id: str, ids: list[str]) -> list[
     if not ids:
         return []
     found = await deps.clickhouse.rows(
-        "SELECT DISTINCT workflow_id FROM workflow_stats WHERE project_id = {p:String} "
+        "SELECT DISTINCT workflow_id FROM executions WHERE project_id = {p:String} "
+        "AND workflow_id IN {ids:Array(String)} UNION DISTINCT "
+        "SELECT DISTINCT workflow_id FROM executions_started WHERE project_id = {p:String} "
         "AND workflow_id IN {ids:Array(String)}",
         {"p": project_id, "ids": ids},
     )
@@ -161,50 +142,22 @@ def _stored(body: SubscriptionBody) -> StoredConfig:
         includeFinalOutput=body.includeFinalOutput, includeTraceSpans=body.includeTraceSpans,
         includeRateLimits=body.includeRateLimits, includeUsageData=body.includeUsageData,
         active=body.active, webhookUrl=body.webhookConfig.url if body.webhookConfig else None,
+        standardWebhooks=body.webhookConfig.standardWebhooks if body.webhookConfig else False,
         emailRecipients=body.emailRecipients,
         slackChannel=body.slackConfig.channelName if body.slackConfig else None,
         alertConfig=body.alertConfig,
     )  # fmt: skip
 
 
-def record(row: SubscriptionRow, deleted: bool = False) -> SubscriptionRecord:
-    """The `subscriptions` topic record for a row (secrets stay sealed)."""
-    c = _config(row)
-    destinations: dict[str, dict[str, Any]] = {
-        "webhook": {"url": c.webhookUrl},
-        "email": {"recipients": c.emailRecipients},
-        "slack": {"channelName": c.slackChannel},
-    }
-    destination = destinations[row.notification_type]
-    if row.previous_secret_ciphertext:
-        destination["previousSecretCiphertext"] = row.previous_secret_ciphertext
-        destination["previousSecretUntilMs"] = row.previous_secret_until_ms
-    return SubscriptionRecord(
-        v=1, id=row.id, projectId=row.project_id, version=row.version, deleted=deleted,
-        notificationType=row.notification_type,  # type: ignore[arg-type]
-        workflowIds=c.workflowIds, allWorkflows=c.allWorkflows, levelFilter=c.levelFilter,
-        triggerFilter=c.triggerFilter, includeFinalOutput=c.includeFinalOutput,
-        includeTraceSpans=c.includeTraceSpans, includeRateLimits=c.includeRateLimits,
-        includeUsageData=c.includeUsageData, active=c.active and not row.disabled_reason,
-        createdAtMs=row.created_at_ms, destination=destination,
-        secretCiphertext=row.secret_ciphertext, alertConfig=c.alertConfig,
-    )  # fmt: skip
-
-
 async def _announce(deps: Deps, row: SubscriptionRow, deleted: bool = False) -> list[OutboxMessage]:
     """Outbox messages broadcasting a subscription (or its removal) to every partition."""
     partitions = sorted(await deps.producer.partitions_for(topics.SUBSCRIPTIONS))
-    value = _json.encode(record(row, deleted))
-    messages = [OutboxMessage(topics.SUBSCRIPTIONS, f"{row.id}/{p}", p, value) for p in partitions]
-    if deleted:  # then tombstones, so compaction forgets it
-        messages += [
-            OutboxMessage(topics.SUBSCRIPTIONS, f"{row.id}/{p}", p, None) for p in partitions
-        ]
-    return messages
+    return announcements(row, partitions, deleted)
 
 
 def _new_signing_secret() -> str:
-    return "whsec_" + secrets.token_urlsafe(32)
+    """32 random bytes as Standard Webhooks spells a secret (`whsec_` + base64)."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 async def create(call: Call) -> SubscriptionCreated:
@@ -281,6 +234,7 @@ def _merged(c: StoredConfig, patch: SubscriptionPatch) -> StoredConfig:
         changes.pop(name, None)
     if isinstance(patch.webhookConfig, msgspec.Struct):
         changes["webhookUrl"] = patch.webhookConfig.url
+        changes["standardWebhooks"] = patch.webhookConfig.standardWebhooks
     if isinstance(patch.slackConfig, msgspec.Struct):
         changes["slackChannel"] = patch.slackConfig.channelName
     return msgspec.structs.replace(c, **changes)
@@ -298,7 +252,7 @@ async def update(call: Call) -> Subscription:
         raise InvalidInput.field("notificationType", f"This is a {kind} subscription.")
     if patch.emailRecipients is not UNSET and kind != "email":
         raise InvalidInput.field("emailRecipients", f"This is a {kind} subscription.")
-    config = _merged(_config(row), patch)
+    config = _merged(config_of(row), patch)
     urls = {}
     secret_ciphertext = row.secret_ciphertext
     key = sealing_key(deps.settings.secret_key or "")
@@ -380,7 +334,7 @@ async def send_test(call: Call) -> TestSent:
         v=1, deliveryId=delivery_id, eventId=event_id, subscriptionId=row.id,
         projectId=row.project_id, notificationType=sub_record.notificationType,
         destination=sub_record.destination, payload=sample_payload(row, event_id, at),
-        createdAtMs=at, secretCiphertext=row.secret_ciphertext,
+        createdAtMs=at, secretCiphertext=row.secret_ciphertext, subscriptionVersion=row.version,
     )  # fmt: skip
     await call.deps.producer.send_and_wait(
         topics.NOTIFICATIONS, _json.encode(notification), key=row.id.encode()
@@ -400,6 +354,7 @@ ROUTES = [
         body=SubscriptionBody,
         response=SubscriptionCreated,
         status=201,
+        conflict="the project already has 10 subscriptions of this type",
     ),
     Route(
         "GET",
@@ -430,6 +385,7 @@ ROUTES = [
         scope="notifications:write",
         body=SubscriptionPatch,
         response=Subscription,
+        conflict="the subscription changed meanwhile; read it again and retry",
     ),
     Route(
         "DELETE",
@@ -458,5 +414,6 @@ ROUTES = [
         "notifications",
         scope="notifications:write",
         response=SubscriptionCreated,
+        conflict="the subscription changed meanwhile; retry",
     ),
 ]

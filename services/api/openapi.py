@@ -21,6 +21,7 @@ _ERRORS = {
     "500": "INTERNAL",
     "503": "UNAVAILABLE (see Retry-After)",
 }
+_BODY_ERRORS = {"413": "PAYLOAD_TOO_LARGE", "415": "UNSUPPORTED_MEDIA_TYPE"}
 
 
 def _data_schema(
@@ -83,8 +84,13 @@ def _operation(route: Route, refs: dict[type, dict[str, Any]]) -> dict[str, Any]
     else:
         success = {"description": "Success"}
     error = {"application/json": {"schema": refs[ErrorBody]}}
+    errors = dict(_ERRORS)
+    if route.body is not None or route.doc_body is not None:
+        errors |= _BODY_ERRORS
+    if route.conflict:
+        errors["409"] = f"CONFLICT: {route.conflict}"
     op["responses"] = {str(route.status): success} | {
-        status: {"description": text, "content": error} for status, text in _ERRORS.items()
+        status: {"description": text, "content": error} for status, text in sorted(errors.items())
     }
     return op
 

@@ -79,6 +79,7 @@ class Route:
     paged: bool = False
     params: tuple[Param, ...] = field(default_factory=tuple)
     limited: bool = True
+    conflict: str | None = None  # when the route answers 409 CONFLICT (documented)
 
 
 def api_bucket(deps: Deps, plan: str) -> Bucket:

@@ -168,5 +168,6 @@ ROUTES = [
         scope="runs:cancel",
         response=CancelAccepted,
         status=202,
+        conflict="the run already finished",
     ),
 ]

@@ -1,6 +1,17 @@
 """The route table: every route of the API, in one list."""
 
-from services.api import admin, events, identity, keys, logs, notifications, ops, runs, workflows
+from services.api import (
+    admin,
+    deliveries,
+    events,
+    identity,
+    keys,
+    logs,
+    notifications,
+    ops,
+    runs,
+    workflows,
+)
 from services.api.routing import Route
 
 ROUTES: list[Route] = [
@@ -13,4 +24,5 @@ ROUTES: list[Route] = [
     *workflows.ROUTES,
     *runs.ROUTES,
     *notifications.ROUTES,
+    *deliveries.ROUTES,
 ]

@@ -5,6 +5,12 @@ project; big blobs live in `execution_payloads`, read only for full details. Wor
 usage are kept by materialized views so that they follow every insert without a second writer.
 Retention is a TTL on ingestion time with the plan's days stored per row, so backfilled history is
 not dropped the moment it lands.
+
+`delivery_attempts` (migration 2) holds one row per attempt to deliver a notification, sorted so
+that a subscription's deliveries and their attempts are one range of the primary key; a replayed
+attempt has the same key and collapses (ReplacingMergeTree, read with FINAL). A delivery is found by
+id within a project through a bloom filter. Attempts are kept `DELIVERY_RETENTION_DAYS` after they
+were made, whatever the plan.
 """
 
 _TTL = "TTL toDateTime(intDiv(ingest_ts, 1000000)) + toIntervalDay(retention_days)"
@@ -162,6 +168,37 @@ CREATE TABLE IF NOT EXISTS sink_watermarks (
 ORDER BY (topic, partition)
 """
 
+DELIVERY_RETENTION_DAYS = 90
+
+# Monthly partitions let the TTL drop whole parts; the version (attempted_at) keeps the latest copy
+# of an attempt the dispatcher had to make again after a crash.
+DELIVERY_ATTEMPTS = f"""
+CREATE TABLE IF NOT EXISTS delivery_attempts (
+    project_id LowCardinality(String),
+    subscription_id String,
+    delivery_id String,
+    event_id String,
+    event_type LowCardinality(String),
+    notification_type LowCardinality(String),
+    round Int64,
+    attempt UInt16,
+    outcome LowCardinality(String),
+    attempted_at DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+    duration_ms UInt32,
+    target String,
+    response_code Nullable(UInt16),
+    response_body String CODEC(ZSTD(3)),
+    error Nullable(String) CODEC(ZSTD(3)),
+    next_attempt_at Nullable(DateTime64(3, 'UTC')),
+    payload String CODEC(ZSTD(3)),
+    INDEX ix_delivery_id delivery_id TYPE bloom_filter(0.001) GRANULARITY 1
+) ENGINE = ReplacingMergeTree(attempted_at)
+PARTITION BY toYYYYMM(attempted_at)
+ORDER BY (project_id, subscription_id, delivery_id, round, attempt)
+TTL toDateTime(attempted_at) + toIntervalDay({DELIVERY_RETENTION_DAYS})
+SETTINGS non_replicated_deduplication_window = 10000
+"""
+
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
         1,
@@ -181,4 +218,5 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             WATERMARKS,
         ],
     ),
+    (2, "delivery attempts", [DELIVERY_ATTEMPTS]),
 ]

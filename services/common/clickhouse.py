@@ -59,10 +59,15 @@ class ClickHouse:
         return await asyncio.to_thread(self._run, "command", sql, parameters=parameters)
 
     async def rows(
-        self, sql: str, parameters: dict[str, Any] | None = None
+        self,
+        sql: str,
+        parameters: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> list[tuple[Any, ...]]:
         """Run a query with bound parameters and return its rows."""
-        result = await asyncio.to_thread(self._run, "query", sql, parameters=parameters)
+        result = await asyncio.to_thread(
+            self._run, "query", sql, parameters=parameters, settings=settings
+        )
         return list(result.result_rows)
 
     async def insert(

@@ -50,6 +50,7 @@ class Settings(Struct, frozen=True, kw_only=True):
     admin_token: str | None = None
     secret_key: str | None = None
     smtp_url: str | None = None
+    smtp_ca_file: str | None = None
     email_from: str = "CodeCourier <alerts@codecourier.local>"
     retry_delays_s: tuple[float, ...] = (5, 15, 60, 180, 600)
     alert_cooldown_s: int = 3600
@@ -59,6 +60,7 @@ class Settings(Struct, frozen=True, kw_only=True):
     max_event_bytes: int = 256 * 1024
     log_level: str = "info"
     public_base_url: str | None = None
+    metrics_port: int | None = None
     plans: dict[str, PlanLimits] = {}
 
     def plan(self, name: Plan | str) -> PlanLimits:
@@ -83,6 +85,18 @@ def _float_list(raw: str, name: str) -> tuple[float, ...]:
     if not values or any(v < 0 for v in values):
         raise ConfigError(f"{name} must list at least one non-negative delay")
     return values
+
+
+def env_number(env: Mapping[str, str], name: str, default: float) -> float:
+    """A positive number from the environment; `default` when unset or empty."""
+    raw = env.get(name)
+    try:
+        value = float(raw) if raw else default
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -154,6 +168,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         admin_token=env.get("CC_ADMIN_TOKEN") or None,
         secret_key=env.get("CC_SECRET_KEY") or None,
         smtp_url=env.get("CC_SMTP_URL") or None,
+        smtp_ca_file=env.get("CC_SMTP_CA_FILE") or None,
         email_from=env.get("CC_EMAIL_FROM") or "CodeCourier <alerts@codecourier.local>",
         retry_delays_s=_float_list(
             env.get("CC_RETRY_DELAYS") or "5,15,60,180,600", "CC_RETRY_DELAYS"
@@ -164,6 +179,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_body_bytes=_int(env, "CC_MAX_BODY_BYTES", 1024 * 1024),
         log_level=(env.get("CC_LOG_LEVEL") or "info").lower(),
         public_base_url=env.get("CC_PUBLIC_BASE_URL") or None,
+        metrics_port=_int(env, "CC_METRICS_PORT", 0) or None,
         plans=load_plans(env),
     )
 

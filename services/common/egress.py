@@ -66,7 +66,12 @@ def check_url(url: str, allow: tuple[Network, ...]) -> str:
         raise EgressRefused("Receiver URLs must be absolute http(s) URLs.")
     if parts.username or parts.password:
         raise EgressRefused("Receiver URLs must not carry credentials.")
-    host = parts.hostname.rstrip(".").lower()
+    return check_host(parts.hostname, allow)
+
+
+def check_host(host: str, allow: tuple[Network, ...]) -> str:
+    """The normalised host if a literal IP or name is acceptable; EgressRefused says why not."""
+    host = host.rstrip(".").lower()
     address = literal_ip(host)
     if address is not None:
         if not address_allowed(address, allow):

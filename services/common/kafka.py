@@ -155,13 +155,17 @@ def topic_specs(partitions: int, names: tuple[str, ...] = topics.ALL) -> list[Ne
     ]
 
 
-async def ensure_topics(bootstrap: str, partitions: int, replication_factor: int = 1) -> list[str]:
-    """Create missing topics explicitly (auto-creation picks the wrong partition count)."""
+async def ensure_topics(
+    bootstrap: str, partitions: int, replication_factor: int = 1, retry_tiers: int = 5
+) -> list[str]:
+    """Create missing topics explicitly (auto-creation picks the wrong partition count), with
+    the dispatcher's `retry_tiers` delay tiers (one per entry of `CC_RETRY_DELAYS`)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [spec for spec in topic_specs(partitions) if spec.name not in existing]
+        names = (*topics.ALL, *topics.retry_tiers(retry_tiers))
+        missing = [spec for spec in topic_specs(partitions, names) if spec.name not in existing]
         for spec in missing:
             spec.replication_factor = replication_factor
         if missing:

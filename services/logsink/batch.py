@@ -14,6 +14,7 @@ class Batch:
     executions: list[tuple[Any, ...]] = field(default_factory=list)
     payloads: list[tuple[Any, ...]] = field(default_factory=list)
     started: list[tuple[Any, ...]] = field(default_factory=list)
+    attempts: list[tuple[Any, ...]] = field(default_factory=list)
     next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
     first_offsets: dict[TopicPartition, int] = field(default_factory=dict)
     max_ts: dict[int, int] = field(default_factory=dict)
@@ -50,9 +51,9 @@ class Batch:
         )
         return hashlib.sha256(f"{table}:{ranges}".encode()).hexdigest()
 
-    def partitions(self) -> set[int]:
-        """Partition numbers this batch touches."""
-        return {tp.partition for tp in self.next_offsets}
+    def partitions(self, topic: str) -> set[int]:
+        """Partition numbers of `topic` this batch touches."""
+        return {tp.partition for tp in self.next_offsets if tp.topic == topic}
 
 
 def drop_duplicates(

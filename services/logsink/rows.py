@@ -3,16 +3,19 @@
 The sink reads events through a storage view in which large fields stay raw JSON: trace spans,
 final output, workflow state, files and cost are written as the client sent them, never parsed
 and re-serialised. Rows are JSON arrays for `JSONCompactEachRow`, parsed by ClickHouse itself.
+Delivery attempts are read the same way: the delivered payload stays the text that was sent.
 """
 
 import hashlib
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from msgspec import Raw, Struct
 
+from schemas.deliveries import DeliveryAttempt, LogEntry
 from schemas.events import ExecutionRecord
+from services.common.clock import iso_ms
 
 EXECUTION_COLUMNS = (
     "project_id", "ingest_ts", "partition", "offset", "log_id", "execution_id", "workflow_id",
@@ -28,8 +31,15 @@ STARTED_COLUMNS = (
     "project_id", "execution_id", "workflow_id", "workflow_name", "folder_id", "trigger", "mode",
     "started_at", "ingest_ts", "retention_days",
 )  # fmt: skip
+ATTEMPT_COLUMNS = (
+    "project_id", "subscription_id", "delivery_id", "event_id", "event_type", "notification_type",
+    "round", "attempt", "outcome", "attempted_at", "duration_ms", "target", "response_code",
+    "response_body", "error", "next_attempt_at", "payload",
+)  # fmt: skip
 
 NULL = Raw(b"null")
+EMPTY_LIST = Raw(b"[]")
+_QUOTE = memoryview(b'"')
 
 
 class CostView(Struct):
@@ -73,16 +83,47 @@ class Started(Struct, tag="workflow.execution.started", tag_field="type"):
 
 
 StoredEvent = Completed | Started
+
+
+class StoredRecord(Struct, tag="execution", tag_field="kind"):
+    """An `ExecutionRecord` as stored: its events decoded in the same pass."""
+
+    v: int
+    projectId: str
+    receivedAtMs: int
+    retentionDays: int
+    events: list[StoredEvent]
+    plan: str = "free"
+
+
+class RecordHead(Protocol):
+    """What rows need from a record: its project and retention."""
+
+    @property
+    def projectId(self) -> str: ...
+
+    @property
+    def retentionDays(self) -> int: ...
+
+
+_stored = msgspec.json.Decoder(StoredRecord)
 _record = msgspec.json.Decoder(ExecutionRecord)
 _event = msgspec.json.Decoder(StoredEvent)
+_attempt = msgspec.json.Decoder(LogEntry)
 _cost = msgspec.json.Decoder(CostView)
 _row = msgspec.json.Encoder()
 
 
-def decode_record(value: bytes) -> tuple[ExecutionRecord, list[StoredEvent]]:
+def decode_record(value: bytes) -> tuple[StoredRecord, list[StoredEvent]]:
     """Decode a topic record and its events; raises msgspec errors for anything malformed."""
-    record = _record.decode(value)
-    return record, [_event.decode(raw) for raw in record.events]
+    try:
+        record = _stored.decode(value)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        # The record, then each event: the error names the field as the two-step decode did.
+        for raw in _record.decode(value).events:
+            _event.decode(raw)
+        raise
+    return record, record.events
 
 
 def log_id_for(project_id: str, execution_id: str) -> str:
@@ -105,26 +146,20 @@ def blob(raw: Raw) -> Any:
     text, but a JSON string as its unquoted content; strings are therefore passed as their JSON
     text (quotes included) so that what is stored is always valid JSON. null stores ''.
     """
-    if _is(raw, b"null"):
+    if raw == NULL:
         return None
-    return bytes(raw).decode() if memoryview(raw)[:1] == memoryview(b'"') else raw
-
-
-def _is(raw: Raw, literal: bytes) -> bool:
-    """Whether a raw value is exactly `literal`, without copying a large blob."""
-    view = memoryview(raw)
-    return view.nbytes == len(literal) and view == memoryview(literal)
+    return bytes(raw).decode() if memoryview(raw)[:1] == _QUOTE else raw
 
 
 def _cost_fields(raw: Raw) -> tuple[float, Any, list[str]]:
-    if _is(raw, b"null"):
+    if raw == NULL:
         return 0.0, None, []
     cost = _cost.decode(raw)
     return cost.total, blob(raw), sorted(cost.models) if cost.models else []
 
 
 def execution_row(
-    record: ExecutionRecord, event: Completed, ingest_ts: int, partition: int, offset: int
+    record: RecordHead, event: Completed, ingest_ts: int, partition: int, offset: int
 ) -> tuple[Any, ...]:
     """The slim `executions` row of a completed execution."""
     total, cost_json, models = _cost_fields(event.cost)
@@ -135,12 +170,12 @@ def execution_row(
         event.workflowName or "", event.workflowDescription or "", event.folderId or "",
         event.trigger, event.level, status, event.startedAt, event.endedAt, duration_ms(event),
         total, cost_json, models, blob(event.files),
-        int(not (_is(event.traceSpans, b"null") or _is(event.traceSpans, b"[]"))),
-        int(not _is(event.finalOutput, b"null")), record.retentionDays,
+        int(event.traceSpans != NULL and event.traceSpans != EMPTY_LIST),
+        int(event.finalOutput != NULL), record.retentionDays,
     )  # fmt: skip
 
 
-def payload_row(record: ExecutionRecord, event: Completed, ingest_ts: int) -> tuple[Any, ...]:
+def payload_row(record: RecordHead, event: Completed, ingest_ts: int) -> tuple[Any, ...]:
     """The `execution_payloads` row: the big blobs, read only for full details."""
     return (
         record.projectId, event.executionId, ingest_ts, blob(event.traceSpans),
@@ -148,12 +183,31 @@ def payload_row(record: ExecutionRecord, event: Completed, ingest_ts: int) -> tu
     )  # fmt: skip
 
 
-def started_row(record: ExecutionRecord, event: Started, ingest_ts: int) -> tuple[Any, ...]:
+def started_row(record: RecordHead, event: Started, ingest_ts: int) -> tuple[Any, ...]:
     """The `executions_started` row of a started execution (a run until it completes)."""
     return (
         record.projectId, event.executionId, event.workflowId, event.workflowName or "",
         event.folderId or "", event.trigger, event.mode, event.startedAt, ingest_ts,
         record.retentionDays,
+    )  # fmt: skip
+
+
+def attempt_row(value: bytes) -> tuple[Any, ...] | None:
+    """The `delivery_attempts` row of a `delivery-log` record, None for the start of an attempt
+    (only the dispatcher reads those); raises msgspec errors if malformed.
+
+    The payload is passed as a JSON string so that ClickHouse stores exactly the text that was
+    sent ('' when the attempt carries none), whatever JSON value it is.
+    """
+    a = _attempt.decode(value)
+    if not isinstance(a, DeliveryAttempt):
+        return None
+    payload = "" if a.payload == NULL else bytes(a.payload).decode(errors="replace")
+    next_at = None if a.nextAttemptAtMs is None else iso_ms(a.nextAttemptAtMs)
+    return (
+        a.projectId, a.subscriptionId, a.deliveryId, a.eventId, a.eventType, a.notificationType,
+        a.round, a.attempt, a.outcome, iso_ms(a.attemptedAtMs), a.durationMs, a.target,
+        a.responseCode, a.responseBody, a.error, next_at, payload,
     )  # fmt: skip
 
 

@@ -1,4 +1,5 @@
-"""The log sink: Kafka `executions` -> ClickHouse, in batches, exactly once as users see it.
+"""The log sink: Kafka `executions` and `delivery-log` -> ClickHouse, in batches, exactly once
+as users see it.
 
 Invariants:
 - Offsets are committed only after the batch's inserts are acknowledged, in batch order.
@@ -6,6 +7,8 @@ Invariants:
   in flight; a retried insert carries the same `insert_deduplication_token`.
 - `ingest_ts` is strictly increasing per partition, and never below that partition's published
   watermark, so a row can never appear behind a cursor a client already holds.
+- Delivery attempts share the batches, inserts and commits; they have no watermark (nothing pages
+  them by ingestion), and a replayed attempt collapses in its ReplacingMergeTree (read with FINAL).
 """
 
 import asyncio
@@ -33,9 +36,17 @@ RECORDS = Counter("cc_logsink_records", "Records consumed from executions")
 DEAD_LETTERS = Counter("cc_logsink_dead_letters", "Records sent to executions.dlq")
 INSERTED = Counter("cc_logsink_inserted_executions", "Executions inserted into ClickHouse")
 DUPLICATES = Counter("cc_logsink_duplicates", "Replayed or resent executions dropped")
+ATTEMPTS = Counter("cc_logsink_delivery_attempts", "Delivery attempts inserted into ClickHouse")
+ATTEMPT_DEAD_LETTERS = Counter(
+    "cc_logsink_delivery_dead_letters", "Records sent to delivery-log.dlq"
+)
 INSERT_SECONDS = Histogram("cc_logsink_insert_seconds", "Batch insert latency")
 
 GROUP_ID = "logsink"
+_DLQ = {
+    topics.EXECUTIONS: (topics.EXECUTIONS_DLQ, DEAD_LETTERS),
+    topics.DELIVERY_LOG: (topics.DELIVERY_LOG_DLQ, ATTEMPT_DEAD_LETTERS),
+}
 _INSERT_SETTINGS = {
     "deduplicate_blocks_in_dependent_materialized_views": 1,
     "date_time_input_format": "best_effort",
@@ -46,6 +57,34 @@ _EXISTING = (
     "SELECT project_id, execution_id FROM executions "
     "WHERE project_id IN {projects:Array(String)} AND execution_id IN {ids:Array(String)}"
 )
+_EXISTING_INLINE = (
+    "SELECT project_id, execution_id FROM executions "
+    "WHERE project_id IN {projects} AND execution_id IN {ids}"
+)
+
+
+def _strings_literal(values: list[str]) -> str | None:
+    """`values` as a SQL tuple of string literals, or None when one holds a NUL."""
+    joined = "\0".join(values)
+    if joined.count("\0") != len(values) - 1:
+        return None
+    # In a quoted ClickHouse literal only the quote and the backslash need escaping.
+    escaped = joined.replace("\\", "\\\\").replace("'", "\\'")
+    return "('" + escaped.replace("\0", "','") + "')"
+
+
+def _existing_inline(projects: list[str], ids: list[str]) -> str | None:
+    """`_EXISTING` with its values inlined, None when they cannot be.
+
+    Binding ~20k ids through clickhouse-connect escapes them a character at a time in Python,
+    holding the GIL that the API needs; built here it is a few C string operations.
+    """
+    project_list, id_list = _strings_literal(projects), _strings_literal(ids)
+    if project_list is None or id_list is None:
+        return None
+    return _EXISTING_INLINE.format(projects=project_list, ids=id_list)
+
+
 _LAST_TS = (
     "SELECT partition, max(ingest_ts) FROM executions WHERE partition IN {ps:Array(UInt16)} "
     "GROUP BY partition"
@@ -104,7 +143,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class LogSink:
-    """Consumes `executions`, writes ClickHouse, commits, publishes watermarks."""
+    """Consumes `executions` and `delivery-log`; writes ClickHouse, commits, keeps watermarks."""
 
     def __init__(
         self,
@@ -140,7 +179,7 @@ class LogSink:
         self.producer = AIOKafkaProducer(bootstrap_servers=self.config.bootstrap, acks="all")
         await self.producer.start()
         await self.consumer.start()
-        self.consumer.subscribe([topics.EXECUTIONS], listener=_Rebalance(self))
+        self.consumer.subscribe([topics.EXECUTIONS, topics.DELIVERY_LOG], listener=_Rebalance(self))
         log.info("logsink.started", group=self.config.group_id)
         next_watermark = 0.0
         quiet_until = 0.0
@@ -188,6 +227,9 @@ class LogSink:
     async def _add(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
         if not self.batch.records:
             self.batch.opened_at = time.monotonic()
+        if tp.topic == topics.DELIVERY_LOG:
+            await self._add_attempt(tp, record)
+            return
         value = record.value or b""
         RECORDS.inc()
         broker_ts = int(record.timestamp) * 1000
@@ -211,20 +253,31 @@ class LogSink:
                 self.batch.started.append(rows.started_row(decoded, event, ts))
         self.batch.note(tp, record.offset, ts, len(value))
 
+    async def _add_attempt(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
+        value = record.value or b""
+        self.batch.note(tp, record.offset, 0, len(value))  # no ingest_ts: attempts have no cursor
+        try:
+            row = rows.attempt_row(value)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            await self._dead_letter(record, str(exc))
+            return
+        if row is not None:
+            self.batch.attempts.append(row)
+
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
         assert self.producer is not None
+        dlq, counter = _DLQ[record.topic]
         self.dead_letters += 1
-        DEAD_LETTERS.inc()
+        counter.inc()
         self.batch.dead_letters += 1
         headers = [
             ("error", reason[:500].encode()),
             ("source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
         ]
-        await self.producer.send_and_wait(
-            topics.EXECUTIONS_DLQ, record.value, key=record.key, headers=headers
-        )
+        await self.producer.send_and_wait(dlq, record.value, key=record.key, headers=headers)
         log.warning(
             "logsink.dead_letter",
+            topic=record.topic,
             partition=record.partition,
             offset=record.offset,
             reason=reason[:200],
@@ -256,10 +309,12 @@ class LogSink:
                 delay = min(delay * 2, 5.0)
         self.inserted += len(batch.executions)
         INSERTED.inc(len(batch.executions))
+        ATTEMPTS.inc(len(batch.attempts))
         INSERT_SECONDS.observe(time.perf_counter() - started)
         log.info(
             "logsink.batch", records=batch.records, executions=len(batch.executions),
-            started=len(batch.started), dead_letters=batch.dead_letters, bytes=batch.nbytes,
+            started=len(batch.started), attempts=len(batch.attempts),
+            dead_letters=batch.dead_letters, bytes=batch.nbytes,
             insert_ms=round((time.perf_counter() - started) * 1000, 1),
         )  # fmt: skip
 
@@ -267,14 +322,19 @@ class LogSink:
         keys = {(row[0], row[5]) for row in batch.executions}
         if not keys:
             return set()
-        params = {"projects": sorted({p for p, _ in keys}), "ids": sorted({e for _, e in keys})}
-        found = await self.ch.rows(_EXISTING, params)
+        projects, ids = sorted({p for p, _ in keys}), sorted({e for _, e in keys})
+        inlined = _existing_inline(projects, ids)
+        if inlined is None:
+            found = await self.ch.rows(_EXISTING, {"projects": projects, "ids": ids})
+        else:
+            found = await self.ch.rows(inlined, settings={"max_query_size": len(inlined) + 1024})
         return {(p, e) for p, e in found} & keys
 
     async def _write(self, batch: Batch) -> None:
-        # Payloads and runs are keyed tables (replacing), safe to write again on replay; the
-        # executions insert goes last so a crash before it leaves nothing half-visible.
+        # Attempts, payloads and runs are keyed tables (replacing), safe to write again on
+        # replay; the executions insert goes last so a crash before it leaves nothing half-visible.
         for table, data, columns in (
+            ("delivery_attempts", batch.attempts, rows.ATTEMPT_COLUMNS),
             ("execution_payloads", batch.payloads, rows.PAYLOAD_COLUMNS),
             ("executions_started", batch.started, rows.STARTED_COLUMNS),
             ("executions", batch.executions, rows.EXECUTION_COLUMNS),
@@ -328,10 +388,11 @@ class LogSink:
     async def _advance_idle(self) -> None:
         """Partitions with nothing buffered, in flight or unread advance to now."""
         assert self.consumer is not None
-        busy = self.batch.partitions() | {p for b, _ in self.inflight for p in b.partitions()}
+        mine = topics.EXECUTIONS  # delivery-log partitions have no watermark
+        busy = self.batch.partitions(mine).union(*(b.partitions(mine) for b, _ in self.inflight))
         now_us = int(self.wall() * 1_000_000)
         for tp in self.consumer.assignment():
-            if tp.partition in busy or tp in self.consumer.paused():
+            if tp.topic != mine or tp.partition in busy or tp in self.consumer.paused():
                 continue
             highwater = self.consumer.highwater(tp)
             if highwater is None:

@@ -51,7 +51,11 @@ async def test_create_shows_the_secret_once_and_never_again(session, stack: Stac
     secret = body["data"]["signingSecret"]
     sub = body["data"]["subscription"]
     assert secret.startswith("whsec_") and sub["id"].startswith("ntf_")
-    assert sub["webhookConfig"] == {"url": "https://hooks.example.com/cc", "hasSecret": True}
+    assert sub["webhookConfig"] == {
+        "url": "https://hooks.example.com/cc",
+        "hasSecret": True,
+        "standardWebhooks": False,
+    }
     assert sub["levelFilter"] == ["error"] and sub["triggerFilter"] == [] and sub["active"] is True
     for path in (f"{URL}/{sub['id']}", URL):
         status, _, shown = await call(session, "GET", f"{stack.base_url}{path}", key)

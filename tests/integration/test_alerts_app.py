@@ -25,7 +25,7 @@ from aiokafka.structs import TopicPartition
 from schemas import topics
 from schemas.events import Cost, ExecutionCompleted, ExecutionRecord, topic_key
 from schemas.notifications import SubscriptionRecord
-from services.alerts.app import partition_of
+from services.alerts.engine import partition_of
 from services.alerts.ticks import OffsetReader, Tick, TickGate
 from services.common.kafka import EmbeddedBroker, ensure_topics
 from tests.conftest import CLI, ROOT
@@ -466,8 +466,8 @@ async def test_no_false_no_activity_during_a_consumer_backlog(
         await harness.subscribe(seen)
         await harness.ready(project, "wf")  # the worker is up
         # Armed together with the last execution the worker sees before it stops: the deadline
-        # is 25 s from now.
-        last = datetime.now(UTC) - timedelta(seconds=35)
+        # is 18 s from now.
+        last = datetime.now(UTC) - timedelta(seconds=42)
         deadline_s = last.timestamp() + 60
         rule = sub(
             "ntf_idle_" + project, project, allWorkflows=False, workflowIds=["wf"],
@@ -488,7 +488,7 @@ async def test_no_false_no_activity_during_a_consumer_backlog(
         await asyncio.sleep(deadline_s + 2 - time.time())
         worker.start()  # ticks from now on are past the deadline of "before"
         await harness.wait_for(lambda: len(harness.of(seen.id)) >= 2, 50, "the backlog")
-        await asyncio.sleep(4)  # ticks keep coming after the backlog
+        await asyncio.sleep(3)  # ticks keep coming after the backlog
         assert harness.of(rule.id) == []
     finally:
         worker.kill()

@@ -14,6 +14,7 @@ def test_defaults_are_embedded(tmp_path: Path) -> None:
     assert settings.clickhouse_url == f"chdb://{tmp_path}/clickhouse"
     assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path}/controlplane.db"
     assert settings.redis_url is None
+    assert settings.smtp_url is None and settings.smtp_ca_file is None
     assert settings.retry_delays_s == (5, 15, 60, 180, 600)
     assert settings.plan("free") == DEFAULT_PLANS["free"]
 
@@ -21,6 +22,11 @@ def test_defaults_are_embedded(tmp_path: Path) -> None:
 def test_postgres_urls_get_the_async_driver(tmp_path: Path) -> None:
     env = {"CC_DATA_DIR": str(tmp_path), "CC_DATABASE_URL": "postgresql://u@h:5432/db"}
     assert load_settings(env).database_url == "postgresql+asyncpg://u@h:5432/db"
+
+
+def test_smtp_ca_file_is_read(tmp_path: Path) -> None:
+    env = {"CC_DATA_DIR": str(tmp_path), "CC_SMTP_CA_FILE": "/etc/relay-ca.pem"}
+    assert load_settings(env).smtp_ca_file == "/etc/relay-ca.pem"
 
 
 def test_plan_table_overrides_merge_over_defaults(tmp_path: Path) -> None:

@@ -101,3 +101,13 @@ def test_duplicates_are_dropped_within_and_across_batches() -> None:
     ]
     kept = drop_duplicates(data, known={("q", "e3")}, key_at=(0, 5))
     assert [r[5] for r in kept] == ["e1", "e2"]
+
+
+def test_the_duplicate_lookup_inlines_escaped_ids_and_leaves_nul_to_binding() -> None:
+    from services.logsink.sink import _existing_inline
+
+    sql = _existing_inline(["prj_a"], ["a'b", "c\\d", "e"])
+    assert sql is not None and sql.endswith(
+        "IN ('prj_a') AND execution_id IN ('a\\'b','c\\\\d','e')"
+    )
+    assert _existing_inline(["prj_a"], ["a\0b"]) is None

@@ -1,0 +1,61 @@
+"""Delivery attempts (contract section 6): what the dispatcher records on `delivery-log`.
+
+Two kinds of record share the topic (key = delivery id, field `kind`): `AttemptStarted`, written
+and acknowledged before a request goes out, and `DeliveryAttempt`, how the attempt ended. A
+start with no end after it is an attempt a stopped dispatcher left in flight: the next one
+counts it as made (the receiver may have it) instead of making it again.
+"""
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+Outcome = Literal["delivered", "retrying", "failed"]
+RESPONSE_BODY_LIMIT = 16 * 1024
+# Bounds of the ClickHouse columns, checked when an attempt is decoded: a value outside them is a
+# poison record for the log sink, not a stuck insert.
+Millis = Annotated[int, Meta(ge=0, lt=2**43)]  # DateTime64(3) ends in 2299
+
+
+class DeliveryAttempt(Struct, frozen=True, tag="attempt", tag_field="kind"):
+    """One attempt to deliver a notification (key = delivery id on `delivery-log`).
+
+    `round` is 0 for the first delivery and the redelivery time (ms) for a redelivery, so that
+    attempts of different rounds never share a number. `payload` is the delivered body as sent,
+    carried by the first attempt of each round so a redelivery can send it again (null on the
+    others; `Raw | None` would not decode). `target` names
+    the receiver without secrets (a host, or the recipients of an email).
+    """
+
+    v: int
+    deliveryId: str
+    eventId: str
+    eventType: str
+    subscriptionId: str
+    projectId: str
+    notificationType: str
+    round: Annotated[int, Meta(ge=0)]
+    attempt: Annotated[int, Meta(ge=1, lt=2**16)]
+    outcome: Outcome
+    attemptedAtMs: Millis
+    durationMs: Annotated[int, Meta(ge=0, lt=2**32)]
+    target: str
+    responseCode: Annotated[int, Meta(ge=0, lt=2**16)] | None = None
+    responseBody: str = ""
+    error: str | None = None
+    nextAttemptAtMs: Millis | None = None
+    payload: msgspec.Raw = msgspec.Raw(b"null")  # JSON null when absent
+
+
+class AttemptStarted(Struct, frozen=True, tag="started", tag_field="kind"):
+    """An attempt about to be made (key = delivery id on `delivery-log`); not in ClickHouse."""
+
+    v: int
+    deliveryId: str
+    round: Annotated[int, Meta(ge=0)]
+    attempt: Annotated[int, Meta(ge=1, lt=2**16)]
+    startedAtMs: Millis
+
+
+LogEntry = DeliveryAttempt | AttemptStarted

@@ -1,0 +1,1 @@
+"""The dispatcher: delivers `notifications` by webhook, email and Slack, with durable retries."""

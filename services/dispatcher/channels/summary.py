@@ -1,0 +1,135 @@
+"""What an email or a Slack message says about a payload: the channel-neutral `Summary`.
+
+The title is `Alert: <workflow>` for a fired alert, `Resolved: <workflow>` when an alert
+resolves, `Error Alert: <workflow>` for a plain notification of a failed execution, otherwise
+`Workflow Completed: <workflow>`, where <workflow> is the workflow's name, else its id. User
+text is made valid UTF-8; a final output is cut at OUTPUT_CHARS. Trace spans are never shown.
+"""
+
+import re
+from dataclasses import dataclass
+from typing import Any, Final, Literal, TypeGuard
+
+import msgspec
+
+OUTPUT_CHARS: Final = 10_000  # of a final output, in the summary and in an email
+
+Kind = Literal["alert", "resolved", "error", "completed"]
+PREFIXES: Final[dict[Kind, str]] = {
+    "alert": "Alert",
+    "resolved": "Resolved",
+    "error": "Error Alert",
+    "completed": "Workflow Completed",
+}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a person is told about a notification, whatever the medium (never trace spans)."""
+
+    kind: Kind
+    title: str
+    workflow: str
+    reason: str | None
+    facts: list[tuple[str, str]]  # (label, value): status, trigger, duration, cost
+    log_url: str | None
+    execution_id: str | None
+    final_output: str | None  # rendered and cut at OUTPUT_CHARS; None when not included
+
+
+def summarize(payload: Any, public_base_url: str) -> Summary:
+    """The human side of a delivery payload (a Struct, a dict or raw JSON)."""
+    body = _builtins(payload)
+    data: dict[str, Any] = body.get("data") or {}
+    workflow = plain(data.get("workflowName") or data.get("workflowId") or "unknown workflow")
+    kind = _kind(body.get("type"), data)
+    alert = data.get("alert") or {}
+    output = render_output(data["finalOutput"]) if "finalOutput" in data else None
+    return Summary(
+        kind=kind,
+        title=f"{PREFIXES[kind]}: {workflow}",
+        workflow=workflow,
+        reason=plain(alert["reason"]) if alert.get("reason") else None,
+        facts=_facts(data),
+        log_url=_log_url((body.get("links") or {}).get("log"), public_base_url),
+        execution_id=plain(data["executionId"]) if data.get("executionId") else None,
+        final_output=output,
+    )
+
+
+def _builtins(payload: Any) -> dict[str, Any]:
+    if isinstance(payload, msgspec.Raw):
+        payload = msgspec.json.decode(payload)
+    value = msgspec.to_builtins(payload, str_keys=True)
+    return value if isinstance(value, dict) else {}
+
+
+def _kind(event_type: Any, data: dict[str, Any]) -> Kind:
+    if event_type == "workflow.alert.resolved":
+        return "resolved"
+    if data.get("alert"):
+        return "alert"
+    return "error" if data.get("level") == "error" else "completed"
+
+
+def _facts(data: dict[str, Any]) -> list[tuple[str, str]]:
+    duration, cost = data.get("totalDurationMs"), data.get("cost")
+    total = cost.get("total") if isinstance(cost, dict) else None
+    facts = [
+        ("Status", data.get("status")),
+        ("Trigger", data.get("trigger")),
+        ("Duration", duration_text(duration) if _is_number(duration) else None),
+        ("Cost", cost_text(total) if _is_number(total) else None),
+    ]
+    return [(label, plain(value)) for label, value in facts if value not in (None, "")]
+
+
+def _is_number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _log_url(path: Any, public_base_url: str) -> str | None:
+    if not isinstance(path, str) or not path.startswith("/"):
+        return None
+    return f"{public_base_url.rstrip('/')}/api{plain(path)}"
+
+
+def one_line(text: str) -> str:
+    """Text for a header: control characters (line breaks included) become spaces."""
+    return _CONTROL.sub(" ", text)
+
+
+def plain(value: Any) -> str:
+    """User text safe for any medium: valid UTF-8 (lone surrogates become '?')."""
+    return str(value).encode("utf-8", "replace").decode("utf-8")
+
+
+def render_output(value: Any) -> str:
+    """A final output as text: strings as they are, anything else as indented JSON."""
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = msgspec.json.format(msgspec.json.encode(value), indent=2).decode()
+        except (TypeError, UnicodeEncodeError):
+            text = repr(value)
+    text = plain(text)
+    return text if len(text) <= OUTPUT_CHARS else text[: OUTPUT_CHARS - 1] + "…"
+
+
+def duration_text(ms: float) -> str:
+    """A duration for people: `850 ms`, `1.25 s`, `2 min 5 s`, `1 h 2 min`."""
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.2f} s"
+    seconds = round(ms / 1000)
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def cost_text(usd: float) -> str:
+    """A cost for people: cents below a dollar keep four decimals."""
+    return f"${usd:,.2f}" if usd >= 1 else f"${usd:.4f}"

@@ -1,0 +1,130 @@
+"""Which offsets may be committed, and lanes that bound work per destination (pure + asyncio).
+
+Records of one partition finish out of order (a slow receiver, a retry waiting on its tier);
+a partition's committed offset only ever moves to just after the highest contiguous finished
+record, so a restart redoes unfinished work and nothing else.
+"""
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+class OffsetTracker:
+    """Offsets handed out and finished on one partition."""
+
+    def __init__(self) -> None:
+        self._order: deque[int] = deque()  # offsets read and not yet passed, in order
+        self._finished: set[int] = set()
+        self._committable: int | None = None
+
+    def add(self, offset: int) -> None:
+        """A record was read (offsets arrive in increasing order)."""
+        self._order.append(offset)
+
+    def finish(self, offset: int) -> None:
+        """A record's work is done (delivered, failed for good, or scheduled again)."""
+        self._finished.add(offset)
+        order, finished = self._order, self._finished
+        while order and order[0] in finished:
+            first = order.popleft()
+            finished.discard(first)
+            self._committable = first + 1
+
+    def take_commit(self) -> int | None:
+        """The offset to commit, once per advance."""
+        committable, self._committable = self._committable, None
+        return committable
+
+    @property
+    def outstanding(self) -> int:
+        """Records read and not yet finished."""
+        return len(self._order)
+
+
+# A job returns what is left to do once its lane slot may go to the next job (or None).
+Job = Callable[[], Awaitable[Awaitable[None] | None]]
+
+
+class Lanes:
+    """One lane per destination: at most `in_flight` jobs running and `queued` waiting.
+
+    A full lane refuses work (`offer` returns False) instead of blocking the caller; `stalled`
+    tells a lane that is merely busy (wait for it) from one whose receiver has stopped answering
+    (put its work elsewhere), so other lanes keep going.
+    """
+
+    def __init__(self, in_flight: int, queued: int) -> None:
+        self.in_flight = in_flight
+        self.queued = queued
+        self._running: dict[str, int] = {}
+        self._waiting: dict[str, deque[Job]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._moved: dict[str, float] = {}  # lane -> when a job of it last ended (or began)
+
+    def offer(self, lane: str, job: Job) -> bool:
+        """Start or queue `job` on `lane`; False if the lane is full."""
+        if self._running.get(lane, 0) < self.in_flight:
+            self._start(lane, job)
+            return True
+        waiting = self._waiting.setdefault(lane, deque())
+        if len(waiting) >= self.queued:
+            return False
+        waiting.append(job)
+        return True
+
+    def stalled(self, lane: str, after_s: float) -> bool:
+        """Whether `lane` is busy and none of its jobs ended for `after_s` (a slow receiver)."""
+        moved = self._moved.get(lane)
+        return moved is not None and time.monotonic() - moved > after_s
+
+    def _start(self, lane: str, job: Job) -> None:
+        if lane not in self._running:
+            self._moved[lane] = time.monotonic()
+        self._running[lane] = self._running.get(lane, 0) + 1
+        task = asyncio.create_task(self._run(lane, job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, lane: str, job: Job) -> None:
+        tail = None
+        try:
+            tail = await job()
+        except Exception:  # a job's record stays unfinished: redone after a restart
+            log.exception("dispatcher.job_failed", lane=lane)
+        finally:
+            self._moved[lane] = time.monotonic()
+            self._running[lane] -= 1
+            waiting = self._waiting.get(lane)
+            if waiting:
+                self._start(lane, waiting.popleft())
+            if not self._running[lane] and not waiting:
+                del self._running[lane]
+                self._waiting.pop(lane, None)
+                self._moved.pop(lane, None)
+        if tail is not None:  # the slot is free: the rest runs in this task
+            try:
+                await tail
+            except Exception:
+                log.exception("dispatcher.job_failed", lane=lane)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait for running and queued jobs, at most `timeout_s`."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self._tasks:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            await asyncio.wait(set(self._tasks), timeout=left)
+
+    async def cancel(self) -> None:
+        """Stop every job now (their records stay uncommitted and are redone)."""
+        self._waiting.clear()  # first, or a cancelled job would start the next one
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,275 @@
+"""Benchmark: dispatcher throughput against a bare client loop, and isolation from a hung receiver.
+
+Throughput: N webhook notifications wait on `notifications`; one `codecourier dispatcher`
+process (fresh consumer group) delivers them to a fast local receiver (its own process). The
+rate runs from the first to the last attempt on `delivery-log`. Baseline, same run, same
+receiver and body: a bare aiohttp client POSTing the same number of requests with the same
+concurrency as one dispatcher lane allows (16 in flight).
+
+Isolation: a steady load spread over 50 receiver origins (127.0.0.1..50 on one port), first with
+all of them answering, then with one that never answers (each of its attempts ends at the
+delivery timeout, then waits on the retry tiers). p99 delivery latency (produce -> attempt
+end) of the 49 healthy origins with the hung one vs without: target within 2x.
+"""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from schemas import topics
+from schemas.deliveries import DeliveryAttempt, LogEntry
+from schemas.notifications import NotificationRecord
+from services.common.kafka import EmbeddedBroker, ensure_topics, free_port
+from services.common.log import configure_logging
+from services.dispatcher.channels.webhook import canonical_body
+from tests.bench.load import percentile
+from tests.conftest import CLI, ROOT
+
+N = int(os.environ.get("BENCH_DELIVERIES", "20000"))
+PARTITIONS = 8
+IN_FLIGHT = 16
+ISOLATION_RATE = int(os.environ.get("BENCH_ISOLATION_RATE", "250"))  # notifications/s
+ISOLATION_S = float(os.environ.get("BENCH_ISOLATION_SECONDS", "20"))
+TIMEOUT_S = 10  # delivery timeout during the benchmark (the default is 30 s)
+HUNG_HOST = "127.0.0.50"
+
+RECEIVER = """
+import asyncio, sys
+from aiohttp import web
+async def handle(request):
+    await request.read()
+    if request.host.startswith("127.0.0.50"):
+        await asyncio.sleep(3600)
+    return web.Response(text="ok")
+app = web.Application()
+app.router.add_post("/{tail:.*}", handle)
+web.run_app(app, host="0.0.0.0", port=int(sys.argv[1]), access_log=None, print=None)
+"""
+
+
+def progress(message: str) -> None:
+    print(f"  {message}", file=sys.stderr, flush=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:13]) / os.sysconf("SC_CLK_TCK")
+
+
+def payload(n: int) -> dict[str, Any]:
+    return {
+        "id": f"evt_bench_{n}", "type": "workflow.execution.completed",
+        "timestamp": 1_790_000_000_000,
+        "data": {"workflowId": f"wf-{n % 100}", "workflowName": "Nightly ETL",
+                 "executionId": f"ex-{n}", "status": "success", "level": "info",
+                 "trigger": "api", "startedAt": "2026-11-24T01:00:00.000Z",
+                 "endedAt": "2026-11-24T01:00:01.234Z", "totalDurationMs": 1234,
+                 "cost": {"total": 0.0123, "input": 0.01, "output": 0.0023}, "files": None},
+        "links": {"log": f"/v1/logs/log_{n}", "execution": f"/v1/logs/executions/ex-{n}"},
+    }  # fmt: skip
+
+
+def record(n: int, url: str, prefix: str) -> NotificationRecord:
+    body = payload(n)
+    return NotificationRecord(
+        v=1, deliveryId=f"dlv_{prefix}_{n}", eventId=body["id"], subscriptionId=f"ntf_{n % 50}",
+        projectId="prj_bench", notificationType="webhook", destination={"url": url},
+        payload=body, createdAtMs=int(time.time() * 1000),
+    )  # fmt: skip
+
+
+class Log:
+    """Reads `delivery-log` from the start and keeps every attempt with its arrival time."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.attempts: list[DeliveryAttempt] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        consumer.assign([TopicPartition(topics.DELIVERY_LOG, p) for p in range(PARTITIONS)])
+        await consumer.seek_to_beginning()
+        decoder = msgspec.json.Decoder(LogEntry)
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=100, max_records=10_000)
+                for records in batch.values():
+                    entries = (decoder.decode(r.value or b"") for r in records)
+                    self.attempts.extend(e for e in entries if isinstance(e, DeliveryAttempt))
+        finally:
+            await consumer.stop()
+
+    def of(self, prefix: str) -> list[DeliveryAttempt]:
+        return [a for a in self.attempts if a.deliveryId.startswith(f"dlv_{prefix}_")]
+
+
+async def produce(producer: AIOKafkaProducer, records: list[NotificationRecord]) -> None:
+    futures = [
+        await producer.send(topics.NOTIFICATIONS, msgspec.json.encode(r), key=r.subscriptionId.encode())
+        for r in records
+    ]  # fmt: skip
+    await asyncio.gather(*futures)
+
+
+async def wait_for(log: Log, prefix: str, count: int, timeout_s: float) -> list[DeliveryAttempt]:
+    deadline = time.monotonic() + timeout_s
+    while len(found := log.of(prefix)) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(found)} of {count} {prefix} attempts after {timeout_s} s")
+        await asyncio.sleep(0.1)
+    return found
+
+
+async def bare_loop(url: str, count: int) -> dict[str, float]:
+    """The same POSTs from a plain aiohttp client with the lane's concurrency."""
+    bodies = [canonical_body(payload(n)) for n in range(count)]
+    headers = {"Content-Type": "application/json"}
+    queue = iter(bodies)
+    async with aiohttp.ClientSession() as session:
+
+        async def worker() -> None:
+            for body in queue:
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+        seconds = time.perf_counter() - started
+    return {"requests": count, "seconds": round(seconds, 2), "per_s": round(count / seconds)}
+
+
+CREATED: dict[str, int] = {}
+
+
+async def main() -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="cc-bench-dispatch-"))
+    broker = EmbeddedBroker(0, work / "broker.log")
+    bootstrap = await broker.start()
+    await ensure_topics(bootstrap, PARTITIONS)
+    port = free_port()
+    script = work / "receiver.py"
+    script.write_text(RECEIVER)
+    receiver = subprocess.Popen([sys.executable, str(script), str(port)])
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                                max_batch_size=1024 * 1024)  # fmt: skip
+    await producer.start()
+    log = Log(bootstrap)
+    await log.start()
+    dispatcher = None
+    try:
+        await asyncio.sleep(1)
+        url = f"http://127.0.0.1:{port}/hook"
+        progress(f"bare client loop: {N} POSTs")
+        bare = await bare_loop(url, N)
+        progress(f"producing {N} notifications")
+        records = [record(n, url, "tp") for n in range(N)]
+        await produce(producer, records)
+        env = {
+            **os.environ, "CC_KAFKA_BOOTSTRAP": bootstrap, "CC_KAFKA_PARTITIONS": str(PARTITIONS),
+            "CC_SECRET_KEY": "bench-secret-key-0123456789", "CC_DATA_DIR": str(work / "data"),
+            "CC_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'control.db'}",
+            "CC_EGRESS_ALLOW_CIDRS": "127.0.0.0/8", "CC_LOG_LEVEL": "warning",
+            "CC_DELIVERY_TIMEOUT_SECONDS": str(TIMEOUT_S),
+        }  # fmt: skip
+        await asyncio.to_thread(
+            subprocess.run, [CLI, "migrate"], env=env, cwd=ROOT, check=True, capture_output=True
+        )
+        progress("starting the dispatcher")
+        dispatcher = subprocess.Popen([CLI, "dispatcher"], env=env, cwd=ROOT)
+        attempts = await wait_for(log, "tp", N, 600)
+        first = min(a.attemptedAtMs for a in attempts)
+        last = max(a.attemptedAtMs + a.durationMs for a in attempts)
+        seconds = (last - first) / 1000
+        cpu = cpu_seconds(dispatcher.pid)
+        throughput = {
+            "deliveries": N,
+            "delivered": sum(a.outcome == "delivered" for a in attempts),
+            "seconds": round(seconds, 2),
+            "per_s": round(N / seconds),
+            "dispatcher_cpu_s": round(cpu, 1),
+            "dispatcher_cpu_us_per_delivery": round(cpu * 1e6 / N),
+        }
+        progress(f"throughput {throughput['per_s']}/s vs bare {bare['per_s']}/s")
+        phases = {}
+        for name, hung in (("all_healthy", False), ("one_hung", True)):
+            progress(f"isolation: {name} ({ISOLATION_RATE}/s for {ISOLATION_S:.0f} s)")
+            phases[name] = await steady_phase(producer, log, port, name, hung)
+        return {
+            "benchmark": "dispatch",
+            "throughput": throughput,
+            "bare_client_loop": bare,
+            "ratio_vs_bare": round(throughput["per_s"] / bare["per_s"], 3),
+            "isolation": phases,
+            "p99_ratio_hung_vs_healthy": round(
+                phases["one_hung"]["p99_ms"] / max(1.0, phases["all_healthy"]["p99_ms"]), 2
+            ),
+            "targets": {"per_s": 1500, "ratio_vs_bare": 0.5, "p99_ratio": 2.0},
+            "notes": f"one dispatcher process, {PARTITIONS} partitions, lane in flight "
+            f"{IN_FLIGHT}, delivery timeout {TIMEOUT_S} s during the benchmark",
+        }
+    finally:
+        if dispatcher is not None:
+            dispatcher.send_signal(signal.SIGTERM)
+            dispatcher.wait(30)
+        receiver.terminate()
+        if log.task is not None:
+            log.task.cancel()
+        await producer.stop()
+        broker.stop()
+
+
+async def steady_phase(
+    producer: AIOKafkaProducer, log: Log, port: int, prefix: str, hung: bool
+) -> dict[str, Any]:
+    """A steady load over 50 origins; produce-to-attempt-end latency of the healthy ones."""
+    hosts = [f"127.0.0.{i}" for i in range(1, 50)] + [HUNG_HOST if hung else "127.0.0.51"]
+    sent = 0
+    started = time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < ISOLATION_S:
+        due = int(elapsed * ISOLATION_RATE)
+        batch = [record(n, f"http://{hosts[n % 50]}:{port}/hook", prefix) for n in range(sent, due)]
+        for r in batch:
+            CREATED[r.deliveryId] = r.createdAtMs
+        await produce(producer, batch)
+        sent = due
+        await asyncio.sleep(0.05)
+    healthy = sum(1 for n in range(sent) if n % 50 != 49)
+    deadline = time.monotonic() + 120
+    while True:
+        done = [
+            a for a in log.of(prefix)
+            if a.attempt == 1 and int(a.deliveryId.rsplit("_", 1)[1]) % 50 != 49
+        ]  # fmt: skip
+        if len(done) >= healthy or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    lat = sorted(a.attemptedAtMs + a.durationMs - CREATED[a.deliveryId] for a in done)
+    return {
+        "notifications": sent,
+        "healthy_deliveries": len(done),
+        "p50_ms": percentile(lat, 0.5),
+        "p99_ms": percentile(lat, 0.99),
+        "max_ms": lat[-1] if lat else None,
+    }
+
+
+if __name__ == "__main__":
+    configure_logging("warning")
+    print(json.dumps(asyncio.run(main()), indent=2))

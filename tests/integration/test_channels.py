@@ -1,0 +1,262 @@
+"""Delivery channels against real receivers: Node.js for webhooks, aiohttp for Slack, aiosmtpd
+for email (see tests/receivers.py)."""
+
+import base64
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from services.common.egress import parse_cidrs
+from services.common.kafka import free_port
+from services.dispatcher.channels import email, slack, webhook
+from services.dispatcher.channels.base import Context, Result, Secrets
+from services.dispatcher.egress import guarded_session
+from tests.receivers import (
+    NodeWebhookReceiver,
+    Reply,
+    SlackReceiver,
+    SmtpReceiver,
+    notification,
+    sample_payload,
+)
+
+LOOPBACK = parse_cidrs(["127.0.0.0/8"])
+CURRENT = "whsec_" + base64.b64encode(b"current signing key, 32 bytes!!").decode()
+PREVIOUS = "whsec_previous-secret_not-base64-0123"  # as `token_urlsafe` makes them
+TRICKY = {
+    "floats": [1.0, 1e21, 1e-7, 1e16, 0.1, -0.0], "big": 12345678901234567890,
+    "keys": {"b": 1, "10": 2, "2": 3}, "text": "Grüße \u2028 \x7f / \"q\" \\ 😀 \x00",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+async def node_receiver() -> AsyncIterator[NodeWebhookReceiver]:
+    async with NodeWebhookReceiver(secrets=[CURRENT, PREVIOUS]) as receiver:
+        yield receiver
+
+
+@pytest.fixture
+async def hook(node_receiver: NodeWebhookReceiver) -> NodeWebhookReceiver:
+    await node_receiver.reset()
+    return node_receiver
+
+
+@pytest.fixture
+async def ctx() -> AsyncIterator[Context]:
+    async with guarded_session(LOOPBACK) as session:
+        yield Context(http=session, timeout_s=5, public_base_url="https://cc.example.com")
+
+
+def webhook_record(**destination: Any) -> Any:
+    payload = sample_payload(finalOutput=TRICKY)
+    return notification("webhook", payload, destination)
+
+
+# ---- webhooks ------------------------------------------------------------------------------
+
+
+async def test_webhook_verifies_over_raw_and_reserialised_body(
+    hook: NodeWebhookReceiver, ctx: Context
+) -> None:
+    record = webhook_record(url=hook.url)
+    result = await webhook.send(record, Secrets(CURRENT), ctx)
+    assert result == Result(delivered=True, status=200, body="ok")
+    [got] = await hook.received()
+    assert got["reserialisedEqualsRaw"] is True
+    assert got["body"].encode() == webhook.canonical_body(record.payload)
+    assert got["sim"] == [{"raw": True, "stringify": True}, {"raw": False, "stringify": False}]
+    assert got["standard"] is None
+    headers = got["headers"]
+    assert headers["content-type"] == "application/json"
+    assert headers["user-agent"] == "CodeCourier-Webhooks/1"
+    assert headers["sim-event"] == "workflow.execution.completed"
+    assert headers["sim-delivery-id"] == headers["idempotency-key"] == record.deliveryId
+    assert headers["sim-signature"].startswith(f"t={headers['sim-timestamp']},v1=")
+    assert abs(int(headers["sim-timestamp"]) - got["receivedAtMs"]) < 5000
+
+
+async def test_webhook_during_rotation_verifies_with_either_secret(
+    hook: NodeWebhookReceiver, ctx: Context
+) -> None:
+    record = webhook_record(url=hook.url, standardWebhooks=True)
+    result = await webhook.send(record, Secrets(CURRENT, PREVIOUS), ctx)
+    assert result.delivered
+    [got] = await hook.received()
+    assert got["sim"] == [{"raw": True, "stringify": True}] * 2
+    assert got["standard"] == [True, True]
+    assert got["headers"]["webhook-id"] == record.deliveryId
+    assert int(got["headers"]["webhook-timestamp"]) == int(got["headers"]["sim-timestamp"]) // 1000
+
+
+async def test_standard_webhooks_with_a_non_base64_secret(
+    hook: NodeWebhookReceiver, ctx: Context
+) -> None:
+    record = webhook_record(url=hook.url, standardWebhooks=True)
+    assert (await webhook.send(record, Secrets(PREVIOUS), ctx)).delivered
+    [got] = await hook.received()
+    assert got["standard"] == [False, True]
+    assert got["sim"] == [{"raw": False, "stringify": False}, {"raw": True, "stringify": True}]
+
+
+async def test_unsigned_webhook(hook: NodeWebhookReceiver, ctx: Context) -> None:
+    assert (await webhook.send(webhook_record(url=hook.url), Secrets(), ctx)).delivered
+    [got] = await hook.received()
+    assert got["sim"] is None and "sim-signature" not in got["headers"]
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        (Reply(500, body="boom"), Result(False, True, 500, "boom", "HTTP 500")),
+        (Reply(429, {"Retry-After": "7"}, "slow down"),
+         Result(False, True, 429, "slow down", "HTTP 429", retry_after_s=7.0)),
+        (Reply(503, {"Retry-After": "Fri, 01 Jan 2100 00:00:00 GMT"}, ""), None),
+        (Reply(410, body="gone"),
+         Result(False, False, 410, "gone", "HTTP 410: the receiver is gone", gone=True)),
+        (Reply(302, {"Location": "/followed"}, ""),
+         Result(False, False, 302, "", "HTTP 302: redirect not followed")),
+        (Reply(400, body="bad"), Result(False, False, 400, "bad", "HTTP 400")),
+    ],
+)  # fmt: skip
+async def test_webhook_statuses_are_classified(
+    hook: NodeWebhookReceiver, ctx: Context, reply: Reply, expected: Result | None
+) -> None:
+    await hook.program([reply])
+    result = await webhook.send(webhook_record(url=hook.url), Secrets(CURRENT), ctx)
+    if expected is None:  # an HTTP-date Retry-After: far in the future, retryable
+        assert result.retryable and result.retry_after_s is not None
+        assert result.retry_after_s > 365 * 86400
+    else:
+        assert result == expected
+    assert [r["url"] for r in await hook.received()] == ["/hook"]  # no redirect followed
+
+
+async def test_webhook_timeout_is_retryable(hook: NodeWebhookReceiver, ctx: Context) -> None:
+    await hook.program([Reply(200, delay_s=2)])
+    quick = Context(http=ctx.http, timeout_s=0.3)
+    result = await webhook.send(webhook_record(url=hook.url), Secrets(CURRENT), quick)
+    assert result == Result(delivered=False, retryable=True, error="timed out after 0.3 s")
+
+
+async def test_webhook_connection_refused_is_retryable(ctx: Context) -> None:
+    url = f"http://127.0.0.1:{free_port()}/hook?token=s3cret-in-query"
+    result = await webhook.send(webhook_record(url=url), Secrets(CURRENT), ctx)
+    assert not result.delivered and result.retryable and result.error
+    assert "s3cret-in-query" not in result.error and CURRENT not in result.error
+
+
+async def test_egress_refusal_is_final(hook: NodeWebhookReceiver) -> None:
+    async with guarded_session() as session:  # loopback not allowed
+        result = await webhook.send(
+            webhook_record(url=hook.url), Secrets(CURRENT), Context(session)
+        )
+    assert not result.delivered and not result.retryable
+    assert result.error and "internal" in result.error
+    assert await hook.received() == []
+
+
+# ---- Slack ---------------------------------------------------------------------------------
+
+
+async def test_slack_honours_retry_after_then_delivers(ctx: Context) -> None:
+    async with SlackReceiver([Reply(429, {"Retry-After": "1"}, "rate_limited")]) as receiver:
+        record = notification("slack", sample_payload(finalOutput="x" * 50_000))
+        first = await slack.send(record, Secrets(receiver.url), ctx)
+        assert first == Result(False, True, 429, "rate_limited", "HTTP 429", retry_after_s=1.0)
+        second = await slack.send(record, Secrets(receiver.url), ctx)
+        assert second == Result(delivered=True, status=200, body="ok")
+    assert [r.problems for r in receiver.requests] == [[], []]
+    message = receiver.requests[1].json()
+    assert message["blocks"][0]["text"]["text"] == "Error Alert: Nightly report"
+    assert receiver.requests[1].headers["Content-Type"] == "application/json"
+
+
+async def test_slack_rejection_is_final(ctx: Context) -> None:
+    async with SlackReceiver([Reply(404, body="no_service")]) as receiver:
+        result = await slack.send(notification("slack"), Secrets(receiver.url), ctx)
+    assert result == Result(False, False, 404, "no_service", "HTTP 404")
+
+
+async def test_slack_errors_never_contain_the_webhook_url(ctx: Context) -> None:
+    url = f"http://127.0.0.1:{free_port()}{SlackReceiver.path}"
+    result = await slack.send(notification("slack"), Secrets(url), ctx)
+    assert result.retryable and result.error
+    assert "xoxSecretToken" not in result.error and url not in result.error
+    missing = await slack.send(notification("slack"), Secrets(), ctx)
+    assert missing == Result(delivered=False, error="the Slack webhook URL is missing")
+
+
+# ---- email ---------------------------------------------------------------------------------
+
+
+def email_record(*recipients: str) -> Any:
+    payload = sample_payload(traceSpans=[{"name": "SPAN-MARKER"}], finalOutput={"a": 1})
+    return notification("email", payload, {"recipients": list(recipients)})
+
+
+def smtp_ctx(ctx: Context, url: str, timeout_s: float = 5) -> Context:
+    return Context(
+        http=ctx.http, timeout_s=timeout_s, smtp_url=url, public_base_url="https://cc.example.com"
+    )
+
+
+async def test_email_is_delivered_as_valid_mime(ctx: Context) -> None:
+    async with SmtpReceiver(credentials=("mailer", "p@ss word")) as server:
+        url = "smtp://mailer:p%40ss%20word@127.0.0.1:" + str(server.port)
+        record = email_record("ops@example.com", "dev@example.com")
+        result = await email.send(record, Secrets(), smtp_ctx(ctx, url))
+    assert result.delivered and result.status == 250 and result.error is None
+    assert server.logins == [("mailer", "p@ss word")]
+    [mail] = server.mails
+    assert mail.tls is None  # no STARTTLS offered: plain text, as RFC 3207 allows
+    assert mail.sender == "alerts@codecourier.local"
+    assert mail.recipients == ["ops@example.com", "dev@example.com"]
+    message = mail.message
+    assert message["Subject"] == "Error Alert: Nightly report"
+    assert message["Message-ID"] == f"<{record.deliveryId}@codecourier>"
+    assert message["Date"] is not None
+    kinds = [part.get_content_type() for part in message.iter_parts()]
+    assert message.get_content_type() == "multipart/alternative"
+    assert kinds == ["text/plain", "text/html"]
+    assert b"SPAN-MARKER" not in mail.data
+
+
+async def test_email_partial_refusal_is_delivered_and_reported(ctx: Context) -> None:
+    refuse = {"gone@example.com": "550 5.1.1 No such user"}
+    async with SmtpReceiver(refuse=refuse) as server:
+        record = email_record("ops@example.com", "gone@example.com")
+        result = await email.send(record, Secrets(), smtp_ctx(ctx, server.url))
+    assert result.delivered
+    assert result.error == "refused recipients: gone@example.com (550 5.1.1 No such user)"
+    assert [m.recipients for m in server.mails] == [["ops@example.com"]]
+
+
+@pytest.mark.parametrize(("reply", "retryable"), [("550 5.1.1 No such user", False),
+                                                  ("450 4.2.1 Mailbox busy", True)])  # fmt: skip
+async def test_email_all_refused(ctx: Context, reply: str, retryable: bool) -> None:
+    async with SmtpReceiver(refuse={"a@example.com": reply}) as server:
+        result = await email.send(
+            email_record("a@example.com"), Secrets(), smtp_ctx(ctx, server.url)
+        )
+    assert not result.delivered and result.retryable is retryable
+    assert result.status == int(reply[:3]) and result.error
+    assert result.error.startswith("all recipients refused: a@example.com")
+    assert server.mails == []
+
+
+async def test_email_bad_credentials_are_final_and_hidden(ctx: Context) -> None:
+    async with SmtpReceiver(credentials=("mailer", "right")) as server:
+        url = f"smtp://mailer:wrong-password@127.0.0.1:{server.port}"
+        result = await email.send(email_record("a@example.com"), Secrets(), smtp_ctx(ctx, url))
+    assert not result.delivered and not result.retryable and result.status == 535
+    assert result.error and "wrong-password" not in result.error
+
+
+async def test_email_timeout_and_connection_errors_are_retryable(ctx: Context) -> None:
+    async with SmtpReceiver(data_delay_s=2) as server:
+        slow = await email.send(email_record("a@x.io"), Secrets(), smtp_ctx(ctx, server.url, 0.3))
+    assert slow.retryable and slow.error == "timed out after 0.3 s"
+    url = f"smtp://127.0.0.1:{free_port()}"
+    down = await email.send(email_record("a@x.io"), Secrets(), smtp_ctx(ctx, url))
+    assert down.retryable and not down.delivered and down.error

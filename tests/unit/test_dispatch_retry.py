@@ -1,0 +1,114 @@
+"""The retry schedule, delay tiers, commit points and lanes of the dispatcher."""
+
+import asyncio
+import random
+
+import pytest
+
+from services.dispatcher.progress import Lanes, OffsetTracker
+from services.dispatcher.retry import (
+    MAX_DELAY_S,
+    Schedule,
+    next_delay_s,
+    release_at_ms,
+    tier_for,
+    tier_number,
+)
+
+DEFAULT = Schedule()
+
+
+def test_schedule_delays_with_jitter_then_no_more_after_six_attempts() -> None:
+    rng = random.Random(1)
+    for attempt, base in enumerate((5, 15, 60, 180, 600), start=1):
+        for _ in range(200):
+            delay = next_delay_s(DEFAULT, attempt, None, rng)
+            assert delay is not None
+            assert base <= delay <= base * 1.1
+    assert DEFAULT.max_attempts == 6
+    assert next_delay_s(DEFAULT, 6, None, rng) is None
+
+
+def test_a_longer_retry_after_wins_and_is_capped_at_an_hour() -> None:
+    rng = random.Random(2)
+    assert next_delay_s(DEFAULT, 1, 42.0, rng) == 42.0
+    shorter = next_delay_s(DEFAULT, 2, 1.0, rng)
+    assert shorter is not None and 15 <= shorter <= 16.5
+    assert next_delay_s(DEFAULT, 1, 99_999.0, rng) == MAX_DELAY_S
+
+
+def test_scaled_schedule_from_configuration() -> None:
+    scaled = Schedule((0.2, 0.4))
+    assert scaled.max_attempts == 3
+    assert scaled.tiers() == ["deliveries.retry.1", "deliveries.retry.2"]
+    assert next_delay_s(scaled, 3, None, random.Random(3)) is None
+
+
+@pytest.mark.parametrize(
+    ("delay", "tier"), [(2, 1), (5, 1), (5.4, 1), (15, 2), (59, 2), (60, 3), (600, 5), (3600, 5)]
+)
+def test_tier_is_the_longest_that_fits(delay: float, tier: int) -> None:
+    assert tier_for(DEFAULT, delay) == tier
+
+
+def test_tier_numbers_from_topic_names() -> None:
+    assert tier_number("deliveries.retry.3") == 3
+    assert tier_number("notifications") is None
+    assert tier_number("deliveries.retry.x") is None
+
+
+def test_a_tier_releases_its_head_when_due_or_when_its_own_wait_is_over() -> None:
+    assert release_at_ms(DEFAULT, 1, enqueued_ms=1_000, due_ms=6_200) == 6_200
+    # due in an hour (Retry-After) but sitting in the 10-minute tier: leaves after 660 s
+    assert release_at_ms(DEFAULT, 5, enqueued_ms=0, due_ms=3_600_000) == 660_000
+
+
+def test_commits_move_only_over_contiguous_finished_records() -> None:
+    tracker = OffsetTracker()
+    for offset in range(10, 15):
+        tracker.add(offset)
+    tracker.finish(12)
+    tracker.finish(11)
+    assert tracker.take_commit() is None  # 10 is still running
+    tracker.finish(10)
+    assert tracker.take_commit() == 13
+    assert tracker.take_commit() is None  # once per advance
+    tracker.finish(14)
+    assert tracker.take_commit() is None
+    tracker.finish(13)
+    assert tracker.take_commit() == 15
+    assert tracker.outstanding == 0
+
+
+async def test_lanes_bound_work_per_destination_and_isolate_destinations() -> None:
+    lanes = Lanes(in_flight=2, queued=3)
+    gate = asyncio.Event()
+    running = {"slow": 0, "fast": 0}
+    peak = {"slow": 0, "fast": 0}
+    done: list[str] = []
+
+    def job(lane: str, wait: bool):  # type: ignore[no-untyped-def]
+        async def run() -> None:
+            running[lane] += 1
+            peak[lane] = max(peak[lane], running[lane])
+            if wait:
+                await gate.wait()
+            else:
+                await asyncio.sleep(0.001)
+            running[lane] -= 1
+            done.append(lane)
+
+        return run
+
+    accepted = [lanes.offer("slow", job("slow", True)) for _ in range(6)]
+    assert accepted == [True] * 5 + [False]  # 2 running + 3 queued, then full
+    # a full slow lane does not hold up another destination (3 queued behind 2 running)
+    assert all(lanes.offer("fast", job("fast", False)) for _ in range(5))
+    await asyncio.sleep(0.05)
+    assert all(lanes.offer("fast", job("fast", False)) for _ in range(5))
+    await asyncio.sleep(0.05)
+    assert done.count("fast") == 10 and "slow" not in done
+    gate.set()
+    await lanes.drain(5)
+    assert done.count("slow") == 5
+    assert peak == {"slow": 2, "fast": 2}
