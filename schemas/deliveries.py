@@ -1,9 +1,9 @@
 """Delivery attempts (contract section 6): what the dispatcher records on `delivery-log`.
 
-Two kinds of record share the topic (key = delivery id, field `kind`): `AttemptStarted`, written
-and acknowledged before a request goes out, and `DeliveryAttempt`, how the attempt ended. A
-start with no end after it is an attempt a stopped dispatcher left in flight: the next one
-counts it as made (the receiver may have it) instead of making it again.
+Two kinds of record share the topic (field `kind`): `AttemptsStarted`, written and acknowledged
+before requests go out, and `DeliveryAttempt` (key = delivery id), how an attempt ended. A start
+with no end is an attempt a stopped dispatcher left in flight: the next one counts it as made
+(the receiver may have it) instead of making it again.
 """
 
 from typing import Annotated, Literal
@@ -48,14 +48,16 @@ class DeliveryAttempt(Struct, frozen=True, tag="attempt", tag_field="kind"):
     payload: msgspec.Raw = msgspec.Raw(b"null")  # JSON null when absent
 
 
-class AttemptStarted(Struct, frozen=True, tag="started", tag_field="kind"):
-    """An attempt about to be made (key = delivery id on `delivery-log`); not in ClickHouse."""
+class AttemptsStarted(Struct, frozen=True, tag="started", tag_field="kind"):
+    """Attempts about to be made, `[delivery id, round, attempt]` each; not in ClickHouse.
+
+    One record holds the attempts a dispatcher starts together (any key on `delivery-log`), so
+    that the journal costs one record per batch of attempts, not one per attempt.
+    """
 
     v: int
-    deliveryId: str
-    round: Annotated[int, Meta(ge=0)]
-    attempt: Annotated[int, Meta(ge=1, lt=2**16)]
+    attempts: list[tuple[str, Annotated[int, Meta(ge=0)], Annotated[int, Meta(ge=1, lt=2**16)]]]
     startedAtMs: Millis
 
 
-LogEntry = DeliveryAttempt | AttemptStarted
+LogEntry = DeliveryAttempt | AttemptsStarted

@@ -1,10 +1,11 @@
 """Which attempts are already done: the dispatcher's guard against doing one twice.
 
-Before a request goes out, the start of the attempt is on `delivery-log`; after it, how it
-ended. A record is finished only once its attempt's end is on `delivery-log` (and, for a retry,
-its next attempt is on a delay tier), and offsets are committed a moment later. A kill in
-between makes a restarted dispatcher read the record again; the journal, read back from the
-tail of `delivery-log` at start and kept up to date while running, says what became of it:
+Before a request goes out, the start of the attempt is on `delivery-log` (`Starts` writes the
+attempts starting together as one record); after it, how it ended. A record is finished only
+once its attempt's end is on `delivery-log` (and, for a retry, its next attempt is on a delay
+tier), and offsets are committed a moment later. A kill in between makes a restarted
+dispatcher read the record again; the journal, read back from the tail of `delivery-log` at
+start and kept up to date while running, says what became of it:
 - ended: the attempt is not made again; one that ended in `retrying` has its next attempt put
   on its tier again (it may be missing if the kill came between the two writes), and a second
   copy of a tier record is then skipped here like any other attempt already made or running;
@@ -14,6 +15,7 @@ tail of `delivery-log` at start and kept up to date while running, says what bec
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -22,7 +24,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from schemas import topics
-from schemas.deliveries import DeliveryAttempt, LogEntry
+from schemas.deliveries import AttemptsStarted, DeliveryAttempt, LogEntry
 
 log = structlog.get_logger(__name__)
 
@@ -47,12 +49,14 @@ class Journal:
         self.claimed: set[Key] = set()
 
     def note(self, entry: LogEntry) -> None:
-        """An attempt's start or end is on the log (its end always comes after its start)."""
-        key = (entry.deliveryId, entry.round, entry.attempt)
+        """Starts or an end are on the log. An end always wins: a start and its end may be on
+        different partitions, read in either order."""
         if isinstance(entry, DeliveryAttempt):
+            key = (entry.deliveryId, entry.round, entry.attempt)
             self.done[key] = Done(entry.outcome, entry.nextAttemptAtMs)
         else:
-            self.done[key] = Done(STARTED, None)
+            for delivery, round_, attempt in entry.attempts:
+                self.done.setdefault((delivery, round_, attempt), Done(STARTED, None))
         if len(self.done) > self.limit:  # forget the oldest tenth
             for old in list(self.done)[: self.limit // 10]:
                 del self.done[old]
@@ -66,6 +70,49 @@ class Journal:
         return True
 
 
+class Starts:
+    """Puts attempts' starts on the log: the attempts starting in one turn of the event loop go
+    out as one record, and each caller returns once that record is acknowledged."""
+
+    def __init__(self, write: Callable[[bytes], Awaitable[None]]) -> None:
+        self.write = write
+        self._keys: list[Key] = []
+        self._written: asyncio.Future[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._encoder = msgspec.json.Encoder()
+
+    async def mark(self, key: Key) -> None:
+        """Return once the start of attempt `key` is on the log (raises if it could not be)."""
+        if self._written is None:
+            loop = asyncio.get_running_loop()
+            self._written = loop.create_future()
+            loop.call_soon(self._flush)
+        written = self._written
+        self._keys.append(key)
+        await asyncio.shield(written)
+
+    def _flush(self) -> None:
+        keys, written = self._keys, self._written
+        self._keys, self._written = [], None
+        assert written is not None
+        record = AttemptsStarted(v=1, attempts=keys, startedAtMs=int(time.time() * 1000))
+        task = asyncio.create_task(self._send(self._encoder.encode(record), written))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, value: bytes, written: asyncio.Future[None]) -> None:
+        try:
+            await self.write(value)
+        except BaseException as exc:
+            if not written.done():
+                written.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if not written.done():
+                written.set_result(None)
+
+
 _decoder = msgspec.json.Decoder(LogEntry)
 
 
@@ -73,7 +120,9 @@ async def read_tail(
     bootstrap: str, per_partition: int, quiet_s: float = 0.3, timeout_s: float = 30.0
 ) -> list[LogEntry]:
     """The last `per_partition` records of every `delivery-log` partition, oldest first."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=25
+    )
     await consumer.start()
     started = time.monotonic()
     found: list[LogEntry] = []
@@ -90,9 +139,10 @@ async def read_tail(
         starts = await consumer.beginning_offsets(tps)
         for tp in tps:
             consumer.seek(tp, max(starts[tp], ends[tp] - per_partition))
-        quiet_until = time.monotonic() + quiet_s
-        # The embedded broker reports ends a little short: read on until nothing more comes.
-        while time.monotonic() < quiet_until and time.monotonic() - started < timeout_s:
+        # Up to the end offsets, then on until nothing more comes for `quiet_s`: the embedded
+        # broker reports ends a little short.
+        quiet_until: float | None = None
+        while time.monotonic() - started < timeout_s:
             batch = await consumer.getmany(timeout_ms=100, max_records=10_000)
             for records in batch.values():
                 for record in records:
@@ -100,9 +150,21 @@ async def read_tail(
                         found.append(_decoder.decode(record.value or b""))
                     except (msgspec.DecodeError, msgspec.ValidationError):
                         continue
-                quiet_until = time.monotonic() + quiet_s
-            await asyncio.sleep(0)
+            now = time.monotonic()
+            if batch or not await _at_ends(consumer, ends):
+                quiet_until = None
+            elif quiet_until is None:
+                quiet_until = now + quiet_s
+            elif now >= quiet_until:
+                break
     finally:
         await consumer.stop()
     log.info("dispatcher.journal_read", records=len(found))
     return found
+
+
+async def _at_ends(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True

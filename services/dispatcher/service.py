@@ -35,7 +35,7 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
 from prometheus_client import Counter, Histogram
 
 from schemas import topics
-from schemas.deliveries import AttemptStarted, DeliveryAttempt, Outcome
+from schemas.deliveries import DeliveryAttempt, Outcome
 from schemas.notifications import NotificationRecord
 from services.common.config import Settings, env_number
 from services.common.egress import parse_cidrs
@@ -45,7 +45,7 @@ from services.dispatcher import egress, retry
 from services.dispatcher.channels import email, slack, webhook
 from services.dispatcher.channels.base import Context, Result, Secrets
 from services.dispatcher.current import Subscriptions
-from services.dispatcher.journal import STARTED, Journal, read_tail
+from services.dispatcher.journal import STARTED, Journal, Starts, read_tail
 from services.dispatcher.progress import Lanes, OffsetTracker
 
 log = structlog.get_logger(__name__)
@@ -202,6 +202,7 @@ class Dispatcher:
         self.lanes = Lanes(config.in_flight_per_lane, config.queued_per_lane)
         self.parts: dict[TopicPartition, _Partition] = {}
         self.journal = Journal()
+        self.starts = Starts(lambda value: self._produce(topics.DELIVERY_LOG, value, None))
         self.subscriptions = Subscriptions()
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -390,7 +391,7 @@ class Dispatcher:
         refusal = self.subscriptions.refusal(record)
         record = self.subscriptions.current(record)
         if refusal is None:
-            await self._started(record)
+            await self.starts.mark((record.deliveryId, record.round, record.attempt))
         started_ms = int(time.time() * 1000)
         started = time.perf_counter()
         if refusal is not None:
@@ -403,13 +404,6 @@ class Dispatcher:
             reason = f"The receiver answered 410 Gone at attempt {record.attempt}."
             await self.on_gone(record, reason)
         return record, self._ended(record, result, started_ms, duration_ms)
-
-    async def _started(self, record: NotificationRecord) -> None:
-        """Put the attempt's start on the log before its request goes out."""
-        now_ms = int(time.time() * 1000)
-        started = AttemptStarted(v=1, deliveryId=record.deliveryId, round=record.round,
-                                 attempt=record.attempt, startedAtMs=now_ms)  # fmt: skip
-        await self._produce(topics.DELIVERY_LOG, _encoder.encode(started), record.deliveryId)
 
     def _interrupted(self, record: NotificationRecord) -> DeliveryAttempt:
         """The end of an attempt a stopped process left in flight: made, and failed."""

@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from schemas import topics
-from schemas.deliveries import AttemptStarted, DeliveryAttempt, LogEntry
+from schemas.deliveries import AttemptsStarted, DeliveryAttempt, LogEntry
 from schemas.notifications import NotificationRecord
 from services.common.controlplane import ControlPlane, SubscriptionRow, make_engine
 from services.common.kafka import EmbeddedBroker, ensure_topics, free_port
@@ -78,7 +78,7 @@ class World:
     receiver: Receiver
     producer: AIOKafkaProducer
     log: list[DeliveryAttempt]
-    starts: list[AttemptStarted]
+    starts: list[AttemptsStarted]
     db_url: str
     env: dict[str, str]
     reader: Any = None
@@ -126,7 +126,7 @@ async def world(broker_dir: Path) -> AsyncIterator[World]:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     log: list[DeliveryAttempt] = []
-    starts: list[AttemptStarted] = []
+    starts: list[AttemptsStarted] = []
     reader = asyncio.create_task(_read_log(bootstrap, log, starts))
     env = {
         **os.environ,
@@ -160,7 +160,7 @@ async def world(broker_dir: Path) -> AsyncIterator[World]:
 
 
 async def _read_log(
-    bootstrap: str, into: list[DeliveryAttempt], starts: list[AttemptStarted]
+    bootstrap: str, into: list[DeliveryAttempt], starts: list[AttemptsStarted]
 ) -> None:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, metadata_max_age_ms=1000
@@ -352,7 +352,7 @@ async def test_kill_9_with_attempts_in_flight_makes_no_attempt_twice(world: Worl
 
 
 def starts_of(world: World) -> set[tuple[str, int]]:
-    return {(s.deliveryId, s.attempt) for s in world.starts}
+    return {(d, a) for s in world.starts for d, _, a in s.attempts}
 
 
 def ended(

@@ -8,7 +8,7 @@ import pytest
 from aiokafka.structs import TopicPartition
 
 from schemas import topics
-from schemas.deliveries import AttemptStarted, DeliveryAttempt
+from schemas.deliveries import AttemptsStarted, DeliveryAttempt
 from services.api import deliveries
 from services.logsink import rows
 from services.logsink.batch import Batch
@@ -61,7 +61,7 @@ def test_an_attempt_without_payload_stores_an_empty_one() -> None:
 
 
 def test_the_start_of_an_attempt_is_no_row() -> None:
-    started = AttemptStarted(v=1, deliveryId="dlv_1", round=0, attempt=2, startedAtMs=T0)
+    started = AttemptsStarted(v=1, attempts=[("dlv_1", 0, 2), ("dlv_2", 0, 1)], startedAtMs=T0)
     assert rows.attempt_row(msgspec.json.encode(started)) is None
 
 
@@ -69,8 +69,8 @@ def test_the_start_of_an_attempt_is_no_row() -> None:
     "value",
     [
         b"\xff not json",
-        b'{"kind": "started", "v": 1, "deliveryId": "dlv_1", "round": 0, "attempt": 0, '
-        b'"startedAtMs": 1}',
+        b'{"kind": "started", "v": 1, "attempts": [["dlv_1", 0, 0]], "startedAtMs": 1}',
+        b'{"kind": "started", "v": 1, "attempts": [["dlv_1", 0]], "startedAtMs": 1}',
         b'{"kind": "attempt", "v": 1}',
         msgspec.json.encode(attempt(attempt=0)),
         msgspec.json.encode(attempt(durationMs=-1)),

@@ -1,0 +1,87 @@
+"""The dispatcher's journal: what a restarted process learns from `delivery-log`."""
+
+import asyncio
+
+import msgspec
+import pytest
+
+from schemas.deliveries import AttemptsStarted, DeliveryAttempt, LogEntry
+from services.dispatcher.journal import STARTED, Done, Journal, Starts
+
+
+def ended(delivery: str, attempt: int, outcome: str = "retrying") -> DeliveryAttempt:
+    return DeliveryAttempt(
+        v=1, deliveryId=delivery, eventId="evt_1", eventType="t", subscriptionId="ntf_1",
+        projectId="prj_1", notificationType="webhook", round=0, attempt=attempt,
+        outcome=outcome, attemptedAtMs=1, durationMs=1, target="https://x",  # type: ignore[arg-type]
+        nextAttemptAtMs=5000 if outcome == "retrying" else None,
+    )  # fmt: skip
+
+
+def started(*keys: tuple[str, int, int]) -> AttemptsStarted:
+    return AttemptsStarted(v=1, attempts=list(keys), startedAtMs=1)
+
+
+def test_a_start_without_an_end_is_an_attempt_left_in_flight() -> None:
+    journal = Journal()
+    journal.note(started(("dlv_a", 0, 1), ("dlv_b", 0, 2)))
+    journal.note(ended("dlv_a", 1))
+    assert journal.done[("dlv_a", 0, 1)] == Done("retrying", 5000)
+    assert journal.done[("dlv_b", 0, 2)] == Done(STARTED, None)
+
+
+@pytest.mark.parametrize("end_first", [False, True])
+def test_an_end_wins_over_its_start_in_either_order(end_first: bool) -> None:
+    # A start batch and the end of one of its attempts live on different partitions.
+    entries: list[LogEntry] = [started(("dlv_a", 0, 3)), ended("dlv_a", 3, "delivered")]
+    journal = Journal()
+    for entry in reversed(entries) if end_first else entries:
+        journal.note(entry)
+    assert journal.done[("dlv_a", 0, 3)] == Done("delivered", None)
+
+
+def test_the_journal_forgets_its_oldest_tenth_past_its_limit() -> None:
+    journal = Journal(limit=20)
+    for n in range(21):
+        journal.note(ended(f"dlv_{n}", 1))
+        journal.claim((f"dlv_{n}", 0, 1))
+    assert ("dlv_0", 0, 1) not in journal.done and ("dlv_0", 0, 1) not in journal.claimed
+    assert ("dlv_2", 0, 1) in journal.done and len(journal.done) == 19
+
+
+def test_claims_keep_a_second_copy_from_running() -> None:
+    journal = Journal()
+    assert journal.claim(("dlv_a", 0, 1))
+    assert not journal.claim(("dlv_a", 0, 1))
+    assert journal.claim(("dlv_a", 0, 2))
+
+
+async def test_starts_in_one_turn_share_one_record_and_wait_for_it() -> None:
+    written: list[AttemptsStarted] = []
+    gate = asyncio.Event()
+
+    async def write(value: bytes) -> None:
+        await gate.wait()
+        written.append(msgspec.json.decode(value, type=AttemptsStarted))
+
+    starts = Starts(write)
+    marks = [asyncio.create_task(starts.mark((f"dlv_{n}", 0, 1))) for n in range(3)]
+    await asyncio.sleep(0.01)
+    assert not any(m.done() for m in marks)  # nothing may be sent before the start is on the log
+    gate.set()
+    await asyncio.gather(*marks)
+    later = asyncio.create_task(starts.mark(("dlv_9", 0, 2)))
+    await later
+    assert [s.attempts for s in written] == [
+        [("dlv_0", 0, 1), ("dlv_1", 0, 1), ("dlv_2", 0, 1)],
+        [("dlv_9", 0, 2)],
+    ]
+
+
+async def test_a_start_that_cannot_be_written_fails_its_attempts() -> None:
+    async def write(value: bytes) -> None:
+        raise ConnectionError("broker gone")
+
+    starts = Starts(write)
+    with pytest.raises(ConnectionError):
+        await starts.mark(("dlv_a", 0, 1))
