@@ -71,8 +71,8 @@ class Journal:
 
 
 class Starts:
-    """Puts attempts' starts on the log: the attempts starting in one turn of the event loop go
-    out as one record, and each caller returns once that record is acknowledged."""
+    """Puts attempts' starts on the log: the attempts marked in one turn of the event loop go out
+    as one record, and each mark is a future that is done once that record is acknowledged."""
 
     def __init__(self, write: Callable[[bytes], Awaitable[None]]) -> None:
         self.write = write
@@ -81,15 +81,17 @@ class Starts:
         self._tasks: set[asyncio.Task[None]] = set()
         self._encoder = msgspec.json.Encoder()
 
-    async def mark(self, key: Key) -> None:
-        """Return once the start of attempt `key` is on the log (raises if it could not be)."""
+    def mark(self, key: Key) -> "asyncio.Future[None]":
+        """The start of attempt `key`: done once it is on the log (an error if it could not be).
+
+        Shared by the attempts of a turn: await it through `asyncio.shield`."""
         if self._written is None:
             loop = asyncio.get_running_loop()
             self._written = loop.create_future()
+            self._written.add_done_callback(_retrieve)
             loop.call_soon(self._flush)
-        written = self._written
         self._keys.append(key)
-        await asyncio.shield(written)
+        return self._written
 
     def _flush(self) -> None:
         keys, written = self._keys, self._written
@@ -111,6 +113,12 @@ class Starts:
         else:
             if not written.done():
                 written.set_result(None)
+
+
+def _retrieve(future: "asyncio.Future[None]") -> None:
+    """Keep asyncio from warning about an error no attempt was left to see."""
+    if not future.cancelled():
+        future.exception()
 
 
 _decoder = msgspec.json.Decoder(LogEntry)

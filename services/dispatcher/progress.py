@@ -49,6 +49,9 @@ class OffsetTracker:
 
 # A job returns what is left to do once its lane slot may go to the next job (or None).
 Job = Callable[[], Awaitable[Awaitable[None] | None]]
+# Called once a job is among the next `in_flight` of its lane to run (or runs at once): time to
+# get ready, so that the job does not wait for it in its slot.
+Prepare = Callable[[], None]
 
 
 class Lanes:
@@ -56,26 +59,31 @@ class Lanes:
 
     A full lane refuses work (`offer` returns False) instead of blocking the caller; `stalled`
     tells a lane that is merely busy (wait for it) from one whose receiver has stopped answering
-    (put its work elsewhere), so other lanes keep going.
+    (put its work elsewhere), so other lanes keep going. A job's `prepare` runs once the job is
+    among the next `in_flight` of its lane, never earlier.
     """
 
     def __init__(self, in_flight: int, queued: int) -> None:
         self.in_flight = in_flight
         self.queued = queued
         self._running: dict[str, int] = {}
-        self._waiting: dict[str, deque[Job]] = {}
+        self._waiting: dict[str, deque[tuple[Job, Prepare | None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._moved: dict[str, float] = {}  # lane -> when a job of it last ended (or began)
 
-    def offer(self, lane: str, job: Job) -> bool:
+    def offer(self, lane: str, job: Job, prepare: Prepare | None = None) -> bool:
         """Start or queue `job` on `lane`; False if the lane is full."""
         if self._running.get(lane, 0) < self.in_flight:
+            if prepare is not None:
+                prepare()
             self._start(lane, job)
             return True
         waiting = self._waiting.setdefault(lane, deque())
         if len(waiting) >= self.queued:
             return False
-        waiting.append(job)
+        if prepare is not None and len(waiting) < self.in_flight:
+            prepare()
+        waiting.append((job, prepare))
         return True
 
     def stalled(self, lane: str, after_s: float) -> bool:
@@ -102,7 +110,11 @@ class Lanes:
             self._running[lane] -= 1
             waiting = self._waiting.get(lane)
             if waiting:
-                self._start(lane, waiting.popleft())
+                self._start(lane, waiting.popleft()[0])
+                if len(waiting) >= self.in_flight:  # one more job among the next to run
+                    prepare = waiting[self.in_flight - 1][1]
+                    if prepare is not None:
+                        prepare()
             if not self._running[lane] and not waiting:
                 del self._running[lane]
                 self._waiting.pop(lane, None)

@@ -46,7 +46,7 @@ from services.dispatcher.channels import email, slack, webhook
 from services.dispatcher.channels.base import Context, Result, Secrets
 from services.dispatcher.current import Subscriptions
 from services.dispatcher.journal import STARTED, Journal, Starts, read_tail
-from services.dispatcher.progress import Lanes, OffsetTracker
+from services.dispatcher.progress import Job, Lanes, OffsetTracker, Prepare
 
 log = structlog.get_logger(__name__)
 
@@ -359,7 +359,7 @@ class Dispatcher:
                 part.tracker.finish(message.offset)
                 continue
             lane = lane_of(record)
-            if self.lanes.offer(lane, self._job(part, message.offset, record)):
+            if self.lanes.offer(lane, *self._job(part, message.offset, record)):
                 part.buffer.popleft()
                 continue
             self.journal.claimed.discard(key)
@@ -374,14 +374,25 @@ class Dispatcher:
 
     def _job(
         self, part: _Partition, offset: int, record: NotificationRecord
-    ) -> Callable[[], Awaitable[Awaitable[None] | None]]:
+    ) -> tuple[Job, Prepare]:
+        """An attempt as a lane job, and its preparation: its start put on the log ahead of its
+        turn, so that a job does not wait for the broker in its lane slot."""
+        key = (record.deliveryId, record.round, record.attempt)
+        started: list[asyncio.Future[None]] = []
+
+        def prepare() -> None:
+            started.append(self.starts.mark(key))
+
         async def job() -> Awaitable[None]:
+            if not started:
+                prepare()
+            await asyncio.shield(started[0])
             current, entry = await self._attempt(record)
             # The lane's slot is free once the receiver answered; the record is written behind.
             await self._recording.acquire()
             return self._record(part, offset, current, entry)
 
-        return job
+        return job, prepare
 
     async def _attempt(
         self, record: NotificationRecord
@@ -390,8 +401,6 @@ class Dispatcher:
         assert self.context is not None
         refusal = self.subscriptions.refusal(record)
         record = self.subscriptions.current(record)
-        if refusal is None:
-            await self.starts.mark((record.deliveryId, record.round, record.attempt))
         started_ms = int(time.time() * 1000)
         started = time.perf_counter()
         if refusal is not None:

@@ -112,3 +112,26 @@ async def test_lanes_bound_work_per_destination_and_isolate_destinations() -> No
     await lanes.drain(5)
     assert done.count("slow") == 5
     assert peak == {"slow": 2, "fast": 2}
+
+
+async def test_a_job_is_prepared_once_it_is_among_the_next_to_run_and_not_before() -> None:
+    lanes = Lanes(in_flight=2, queued=10)
+    gate = asyncio.Event()
+    prepared: list[int] = []
+    ran: list[int] = []
+
+    def job(n: int):  # type: ignore[no-untyped-def]
+        async def run() -> None:
+            assert n in prepared  # never run unprepared
+            ran.append(n)
+            await gate.wait()
+
+        return run
+
+    for n in range(6):
+        assert lanes.offer("lane", job(n), lambda n=n: prepared.append(n))
+    # 2 running and the next 2 queued are prepared; the last 2 queued are not yet
+    assert prepared == [0, 1, 2, 3]
+    gate.set()
+    await lanes.drain(5)
+    assert prepared == ran == list(range(6))
