@@ -310,8 +310,8 @@ async def test_410_gone_disables_the_subscription(world: World) -> None:
 
 async def test_kill_9_with_retries_pending_loses_and_doubles_no_attempt(world: World) -> None:
     paths = [f"crash{i}" for i in range(20)]
-    for path in paths:  # the first answer puts each retry 4 s out: all wait on tiers at the kill
-        world.receiver.plans[path] = [(503, {"Retry-After": "4"}), (503, {}), (503, {}), (200, {})]
+    for path in paths:  # the first answer puts each retry 5 s out: all wait on tiers at the kill
+        world.receiver.plans[path] = [(503, {"Retry-After": "5"}), (503, {}), (503, {}), (200, {})]
     records = [notification(world, path) for path in paths]
     await send(world, *records)
     await until(lambda: all(world.attempts(r.deliveryId) for r in records))
@@ -326,14 +326,14 @@ async def test_kill_9_with_retries_pending_loses_and_doubles_no_attempt(world: W
         assert len(world.receiver.hits[path]) == 4, path  # none lost, none twice
         numbers = [a.attempt for a in world.attempts(record.deliveryId)]
         assert numbers == [1, 2, 3, 4], (path, numbers)
-        assert gaps(world.receiver.hits[path])[0] >= 4.0  # the Retry-After outlived the kill
+        assert gaps(world.receiver.hits[path])[0] >= 5.0  # the Retry-After outlived the kill
 
 
 async def test_kill_9_with_attempts_in_flight_makes_no_attempt_twice(world: World) -> None:
     paths = [f"inflight{i}" for i in range(4)]  # one lane (one origin) of 4 in flight
     for path in paths:  # the first request is held until after the kill, then 503; then 200
         world.receiver.plans[path] = [(503, {}), (200, {})]
-        world.receiver.holds[path] = 3.0
+        world.receiver.holds[path] = 5.0
     records = [notification(world, path) for path in paths]
     await send(world, *records)
     await until(lambda: all(world.receiver.hits[p] for p in paths))
