@@ -383,7 +383,10 @@ class Engine:
         """Apply a subscription change to this partition: store it, then arm or disarm.
 
         `applied` is the version this partition last handled (the table); the views may
-        already hold a newer one, read ahead when the partition was assigned.
+        already hold a newer one, read ahead when the partition was assigned, and executions
+        may have been evaluated against it. What the change is compared with is therefore the
+        view: the read-ahead version arriving on the stream is no change (its watches, with
+        their cooldowns, stay), and an older version is skipped (the newer one follows).
         """
         key = message.key or b""
         partition = message.partition
@@ -392,8 +395,12 @@ class Engine:
         record = None if message.value is None else _decode_subscription(message)
         if message.value is not None and record is None:
             return
-        if record is not None and applied is not None and record.version < applied.record.version:
-            return
+        known = self.views.subs[partition].get(key.decode().rpartition("/")[0])
+        if record is not None:
+            newest = max((v.record.version for v in (applied, known) if v is not None), default=0)
+            if record.version < newest:
+                return
+        previous = known or applied
         current = None if record is None or record.deleted else SubView.of(record)
         if current is None:
             self.views.drop_sub(partition, key.decode().rpartition("/")[0])
@@ -401,7 +408,7 @@ class Engine:
         else:
             self.views.put_sub(partition, current)
             self.tables.subscriptions[key] = message.value or b""
-        self.rearm(partition, applied, current, _armed_ms(record, message))
+        self.rearm(partition, previous, current, _armed_ms(record, message))
 
     def rearm(
         self, partition: int, previous: SubView | None, current: SubView | None, at_ms: int

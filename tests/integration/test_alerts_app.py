@@ -600,7 +600,7 @@ async def test_replay_into_a_fresh_worker_reproduces_the_alert_ids(
         harness.notes.clear()
 
         fresh = Worker(harness.bootstrap, harness.partitions, f"alerts-replay-{secrets.token_hex(4)}",
-                       tmp_path / "fresh.log").start()  # fmt: skip
+                       tmp_path / "fresh.log", CC_LOG_LEVEL="info").start()  # fmt: skip
         try:
             total = sum(len(v) for v in original.values())
             await harness.wait_for(
