@@ -83,7 +83,7 @@ class SubView:
             frozenset(record.workflowIds),
             frozenset(record.levelFilter),
             frozenset(record.triggerFilter),
-            None if config is None else Subscription(record.id, config),
+            None if config is None else Subscription(record.id, config, record.createdAtMs),
         )
 
     def covers(self, workflow_id: str) -> bool:

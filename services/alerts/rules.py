@@ -155,7 +155,9 @@ def _evaluate(
     trigger: Trigger,
     cooldown_ms: int,
 ) -> list[Alert]:
-    watch = state.watches.setdefault(sub.id, Watch(armed_ms=trigger.at_ms))
+    # Not armed yet here (a workflow first seen after the subscription, or an input read before
+    # the subscription's own record): armed since the subscription's creation, as `arm` does.
+    watch = state.watches.setdefault(sub.id, Watch(armed_ms=sub.armed_ms or trigger.at_ms))
     check = CHECKS[sub.config.rule](state, watch, sub.config, facts, trigger.at_ms)
     if check is None:
         return []

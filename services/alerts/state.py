@@ -32,10 +32,12 @@ class ExecutionFacts(Struct, frozen=True):
 
 
 class Subscription(Struct, frozen=True):
-    """An alert subscription as the rules see it."""
+    """An alert subscription as the rules see it; `armed_ms` is when it started watching (its
+    creation), the arming time of a watch it gets only when an input first concerns it."""
 
     id: str
     config: AlertConfig
+    armed_ms: int = 0
 
 
 class Bucket(Struct, array_like=True):

@@ -16,7 +16,7 @@ from schemas import topics
 from schemas.events import Cost, ExecutionCompleted, ExecutionRecord, topic_key
 from schemas.notifications import NotificationRecord, SubscriptionRecord
 from services.alerts.engine import Engine, Tables, Views, partition_of
-from services.alerts.ticks import TickGate
+from services.alerts.ticks import Tick, TickGate
 from services.common.config import Settings
 
 PARTITIONS = 3
@@ -24,7 +24,10 @@ PROJECT = "prj_engine"
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 
 
-def subscription(version: int = 1, threshold: str = "0.5") -> SubscriptionRecord:
+def subscription(
+    version: int = 1, threshold: str = "0.5", rule: dict[str, Any] | None = None
+) -> SubscriptionRecord:
+    config = rule or {"rule": "cost_threshold", "costThresholdDollars": threshold}
     return msgspec.convert(
         {
             "v": 1, "id": "ntf_cost", "projectId": PROJECT, "version": version,
@@ -34,7 +37,7 @@ def subscription(version: int = 1, threshold: str = "0.5") -> SubscriptionRecord
             "includeRateLimits": False, "includeUsageData": False, "active": True,
             "createdAtMs": int(T0.timestamp() * 1000) - 60_000,
             "destination": {"url": "https://hooks.example.com/cc"},
-            "alertConfig": {"rule": "cost_threshold", "costThresholdDollars": threshold},
+            "alertConfig": config,
         },
         SubscriptionRecord,
     )  # fmt: skip
@@ -75,7 +78,14 @@ class World:
                 self.message(topics.SUBSCRIPTIONS, p, f"{record.id}/{p}".encode(), value)
             )
 
-    async def execution(self, execution_id: str, minutes: int, cost: float) -> None:
+    async def tick(self, at: datetime) -> None:
+        for p in range(PARTITIONS):
+            tick = Tick(v=1, partition=p, atMs=int(at.timestamp() * 1000), executionsEnd=0)
+            await self.engine.handle(
+                self.message(topics.TICKS, p, b"tick", msgspec.json.encode(tick))
+            )
+
+    async def execution(self, execution_id: str, minutes: float, cost: float) -> None:
         ended = T0 + timedelta(minutes=minutes)
         event = ExecutionCompleted(
             executionId=execution_id, workflowId="wf1", trigger="api", level="info",
@@ -94,6 +104,9 @@ class World:
 
     def alerts(self) -> list[str]:
         return [msgspec.to_builtins(r.payload)["data"]["executionId"] for r in self.sent]
+
+    def alert_ids(self) -> list[str]:
+        return [msgspec.to_builtins(r.payload)["data"]["alert"]["id"] for r in self.sent]
 
 
 async def test_the_read_ahead_subscription_arriving_on_the_stream_keeps_the_cooldown() -> None:
@@ -123,3 +136,25 @@ async def test_a_changed_rule_on_the_stream_starts_its_watches_afresh() -> None:
     await world.subscription_on_stream(subscription(version=2, threshold="0.6"))
     await world.execution("ex-2", 1, 0.75)  # a new rule: no cooldown carried over
     assert world.alerts() == ["ex-1", "ex-2"]
+
+
+async def test_no_activity_is_armed_at_creation_whichever_record_comes_first() -> None:
+    # The subscription was created a minute before T0; an execution that ended 5 minutes before
+    # T0 arrives after it. Arming is at creation in both orders, so the alert is the same.
+    idle = subscription(rule={"rule": "no_activity", "inactivityHours": 0.5})
+    ids = []
+    for read_ahead in (False, True):
+        world = World()
+        if read_ahead:
+            world.read_ahead(idle)
+        else:
+            await world.subscription_on_stream(idle)
+        await world.execution("ex-1", -5, 0.01)
+        if read_ahead:
+            await world.subscription_on_stream(idle)
+        await world.tick(T0 + timedelta(minutes=28))  # 30 min after the execution: not yet
+        assert world.sent == []
+        await world.tick(T0 + timedelta(minutes=30))  # 30 min after creation: due
+        assert len(world.sent) == 1
+        ids.append(world.alert_ids()[0])
+    assert ids[0] == ids[1]
