@@ -200,6 +200,12 @@ async def test_a_missing_file_is_one_line(session, stack: Stack, tmp_path: Path)
 # ---- logs tail --------------------------------------------------------------------------------
 
 
+def _ctrl_c_default() -> None:
+    """In the child: Ctrl-C as at a terminal, even when the tests run where SIGINT is ignored
+    (a background job of a shell without job control), which a child would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def _read_line(stream: asyncio.StreamReader) -> bytes:
     return await asyncio.wait_for(stream.readline(), READ_TIMEOUT_S)
 
@@ -254,6 +260,7 @@ async def test_tail_since_start_prints_history_and_ctrl_c_exits_quietly(
         CLI, "logs", "tail", "--since-start", "--level", "error",
         "--url", stack.base_url, "--api-key", key,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        preexec_fn=_ctrl_c_default,
     )  # fmt: skip
     assert tail.stdout is not None and tail.stderr is not None
     try:
