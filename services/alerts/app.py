@@ -8,9 +8,13 @@ a restart, each written only while handling a record of the partition its key be
   execution ids, watches with cooldowns and episodes), written together so that a resent
   execution is neither evaluated nor billed twice;
 - `subscriptions`: key `<subscription id>/<partition>`, the version this partition applied.
-`Views` index them in memory by partition and project; they are rebuilt from the changelogs
-when partitions are assigned, and the subscriptions are also read ahead from their compacted
-topic then, so that no execution is evaluated before the subscriptions published before it.
+The tables live in RocksDB under `CC_DATA_DIR/alerts/<group>` (`CC_ALERTS_STORE`; `memory://` keeps
+them in memory), backed by their changelog topics: a restarted worker opens its store and
+replays only the changelog written after the store's last flush. `Views` index the tables in
+memory by partition and project, from the replayed changelog and then from the store once
+recovery is complete; the subscriptions are also read ahead from their compacted topic when
+partitions are assigned, so that no execution is evaluated before the subscriptions published
+before it.
 
 A subscription applies to executions the API received after its creation (`receivedAtMs >=
 createdAtMs`) and to ticks after it: the outcome then does not depend on the order in which
@@ -33,7 +37,7 @@ answers a waiting fetch only when the fetch's maximum wait is up, so that wait i
 
 import asyncio
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -47,7 +51,7 @@ from mode import CrashingSupervisor
 from schemas import topics
 from schemas.notifications import NotificationRecord
 from services.alerts import payload
-from services.alerts.engine import Engine, Send, Tables, Views
+from services.alerts.engine import Engine, Send, Tables, Views, partition_of
 from services.alerts.ticks import OffsetReader, TickGate, TickProducer
 from services.common.config import ConfigError, Settings, env_number
 from services.common.kafka import ensure_topics, make_producer
@@ -72,7 +76,7 @@ class AlertsConfig:
     """The engine's own knobs: consumer group (= faust app id), table store, tick interval."""
 
     group: str = "codecourier-alerts"
-    store: str = "memory://"
+    store: str = "rocksdb://"
     tick_s: float = 15.0
     commit_interval_s: float = 1.0
 
@@ -133,10 +137,14 @@ class AlertsApp(faust.App):
 def build_app(settings: Settings, config: AlertsConfig, partitions: int) -> AlertsApp:
     """The faust app: one agent over the co-partitioned topics, three tables, the tick timer."""
     bootstrap = settings.kafka_bootstrap or ""
+    # One store per consumer group: a store's offsets belong to that group's changelogs.
+    datadir = settings.data_dir / "alerts" / config.group
+    datadir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
     app = AlertsApp(
         config.group,
         broker=f"kafka://{bootstrap}",
         store=config.store,
+        datadir=str(datadir),
         topic_partitions=partitions,
         broker_commit_interval=config.commit_interval_s,
         **FAUST_SETTINGS,
@@ -144,23 +152,52 @@ def build_app(settings: Settings, config: AlertsConfig, partitions: int) -> Aler
     app.offsets = OffsetReader(bootstrap, config.group)
     views = Views()
     tables = Tables(
-        states=_table(app, "workflow-states", partitions, views.on_state_changelog),
-        subscriptions=_table(app, "subscriptions", partitions, views.on_subscription_changelog),
-    )
+        states=_table(
+            app, "workflow-states", partitions, views.on_state_changelog,
+            views.index_state, lambda key: partition_of(key, partitions),
+        ),
+        subscriptions=_table(
+            app, "subscriptions", partitions, views.on_subscription_changelog,
+            views.index_subscription, lambda key: int(key.rpartition(b"/")[2]),
+        ),
+    )  # fmt: skip
     gate = TickGate(lambda p: _start_offset(app.offsets, p))
     engine = Engine(settings, partitions, tables, views, _sender(app), gate)
     _wire(app, engine, bootstrap, config)
     return app
 
 
-def _table(app: AlertsApp, name: str, partitions: int, hook: Any) -> Any:
-    return app.Table(
+def _table(
+    app: AlertsApp,
+    name: str,
+    partitions: int,
+    hook: Any,
+    index: Callable[[int, bytes, bytes | None], None],
+    partition: Callable[[bytes], int],
+) -> Any:
+    """A table whose rows are indexed in the views as the changelog is replayed and again, from
+    the store itself, once recovery is complete (a persistent store replays only what came
+    after its last flush)."""
+    table = app.Table(
         name,
         partitions=partitions,
         key_type=bytes,
         value_type=bytes,
         on_changelog_event=hook,
     )
+
+    @table.on_recover
+    async def reindex() -> None:
+        held = {tp.partition for tp in app.assignor.assigned_actives()}
+        count = 0
+        for key, value in table.items():
+            where = partition(key)
+            if where in held:
+                index(where, key, value)
+                count += 1
+        log.info("alerts.table_indexed", table=name, rows=count, partitions=sorted(held))
+
+    return table
 
 
 def _sender(app: AlertsApp) -> Send:

@@ -217,22 +217,30 @@ class Views:
     async def on_state_changelog(self, event: Any) -> None:
         """Index a recovered workflow state under its partition, with its cost."""
         message = event.message
-        if message.value is None:
-            self.discard_key(message.partition, message.key)
-        else:
-            head = _head.decode(message.value)
-            self.add_key(message.partition, message.key)
-            self.note_cost(message.key, head.cost)
-            self.plans[split_key(message.key)[0]] = head.plan
+        self.index_state(message.partition, message.key, message.value)
 
     async def on_subscription_changelog(self, event: Any) -> None:
         """Index a recovered subscription."""
         message = event.message
-        sub_id = message.key.decode().rpartition("/")[0]
-        if message.value is None:
-            self.drop_sub(message.partition, sub_id)
+        self.index_subscription(message.partition, message.key, message.value)
+
+    def index_state(self, partition: int, key: bytes, value: bytes | None) -> None:
+        """Index a stored workflow state (None: deleted) under its partition, with its cost."""
+        if value is None:
+            self.discard_key(partition, key)
         else:
-            self.put_sub(message.partition, SubView.of(_subscription.decode(message.value)))
+            head = _head.decode(value)
+            self.add_key(partition, key)
+            self.note_cost(key, head.cost)
+            self.plans[split_key(key)[0]] = head.plan
+
+    def index_subscription(self, partition: int, key: bytes, value: bytes | None) -> None:
+        """Index a stored subscription (None: deleted)."""
+        sub_id = key.decode().rpartition("/")[0]
+        if value is None:
+            self.drop_sub(partition, sub_id)
+        else:
+            self.put_sub(partition, SubView.of(_subscription.decode(value)))
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ class Worker:
             "CC_KAFKA_BOOTSTRAP": bootstrap,
             "CC_KAFKA_PARTITIONS": str(partitions),
             "CC_ALERTS_GROUP": group,
+            "CC_DATA_DIR": str(log_path.parent / "data"),
             "CC_TICK_SECONDS": "1",
             "CC_LOG_LEVEL": "warning",
             **env,
@@ -531,6 +532,40 @@ async def test_cooldown_survives_kill_minus_nine(isolated: Harness, tmp_path: Pa
         by_execution = {n["payload"]["data"]["executionId"] for n in harness.of(rule.id)}
         assert by_execution == {"a2", "b2", "a61"}
         assert len(_alert_ids(harness, rule.id)) == 3
+    finally:
+        worker.kill()
+
+
+@pytest.mark.slow
+async def test_a_restarted_worker_indexes_the_workflows_in_its_store(
+    isolated: Harness, tmp_path: Path
+) -> None:
+    # The workflow's state is in the worker's RocksDB store and its changelog write is before
+    # the store's persisted offset, so a restart does not replay it: only the index built from
+    # the store itself tells the ticks that there is a workflow to watch.
+    harness = isolated
+    project = project_id()
+    group = f"alerts-store-{secrets.token_hex(4)}"
+    worker = Worker(harness.bootstrap, harness.partitions, group, tmp_path / "worker.log",
+                    CC_LOG_LEVEL="info").start()  # fmt: skip
+    try:
+        armed = datetime.now(UTC) - timedelta(seconds=20)  # the deadline is 40 s from now
+        rule = sub(
+            "ntf_idle_" + project, project, allWorkflows=False, workflowIds=["wf"],
+            createdAtMs=int(armed.timestamp() * 1000),
+            alertConfig={"rule": "no_activity", "inactivityHours": MINUTE_H},
+        )  # fmt: skip
+        await harness.subscribe(rule)
+        await harness.ready(project, "wf")
+        await _kill_after_commit(harness, worker, group, "wf", project)
+        await harness.wait_for(lambda: bool(harness.of(rule.id)), 100, "the no_activity alert")
+        assert harness.of(rule.id)[0]["payload"]["type"] == "workflow.alert.no_activity"
+        indexed = [
+            msgspec.json.decode(line)["rows"]
+            for line in (tmp_path / "worker.log").read_text().splitlines()
+            if '"alerts.table_indexed"' in line and '"workflow-states"' in line
+        ]
+        assert indexed[0] == 0 and indexed[-1] >= 1  # an empty store, then what it kept
     finally:
         worker.kill()
 
