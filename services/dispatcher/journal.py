@@ -105,14 +105,13 @@ class Starts:
     async def _send(self, value: bytes, written: asyncio.Future[None]) -> None:
         try:
             await self.write(value)
-        except BaseException as exc:
-            if not written.done():
-                written.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
+        except asyncio.CancelledError:
+            written.cancel()
+            raise
+        except Exception as exc:
+            written.set_exception(exc)
         else:
-            if not written.done():
-                written.set_result(None)
+            written.set_result(None)
 
 
 def _retrieve(future: "asyncio.Future[None]") -> None:
