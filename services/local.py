@@ -91,6 +91,16 @@ async def _child_service(args: list[str], env: dict[str, str], stop: asyncio.Eve
         raise RuntimeError(f"codecourier {' '.join(args)} exited with {child.returncode}")
 
 
+def alerts_env(settings: Settings, bootstrap: str) -> dict[str, str]:
+    """The alert engine's environment here: with the embedded broker, whose changelogs live in
+    memory, its tables do too (a store on disk would outlive the changelogs it belongs to, and
+    faust refuses a store that is ahead of its changelog)."""
+    env = {"CC_KAFKA_BOOTSTRAP": bootstrap}
+    if not settings.kafka_bootstrap:
+        env["CC_ALERTS_STORE"] = "memory://"
+    return env
+
+
 async def _watch_broker(broker: EmbeddedBroker, stop: asyncio.Event) -> None:
     while not stop.is_set():
         if broker.process is not None and broker.process.poll() is not None:
@@ -131,7 +141,7 @@ async def run_local(settings: Settings) -> int:
             sink = _child_service(["logsink"], {"CC_KAFKA_BOOTSTRAP": bootstrap}, stop)
         sink_task = asyncio.create_task(_supervised(sink, stop))
         # faust owns its event loop: the alert engine runs as a child process.
-        alerts = _child_service(["alerts"], {"CC_KAFKA_BOOTSTRAP": bootstrap}, stop)
+        alerts = _child_service(["alerts"], alerts_env(settings, bootstrap), stop)
         alerts_task = asyncio.create_task(_supervised(alerts, stop))
         host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
         dispatcher_env = {
