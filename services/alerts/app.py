@@ -8,13 +8,12 @@ a restart, each written only while handling a record of the partition its key be
   execution ids, watches with cooldowns and episodes), written together so that a resent
   execution is neither evaluated nor billed twice;
 - `subscriptions`: key `<subscription id>/<partition>`, the version this partition applied.
-The tables live in RocksDB under `CC_DATA_DIR/alerts/<group>` (`CC_ALERTS_STORE`; `memory://` keeps
-them in memory), backed by their changelog topics: a restarted worker opens its store and
-replays only the changelog written after the store's last flush. `Views` index the tables in
-memory by partition and project, from the replayed changelog and then from the store once
-recovery is complete; the subscriptions are also read ahead from their compacted topic when
-partitions are assigned, so that no execution is evaluated before the subscriptions published
-before it.
+The tables live in RocksDB under `CC_DATA_DIR/alerts/<group>` (`CC_ALERTS_STORE`; `memory://`
+keeps them in memory), backed by their changelog topics: a restarted worker opens its store
+and replays only the changelog written after the store's last flush. `Views` index the tables
+in memory by partition and project, from the store once recovery is complete; the
+subscriptions are also read ahead from their compacted topic when partitions are assigned, so
+that no execution is evaluated before the subscriptions published before it.
 
 A subscription applies to executions the API received after its creation (`receivedAtMs >=
 createdAtMs`) and to ticks after it: the outcome then does not depend on the order in which
@@ -153,12 +152,12 @@ def build_app(settings: Settings, config: AlertsConfig, partitions: int) -> Aler
     views = Views()
     tables = Tables(
         states=_table(
-            app, "workflow-states", partitions, views.on_state_changelog,
-            views.index_state, lambda key: partition_of(key, partitions),
+            app, "workflow-states", partitions, views.index_state,
+            lambda key: partition_of(key, partitions),
         ),
         subscriptions=_table(
-            app, "subscriptions", partitions, views.on_subscription_changelog,
-            views.index_subscription, lambda key: int(key.rpartition(b"/")[2]),
+            app, "subscriptions", partitions, views.index_subscription,
+            lambda key: int(key.rpartition(b"/")[2]),
         ),
     )  # fmt: skip
     gate = TickGate(lambda p: _start_offset(app.offsets, p))
@@ -171,19 +170,17 @@ def _table(
     app: AlertsApp,
     name: str,
     partitions: int,
-    hook: Any,
     index: Callable[[int, bytes, bytes | None], None],
     partition: Callable[[bytes], int],
 ) -> Any:
-    """A table whose rows are indexed in the views as the changelog is replayed and again, from
-    the store itself, once recovery is complete (a persistent store replays only what came
-    after its last flush)."""
+    """A table whose rows are indexed in the views from the store once recovery is complete: a
+    persistent store replays only the changelog after its last flush, so the replay alone would
+    not show every row."""
     table = app.Table(
         name,
         partitions=partitions,
         key_type=bytes,
         value_type=bytes,
-        on_changelog_event=hook,
     )
 
     @table.on_recover

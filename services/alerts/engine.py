@@ -214,16 +214,6 @@ class Views:
             self.subs.pop(partition, None)
             self._by_project.pop(partition, None)
 
-    async def on_state_changelog(self, event: Any) -> None:
-        """Index a recovered workflow state under its partition, with its cost."""
-        message = event.message
-        self.index_state(message.partition, message.key, message.value)
-
-    async def on_subscription_changelog(self, event: Any) -> None:
-        """Index a recovered subscription."""
-        message = event.message
-        self.index_subscription(message.partition, message.key, message.value)
-
     def index_state(self, partition: int, key: bytes, value: bytes | None) -> None:
         """Index a stored workflow state (None: deleted) under its partition, with its cost."""
         if value is None:
