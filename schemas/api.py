@@ -5,6 +5,8 @@ from typing import Annotated, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from schemas.bounds import field_error, time_error
+
 Plan = Literal["free", "pro", "team", "enterprise"]
 Scope = Literal[
     "projects:read",
@@ -90,8 +92,13 @@ class CreateKeyBody(Struct, frozen=True, forbid_unknown_fields=True):
     """Body of `POST /api/v1/keys`."""
 
     name: Name
-    scopes: Annotated[list[Scope], Meta(min_length=1)]
+    scopes: Annotated[list[Scope], Meta(min_length=1, max_length=len(ALL_SCOPES))]
     expiresAt: AwareDatetime | None = None
+
+    def __post_init__(self) -> None:
+        """Bounds that `Meta` cannot express."""
+        if self.expiresAt is not None and (problem := time_error(self.expiresAt)):
+            raise field_error("expiresAt", problem)
 
 
 class CreateProjectBody(Struct, frozen=True, forbid_unknown_fields=True):

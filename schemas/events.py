@@ -5,13 +5,31 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta, Raw, Struct
 
-Id = Annotated[str, Meta(min_length=1, max_length=256)]
-Text = Annotated[str, Meta(max_length=1000)]
-LongText = Annotated[str, Meta(max_length=10_000)]
+from schemas.bounds import (
+    MAX_FILES,
+    MAX_MODELS,
+    MAX_TRACE_SPANS,
+    Description,
+    DurationMs,
+    Id,
+    Money,
+    Name,
+    field_error,
+    time_error,
+)
+from schemas.bounds import TokenCount as Count
+
 Trigger = Annotated[str, Meta(min_length=1, max_length=64)]
-Money = Annotated[float, Meta(ge=0)]
-Count = Annotated[int, Meta(ge=0)]
 AwareDatetime = Annotated[datetime, Meta(tz=True)]
+
+
+def _check_times(started: datetime, ended: datetime | None = None) -> None:
+    """Both times within the accepted range, and an end no earlier than its start."""
+    for field, moment in (("startedAt", started), ("endedAt", ended)):
+        if moment is not None and (problem := time_error(moment)):
+            raise field_error(field, problem)
+    if ended is not None and ended < started:
+        raise field_error("endedAt", "Must not be before startedAt.")
 
 
 class Tokens(Struct, frozen=True, omit_defaults=True):
@@ -38,7 +56,7 @@ class Cost(Struct, frozen=True, omit_defaults=True):
     input: Money | None = None
     output: Money | None = None
     tokens: Tokens | None = None
-    models: dict[Annotated[str, Meta(min_length=1, max_length=200)], ModelCost] | None = None
+    models: Annotated[dict[Name, ModelCost], Meta(max_length=MAX_MODELS)] | None = None
 
 
 class WorkflowState(Struct, frozen=True):
@@ -58,8 +76,12 @@ class ExecutionStarted(Struct, frozen=True, tag="workflow.execution.started", ta
     trigger: Trigger
     mode: Literal["sync", "async"]
     startedAt: AwareDatetime
-    workflowName: Text | None = None
+    workflowName: Name | None = None
     folderId: Id | None = None
+
+    def __post_init__(self) -> None:
+        """Bounds that `Meta` cannot express."""
+        _check_times(self.startedAt)
 
 
 class CompletedFacts(Struct, frozen=True):
@@ -71,12 +93,16 @@ class CompletedFacts(Struct, frozen=True):
     level: Literal["info", "error"]
     startedAt: AwareDatetime
     endedAt: AwareDatetime
-    workflowName: Text | None = None
-    workflowDescription: LongText | None = None
+    workflowName: Name | None = None
+    workflowDescription: Description | None = None
     folderId: Id | None = None
     status: Literal["success", "error", "cancelled"] | None = None
-    totalDurationMs: Count | None = None
+    totalDurationMs: DurationMs | None = None
     cost: Cost | None = None
+
+    def __post_init__(self) -> None:
+        """Bounds that `Meta` cannot express (nesting depth is checked on the raw bytes)."""
+        _check_times(self.startedAt, self.endedAt)
 
 
 class ExecutionCompleted(
@@ -84,9 +110,9 @@ class ExecutionCompleted(
 ):
     """A runtime finished an execution, successfully or not."""
 
-    files: list[Any] | None = None
+    files: Annotated[list[Any], Meta(max_length=MAX_FILES)] | None = None
     finalOutput: Any = None
-    traceSpans: list[Any] | None = None
+    traceSpans: Annotated[list[Any], Meta(max_length=MAX_TRACE_SPANS)] | None = None
     workflowState: WorkflowState | None = None
 
 

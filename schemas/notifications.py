@@ -13,6 +13,11 @@ Url = Annotated[str, Meta(min_length=8, max_length=2048)]
 Email = Annotated[str, Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 WorkflowId = Annotated[str, Meta(min_length=1, max_length=256)]
 Secret = Annotated[str, Meta(min_length=16, max_length=512)]
+# The lists of a subscription, bounded alike on create and on PATCH.
+WorkflowIds = Annotated[list[WorkflowId], Meta(max_length=1000)]
+Levels = Annotated[list[Level], Meta(min_length=1)]
+Triggers = Annotated[list[Annotated[str, Meta(min_length=1, max_length=64)]], Meta(max_length=50)]
+Recipients = Annotated[list[Email], Meta(max_length=10)]
 
 
 class WebhookConfig(Struct, frozen=True, forbid_unknown_fields=True):
@@ -36,20 +41,16 @@ class SubscriptionBody(Struct, frozen=True, forbid_unknown_fields=True):
     """Body of `POST /api/v1/notifications` (Sim field names)."""
 
     notificationType: NotificationType
-    workflowIds: Annotated[list[WorkflowId], Meta(max_length=1000)] = []
+    workflowIds: WorkflowIds = []
     allWorkflows: bool = False
-    levelFilter: Annotated[list[Level], Meta(min_length=1)] = msgspec.field(
-        default_factory=lambda: ["info", "error"]
-    )
-    triggerFilter: Annotated[
-        list[Annotated[str, Meta(min_length=1, max_length=64)]], Meta(max_length=50)
-    ] = []
+    levelFilter: Levels = msgspec.field(default_factory=lambda: ["info", "error"])
+    triggerFilter: Triggers = []
     includeFinalOutput: bool = False
     includeTraceSpans: bool = False
     includeRateLimits: bool = False
     includeUsageData: bool = False
     webhookConfig: WebhookConfig | None = None
-    emailRecipients: Annotated[list[Email], Meta(max_length=10)] | None = None
+    emailRecipients: Recipients | None = None
     slackConfig: SlackConfig | None = None
     active: bool = True
     alertConfig: AlertConfig | None = None
@@ -58,16 +59,16 @@ class SubscriptionBody(Struct, frozen=True, forbid_unknown_fields=True):
 class SubscriptionPatch(Struct, frozen=True, forbid_unknown_fields=True):
     """Body of `PATCH /api/v1/notifications/{id}`: any subset of the creatable fields."""
 
-    workflowIds: Annotated[list[WorkflowId], Meta(max_length=1000)] | UnsetType = UNSET
+    workflowIds: WorkflowIds | UnsetType = UNSET
     allWorkflows: bool | UnsetType = UNSET
-    levelFilter: Annotated[list[Level], Meta(min_length=1)] | UnsetType = UNSET
-    triggerFilter: list[Annotated[str, Meta(min_length=1, max_length=64)]] | UnsetType = UNSET
+    levelFilter: Levels | UnsetType = UNSET
+    triggerFilter: Triggers | UnsetType = UNSET
     includeFinalOutput: bool | UnsetType = UNSET
     includeTraceSpans: bool | UnsetType = UNSET
     includeRateLimits: bool | UnsetType = UNSET
     includeUsageData: bool | UnsetType = UNSET
     webhookConfig: WebhookConfig | UnsetType = UNSET
-    emailRecipients: Annotated[list[Email], Meta(max_length=10)] | UnsetType = UNSET
+    emailRecipients: Recipients | UnsetType = UNSET
     slackConfig: SlackConfig | UnsetType = UNSET
     active: bool | UnsetType = UNSET
     alertConfig: AlertConfig | UnsetType | None = UNSET

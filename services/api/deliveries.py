@@ -21,6 +21,7 @@ from services.api.routing import Call, Page, Param, Route, int_param
 from services.common.clock import iso_ms, now_ms
 from services.common.cursor import decode_cursor, encode_cursor
 from services.common.errors import Conflict, InvalidCursor, InvalidInput, NotFound, Unavailable
+from services.common.kafka import check_record_size
 from services.common.subscriptions import record
 
 STATUSES = ("delivered", "retrying", "failed")
@@ -196,10 +197,10 @@ async def redeliver(call: Call) -> Redelivery:
         createdAtMs=at, secretCiphertext=row.secret_ciphertext, attempt=1, round=round_ms,
         subscriptionVersion=row.version,
     )  # fmt: skip
+    value = _json.encode(notification)
+    check_record_size(value, row.id.encode(), "redelivery")
     try:
-        await call.deps.producer.send_and_wait(
-            topics.NOTIFICATIONS, _json.encode(notification), key=row.id.encode()
-        )
+        await call.deps.producer.send_and_wait(topics.NOTIFICATIONS, value, key=row.id.encode())
     except (KafkaError, OSError) as exc:
         raise Unavailable(f"The notification log is unavailable ({type(exc).__name__}).") from exc
     return Redelivery(deliveryId=delivery_id, round=round_ms)

@@ -8,6 +8,7 @@ from msgspec import UNSET, Struct, UnsetType
 
 from schemas import topics
 from schemas.api import ErrorDetail
+from schemas.bounds import MAX_JSON_DEPTH, dotted, too_deep_at
 from schemas.events import (
     Event,
     EventBatch,
@@ -27,6 +28,7 @@ from services.common.errors import (
     UnsupportedMediaType,
 )
 from services.common.http import validation_error
+from services.common.kafka import check_record_size
 from services.common.ratelimit import Bucket
 
 MAX_EVENTS = 1000
@@ -49,6 +51,37 @@ class _Envelope(Struct):
     events: list[msgspec.Raw] | UnsetType = UNSET
 
 
+EVENT_DEPTH = MAX_JSON_DEPTH + 1  # the event object, then its free-form fields
+BATCH_DEPTH = EVENT_DEPTH + 2  # `{"events": [...]}` around the events
+DEPTH_MESSAGE = f"JSON nests deeper than {MAX_JSON_DEPTH} levels."
+
+
+def _too_deep(field: str) -> InvalidInput:
+    return InvalidInput(
+        f"Invalid request: {field}: {DEPTH_MESSAGE}", [ErrorDetail(field, DEPTH_MESSAGE)]
+    )
+
+
+def _member(path: list[str | int]) -> str:
+    return path[0] if path and isinstance(path[0], str) else ""
+
+
+def check_body_depth(raw: bytes) -> None:
+    """Refuse nesting beyond the bounds before any decoder recurses into it, naming the field.
+
+    A batch nests two levels more than the events it holds.
+    """
+    path = too_deep_at(raw, EVENT_DEPTH)
+    if path is None:
+        return
+    if len(path) > 1 and path[0] == "events" and isinstance(path[1], int):
+        path = too_deep_at(raw, BATCH_DEPTH)
+        if path is not None:
+            raise _too_deep(dotted(path[:3]))
+        return
+    raise _too_deep(_member(path) or "body")
+
+
 def split_body(raw: bytes, content_type: str) -> tuple[list[bytes], str]:
     """The raw events of a body and the field prefix for errors (`events` or ``)."""
     if content_type == "application/x-ndjson":
@@ -61,6 +94,7 @@ def split_body(raw: bytes, content_type: str) -> tuple[list[bytes], str]:
             "Content-Type must be application/json or application/x-ndjson, "
             f"got {content_type or 'none'}."
         )
+    check_body_depth(raw)
     try:
         envelope = msgspec.json.decode(raw, type=_Envelope)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -93,6 +127,9 @@ def decode_events(raws: list[bytes], prefix: str, max_event_bytes: int) -> list[
                 f"{_field(prefix, index, '')} is {len(raw)} bytes; the limit is {max_event_bytes}.",
                 [ErrorDetail(field=_field(prefix, index, ""), message="Event too large.")],
             )
+        if (deep := too_deep_at(raw, EVENT_DEPTH)) is not None:
+            errors.append(ErrorDetail(_field(prefix, index, _member(deep)), DEPTH_MESSAGE))
+            continue
         try:
             try:
                 event = screening.SCREEN.decode(raw)
@@ -104,13 +141,6 @@ def decode_events(raws: list[bytes], prefix: str, max_event_bytes: int) -> list[
             detail = validation_error(exc).details[0]  # type: ignore[index]
             path = "" if detail.field == "body" else detail.field
             errors.append(ErrorDetail(field=_field(prefix, index, path), message=detail.message))
-            continue
-        if not isinstance(event, ExecutionStarted) and event.endedAt < event.startedAt:
-            errors.append(
-                ErrorDetail(
-                    field=_field(prefix, index, "endedAt"), message="Must not be before startedAt."
-                )
-            )
             continue
         events.append(event)
     if errors:
@@ -128,14 +158,42 @@ def execution_buckets(call: Call, plan: str) -> dict[str, Bucket]:
     }
 
 
-async def _limit(call: Call, key: KeyRecord, events: list[Checked]) -> None:
-    """Take every bucket the request needs, or none: a refusal gives back what was taken."""
-    limits = call.deps.settings.plan(key.plan)
-    ingest = Bucket(
+def ingest_bucket(call: Call, plan: str) -> Bucket:
+    """The project's ingest bucket: the plan's API rate times the ingest multiplier."""
+    limits = call.deps.settings.plan(plan)
+    return Bucket(
         per_minute=limits.api_per_minute * limits.ingest_multiplier,
         burst=limits.api_burst * limits.ingest_multiplier,
     )
-    needs = [(f"ingest:{key.project_id}", ingest, len(events), "Ingest")]
+
+
+async def _take(call: Call, name: str, bucket: Bucket, cost: int, what: str) -> None:
+    decision = await call.deps.limiter.take(name, bucket, cost)
+    if name.startswith("ingest:"):
+        call.request["ratelimit"] = decision
+    if not decision.allowed:
+        raise RateLimited(
+            f"{what} limit of {decision.limit_per_minute} per minute exceeded; "
+            f"retry in {decision.retry_after_s} s.",
+            decision.retry_after_s,
+        )
+
+
+async def charge_request(call: Call, key: KeyRecord) -> None:
+    """One ingest token before the body is read, kept if the body is refused.
+
+    It pays for the request's first event; an invalid, oversized or unadmittable body still
+    costs it, so that refused requests are not free.
+    """
+    await _take(call, f"ingest:{key.project_id}", ingest_bucket(call, key.plan), 1, "Ingest")
+
+
+async def _limit(call: Call, key: KeyRecord, events: list[Checked]) -> None:
+    """Take every bucket the request needs, or none: a refusal gives back what was taken
+    (the token of `charge_request` included)."""
+    ingest_name = f"ingest:{key.project_id}"
+    ingest = ingest_bucket(call, key.plan)
+    needs = [(ingest_name, ingest, len(events), "Ingest")]
     buckets = execution_buckets(call, key.plan)
     for mode in ("sync", "async"):
         starts = sum(1 for e in events if isinstance(e, ExecutionStarted) and e.mode == mode)
@@ -154,21 +212,19 @@ async def _limit(call: Call, key: KeyRecord, events: list[Checked]) -> None:
                 f"{what} needs {cost} tokens but the plan's bucket holds at most "
                 f"{int(bucket.burst)}; split the request."
             )
-    taken: list[tuple[str, Bucket, int]] = []
+    needs[0] = (ingest_name, ingest, len(events) - 1, "Ingest")  # one paid up front
+    taken: list[tuple[str, Bucket, int]] = [(ingest_name, ingest, 1)]
     for name, bucket, cost, what in needs:
-        decision = await call.deps.limiter.take(name, bucket, cost)
-        if name.startswith("ingest:"):
-            call.request["ratelimit"] = decision
-        if not decision.allowed:
+        if cost == 0:
+            continue
+        try:
+            await _take(call, name, bucket, cost, what)
+        except RateLimited:
             for done_name, done_bucket, done_cost in taken:
                 refund = await call.deps.limiter.take(done_name, done_bucket, -done_cost)
                 if done_name.startswith("ingest:"):
                     call.request["ratelimit"] = refund
-            raise RateLimited(
-                f"{what} limit of {decision.limit_per_minute} per minute exceeded; "
-                f"retry in {decision.retry_after_s} s.",
-                decision.retry_after_s,
-            )
+            raise
         taken.append((name, bucket, cost))
 
 
@@ -191,30 +247,36 @@ def group_by_workflow(
 async def ingest(call: Call) -> Accepted:
     """Accept events once every one of them is acknowledged by the broker."""
     key = call.principal
+    await charge_request(call, key)
     raw = await call.request.read()
     raws, prefix = split_body(raw, call.request.content_type)
     events = decode_events(raws, prefix, call.deps.settings.max_event_bytes)
     await _limit(call, key, events)
     received = now_ms(call.deps.clock)
     retention = call.deps.settings.plan(key.plan).retention_days
+    records = [
+        (
+            _record_encoder.encode(
+                ExecutionRecord(
+                    v=2,
+                    projectId=key.project_id,
+                    receivedAtMs=received,
+                    retentionDays=retention,
+                    events=group,
+                    plan=key.plan,
+                )
+            ),
+            topic_key(key.project_id, workflow_id),
+        )
+        for workflow_id, group in group_by_workflow(raws, events)
+    ]
+    for value, record_key in records:
+        check_record_size(value, record_key, "events of one workflow")
     producer = call.deps.producer
     try:
         futures = [
-            await producer.send(
-                topics.EXECUTIONS,
-                _record_encoder.encode(
-                    ExecutionRecord(
-                        v=2,
-                        projectId=key.project_id,
-                        receivedAtMs=received,
-                        retentionDays=retention,
-                        events=group,
-                        plan=key.plan,
-                    )
-                ),
-                key=topic_key(key.project_id, workflow_id),
-            )
-            for workflow_id, group in group_by_workflow(raws, events)
+            await producer.send(topics.EXECUTIONS, value, key=record_key)
+            for value, record_key in records
         ]
         await asyncio.gather(*futures)
     except (KafkaError, OSError) as exc:

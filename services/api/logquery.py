@@ -4,6 +4,7 @@ Only conditions from this module's allow-list reach SQL, always with bound param
 """
 
 import hashlib
+import re
 from datetime import UTC, date, datetime, time
 from typing import Any, Literal
 
@@ -11,6 +12,7 @@ import msgspec
 from msgspec import Struct
 
 from schemas.api import ErrorDetail
+from schemas.bounds import MAX_DURATION_MS, MAX_QUERY_LIST, MAX_USD, time_error
 from services.common.cursor import decode_cursor, encode_cursor
 from services.common.errors import InvalidCursor, InvalidInput
 
@@ -20,7 +22,9 @@ PARAMS = (
     "executionId", "minDurationMs", "maxDurationMs", "minCost", "maxCost", "model", "limit",
     "cursor", "order", "details", "includeTraceSpans", "includeFinalOutput",
 )  # fmt: skip
-MAX_LIST_ITEMS = 100
+MAX_LIST_ITEMS = MAX_QUERY_LIST
+_INTEGER = re.compile(r"[0-9]{1,20}")
+_DECIMAL = re.compile(r"[0-9]{1,20}(\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?")
 
 
 class Filters(Struct, frozen=True):
@@ -75,23 +79,28 @@ def _iso_bound(raw: str, field: str, end: bool) -> int:
         if len(text) == 10:
             day = date.fromisoformat(text)
             moment = datetime.combine(day, time.max if end else time.min, tzinfo=UTC)
-            return int(moment.timestamp() * 1000)
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput.field(field, f"Must be an ISO-8601 date or time, got {raw!r}.") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        problem = time_error(moment)
+    except (ValueError, OverflowError):
+        raise InvalidInput.field(
+            field, f"Must be an ISO-8601 date or time, got {raw[:64]!r}."
+        ) from None
+    if problem:
+        raise InvalidInput.field(field, problem)
     return int(moment.timestamp() * 1000)
 
 
-def _number(raw: str, field: str, kind: type[int] | type[float], low: float) -> Any:
-    try:
-        value = kind(raw)
-    except ValueError:
+def _number(raw: str, field: str, kind: type[int] | type[float], low: float, high: float) -> Any:
+    """A plain decimal number (no sign, no `_`, no `inf`) within [low, high]."""
+    if (_INTEGER if kind is int else _DECIMAL).fullmatch(raw) is None:
         word = "an integer" if kind is int else "a number"
-        raise InvalidInput.field(field, f"Must be {word}, got {raw!r}.") from None
-    if value < low or value != value or value in (float("inf"), float("-inf")):
-        raise InvalidInput.field(field, f"Must be a finite number >= {low:g}.")
+        raise InvalidInput.field(field, f"Must be {word}, got {raw[:64]!r}.")
+    value = kind(raw)
+    if not low <= value <= high:
+        raise InvalidInput.field(field, f"Must be between {low:g} and {high:g}.")
     return value
 
 
@@ -113,6 +122,8 @@ def _list(raw: str, field: str) -> tuple[str, ...]:
         raise InvalidInput.field(field, "Must be a non-empty comma-separated list.")
     if len(items) > MAX_LIST_ITEMS:
         raise InvalidInput.field(field, f"At most {MAX_LIST_ITEMS} values.")
+    if any(len(item) > 256 for item in items):
+        raise InvalidInput.field(field, "Each value must be 1 to 256 characters.")
     return items
 
 
@@ -132,10 +143,10 @@ def parse_filters(query: dict[str, str]) -> Filters:
         "startDate": lambda r, f: _iso_bound(r, f, end=False),
         "endDate": lambda r, f: _iso_bound(r, f, end=True),
         "executionId": _text, "model": _text,
-        "minDurationMs": lambda r, f: _number(r, f, int, 0),
-        "maxDurationMs": lambda r, f: _number(r, f, int, 0),
-        "minCost": lambda r, f: _number(r, f, float, 0),
-        "maxCost": lambda r, f: _number(r, f, float, 0),
+        "minDurationMs": lambda r, f: _number(r, f, int, 0, MAX_DURATION_MS),
+        "maxDurationMs": lambda r, f: _number(r, f, int, 0, MAX_DURATION_MS),
+        "minCost": lambda r, f: _number(r, f, float, 0, MAX_USD),
+        "maxCost": lambda r, f: _number(r, f, float, 0, MAX_USD),
     }  # fmt: skip
     names = {"startDate": "startMs", "endDate": "endMs"}
     for param, parse in parsers.items():
@@ -168,9 +179,7 @@ def parse_query(query: dict[str, str], project_id: str, cursor_key: bytes) -> Lo
     """The whole logs request, cursor verified against this project and these filters."""
     filters = parse_filters(query)
     order = _choice(query.get("order", "desc"), "order", ("asc", "desc"))
-    limit = _number(query.get("limit", "100"), "limit", int, 1)
-    if limit > 1000:
-        raise InvalidInput.field("limit", "Must be between 1 and 1000.")
+    limit = _number(query.get("limit", "100"), "limit", int, 1, 1000)
     details = _choice(query.get("details", "basic"), "details", ("basic", "full"))
     after = None
     if token := query.get("cursor"):

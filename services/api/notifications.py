@@ -26,6 +26,7 @@ from services.common.cursor import decode_cursor, encode_cursor
 from services.common.egress import EgressRefused, check_url, parse_cidrs
 from services.common.errors import Conflict, InvalidCursor, InvalidInput, NotFound
 from services.common.ids import new_id
+from services.common.kafka import check_record_size
 from services.common.sealing import seal, sealing_key
 from services.common.subscriptions import StoredConfig, announcements, config_of, record
 
@@ -152,7 +153,10 @@ def _stored(body: SubscriptionBody) -> StoredConfig:
 async def _announce(deps: Deps, row: SubscriptionRow, deleted: bool = False) -> list[OutboxMessage]:
     """Outbox messages broadcasting a subscription (or its removal) to every partition."""
     partitions = sorted(await deps.producer.partitions_for(topics.SUBSCRIPTIONS))
-    return announcements(row, partitions, deleted)
+    messages = announcements(row, partitions, deleted)
+    for message in messages:
+        check_record_size(message.value or b"", message.key.encode(), "subscription")
+    return messages
 
 
 def _new_signing_secret() -> str:
@@ -336,9 +340,9 @@ async def send_test(call: Call) -> TestSent:
         destination=sub_record.destination, payload=sample_payload(row, event_id, at),
         createdAtMs=at, secretCiphertext=row.secret_ciphertext, subscriptionVersion=row.version,
     )  # fmt: skip
-    await call.deps.producer.send_and_wait(
-        topics.NOTIFICATIONS, _json.encode(notification), key=row.id.encode()
-    )
+    value = _json.encode(notification)
+    check_record_size(value, row.id.encode(), "test notification")
+    await call.deps.producer.send_and_wait(topics.NOTIFICATIONS, value, key=row.id.encode())
     return TestSent(deliveryId=delivery_id, eventId=event_id)
 
 

@@ -1,6 +1,7 @@
 """The route table's types and the wrapper that applies auth, scopes, limits and envelopes."""
 
 import hmac
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -152,15 +153,25 @@ def bind(route: Route, deps: Deps) -> Callable[[web.Request], Awaitable[web.Stre
     return handle
 
 
+_INTEGER = re.compile(r"[0-9]{1,20}")
+
+
 def int_param(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
     """An integer query parameter within bounds, or a VALIDATION_ERROR naming it."""
     raw = query.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInput.field(name, f"Must be an integer, got {raw!r}.") from None
+    if _INTEGER.fullmatch(raw) is None:
+        raise InvalidInput.field(name, f"Must be an integer, got {raw[:64]!r}.")
+    value = int(raw)
     if not low <= value <= high:
         raise InvalidInput.field(name, f"Must be between {low} and {high}, got {value}.")
     return value
+
+
+def text_param(query: dict[str, str], name: str, max_chars: int = 256) -> str | None:
+    """A text query parameter of 1..max_chars characters, or a VALIDATION_ERROR naming it."""
+    raw = query.get(name)
+    if raw is not None and not 1 <= len(raw) <= max_chars:
+        raise InvalidInput.field(name, f"Must be 1 to {max_chars} characters.")
+    return raw

@@ -9,7 +9,7 @@ from schemas import topics
 from schemas.events import CancelRequested, topic_key
 from schemas.logs import CancelAccepted, Run
 from services.api.logs import epoch_ms
-from services.api.routing import Call, Page, Param, Route, int_param
+from services.api.routing import Call, Page, Param, Route, int_param, text_param
 from services.common.clock import iso_ms, now_ms
 from services.common.cursor import decode_cursor, encode_cursor
 from services.common.errors import Conflict, InvalidCursor, InvalidInput, NotFound, Unavailable
@@ -81,7 +81,7 @@ async def list_runs(call: Call) -> Page:
     status = call.query.get("status")
     if status not in (None, "running", "completed"):
         raise InvalidInput.field("status", "Must be running or completed.")
-    workflow_id = call.query.get("workflowId")
+    workflow_id = text_param(call.query, "workflowId")
     limit = int_param(call.query, "limit", 100, 1, 1000)
     binding = json.encode([project_id, status, workflow_id]).hex()[:32]
     params: dict[str, Any] = {"project": project_id, "limit": limit + 1, "workflow": workflow_id}

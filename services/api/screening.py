@@ -13,9 +13,12 @@ message stay exactly those of the full decode:
 Nesting depth needs no check: skipping a value recurses exactly as deep as decoding it.
 """
 
-import msgspec
-from msgspec import Raw, Struct
+from typing import Annotated
 
+import msgspec
+from msgspec import Meta, Raw, Struct
+
+from schemas.bounds import MAX_FILES, MAX_TRACE_SPANS
 from schemas.events import CompletedFacts, ExecutionStarted
 
 NULL = Raw(b"null")
@@ -39,9 +42,9 @@ class ScreenedCompleted(
 ):
     """`ExecutionCompleted` with the same checks on every field except the blobs, kept raw."""
 
-    files: list[Raw] | None = None
+    files: Annotated[list[Raw], Meta(max_length=MAX_FILES)] | None = None
     finalOutput: Raw = NULL
-    traceSpans: list[Raw] | None = None
+    traceSpans: Annotated[list[Raw], Meta(max_length=MAX_TRACE_SPANS)] | None = None
     workflowState: AnyObject | None = None
 
 

@@ -11,6 +11,8 @@ from services.common.errors import InvalidCursor
 
 T = TypeVar("T")
 _MAC_BYTES = 16
+MAX_CURSOR_CHARS = 2048
+_MALFORMED = "The cursor is malformed or was not issued by this server."
 
 
 def _b64(raw: bytes) -> str:
@@ -33,9 +35,11 @@ def encode_cursor(payload: msgspec.Struct, key: bytes) -> str:
 
 def decode_cursor(token: str, payload_type: type[T], key: bytes) -> T:
     """Verify and decode a cursor; anything tampered or malformed is INVALID_CURSOR."""
+    if len(token) > MAX_CURSOR_CHARS or not token.isascii():  # compare_digest needs ASCII
+        raise InvalidCursor(_MALFORMED)
     body, _, mac = token.partition(".")
-    if not body or not mac or not hmac.compare_digest(mac, _mac(body, key)):
-        raise InvalidCursor("The cursor is malformed or was not issued by this server.")
+    if not body or not mac or not hmac.compare_digest(mac.encode(), _mac(body, key).encode()):
+        raise InvalidCursor(_MALFORMED)
     try:
         return msgspec.json.decode(_unb64(body), type=payload_type)
     except (msgspec.DecodeError, ValueError) as exc:

@@ -12,6 +12,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from schemas.api import ErrorBody, ErrorDetail, ErrorInfo
+from schemas.bounds import MAX_JSON_DEPTH, dotted, too_deep_at
 from services.common.clock import iso_ms
 from services.common.errors import (
     AppError,
@@ -34,6 +35,7 @@ REQUEST_ID = web.AppKey("request_id", str)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{7,127}$")
 _JSON_TYPES = ("application/json",)
 _MISSING_FIELD = re.compile(r"Object (?:missing required|contains unknown) field `([^`]+)`")
+_FIELD_ERROR = re.compile(r"^`([^`]+)`: (.*)$", re.DOTALL)  # raised by schemas.bounds.field_error
 _encoder = msgspec.json.Encoder()
 
 
@@ -190,10 +192,13 @@ def validation_error(
     """Turn a msgspec error (`... - at `$.a[0].b``) into VALIDATION_ERROR with a field path."""
     text = str(exc)
     message, _, where = text.partition(" - at `")
+    where = where.removeprefix("key` in `")  # a dict key: name the dict
     path = where.rstrip("`").removeprefix("$").removeprefix(".") if where else ""
-    missing = _MISSING_FIELD.match(message)
-    if missing:  # point at the missing or unknown field itself, not at its parent object
+    missing = _MISSING_FIELD.match(message) or _FIELD_ERROR.match(message)
+    if missing:  # point at the missing, unknown or out-of-bounds field, not at its parent
         path = f"{path}.{missing.group(1)}".strip(".")
+        if missing.re is _FIELD_ERROR:
+            message = missing.group(2)
     field = f"{root}.{path}".strip(".").replace(".[", "[") if root else path
     if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
         message = f"Body is not valid JSON: {message}"
@@ -212,6 +217,10 @@ async def read_json(request: web.Request, body_type: type[T]) -> T:
     raw = await request.read()
     if not raw:
         raise InvalidInput.field("body", "Request body is empty; send a JSON object.")
+    if (path := too_deep_at(raw, MAX_JSON_DEPTH)) is not None:  # before a decoder recurses
+        raise InvalidInput.field(
+            dotted(path[:1]) or "body", f"JSON nests deeper than {MAX_JSON_DEPTH} levels."
+        )
     try:
         return msgspec.json.decode(raw, type=body_type)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:

@@ -15,11 +15,18 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from schemas import topics
-from services.common.errors import Unavailable
+from services.common.errors import PayloadTooLarge, Unavailable
 
 log = structlog.get_logger(__name__)
 
 TOPIC_ALREADY_EXISTS = 36
+# One limit from the edge to the log: the API refuses a record over MAX_RECORD_BYTES (413) before
+# producing it; the producer takes a record that size plus its framing; every topic is created
+# with a `max.message.bytes` that holds the producer's largest request, one full batch included.
+MAX_RECORD_BYTES = 1024 * 1024
+PRODUCER_MAX_REQUEST_BYTES = MAX_RECORD_BYTES + 64 * 1024
+PRODUCER_MAX_BATCH_BYTES = 1024 * 1024
+TOPIC_MAX_MESSAGE_BYTES = max(PRODUCER_MAX_REQUEST_BYTES, PRODUCER_MAX_BATCH_BYTES) + 64 * 1024
 _PR_SET_PDEATHSIG = 1
 
 
@@ -127,6 +134,15 @@ async def ping(bootstrap: str, timeout_s: float = 2.0) -> None:
             await admin.close()
 
 
+def check_record_size(value: bytes, key: bytes | None, what: str) -> None:
+    """Refuse a record the log could not take, before anything is produced (never a stall)."""
+    size = len(value) + len(key or b"")
+    if size > MAX_RECORD_BYTES:
+        raise PayloadTooLarge(
+            f"The {what} would be a {size}-byte record; the limit is {MAX_RECORD_BYTES}."
+        )
+
+
 def make_producer(bootstrap: str) -> AIOKafkaProducer:
     """A producer that returns only once every replica has the record (acks=all).
 
@@ -136,20 +152,25 @@ def make_producer(bootstrap: str) -> AIOKafkaProducer:
         bootstrap_servers=bootstrap,
         acks="all",
         linger_ms=2,
-        max_batch_size=1024 * 1024,
-        max_request_size=4 * 1024 * 1024,
+        max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+        max_request_size=PRODUCER_MAX_REQUEST_BYTES,
         request_timeout_ms=30_000,
     )
 
 
+def topic_config(name: str) -> dict[str, str]:
+    """The explicit configuration of a topic: its message limit and, if compacted, the policy."""
+    config = {"max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES)}
+    if name in topics.COMPACTED:
+        config["cleanup.policy"] = "compact"
+    return config
+
+
 def topic_specs(partitions: int, names: tuple[str, ...] = topics.ALL) -> list[NewTopic]:
-    """Every topic with its partition count and, for compacted ones, the cleanup policy."""
+    """Every topic with its partition count and explicit configuration."""
     return [
         NewTopic(
-            name,
-            num_partitions=partitions,
-            replication_factor=1,
-            topic_configs={"cleanup.policy": "compact"} if name in topics.COMPACTED else {},
+            name, num_partitions=partitions, replication_factor=1, topic_configs=topic_config(name)
         )
         for name in names
     ]

@@ -1,0 +1,98 @@
+"""The bounds of everything a tenant sends (contract section 4, "Bounds"), shared by every side.
+
+Most bounds are `Meta` constraints on the Structs that use these aliases. What `Meta` cannot say
+is here as plain functions: the time range, and the nesting depth of free-form JSON, which must
+be checked on the raw bytes before any decoder recurses into them.
+"""
+
+import json
+import re
+from datetime import UTC, datetime
+from itertools import accumulate
+from typing import Annotated
+
+from msgspec import Meta
+
+MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_TIME = datetime(2200, 1, 1, tzinfo=UTC)
+MAX_DURATION_MS = 31_536_000_000  # one year
+MAX_USD = 1_000_000
+MAX_TOKENS = 10**12
+MAX_JSON_DEPTH = 64  # levels of arrays and objects in one free-form field
+MAX_FILES = 1000
+MAX_MODELS = 100
+MAX_TRACE_SPANS = 10_000
+MAX_QUERY_LIST = 100
+
+Id = Annotated[str, Meta(min_length=1, max_length=256)]
+Name = Annotated[str, Meta(min_length=1, max_length=256)]
+Description = Annotated[str, Meta(max_length=4096)]
+Money = Annotated[float, Meta(ge=0, le=MAX_USD)]
+TokenCount = Annotated[int, Meta(ge=0, le=MAX_TOKENS)]
+DurationMs = Annotated[int, Meta(ge=0, le=MAX_DURATION_MS)]
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},:]', re.DOTALL)
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+_BRACKETS = bytes(range(256)).translate(None, b"[]{}")
+
+
+def field_error(field: str, message: str) -> ValueError:
+    """An error raised in `__post_init__` that the HTTP edge reports under `field`."""
+    return ValueError(f"`{field}`: {message}")
+
+
+def time_error(moment: datetime) -> str | None:
+    """Why `moment` is outside the accepted range, or None."""
+    if MIN_TIME <= moment < MAX_TIME:
+        return None
+    return "Must be between 1970-01-01 and 2200-01-01."
+
+
+def within_depth(raw: bytes, limit: int) -> bool:
+    """Whether arrays and objects nest at most `limit` deep in a JSON document."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:  # cheap, and enough for most documents
+        return True
+    shape = _STRING.sub(b"", raw).translate(None, _BRACKETS)
+    return max(accumulate(_STEP[b] for b in shape), default=0) <= limit
+
+
+def too_deep_at(raw: bytes, limit: int) -> list[str | int] | None:
+    """The path (keys and indexes) to the first value nested deeper than `limit`, or None.
+
+    A scan of tokens, never a recursive decode: it is safe on any depth.
+    """
+    if within_depth(raw, limit):
+        return None
+    path: list[str | int] = []
+    expect_key = False
+    for match in _TOKEN.finditer(raw):
+        token = match.group()
+        if token in (b"[", b"{"):
+            if len(path) >= limit:
+                return path
+            path.append(0 if token == b"[" else "")
+            expect_key = token == b"{"
+        elif token in (b"]", b"}"):
+            path.pop()
+        elif token == b",":
+            if path and isinstance(path[-1], int):
+                path[-1] += 1
+            expect_key = bool(path) and isinstance(path[-1], str)
+        elif token != b":" and expect_key:
+            path[-1] = _key(token)
+            expect_key = False
+    return None
+
+
+def _key(token: bytes) -> str:
+    try:
+        return str(json.loads(token))
+    except ValueError:  # not UTF-8 or a bad escape: the decoder will say so; name it anyway
+        return token[1:-1].decode(errors="replace")
+
+
+def dotted(path: list[str | int]) -> str:
+    """A path as the API names fields: `events[3].finalOutput`."""
+    text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
+    return text.lstrip(".")
