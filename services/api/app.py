@@ -20,6 +20,8 @@ from services.common.config import Settings
 from services.common.cursor import derive_key
 from services.common.http import METRICS, HttpMetrics, envelope_middleware
 
+MAX_REQUEST_LINE_BYTES = 128 * 1024  # holds every documented query parameter at its bound
+
 log = structlog.get_logger(__name__)
 
 
@@ -97,7 +99,12 @@ class RunningApi:
 
 async def serve(deps: Deps) -> RunningApi:
     """Serve on `CC_HTTP_HOST:CC_HTTP_PORT` (port 0 picks a free one)."""
-    runner = web.AppRunner(build_app(deps), access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        build_app(deps), access_log=None, handle_signals=False,
+        # Every bounded query reaches the handlers (a request line past aiohttp's default 8 KiB
+        # would be answered in plain text, outside the error envelope).
+        max_line_size=MAX_REQUEST_LINE_BYTES,
+    )  # fmt: skip
     await runner.setup()
     site = web.TCPSite(runner, deps.settings.http_host, deps.settings.http_port)
     await site.start()

@@ -17,7 +17,15 @@ from schemas import topics
 from schemas.deliveries import Outcome
 from schemas.notifications import NotificationRecord
 from services.api.logs import epoch_ms
-from services.api.routing import Call, Page, Param, Route, int_param
+from services.api.routing import (
+    CURSOR,
+    Call,
+    Page,
+    Route,
+    choice_param,
+    int_param,
+    limit_param,
+)
 from services.common.clock import iso_ms, now_ms
 from services.common.cursor import decode_cursor, encode_cursor
 from services.common.errors import Conflict, InvalidCursor, InvalidInput, NotFound, Unavailable
@@ -217,9 +225,9 @@ ROUTES = [
         response=Delivery,
         paged=True,
         params=(
-            Param("limit", "integer", "1..100, default 50"),
-            Param("cursor"),
-            Param("status", description="delivered, retrying or failed (latest attempt)"),
+            limit_param(100, 50),
+            CURSOR,
+            choice_param("status", STATUSES, "the outcome of the latest attempt"),
         ),
     ),
     Route(

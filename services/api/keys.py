@@ -5,7 +5,14 @@ from msgspec import Struct
 
 from schemas.api import CreatedKey, CreateKeyBody, Key
 from services.api.deps import Deps
-from services.api.routing import Call, Page, Param, Route, int_param
+from services.api.routing import (
+    CURSOR,
+    Call,
+    Page,
+    Route,
+    int_param,
+    limit_param,
+)
 from services.api.views import key_view
 from services.common import apikeys
 from services.common.clock import iso_ms, now_ms, to_ms
@@ -122,8 +129,8 @@ ROUTES = [
         response=Key,
         paged=True,
         params=(
-            Param("limit", "integer", "1..100, default 50"),
-            Param("cursor", "string", "nextCursor of the previous page"),
+            limit_param(100, 50),
+            CURSOR,
         ),
     ),
     Route(

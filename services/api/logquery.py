@@ -23,6 +23,8 @@ PARAMS = (
     "cursor", "order", "details", "includeTraceSpans", "includeFinalOutput",
 )  # fmt: skip
 MAX_LIST_ITEMS = MAX_QUERY_LIST
+MAX_LIST_CHARS = 2048
+MAX_TIME_CHARS = 64
 _INTEGER = re.compile(r"[0-9]{1,20}")
 _DECIMAL = re.compile(r"[0-9]{1,20}(\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?")
 
@@ -74,6 +76,8 @@ class LogQuery(Struct, frozen=True):
 
 
 def _iso_bound(raw: str, field: str, end: bool) -> int:
+    if len(raw) > MAX_TIME_CHARS:
+        raise InvalidInput.field(field, f"At most {MAX_TIME_CHARS} characters.")
     text = raw.strip()
     try:
         if len(text) == 10:
@@ -117,6 +121,8 @@ def _choice(raw: str, field: str, allowed: tuple[str, ...]) -> str:
 
 
 def _list(raw: str, field: str) -> tuple[str, ...]:
+    if len(raw) > MAX_LIST_CHARS:
+        raise InvalidInput.field(field, f"At most {MAX_LIST_CHARS} characters.")
     items = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
     if not items:
         raise InvalidInput.field(field, "Must be a non-empty comma-separated list.")

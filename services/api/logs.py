@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 
+from schemas.bounds import MAX_DURATION_MS, MAX_USD
 from schemas.events import Cost
 from schemas.logs import (
     BucketState,
@@ -20,7 +21,16 @@ from schemas.logs import (
 )
 from services.api import logquery
 from services.api.events import execution_buckets
-from services.api.routing import Call, Page, Param, Route
+from services.api.routing import (
+    CURSOR,
+    Call,
+    Page,
+    Param,
+    Route,
+    choice_param,
+    limit_param,
+    text_param_doc,
+)
 from services.common.clock import iso_ms, now_ms
 from services.common.controlplane import KeyRecord
 from services.common.errors import Forbidden, NotFound
@@ -199,7 +209,30 @@ async def get_execution(call: Call) -> ExecutionView:
     )  # fmt: skip
 
 
-_LOG_PARAMS = tuple(Param(name, "string") for name in logquery.PARAMS)
+_LIST = "comma-separated, at most 100 values of 1..256 characters"
+_TIME = "ISO-8601 date or time, inclusive, on startedAt"
+_LOG_PARAMS = (
+    text_param_doc("workspaceId", "the key's project id (optional)"),
+    Param("workflowIds", description=_LIST, bounds={"maxLength": logquery.MAX_LIST_CHARS}),
+    Param("folderIds", description=_LIST, bounds={"maxLength": logquery.MAX_LIST_CHARS}),
+    Param("triggers", description=_LIST, bounds={"maxLength": logquery.MAX_LIST_CHARS}),
+    choice_param("level", ("info", "error")),
+    Param("startDate", description=_TIME, bounds={"maxLength": logquery.MAX_TIME_CHARS}),
+    Param("endDate", description=_TIME, bounds={"maxLength": logquery.MAX_TIME_CHARS}),
+    text_param_doc("executionId"),
+    Param("minDurationMs", "integer", bounds={"minimum": 0, "maximum": MAX_DURATION_MS}),
+    Param("maxDurationMs", "integer", bounds={"minimum": 0, "maximum": MAX_DURATION_MS}),
+    Param("minCost", "number", "USD", {"minimum": 0, "maximum": MAX_USD}),
+    Param("maxCost", "number", "USD", {"minimum": 0, "maximum": MAX_USD}),
+    text_param_doc("model"),
+    limit_param(1000, 100),
+    CURSOR,
+    choice_param("order", ("desc", "asc")),
+    choice_param("details", ("basic", "full")),
+    Param("includeTraceSpans", "boolean"),
+    Param("includeFinalOutput", "boolean"),
+)
+assert tuple(p.name for p in _LOG_PARAMS) == logquery.PARAMS
 
 ROUTES = [
     Route(

@@ -19,7 +19,14 @@ from schemas.notifications import (
     WebhookView,
 )
 from services.api.deps import Deps
-from services.api.routing import Call, Page, Param, Route, int_param
+from services.api.routing import (
+    CURSOR,
+    Call,
+    Page,
+    Route,
+    int_param,
+    limit_param,
+)
 from services.common.clock import iso_ms, now_ms
 from services.common.controlplane import OutboxMessage, SubscriptionRow
 from services.common.cursor import decode_cursor, encode_cursor
@@ -369,7 +376,7 @@ ROUTES = [
         scope="notifications:read",
         response=Subscription,
         paged=True,
-        params=(Param("limit", "integer"), Param("cursor")),
+        params=(limit_param(100, 50), CURSOR),
     ),
     Route(
         "GET",

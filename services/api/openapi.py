@@ -65,7 +65,7 @@ def _operation(route: Route, refs: dict[type, dict[str, Any]]) -> dict[str, Any]
             "name": p.name,
             "in": "query",
             "required": False,
-            "schema": {"type": p.kind},
+            "schema": {"type": p.kind, **p.bounds},
             "description": p.description,
         }
         for p in route.params

@@ -12,6 +12,7 @@ from schemas.api import ErrorDetail
 from services.api.deps import Deps
 from services.common.apikeys import has_scope
 from services.common.controlplane import KeyRecord
+from services.common.cursor import MAX_CURSOR_CHARS
 from services.common.errors import InvalidInput, RateLimited, ScopeDenied, Unauthenticated
 from services.common.http import data_response, read_json
 from services.common.ratelimit import Bucket
@@ -24,6 +25,7 @@ class Param:
     name: str
     kind: Literal["string", "integer", "number", "boolean"] = "string"
     description: str = ""
+    bounds: dict[str, Any] = field(default_factory=dict)  # JSON Schema keywords for OpenAPI
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,28 @@ def bind(route: Route, deps: Deps) -> Callable[[web.Request], Awaitable[web.Stre
 
 
 _INTEGER = re.compile(r"[0-9]{1,20}")
+
+
+def limit_param(high: int, default: int) -> Param:
+    """The `limit` of a listing, documented with its bounds."""
+    return Param(
+        "limit", "integer", f"1..{high}, default {default}", {"minimum": 1, "maximum": high}
+    )
+
+
+def text_param_doc(name: str, description: str = "", max_chars: int = 256) -> Param:
+    """A text parameter of 1..max_chars characters."""
+    return Param(name, "string", description, {"minLength": 1, "maxLength": max_chars})
+
+
+def choice_param(name: str, choices: tuple[str, ...], description: str = "") -> Param:
+    """A parameter that takes one of a few words."""
+    return Param(name, "string", description, {"enum": list(choices)})
+
+
+CURSOR = Param(
+    "cursor", "string", "nextCursor of the previous page", {"maxLength": MAX_CURSOR_CHARS}
+)
 
 
 def int_param(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:

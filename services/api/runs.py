@@ -9,7 +9,17 @@ from schemas import topics
 from schemas.events import CancelRequested, topic_key
 from schemas.logs import CancelAccepted, Run
 from services.api.logs import epoch_ms
-from services.api.routing import Call, Page, Param, Route, int_param, text_param
+from services.api.routing import (
+    CURSOR,
+    Call,
+    Page,
+    Route,
+    choice_param,
+    int_param,
+    limit_param,
+    text_param,
+    text_param_doc,
+)
 from services.common.clock import iso_ms, now_ms
 from services.common.cursor import decode_cursor, encode_cursor
 from services.common.errors import Conflict, InvalidCursor, InvalidInput, NotFound, Unavailable
@@ -148,7 +158,12 @@ ROUTES = [
         scope="runs:read",
         response=Run,
         paged=True,
-        params=(Param("status"), Param("workflowId"), Param("limit", "integer"), Param("cursor")),
+        params=(
+            choice_param("status", ("running", "completed")),
+            text_param_doc("workflowId"),
+            limit_param(1000, 100),
+            CURSOR,
+        ),
     ),
     Route(
         "GET",

@@ -6,7 +6,14 @@ from msgspec import Struct
 
 from schemas.logs import Workflow
 from services.api.logs import epoch_ms
-from services.api.routing import Call, Page, Param, Route, int_param
+from services.api.routing import (
+    CURSOR,
+    Call,
+    Page,
+    Route,
+    int_param,
+    limit_param,
+)
 from services.common.clock import iso_ms
 from services.common.cursor import decode_cursor, encode_cursor
 from services.common.errors import InvalidCursor, NotFound
@@ -97,7 +104,7 @@ ROUTES = [
         scope="workflows:read",
         response=Workflow,
         paged=True,
-        params=(Param("limit", "integer"), Param("cursor")),
+        params=(limit_param(1000, 100), CURSOR),
     ),
     Route(
         "GET",

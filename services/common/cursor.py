@@ -11,7 +11,7 @@ from services.common.errors import InvalidCursor
 
 T = TypeVar("T")
 _MAC_BYTES = 16
-MAX_CURSOR_CHARS = 2048
+MAX_CURSOR_CHARS = 512  # longer than any cursor this server issues
 _MALFORMED = "The cursor is malformed or was not issued by this server."
 
 
