@@ -8,7 +8,6 @@ be checked on the raw bytes before any decoder recurses into them.
 import json
 import re
 from datetime import UTC, datetime
-from itertools import accumulate
 from typing import Annotated
 
 from msgspec import Meta
@@ -31,10 +30,9 @@ Money = Annotated[float, Meta(ge=0, le=MAX_USD)]
 TokenCount = Annotated[int, Meta(ge=0, le=MAX_TOKENS)]
 DurationMs = Annotated[int, Meta(ge=0, le=MAX_DURATION_MS)]
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},:]', re.DOTALL)
-_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
-_BRACKETS = bytes(range(256)).translate(None, b"[]{}")
+_NOT_SHAPE = bytes(range(256)).translate(None, b'"[]{}')
+_PAIRS = bytes.maketrans(b"[{]}", b"(())")
 
 
 def field_error(field: str, message: str) -> ValueError:
@@ -50,11 +48,24 @@ def time_error(moment: datetime) -> str | None:
 
 
 def within_depth(raw: bytes, limit: int) -> bool:
-    """Whether arrays and objects nest at most `limit` deep in a JSON document."""
+    """Whether arrays and objects nest at most `limit` deep in a JSON document.
+
+    Byte operations only (no per-character Python loop): escapes are dropped, then string
+    contents, then innermost bracket pairs are peeled one level per pass.
+    """
     if raw.count(b"[") + raw.count(b"{") <= limit:  # cheap, and enough for most documents
         return True
-    shape = _STRING.sub(b"", raw).translate(None, _BRACKETS)
-    return max(accumulate(_STEP[b] for b in shape), default=0) <= limit
+    plain = raw.replace(b"\\\\", b"").replace(b'\\"', b"")  # escaped backslashes, then quotes
+    shape = plain.translate(None, _NOT_SHAPE)
+    if b'"' in shape:
+        shape = b"".join(shape.split(b'"')[::2])  # outside strings only
+    shape = shape.translate(_PAIRS)
+    for _ in range(limit):
+        peeled = shape.replace(b"()", b"")
+        if peeled == shape:  # empty, or unbalanced: the decoder will say what is wrong
+            return True
+        shape = peeled
+    return b"()" not in shape
 
 
 def too_deep_at(raw: bytes, limit: int) -> list[str | int] | None:

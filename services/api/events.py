@@ -67,7 +67,7 @@ def _member(path: list[str | int]) -> str:
 
 
 def check_body_depth(raw: bytes) -> None:
-    """Refuse nesting beyond the bounds before any decoder recurses into it, naming the field.
+    """Refuse nesting beyond the bounds, naming the field, without recursing into the body.
 
     A batch nests two levels more than the events it holds.
     """
@@ -94,11 +94,13 @@ def split_body(raw: bytes, content_type: str) -> tuple[list[bytes], str]:
             "Content-Type must be application/json or application/x-ndjson, "
             f"got {content_type or 'none'}."
         )
-    check_body_depth(raw)
     try:
         envelope = msgspec.json.decode(raw, type=_Envelope)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise validation_error(exc) from exc
+    except RecursionError:  # far too deep; each event's depth is checked below in any case
+        check_body_depth(raw)
+        raise _too_deep("body") from None
     if isinstance(envelope.events, UnsetType):
         return [raw], ""
     if not envelope.events:
@@ -127,7 +129,9 @@ def decode_events(raws: list[bytes], prefix: str, max_event_bytes: int) -> list[
                 f"{_field(prefix, index, '')} is {len(raw)} bytes; the limit is {max_event_bytes}.",
                 [ErrorDetail(field=_field(prefix, index, ""), message="Event too large.")],
             )
-        if (deep := too_deep_at(raw, EVENT_DEPTH)) is not None:
+        if (raw.count(b"[") + raw.count(b"{") > EVENT_DEPTH) and (
+            deep := too_deep_at(raw, EVENT_DEPTH)
+        ) is not None:  # the count alone clears nearly every event
             errors.append(ErrorDetail(_field(prefix, index, _member(deep)), DEPTH_MESSAGE))
             continue
         try:

@@ -75,10 +75,14 @@ def test_a_deep_batch_names_the_event_and_its_field_before_any_decode() -> None:
 
 
 def test_a_deep_single_event_body_names_its_field() -> None:
-    body = json.dumps(completed(finalOutput=nested(MAX_JSON_DEPTH + 1))).encode()
-    with pytest.raises(InvalidInput) as caught:
-        split_body(body, "application/json")
-    assert [d.field for d in caught.value.details or []] == ["finalOutput"]
+    for depth in (MAX_JSON_DEPTH + 1, 3000):
+        body = (
+            json.dumps(completed())[:-1].encode()
+            + f', "finalOutput": {deep_text(depth)}}}'.encode()
+        )
+        with pytest.raises(InvalidInput) as caught:
+            decode_events(*split_body(body, "application/json"), 1 << 20)
+        assert [d.field for d in caught.value.details or []] == ["finalOutput"]
 
 
 @pytest.mark.parametrize("field", ["finalOutput", "traceSpans", "files"])
