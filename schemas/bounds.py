@@ -10,7 +10,8 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated
 
-from msgspec import Meta
+import msgspec
+from msgspec import Meta, Raw
 
 MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_TIME = datetime(2200, 1, 1, tzinfo=UTC)
@@ -33,6 +34,7 @@ DurationMs = Annotated[int, Meta(ge=0, le=MAX_DURATION_MS)]
 _TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},:]', re.DOTALL)
 _NOT_SHAPE = bytes(range(256)).translate(None, b'"[]{}')
 _PAIRS = bytes.maketrans(b"[{]}", b"(())")
+_MEMBERS = msgspec.json.Decoder(dict[str, Raw])
 
 
 def field_error(field: str, message: str) -> ValueError:
@@ -94,6 +96,26 @@ def too_deep_at(raw: bytes, limit: int) -> list[str | int] | None:
             path[-1] = _key(token)
             expect_key = False
     return None
+
+
+def too_deep_member(raw: bytes, limit: int) -> str | None:
+    """The member of a JSON object that nests deeper than `limit` (the object counting as one
+    level), "" when the document is too deep elsewhere, None when it is within `limit`.
+
+    The members are split by the decoder, which skips them in C; only a document too deep for
+    even that pays for the token scan.
+    """
+    if within_depth(raw, limit):
+        return None
+    try:
+        members = _MEMBERS.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        path = too_deep_at(raw, limit)
+        return path[0] if path and isinstance(path[0], str) else ""
+    for name, value in members.items():
+        if not within_depth(bytes(value), limit - 1):
+            return name
+    return ""
 
 
 def _key(token: bytes) -> str:

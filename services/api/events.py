@@ -8,7 +8,7 @@ from msgspec import UNSET, Struct, UnsetType
 
 from schemas import topics
 from schemas.api import ErrorDetail
-from schemas.bounds import MAX_JSON_DEPTH, dotted, too_deep_at
+from schemas.bounds import MAX_JSON_DEPTH, dotted, too_deep_at, too_deep_member
 from schemas.events import (
     Event,
     EventBatch,
@@ -130,9 +130,9 @@ def decode_events(raws: list[bytes], prefix: str, max_event_bytes: int) -> list[
                 [ErrorDetail(field=_field(prefix, index, ""), message="Event too large.")],
             )
         if (raw.count(b"[") + raw.count(b"{") > EVENT_DEPTH) and (
-            deep := too_deep_at(raw, EVENT_DEPTH)
+            deep := too_deep_member(raw, EVENT_DEPTH)
         ) is not None:  # the count alone clears nearly every event
-            errors.append(ErrorDetail(_field(prefix, index, _member(deep)), DEPTH_MESSAGE))
+            errors.append(ErrorDetail(_field(prefix, index, deep), DEPTH_MESSAGE))
             continue
         try:
             try:
