@@ -142,6 +142,28 @@ def make_producer(bootstrap: str) -> AIOKafkaProducer:
     )
 
 
+def describe_error(error: BaseException | str) -> str:
+    """An error as one line for a dead letter's header or a log (never raises)."""
+    if isinstance(error, str):
+        return error
+    try:
+        text = str(error)
+    except Exception:  # a broken __str__ must not stop a dead letter
+        text = ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def dead_letter_headers(
+    topic: str, partition: int | None, offset: int | None, error: BaseException | str
+) -> list[tuple[str, bytes]]:
+    """Headers of a dead letter: why it was refused and where it came from."""
+    where = f"{topic}/{'' if partition is None else partition}/{'' if offset is None else offset}"
+    return [
+        ("error", describe_error(error)[:1000].encode(errors="replace")),
+        ("source", where.encode(errors="replace")),
+    ]
+
+
 def topic_specs(partitions: int, names: tuple[str, ...] = topics.ALL) -> list[NewTopic]:
     """Every topic with its partition count and, for compacted ones, the cleanup policy."""
     return [

@@ -7,6 +7,7 @@ Delivery attempts are read the same way: the delivered payload stays the text th
 """
 
 import hashlib
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -124,6 +125,28 @@ def decode_record(value: bytes) -> tuple[StoredRecord, list[StoredEvent]]:
             _event.decode(raw)
         raise
     return record, record.events
+
+
+def execution_rows(
+    value: bytes, partition: int, offset: int, stamp: Callable[[], int]
+) -> tuple[dict[str, list[tuple[Any, ...]]], int]:
+    """The rows of an `executions` record by table, and the ingest_ts of its last row (0 when
+    it has none); `stamp` gives each row its ingest_ts. Anything it raises means the record
+    cannot be stored, whatever the exception."""
+    decoded, events = decode_record(value)
+    executions: list[tuple[Any, ...]] = []
+    payloads: list[tuple[Any, ...]] = []
+    started: list[tuple[Any, ...]] = []
+    ts = 0
+    for event in events:  # each row its own ingest_ts: positions stay unique per partition
+        ts = stamp()
+        if isinstance(event, Completed):
+            executions.append(execution_row(decoded, event, ts, partition, offset))
+            payloads.append(payload_row(decoded, event, ts))
+        else:
+            started.append(started_row(decoded, event, ts))
+    tables = {"executions": executions, "execution_payloads": payloads}
+    return {**tables, "executions_started": started}, ts
 
 
 def log_id_for(project_id: str, execution_id: str) -> str:
