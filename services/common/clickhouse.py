@@ -53,6 +53,8 @@ class RefusedData(Exception):
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.code = code
+
+
 _APPLIED = "SELECT version FROM cc_schema_migrations FINAL"
 
 
