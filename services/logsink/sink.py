@@ -105,6 +105,16 @@ _LAST_WM = (
 )
 
 
+def _without(
+    data: list[tuple[Any, ...]], origins: list[int], rejected: dict[int, str]
+) -> tuple[list[tuple[Any, ...]], list[int]]:
+    """The rows (and their origins) that do not come from a `rejected` record."""
+    if not rejected:
+        return data, origins
+    keep = [i for i, origin in enumerate(origins) if origin not in rejected]
+    return [data[i] for i in keep], [origins[i] for i in keep]
+
+
 @dataclass(frozen=True)
 class SinkConfig:
     """Flush thresholds and concurrency of the sink."""
@@ -341,18 +351,17 @@ class LogSink:
         last); rows written before are keyed, replaced if the record is ever sent again."""
         rejected: dict[int, str] = {}
         for table in TABLES:
-            data, origins = batch.rows(table), batch.origins[table]
-            if rejected:
-                keep = [i for i, origin in enumerate(origins) if origin not in rejected]
-                data, origins = [data[i] for i in keep], [origins[i] for i in keep]
+            data, origins = _without(batch.rows(table), batch.origins[table], rejected)
             if data:
                 rejected |= await self._store(table, data, origins, batch.token(table))
-            if table == "executions":
-                batch.executions, batch.origins[table] = data, origins
         for index in sorted(rejected.keys() - batch.rejected.keys()):
             await self._dead_letter(batch.sources[index], rejected[index])
             batch.rejected[index] = rejected[index]
             batch.dead_letters += 1
+        # Last: a retry of this method (the broker failed above) must insert the same rows.
+        batch.executions, batch.origins["executions"] = _without(
+            batch.executions, batch.origins["executions"], rejected
+        )
 
     async def _store(
         self, table: str, data: list[tuple[Any, ...]], origins: list[int], token: str
