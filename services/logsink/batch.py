@@ -6,13 +6,19 @@ records behind rows ClickHouse refuses can be dead-lettered while the others are
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 # The tables a batch writes, in insert order: the keyed (replacing) tables first, `executions`
 # last, so that a crash before it leaves nothing half-visible.
 TABLES = ("delivery_attempts", "execution_payloads", "executions_started", "executions")
+_FIELDS = {
+    "delivery_attempts": "attempts",
+    "execution_payloads": "payloads",
+    "executions_started": "started",
+    "executions": "executions",
+}
 
 
 @dataclass
@@ -46,20 +52,32 @@ class Batch:
 
     def rows(self, table: str) -> list[tuple[Any, ...]]:
         """The rows of one of `TABLES`."""
-        return {
-            "delivery_attempts": self.attempts,
-            "execution_payloads": self.payloads,
-            "executions_started": self.started,
-            "executions": self.executions,
-        }[table]
+        return cast(list[tuple[Any, ...]], getattr(self, _FIELDS[table]))
 
-    def add(self, source: ConsumerRecord[bytes, bytes], table_rows: dict[str, list[Any]]) -> None:
-        """Rows of one record, by table."""
+    def add(
+        self,
+        source: ConsumerRecord[bytes, bytes],
+        executions: list[tuple[Any, ...]],
+        payloads: list[tuple[Any, ...]],
+        started: list[tuple[Any, ...]],
+        attempts: list[tuple[Any, ...]],
+    ) -> None:
+        """The rows of one record (straight-line: this runs for every record)."""
         index = len(self.sources)
         self.sources.append(source)
-        for table, new in table_rows.items():
-            self.rows(table).extend(new)
-            self.origins[table].extend([index] * len(new))
+        origins = self.origins
+        if executions:
+            self.executions += executions
+            origins["executions"] += [index] * len(executions)
+        if payloads:
+            self.payloads += payloads
+            origins["execution_payloads"] += [index] * len(payloads)
+        if started:
+            self.started += started
+            origins["executions_started"] += [index] * len(started)
+        if attempts:
+            self.attempts += attempts
+            origins["delivery_attempts"] += [index] * len(attempts)
 
     def keep_executions(self, known: set[tuple[str, str]]) -> None:
         """Drop the execution rows whose (project, execution) is `known` or repeated."""

@@ -127,16 +127,19 @@ def decode_record(value: bytes) -> tuple[StoredRecord, list[StoredEvent]]:
     return record, record.events
 
 
+Rows = list[tuple[Any, ...]]
+
+
 def execution_rows(
     value: bytes, partition: int, offset: int, stamp: Callable[[], int]
-) -> tuple[dict[str, list[tuple[Any, ...]]], int]:
-    """The rows of an `executions` record by table, and the ingest_ts of its last row (0 when
-    it has none); `stamp` gives each row its ingest_ts. Anything it raises means the record
-    cannot be stored, whatever the exception."""
+) -> tuple[Rows, Rows, Rows, int]:
+    """The `executions`, `execution_payloads` and `executions_started` rows of an `executions`
+    record, and the ingest_ts of its last row (0 when it has none); `stamp` gives each row its
+    ingest_ts. Anything it raises means the record cannot be stored, whatever the exception."""
     decoded, events = decode_record(value)
-    executions: list[tuple[Any, ...]] = []
-    payloads: list[tuple[Any, ...]] = []
-    started: list[tuple[Any, ...]] = []
+    executions: Rows = []
+    payloads: Rows = []
+    started: Rows = []
     ts = 0
     for event in events:  # each row its own ingest_ts: positions stay unique per partition
         ts = stamp()
@@ -145,8 +148,7 @@ def execution_rows(
             payloads.append(payload_row(decoded, event, ts))
         else:
             started.append(started_row(decoded, event, ts))
-    tables = {"executions": executions, "execution_payloads": payloads}
-    return {**tables, "executions_started": started}, ts
+    return executions, payloads, started, ts
 
 
 def log_id_for(project_id: str, execution_id: str) -> str:

@@ -57,6 +57,7 @@ _COLUMNS = {
 }
 # Raised while encoding rows: the rows are at fault, like a ClickHouse parse error.
 _ENCODE_ERRORS = (msgspec.EncodeError, TypeError, ValueError, OverflowError, RecursionError)
+_NONE: list[tuple[Any, ...]] = []  # never appended to: Batch.add copies rows out
 _INSERT_SETTINGS = {
     "deduplicate_blocks_in_dependent_materialized_views": 1,
     "date_time_input_format": "best_effort",
@@ -249,14 +250,15 @@ class LogSink:
             self.batch.opened_at = time.monotonic()
         value = record.value or b""
         ts = 0
+        executions = payloads = started = attempts = _NONE
         try:
             if tp.topic == topics.DELIVERY_LOG:  # no ingest_ts: attempts have no cursor
                 row = rows.attempt_row(value)
-                mapped = {"delivery_attempts": [] if row is None else [row]}
+                attempts = _NONE if row is None else [row]
             else:
                 RECORDS.inc()
                 broker_ts = int(record.timestamp) * 1000
-                mapped, ts = rows.execution_rows(
+                executions, payloads, started, ts = rows.execution_rows(
                     value, tp.partition, record.offset,
                     lambda: self.clock.stamp(tp.partition, broker_ts),
                 )  # fmt: skip
@@ -267,7 +269,7 @@ class LogSink:
             self.batch.dead_letters += 1
             await self._dead_letter(record, exc)
             return
-        self.batch.add(record, mapped)
+        self.batch.add(record, executions, payloads, started, attempts)
         self.batch.note(tp, record.offset, ts, len(value))
 
     async def _dead_letter(
