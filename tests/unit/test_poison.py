@@ -13,15 +13,17 @@ from typing import Any, cast
 import msgspec
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from aiokafka.structs import ConsumerRecord, TopicPartition
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas import topics
 from services.api import outbox
 from services.api.deps import Deps
-from services.common.clickhouse import RefusedData
+from services.common.clickhouse import ClickHouse, RefusedData
 from services.common.config import Settings
 from services.common.controlplane import OutboxMessage
+from services.common.errors import Unavailable
 from services.dispatcher import service
 from services.dispatcher.channels.base import Result
 from services.logsink import rows
@@ -386,3 +388,34 @@ def test_a_broker_outage_publishes_nothing_and_marks_nothing() -> None:
     else:
         raise AssertionError("an outage must be retried, not dead-lettered")
     assert store.published == []
+
+
+# ---- the ClickHouse adapter ----------------------------------------------------------------
+
+
+class FailingClient:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def raw_insert(self, *args: Any, **kwargs: Any) -> None:
+        raise self.error
+
+
+def _insert_error(error: Exception) -> Exception:
+    ch = ClickHouse("http://clickhouse.invalid:8123")
+    ch._client = FailingClient(error)
+    try:
+        asyncio.run(ch.insert_json("executions", b"[]", ["a"]))
+    except Exception as exc:
+        return exc
+    raise AssertionError("no error")
+
+
+def test_the_adapter_tells_refused_data_from_an_unreachable_server() -> None:
+    refused = _insert_error(DatabaseError("Code: 72. Unsigned type must not contain '-'", code=72))
+    assert isinstance(refused, RefusedData) and refused.code == 72
+    assert isinstance(_insert_error(OperationalError("Network Error")), Unavailable)
+    assert isinstance(_insert_error(ConnectionRefusedError()), Unavailable)
+    # any other server error (too many parts, memory, a timeout) is retried, not dead-lettered
+    other = _insert_error(DatabaseError("Code: 252. Too many parts", code=252))
+    assert not isinstance(other, RefusedData | Unavailable)
