@@ -10,41 +10,25 @@ import asyncio
 from typing import Any
 
 import structlog
-from aiokafka.errors import (
-    CorruptRecordException,
-    InvalidTopicError,
-    KafkaError,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    RecordTooLargeError,
-)
+from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
 from schemas import topics
 from services.api.deps import Deps
 from services.common.clock import now_ms
 from services.common.controlplane import OutboxMessage
-from services.common.kafka import dead_letter_headers, describe_error
+from services.common.kafka import REFUSED_RECORD_ERRORS, dead_letter_headers, describe_error
 
 log = structlog.get_logger(__name__)
 
 BATCH = 500
 DEAD_LETTERS = Counter("cc_outbox_dead_letters", "Outbox messages sent to subscriptions.dlq")
 
-# Broker errors that blame the message: sending it again fails again. Any other Kafka error is
-# the broker's (down, no leader, timeout): the batch is retried.
-_REFUSED = (
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    RecordTooLargeError,
-    CorruptRecordException,
-    InvalidTopicError,
-)
-
 
 def refused(error: BaseException) -> bool:
-    """Whether producing a message failed because of the message itself."""
-    return isinstance(error, _REFUSED) or not isinstance(error, KafkaError)
+    """Whether producing a message failed because of the message itself (a broker that is
+    down, without a leader or slow is retried with the whole batch)."""
+    return isinstance(error, REFUSED_RECORD_ERRORS) or not isinstance(error, KafkaError)
 
 
 async def _send(deps: Deps, m: OutboxMessage) -> "asyncio.Future[Any] | Exception":

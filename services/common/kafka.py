@@ -12,7 +12,14 @@ from pathlib import Path
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 
 from schemas import topics
 from services.common.errors import Unavailable
@@ -140,6 +147,17 @@ def make_producer(bootstrap: str) -> AIOKafkaProducer:
         max_request_size=4 * 1024 * 1024,
         request_timeout_ms=30_000,
     )
+
+
+# Broker errors that blame the record: producing it again fails again. Any other Kafka error is
+# the broker's (down, no leader, a timeout) and worth retrying.
+REFUSED_RECORD_ERRORS = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    CorruptRecordException,
+    InvalidTopicError,
+)
 
 
 def describe_error(error: BaseException | str) -> str:

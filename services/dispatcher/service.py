@@ -39,7 +39,12 @@ from schemas.deliveries import DeliveryAttempt, Outcome
 from schemas.notifications import NotificationRecord
 from services.common.config import Settings, env_number
 from services.common.egress import parse_cidrs
-from services.common.kafka import dead_letter_headers, describe_error, make_producer
+from services.common.kafka import (
+    REFUSED_RECORD_ERRORS,
+    dead_letter_headers,
+    describe_error,
+    make_producer,
+)
 from services.common.sealing import sealing_key, unseal
 from services.dispatcher import egress, retry
 from services.dispatcher.channels import email, slack, webhook
@@ -112,6 +117,11 @@ class _Partition:
         default_factory=deque
     )
     wake_at: float = 0.0  # monotonic time a tier head falls due
+
+
+def _is_infrastructure(error: Exception) -> bool:
+    """Whether an error is the broker's (waited for), not the record's (a dead letter)."""
+    return isinstance(error, KafkaError) and not isinstance(error, REFUSED_RECORD_ERRORS)
 
 
 def lane_of(record: NotificationRecord) -> str:
@@ -339,7 +349,7 @@ class Dispatcher:
                 if not await self._next(part, tier, message, record):
                     return
             except Exception as exc:
-                if self.stopping or isinstance(exc, KafkaError):
+                if self.stopping or _is_infrastructure(exc):
                     raise
                 if part.buffer and part.buffer[0][0] is message:
                     part.buffer.popleft()
@@ -377,7 +387,7 @@ class Dispatcher:
         if done is not None and done.outcome == STARTED:  # in flight when a process stopped
             part.buffer.popleft()
             await self._recording.acquire()
-            await self._record(part, message.offset, record, self._interrupted(record))
+            await self._record(part, message, record, self._interrupted(record))
             return True
         if done is not None:  # made before a restart; its retry may not be on a tier yet
             part.buffer.popleft()
@@ -417,14 +427,14 @@ class Dispatcher:
             try:
                 current, entry = await self._attempt(record)
             except Exception as exc:
-                if self.stopping or isinstance(exc, KafkaError):
+                if self.stopping or _is_infrastructure(exc):
                     raise  # unfinished: redone after a restart
                 await self._dead_letter(message, exc)
                 part.tracker.finish(message.offset)
                 return None
             # The lane's slot is free once the receiver answered; the record is written behind.
             await self._recording.acquire()
-            return self._record(part, message.offset, current, entry)
+            return self._record(part, message, current, entry)
 
         return job, prepare
 
@@ -476,18 +486,25 @@ class Dispatcher:
         return attempt_record(record, result, outcome, started_ms, duration_ms, next_ms)
 
     async def _record(
-        self, part: _Partition, offset: int, record: NotificationRecord, entry: DeliveryAttempt
+        self,
+        part: _Partition,
+        message: ConsumerRecord[bytes, bytes],
+        record: NotificationRecord,
+        entry: DeliveryAttempt,
     ) -> None:
-        """Make an attempt durable, then count its record finished."""
+        """Make an attempt durable, then count its record finished (a dead letter when the
+        broker refuses what it would take: too large a record)."""
         try:
             # The log first: a kill before the tier record is repaired from the log (journal).
             await self._produce(topics.DELIVERY_LOG, _encoder.encode(entry), record.deliveryId)
             self.journal.note(entry)
             if entry.nextAttemptAtMs is not None:
                 await self._retry_later(record, entry.nextAttemptAtMs)
-            part.tracker.finish(offset)
+        except REFUSED_RECORD_ERRORS as exc:
+            await self._dead_letter(message, exc)
         finally:
             self._recording.release()
+        part.tracker.finish(message.offset)
 
     async def _send(self, record: NotificationRecord, now_ms: int) -> Result:
         assert self.context is not None
@@ -539,7 +556,10 @@ class Dispatcher:
         log.warning("dispatcher.dead_letter", topic=message.topic, partition=message.partition,
                     offset=message.offset, error=describe_error(error)[:200])  # fmt: skip
         headers = dead_letter_headers(message.topic, message.partition, message.offset, error)
-        await self._produce(dlq, message.value or b"", None, headers)
+        try:
+            await self._produce(dlq, message.value or b"", None, headers)
+        except REFUSED_RECORD_ERRORS:  # the value is what the broker refuses: the headers say
+            await self._produce(dlq, b"", None, headers)
 
     async def _produce(
         self,
@@ -558,7 +578,7 @@ class Dispatcher:
                 await self.producer.send_and_wait(topic, value, key=encoded_key, headers=headers)
                 return
             except KafkaError as exc:
-                if self.stopping:
+                if self.stopping or isinstance(exc, REFUSED_RECORD_ERRORS):
                     raise
                 log.warning("dispatcher.produce_retry", topic=topic, error=repr(exc))
                 await asyncio.sleep(delay)

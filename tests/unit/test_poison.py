@@ -250,11 +250,13 @@ NOTIFICATION = {
 }  # fmt: skip
 
 
-async def _dispatch(topic: str, value: bytes, delivered: bool) -> tuple[Any, Producer, Any]:
+async def _dispatch(
+    topic: str, value: bytes, delivered: bool, producer: Producer | None = None
+) -> tuple[Any, Producer, Any]:
     settings_ = Settings(data_dir=Path("unused"), clickhouse_url="", database_url="",
                          secret_key="unit-test-secret-key-0123456789abcdef")  # fmt: skip
     dispatcher = service.Dispatcher(settings_, service.DispatcherConfig(), "unused:9092")
-    producer = Producer()
+    producer = producer or Producer()
     dispatcher.producer = cast(Any, producer)
     dispatcher.context = cast(Any, SimpleNamespace())
 
@@ -300,6 +302,27 @@ def test_the_dispatcher_delivers_or_dead_letters_any_record(
         assert dict(headers)["error"] and dict(headers)["source"].startswith(topic.encode())
     # a dead letter, an attempt's end on the log or the next attempt on a tier
     assert any(t != topics.DELIVERY_LOG or b'"outcome"' in (v or b"") for t, v, _ in producer.sent)
+
+
+class RefusingBroker(Producer):
+    """Refuses an attempt's end on the log and any dead letter with a value: too large."""
+
+    async def send_and_wait(
+        self, topic: str, value: bytes | None, key: bytes | None = None, **kw: Any
+    ) -> None:
+        refused = topic == topics.DELIVERY_LOG and b'"outcome"' in (value or b"")
+        if refused or (topic == topics.DELIVERIES_DLQ and value):
+            raise MessageSizeTooLargeError("over the broker's limit")
+        await super().send_and_wait(topic, value, key, **kw)
+
+
+def test_an_attempt_the_broker_refuses_to_log_is_dead_lettered_not_retried_forever() -> None:
+    value = msgspec.json.encode(NOTIFICATION)
+    run = _dispatch(topics.NOTIFICATIONS, value, True, RefusingBroker())
+    _, producer, part = asyncio.run(asyncio.wait_for(run, 10))
+    assert part.tracker.take_commit() == 1
+    ((value_sent, headers),) = [(v, h) for t, v, h in producer.sent if t == topics.DELIVERIES_DLQ]
+    assert value_sent == b"" and dict(headers)["error"].startswith(b"MessageSizeTooLargeError")
 
 
 # ---- the outbox relay ----------------------------------------------------------------------
