@@ -28,7 +28,7 @@ from prometheus_client import Counter, Histogram
 
 from schemas import topics
 from services.common.clickhouse import ClickHouse, RefusedData
-from services.common.kafka import dead_letter_headers, describe_error
+from services.common.kafka import REFUSED_RECORD_ERRORS, dead_letter_headers, describe_error
 from services.logsink import rows
 from services.logsink.batch import TABLES, Batch
 
@@ -281,7 +281,10 @@ class LogSink:
         self.dead_letters += 1
         counter.inc()
         headers = dead_letter_headers(record.topic, record.partition, record.offset, error)
-        await self.producer.send_and_wait(dlq, record.value, key=record.key, headers=headers)
+        try:
+            await self.producer.send_and_wait(dlq, record.value, key=record.key, headers=headers)
+        except REFUSED_RECORD_ERRORS:  # too large to copy: the source header says where it is
+            await self.producer.send_and_wait(dlq, None, key=record.key, headers=headers)
         log.warning(
             "logsink.dead_letter",
             topic=record.topic,

@@ -48,7 +48,7 @@ async def _dead_letters(bootstrap: str, marker: bytes, count: int) -> list[Any]:
         deadline = time.monotonic() + 30
         while len(found) < count and time.monotonic() < deadline:
             batch = await reader.getmany(timeout_ms=200)
-            found += [r for rs in batch.values() for r in rs if marker in (r.value or b"")]
+            found += [r for rs in batch.values() for r in rs if r.key == marker]
     finally:
         await reader.stop()
     return found
@@ -72,12 +72,15 @@ async def test_poison_records_go_to_the_dlq_and_the_records_after_them_are_store
         "negative duration": _record(project, "negative", totalDurationMs=-1),
         "bad date": _record(project, "bad-date", endedAt="2026-13-45T99:00:00Z"),
     }  # fmt: skip
-    values = [_record(project, "good-1"), *poison.values(), _record(project, "good-2")]
-    producer = AIOKafkaProducer(bootstrap_servers=broker, acks="all")
+    too_large = b"\xff" * (2 * 1024 * 1024)  # more than the sink's producer copies to the DLQ
+    values = [_record(project, "good-1"), *poison.values(), too_large, _record(project, "good-2")]
+    producer = AIOKafkaProducer(
+        bootstrap_servers=broker, acks="all", max_request_size=4 * 1024 * 1024
+    )
     await producer.start()
     try:
         for value in values:  # one partition, in this order
-            await producer.send_and_wait(topics.EXECUTIONS, value, partition=0)
+            await producer.send_and_wait(topics.EXECUTIONS, value, key=marker, partition=0)
     finally:
         await producer.stop()
     before = _metric("cc_logsink_dead_letters_total")
@@ -97,13 +100,13 @@ async def test_poison_records_go_to_the_dlq_and_the_records_after_them_are_store
                 {"p": project},
             )
         assert [row[0] for row in stored] == ["good-1", "good-2"]
-        dead = await _dead_letters(broker, marker, len(poison))
-        assert sorted(r.value for r in dead) == sorted(poison.values())
+        dead = await _dead_letters(broker, marker, len(poison) + 1)
+        assert sorted(r.value or b"" for r in dead) == sorted([*poison.values(), b""])
         errors = {r.value: dict(r.headers)["error"].decode() for r in dead}
         assert "RecursionError" in errors[poison["deep"]]
         assert "executions:" in errors[poison["negative duration"]]
         assert all(dict(r.headers)["source"].startswith(b"executions/0/") for r in dead)
-        assert _metric("cc_logsink_dead_letters_total") - before == len(poison)
+        assert _metric("cc_logsink_dead_letters_total") - before == len(poison) + 1
         last_ts = max(row[1] for row in stored)
         for _ in range(100):  # the watermark follows the commit of the batch
             if sink.clock.watermark.get(0, 0) >= last_ts:
