@@ -442,3 +442,19 @@ def test_the_adapter_tells_refused_data_from_an_unreachable_server() -> None:
     # any other server error (too many parts, memory, a timeout) is retried, not dead-lettered
     other = _insert_error(DatabaseError("Code: 252. Too many parts", code=252))
     assert not isinstance(other, RefusedData | Unavailable)
+
+
+def test_numbers_clickhouse_would_store_wrapped_are_dead_lettered() -> None:
+    for event, record in (
+        ({**EVENT, "totalDurationMs": 2**64}, {}),
+        ({**EVENT, "totalDurationMs": 10**40}, {}),
+        (EVENT, {"retentionDays": 70_000}),
+    ):
+        value = msgspec.json.encode({**EXECUTION, **record, "events": [event]})
+        sink, producer = asyncio.run(_sink_add(topics.EXECUTIONS, value))
+        ((topic, _, headers),) = producer.sent
+        assert topic == topics.EXECUTIONS_DLQ
+        assert dict(headers)["error"].startswith(b"ValueError") and not sink.batch.executions
+    value = msgspec.json.encode({**ATTEMPT, "round": 2**63})
+    _, producer = asyncio.run(_sink_add(topics.DELIVERY_LOG, value))
+    assert [t for t, _, _ in producer.sent] == [topics.DELIVERY_LOG_DLQ]
