@@ -134,11 +134,12 @@ Rows = list[tuple[Any, ...]]
 
 
 def execution_rows(
-    value: bytes, partition: int, offset: int, stamp: Callable[[], int]
+    value: bytes, partition: int, offset: int, stamp: Callable[[int, int], int], broker_ts: int
 ) -> tuple[Rows, Rows, Rows, int]:
     """The `executions`, `execution_payloads` and `executions_started` rows of an `executions`
-    record, and the ingest_ts of its last row (0 when it has none); `stamp` gives each row its
-    ingest_ts. Anything it raises means the record cannot be stored, whatever the exception."""
+    record, and the ingest_ts of its last row (0 when it has none); `stamp(partition,
+    broker_ts)` gives each row its ingest_ts. Anything it raises means the record cannot be
+    stored, whatever the exception."""
     decoded, events = decode_record(value)
     fits("retentionDays", decoded.retentionDays, UINT16)
     executions: Rows = []
@@ -146,7 +147,7 @@ def execution_rows(
     started: Rows = []
     ts = 0
     for event in events:  # each row its own ingest_ts: positions stay unique per partition
-        ts = stamp()
+        ts = stamp(partition, broker_ts)
         if isinstance(event, Completed):
             executions.append(execution_row(decoded, event, ts, partition, offset))
             payloads.append(payload_row(decoded, event, ts))
@@ -199,7 +200,8 @@ def execution_row(
     """The slim `executions` row of a completed execution."""
     total, cost_json, models = _cost_fields(event.cost)
     duration = duration_ms(event)
-    fits("totalDurationMs", duration, UINT64)
+    if duration >= UINT64:
+        fits("totalDurationMs", duration, UINT64)
     status = event.status or ("error" if event.level == "error" else "success")
     return (
         record.projectId, ingest_ts, partition, offset,

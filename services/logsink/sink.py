@@ -257,10 +257,9 @@ class LogSink:
                 attempts = _NONE if row is None else [row]
             else:
                 RECORDS.inc()
-                broker_ts = int(record.timestamp) * 1000
                 executions, payloads, started, ts = rows.execution_rows(
-                    value, tp.partition, record.offset,
-                    lambda: self.clock.stamp(tp.partition, broker_ts),
+                    value, tp.partition, record.offset, self.clock.stamp,
+                    int(record.timestamp) * 1000,
                 )  # fmt: skip
         except Exception as exc:  # whatever raised, this record is at fault: a dead letter
             if tp.topic == topics.EXECUTIONS:  # it keeps a position, so the watermark moves on
