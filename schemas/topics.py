@@ -9,6 +9,8 @@ DELIVERY_LOG = "delivery-log"
 COMMANDS = "commands"
 EXECUTIONS_DLQ = "executions.dlq"
 DELIVERY_LOG_DLQ = "delivery-log.dlq"
+SUBSCRIPTIONS_DLQ = "subscriptions.dlq"
+RETRY_TIERS_DLQ = "deliveries.retry.dlq"  # not a tier: `retry_tier` numbers are digits
 RETRY_TIER_PREFIX = "deliveries.retry."
 
 # Topics keyed by workflow id must share a partition count so that the alert engine can join them.
@@ -24,6 +26,8 @@ ALL = (
     COMMANDS,
     EXECUTIONS_DLQ,
     DELIVERY_LOG_DLQ,
+    SUBSCRIPTIONS_DLQ,
+    RETRY_TIERS_DLQ,
 )
 
 

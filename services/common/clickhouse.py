@@ -7,6 +7,7 @@ from typing import Any
 
 import clickhouse_connect
 import structlog
+from clickhouse_connect.driver.exceptions import Error as DriverError
 
 from services.common import chschema
 from services.common.errors import Unavailable
@@ -14,6 +15,46 @@ from services.common.errors import Unavailable
 log = structlog.get_logger(__name__)
 
 MIGRATIONS_TABLE = "cc_schema_migrations"
+# Server error codes that blame the data sent, not the server (ClickHouse's ErrorCodes.cpp): an
+# insert refused with one of these fails again however often it is retried.
+DATA_ERROR_CODES = frozenset({
+    6,  # CANNOT_PARSE_TEXT
+    25,  # CANNOT_PARSE_ESCAPE_SEQUENCE
+    26,  # CANNOT_PARSE_QUOTED_STRING
+    27,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    32,  # ATTEMPT_TO_READ_AFTER_EOF
+    33,  # CANNOT_READ_ALL_DATA
+    38,  # CANNOT_PARSE_DATE
+    41,  # CANNOT_PARSE_DATETIME
+    53,  # TYPE_MISMATCH
+    69,  # ARGUMENT_OUT_OF_BOUND
+    70,  # CANNOT_CONVERT_TYPE
+    72,  # CANNOT_PARSE_NUMBER
+    117,  # INCORRECT_DATA
+    128,  # TOO_LARGE_ARRAY_SIZE
+    130,  # CANNOT_READ_ARRAY_FROM_TEXT
+    131,  # TOO_LARGE_STRING_SIZE
+    190,  # SIZES_OF_ARRAYS_DONT_MATCH
+    306,  # TOO_DEEP_RECURSION
+    321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+    349,  # CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
+    354,  # CANNOT_PARSE_DOMAIN_VALUE_FROM_STRING
+    376,  # CANNOT_PARSE_UUID
+    407,  # DECIMAL_OVERFLOW
+    467,  # CANNOT_PARSE_BOOL
+    691,  # UNKNOWN_ELEMENT_OF_ENUM
+})  # fmt: skip
+
+
+class RefusedData(Exception):
+    """ClickHouse refused a statement for the data it carried (a parse or range error): the same
+    rows fail again on retry, unlike `Unavailable`."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 _APPLIED = "SELECT version FROM cc_schema_migrations FINAL"
 
 
@@ -50,6 +91,8 @@ class ClickHouse:
         try:
             return getattr(self._connect(), method)(*args, **kwargs)
         except Exception as exc:
+            if isinstance(exc, DriverError) and exc.code in DATA_ERROR_CODES:
+                raise RefusedData(str(exc)[:2000], exc.code) from exc
             if _is_connection_error(exc):
                 raise Unavailable(f"clickhouse unreachable: {type(exc).__name__}") from exc
             raise

@@ -12,7 +12,14 @@ from pathlib import Path
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 
 from schemas import topics
 from services.common.errors import PayloadTooLarge, Unavailable
@@ -164,6 +171,39 @@ def topic_config(name: str) -> dict[str, str]:
     if name in topics.COMPACTED:
         config["cleanup.policy"] = "compact"
     return config
+
+
+# Broker errors that blame the record: producing it again fails again. Any other Kafka error is
+# the broker's (down, no leader, a timeout) and worth retrying.
+REFUSED_RECORD_ERRORS = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    CorruptRecordException,
+    InvalidTopicError,
+)
+
+
+def describe_error(error: BaseException | str) -> str:
+    """An error as one line for a dead letter's header or a log (never raises)."""
+    if isinstance(error, str):
+        return error
+    try:
+        text = str(error)
+    except Exception:  # a broken __str__ must not stop a dead letter
+        text = ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def dead_letter_headers(
+    topic: str, partition: int | None, offset: int | None, error: BaseException | str
+) -> list[tuple[str, bytes]]:
+    """Headers of a dead letter: why it was refused and where it came from."""
+    where = f"{topic}/{'' if partition is None else partition}/{'' if offset is None else offset}"
+    return [
+        ("error", describe_error(error)[:1000].encode(errors="replace")),
+        ("source", where.encode(errors="replace")),
+    ]
 
 
 def topic_specs(partitions: int, names: tuple[str, ...] = topics.ALL) -> list[NewTopic]:

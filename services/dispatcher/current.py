@@ -44,7 +44,7 @@ class Subscriptions:
             return
         try:
             record = _decoder.decode(value)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except Exception:  # not a subscription (a deep value raises RecursionError): skipped
             return
         previous = self.known.get(subscription_id)
         if previous is None or record.version >= previous.version:

@@ -39,7 +39,12 @@ from schemas.deliveries import DeliveryAttempt, Outcome
 from schemas.notifications import NotificationRecord
 from services.common.config import Settings, env_number
 from services.common.egress import parse_cidrs
-from services.common.kafka import make_producer
+from services.common.kafka import (
+    REFUSED_RECORD_ERRORS,
+    dead_letter_headers,
+    describe_error,
+    make_producer,
+)
 from services.common.sealing import sealing_key, unseal
 from services.dispatcher import egress, retry
 from services.dispatcher.channels import email, slack, webhook
@@ -52,6 +57,9 @@ log = structlog.get_logger(__name__)
 
 ATTEMPTS = Counter("cc_dispatcher_attempts", "Delivery attempts", ["channel", "outcome"])
 DEAD_LETTERS = Counter("cc_dispatcher_dead_letters", "Records sent to deliveries.dlq")
+RETRY_DEAD_LETTERS = Counter(
+    "cc_dispatcher_retry_dead_letters", "Retry-tier records sent to deliveries.retry.dlq"
+)
 DEFERRED = Counter("cc_dispatcher_deferred", "Attempts put off because their lane was full")
 ATTEMPT_SECONDS = Histogram("cc_dispatcher_attempt_seconds", "Attempt duration", ["channel"])
 
@@ -61,6 +69,15 @@ OnGone = Callable[[NotificationRecord, str], Awaitable[None]]
 
 _decoder = msgspec.json.Decoder(NotificationRecord)
 _encoder = msgspec.json.Encoder(decimal_format="number")
+
+
+def decode(value: bytes | None) -> NotificationRecord | Exception:
+    """A topic record as a notification, or why it is not one (whatever raised: a deep value
+    raises RecursionError, not a msgspec error)."""
+    try:
+        return _decoder.decode(value or b"")
+    except Exception as exc:
+        return exc
 
 
 @dataclass(frozen=True)
@@ -96,10 +113,15 @@ class _Partition:
     """What the loop holds of one assigned partition."""
 
     tracker: OffsetTracker = field(default_factory=OffsetTracker)
-    buffer: deque[tuple[ConsumerRecord[bytes, bytes], NotificationRecord | None]] = field(
+    buffer: deque[tuple[ConsumerRecord[bytes, bytes], NotificationRecord | Exception]] = field(
         default_factory=deque
     )
     wake_at: float = 0.0  # monotonic time a tier head falls due
+
+
+def _is_infrastructure(error: Exception) -> bool:
+    """Whether an error is the broker's (waited for), not the record's (a dead letter)."""
+    return isinstance(error, KafkaError) and not isinstance(error, REFUSED_RECORD_ERRORS)
 
 
 def lane_of(record: NotificationRecord) -> str:
@@ -294,7 +316,7 @@ class Dispatcher:
                 continue
             for message in messages:
                 part.tracker.add(message.offset)
-                part.buffer.append((message, self._decode(message)))
+                part.buffer.append((message, decode(message.value)))
         paused = self.consumer.paused()
         for tp, part in self.parts.items():
             if part.buffer:
@@ -312,68 +334,83 @@ class Dispatcher:
             return 50
         return max(0, min(50, int((min(wakes) - time.monotonic()) * 1000)))
 
-    def _decode(self, message: ConsumerRecord[bytes, bytes]) -> NotificationRecord | None:
-        try:
-            return _decoder.decode(message.value or b"")
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return None
-
     async def _pump(self, tp: TopicPartition, part: _Partition) -> None:
-        """Hand the partition's buffered records to their lanes, in order, while they fit."""
+        """Hand the partition's buffered records to their lanes, in order, while they fit.
+
+        A record that cannot be handled, whatever raised, is dead-lettered and the partition
+        goes on; only the broker (when stopping) and cancellation stop the pump."""
         tier = retry.tier_number(tp.topic)
         part.wake_at = 0.0
         while part.buffer:
             message, record = part.buffer[0]
-            if record is None:
-                part.buffer.popleft()
-                await self._dead_letter(message)
-                part.tracker.finish(message.offset)
-                continue
-            now_ms = int(time.time() * 1000)
-            if tier is not None:
-                enqueued_ms = message.timestamp if message.timestamp > 0 else now_ms
-                release = retry.release_at_ms(self.schedule, tier, enqueued_ms, record.dueAtMs)
-                if release > now_ms:
-                    part.wake_at = time.monotonic() + (release - now_ms) / 1000
+            try:
+                if isinstance(record, Exception):
+                    raise record
+                if not await self._next(part, tier, message, record):
                     return
-                if record.dueAtMs > now_ms:  # a long Retry-After: on to the next tier
+            except Exception as exc:
+                if self.stopping or _is_infrastructure(exc):
+                    raise
+                if part.buffer and part.buffer[0][0] is message:
                     part.buffer.popleft()
-                    await self._hop(record, record.dueAtMs - now_ms)
-                    part.tracker.finish(message.offset)
-                    continue
-            key = (record.deliveryId, record.round, record.attempt)
-            if not self.journal.claim(key):  # a second copy of a record being worked on
-                part.buffer.popleft()
+                await self._dead_letter(message, exc)
                 part.tracker.finish(message.offset)
-                continue
-            done = self.journal.done.get(key)
-            if done is not None and done.outcome == STARTED:  # in flight when a process stopped
+
+    async def _next(
+        self,
+        part: _Partition,
+        tier: int | None,
+        message: ConsumerRecord[bytes, bytes],
+        record: NotificationRecord,
+    ) -> bool:
+        """Take the partition's head record on; False when it must wait (a full lane, a tier
+        head not yet due)."""
+        now_ms = int(time.time() * 1000)
+        if tier is not None:
+            enqueued_ms = message.timestamp if message.timestamp > 0 else now_ms
+            release = retry.release_at_ms(self.schedule, tier, enqueued_ms, record.dueAtMs)
+            if release > now_ms:
+                part.wake_at = time.monotonic() + (release - now_ms) / 1000
+                return False
+            if record.dueAtMs > now_ms:  # a long Retry-After: on to the next tier
                 part.buffer.popleft()
-                await self._recording.acquire()
-                await self._record(part, message.offset, record, self._interrupted(record))
-                continue
-            if done is not None:  # made before a restart; its retry may not be on a tier yet
-                part.buffer.popleft()
-                if done.outcome == "retrying" and done.next_attempt_ms is not None:
-                    await self._retry_later(record, done.next_attempt_ms)
+                await self._hop(record, record.dueAtMs - now_ms)
                 part.tracker.finish(message.offset)
-                continue
-            lane = lane_of(record)
-            if self.lanes.offer(lane, *self._job(part, message.offset, record)):
-                part.buffer.popleft()
-                continue
-            self.journal.claimed.discard(key)
-            if not self.lanes.stalled(lane, self.config.lane_stall_s):
-                return  # a busy lane: the partition waits for it (paused) and goes on soon
-            # A full lane whose receiver stopped answering: the record waits on the first tier
-            # instead of here, so the partition goes on for everyone else.
+                return True
+        key = (record.deliveryId, record.round, record.attempt)
+        lane = lane_of(record)  # before the claim: a record without a lane is a dead letter
+        if not self.journal.claim(key):  # a second copy of a record being worked on
             part.buffer.popleft()
-            self._in_background(self._defer(part, message.offset, record))
+            part.tracker.finish(message.offset)
+            return True
+        done = self.journal.done.get(key)
+        if done is not None and done.outcome == STARTED:  # in flight when a process stopped
+            part.buffer.popleft()
+            await self._recording.acquire()
+            await self._record(part, message, record, self._interrupted(record))
+            return True
+        if done is not None:  # made before a restart; its retry may not be on a tier yet
+            part.buffer.popleft()
+            if done.outcome == "retrying" and done.next_attempt_ms is not None:
+                await self._retry_later(record, done.next_attempt_ms)
+            part.tracker.finish(message.offset)
+            return True
+        if self.lanes.offer(lane, *self._job(part, message, record)):
+            part.buffer.popleft()
+            return True
+        self.journal.claimed.discard(key)
+        if not self.lanes.stalled(lane, self.config.lane_stall_s):
+            return False  # a busy lane: the partition waits for it (paused) and goes on soon
+        # A full lane whose receiver stopped answering: the record waits on the first tier
+        # instead of here, so the partition goes on for everyone else.
+        part.buffer.popleft()
+        self._in_background(self._defer(part, message.offset, record))
+        return True
 
     # ---- attempts --------------------------------------------------------------------------
 
     def _job(
-        self, part: _Partition, offset: int, record: NotificationRecord
+        self, part: _Partition, message: ConsumerRecord[bytes, bytes], record: NotificationRecord
     ) -> tuple[Job, Prepare]:
         """An attempt as a lane job, and its preparation: its start put on the log ahead of its
         turn, so that a job does not wait for the broker in its lane slot."""
@@ -383,14 +420,21 @@ class Dispatcher:
         def prepare() -> None:
             started.append(self.starts.mark(key))
 
-        async def job() -> Awaitable[None]:
+        async def job() -> Awaitable[None] | None:
             if not started:
                 prepare()
             await asyncio.shield(started[0])
-            current, entry = await self._attempt(record)
+            try:
+                current, entry = await self._attempt(record)
+            except Exception as exc:
+                if self.stopping or _is_infrastructure(exc):
+                    raise  # unfinished: redone after a restart
+                await self._dead_letter(message, exc)
+                part.tracker.finish(message.offset)
+                return None
             # The lane's slot is free once the receiver answered; the record is written behind.
             await self._recording.acquire()
-            return self._record(part, offset, current, entry)
+            return self._record(part, message, current, entry)
 
         return job, prepare
 
@@ -411,7 +455,10 @@ class Dispatcher:
         ATTEMPT_SECONDS.labels(record.notificationType).observe(duration_ms / 1000)
         if result.gone and self.on_gone is not None:
             reason = f"The receiver answered 410 Gone at attempt {record.attempt}."
-            await self.on_gone(record, reason)
+            try:
+                await self.on_gone(record, reason)
+            except Exception:  # the attempt is made: it is recorded whatever became of this
+                log.exception("dispatcher.disable_failed", subscription=record.subscriptionId)
         return record, self._ended(record, result, started_ms, duration_ms)
 
     def _interrupted(self, record: NotificationRecord) -> DeliveryAttempt:
@@ -439,18 +486,25 @@ class Dispatcher:
         return attempt_record(record, result, outcome, started_ms, duration_ms, next_ms)
 
     async def _record(
-        self, part: _Partition, offset: int, record: NotificationRecord, entry: DeliveryAttempt
+        self,
+        part: _Partition,
+        message: ConsumerRecord[bytes, bytes],
+        record: NotificationRecord,
+        entry: DeliveryAttempt,
     ) -> None:
-        """Make an attempt durable, then count its record finished."""
+        """Make an attempt durable, then count its record finished (a dead letter when the
+        broker refuses what it would take: too large a record)."""
         try:
             # The log first: a kill before the tier record is repaired from the log (journal).
             await self._produce(topics.DELIVERY_LOG, _encoder.encode(entry), record.deliveryId)
             self.journal.note(entry)
             if entry.nextAttemptAtMs is not None:
                 await self._retry_later(record, entry.nextAttemptAtMs)
-            part.tracker.finish(offset)
+        except REFUSED_RECORD_ERRORS as exc:
+            await self._dead_letter(message, exc)
         finally:
             self._recording.release()
+        part.tracker.finish(message.offset)
 
     async def _send(self, record: NotificationRecord, now_ms: int) -> Result:
         assert self.context is not None
@@ -492,23 +546,39 @@ class Dispatcher:
         tier = retry.tier_for(self.schedule, remaining_ms / 1000)
         await self._produce(topics.retry_tier(tier), _encoder.encode(record), record.subscriptionId)
 
-    async def _dead_letter(self, message: ConsumerRecord[bytes, bytes]) -> None:
-        DEAD_LETTERS.inc()
+    async def _dead_letter(
+        self, message: ConsumerRecord[bytes, bytes], error: BaseException
+    ) -> None:
+        """Send a record that cannot be handled to its dead-letter topic, with why."""
+        is_tier = retry.tier_number(message.topic) is not None
+        dlq = topics.RETRY_TIERS_DLQ if is_tier else topics.DELIVERIES_DLQ
+        (RETRY_DEAD_LETTERS if is_tier else DEAD_LETTERS).inc()
         log.warning("dispatcher.dead_letter", topic=message.topic, partition=message.partition,
-                    offset=message.offset)  # fmt: skip
-        await self._produce(topics.DELIVERIES_DLQ, message.value or b"", None)
+                    offset=message.offset, error=describe_error(error)[:200])  # fmt: skip
+        headers = dead_letter_headers(message.topic, message.partition, message.offset, error)
+        try:
+            await self._produce(dlq, message.value or b"", None, headers)
+        except REFUSED_RECORD_ERRORS:  # the value is what the broker refuses: the headers say
+            await self._produce(dlq, b"", None, headers)
 
-    async def _produce(self, topic: str, value: bytes, key: str | None) -> None:
+    async def _produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: str | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         """Produce and wait for the broker; retried until it answers (the work is not done
         until then, so a stop leaves the record unfinished and it is redone after a restart)."""
         assert self.producer is not None
         delay = 0.2
+        encoded_key = key.encode(errors="replace") if key else None
         while True:
             try:
-                await self.producer.send_and_wait(topic, value, key=key.encode() if key else None)
+                await self.producer.send_and_wait(topic, value, key=encoded_key, headers=headers)
                 return
             except KafkaError as exc:
-                if self.stopping:
+                if self.stopping or isinstance(exc, REFUSED_RECORD_ERRORS):
                     raise
                 log.warning("dispatcher.produce_retry", topic=topic, error=repr(exc))
                 await asyncio.sleep(delay)

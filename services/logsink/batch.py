@@ -1,10 +1,24 @@
-"""A batch of rows on its way to ClickHouse, with the offsets it covers (pure bookkeeping)."""
+"""A batch of rows on its way to ClickHouse, with the offsets it covers (pure bookkeeping).
+
+Every row remembers the record it came from (`origins`, indexes into `sources`), so that the
+records behind rows ClickHouse refuses can be dead-lettered while the others are stored.
+"""
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from aiokafka.structs import TopicPartition
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+# The tables a batch writes, in insert order: the keyed (replacing) tables first, `executions`
+# last, so that a crash before it leaves nothing half-visible.
+TABLES = ("delivery_attempts", "execution_payloads", "executions_started", "executions")
+_FIELDS = {
+    "delivery_attempts": "attempts",
+    "execution_payloads": "payloads",
+    "executions_started": "started",
+    "executions": "executions",
+}
 
 
 @dataclass
@@ -15,6 +29,9 @@ class Batch:
     payloads: list[tuple[Any, ...]] = field(default_factory=list)
     started: list[tuple[Any, ...]] = field(default_factory=list)
     attempts: list[tuple[Any, ...]] = field(default_factory=list)
+    sources: list[ConsumerRecord[bytes, bytes]] = field(default_factory=list)
+    origins: dict[str, list[int]] = field(default_factory=lambda: {t: [] for t in TABLES})
+    rejected: dict[int, str] = field(default_factory=dict)  # source index -> why refused
     next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
     first_offsets: dict[TopicPartition, int] = field(default_factory=dict)
     max_ts: dict[int, int] = field(default_factory=dict)
@@ -32,6 +49,42 @@ class Batch:
             self.max_ts[tp.partition] = max(self.max_ts.get(tp.partition, 0), ingest_ts)
         self.nbytes += size
         self.records += 1
+
+    def rows(self, table: str) -> list[tuple[Any, ...]]:
+        """The rows of one of `TABLES`."""
+        return cast(list[tuple[Any, ...]], getattr(self, _FIELDS[table]))
+
+    def add(
+        self,
+        source: ConsumerRecord[bytes, bytes],
+        executions: list[tuple[Any, ...]],
+        payloads: list[tuple[Any, ...]],
+        started: list[tuple[Any, ...]],
+        attempts: list[tuple[Any, ...]],
+    ) -> None:
+        """The rows of one record (straight-line: this runs for every record)."""
+        index = len(self.sources)
+        self.sources.append(source)
+        origins = self.origins
+        if executions:
+            self.executions += executions
+            origins["executions"] += [index] * len(executions)
+        if payloads:
+            self.payloads += payloads
+            origins["execution_payloads"] += [index] * len(payloads)
+        if started:
+            self.started += started
+            origins["executions_started"] += [index] * len(started)
+        if attempts:
+            self.attempts += attempts
+            origins["delivery_attempts"] += [index] * len(attempts)
+
+    def keep_executions(self, known: set[tuple[str, str]]) -> None:
+        """Drop the execution rows whose (project, execution) is `known` or repeated."""
+        positions = first_unknown(self.executions, known, (0, 5))
+        self.executions = [self.executions[i] for i in positions]
+        origins = self.origins["executions"]
+        self.origins["executions"] = [origins[i] for i in positions]
 
     def due(self, now: float, max_rows: int, max_bytes: int, max_age_s: float) -> bool:
         """Whether this batch should be flushed now."""
@@ -56,16 +109,24 @@ class Batch:
         return {tp.partition for tp in self.next_offsets if tp.topic == topic}
 
 
-def drop_duplicates(
+def first_unknown(
     rows: list[tuple[Any, ...]], known: set[tuple[str, str]], key_at: tuple[int, int]
-) -> list[tuple[Any, ...]]:
-    """Rows whose (project, execution) key is not `known` and not repeated earlier in `rows`."""
+) -> list[int]:
+    """Positions of the rows whose (project, execution) key is not `known` and not repeated
+    earlier in `rows`."""
     seen = set(known)
     kept = []
-    for row in rows:
+    for position, row in enumerate(rows):
         key = (row[key_at[0]], row[key_at[1]])
         if key in seen:
             continue
         seen.add(key)
-        kept.append(row)
+        kept.append(position)
     return kept
+
+
+def drop_duplicates(
+    rows: list[tuple[Any, ...]], known: set[tuple[str, str]], key_at: tuple[int, int]
+) -> list[tuple[Any, ...]]:
+    """Rows whose (project, execution) key is not `known` and not repeated earlier in `rows`."""
+    return [rows[i] for i in first_unknown(rows, known, key_at)]

@@ -7,6 +7,7 @@ Delivery attempts are read the same way: the delivered payload stays the text th
 """
 
 import hashlib
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -38,6 +39,9 @@ ATTEMPT_COLUMNS = (
 )  # fmt: skip
 
 NULL = Raw(b"null")
+# ClickHouse stores an unsigned number too large for its column wrapped, without an error (a
+# negative one it refuses, and the sink splits the insert to find it): the rows refuse it first.
+UINT16, UINT64 = 2**16, 2**64
 EMPTY_LIST = Raw(b"[]")
 _QUOTE = memoryview(b'"')
 
@@ -126,6 +130,38 @@ def decode_record(value: bytes) -> tuple[StoredRecord, list[StoredEvent]]:
     return record, record.events
 
 
+Rows = list[tuple[Any, ...]]
+
+
+def execution_rows(
+    value: bytes, partition: int, offset: int, stamp: Callable[[int, int], int], broker_ts: int
+) -> tuple[Rows, Rows, Rows, int]:
+    """The `executions`, `execution_payloads` and `executions_started` rows of an `executions`
+    record, and the ingest_ts of its last row (0 when it has none); `stamp(partition,
+    broker_ts)` gives each row its ingest_ts. Anything it raises means the record cannot be
+    stored, whatever the exception."""
+    decoded, events = decode_record(value)
+    fits("retentionDays", decoded.retentionDays, UINT16)
+    executions: Rows = []
+    payloads: Rows = []
+    started: Rows = []
+    ts = 0
+    for event in events:  # each row its own ingest_ts: positions stay unique per partition
+        ts = stamp(partition, broker_ts)
+        if isinstance(event, Completed):
+            executions.append(execution_row(decoded, event, ts, partition, offset))
+            payloads.append(payload_row(decoded, event, ts))
+        else:
+            started.append(started_row(decoded, event, ts))
+    return executions, payloads, started, ts
+
+
+def fits(field: str, value: int | None, limit: int) -> None:
+    """Raise unless `value` is below `limit` (the size of its unsigned column)."""
+    if value is not None and value >= limit:
+        raise ValueError(f"{field} {value} does not fit its column (at most {limit - 1})")
+
+
 def log_id_for(project_id: str, execution_id: str) -> str:
     """The log id of an execution: deterministic, so a resent execution keeps its id."""
     digest = hashlib.blake2b(f"{project_id}\0{execution_id}".encode(), digest_size=12)
@@ -163,12 +199,15 @@ def execution_row(
 ) -> tuple[Any, ...]:
     """The slim `executions` row of a completed execution."""
     total, cost_json, models = _cost_fields(event.cost)
+    duration = duration_ms(event)
+    if duration >= UINT64:
+        fits("totalDurationMs", duration, UINT64)
     status = event.status or ("error" if event.level == "error" else "success")
     return (
         record.projectId, ingest_ts, partition, offset,
         log_id_for(record.projectId, event.executionId), event.executionId, event.workflowId,
         event.workflowName or "", event.workflowDescription or "", event.folderId or "",
-        event.trigger, event.level, status, event.startedAt, event.endedAt, duration_ms(event),
+        event.trigger, event.level, status, event.startedAt, event.endedAt, duration,
         total, cost_json, models, blob(event.files),
         int(event.traceSpans != NULL and event.traceSpans != EMPTY_LIST),
         int(event.finalOutput != NULL), record.retentionDays,
@@ -202,6 +241,7 @@ def attempt_row(value: bytes) -> tuple[Any, ...] | None:
     a = _attempt.decode(value)
     if not isinstance(a, DeliveryAttempt):
         return None
+    fits("round", a.round, 2**63)  # Int64; the other numbers are bounded by the schema
     payload = "" if a.payload == NULL else bytes(a.payload).decode(errors="replace")
     next_at = None if a.nextAttemptAtMs is None else iso_ms(a.nextAttemptAtMs)
     return (

@@ -15,8 +15,9 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 import structlog
@@ -26,9 +27,10 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
 from prometheus_client import Counter, Histogram
 
 from schemas import topics
-from services.common.clickhouse import ClickHouse
+from services.common.clickhouse import ClickHouse, RefusedData
+from services.common.kafka import REFUSED_RECORD_ERRORS, dead_letter_headers, describe_error
 from services.logsink import rows
-from services.logsink.batch import Batch, drop_duplicates
+from services.logsink.batch import TABLES, Batch
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +49,15 @@ _DLQ = {
     topics.EXECUTIONS: (topics.EXECUTIONS_DLQ, DEAD_LETTERS),
     topics.DELIVERY_LOG: (topics.DELIVERY_LOG_DLQ, ATTEMPT_DEAD_LETTERS),
 }
+_COLUMNS = {
+    "delivery_attempts": rows.ATTEMPT_COLUMNS,
+    "execution_payloads": rows.PAYLOAD_COLUMNS,
+    "executions_started": rows.STARTED_COLUMNS,
+    "executions": rows.EXECUTION_COLUMNS,
+}
+# Raised while encoding rows: the rows are at fault, like a ClickHouse parse error.
+_ENCODE_ERRORS = (msgspec.EncodeError, TypeError, ValueError, OverflowError, RecursionError)
+_NONE: list[tuple[Any, ...]] = []  # never appended to: Batch.add copies rows out
 _INSERT_SETTINGS = {
     "deduplicate_blocks_in_dependent_materialized_views": 1,
     "date_time_input_format": "best_effort",
@@ -93,6 +104,16 @@ _LAST_WM = (
     "SELECT partition, max(ts) FROM sink_watermarks WHERE topic = {topic:String} "
     "AND partition IN {ps:Array(UInt16)} GROUP BY partition"
 )
+
+
+def _without(
+    data: list[tuple[Any, ...]], origins: list[int], rejected: dict[int, str]
+) -> tuple[list[tuple[Any, ...]], list[int]]:
+    """The rows (and their origins) that do not come from a `rejected` record."""
+    if not rejected:
+        return data, origins
+    keep = [i for i, origin in enumerate(origins) if origin not in rejected]
+    return [data[i] for i in keep], [origins[i] for i in keep]
 
 
 @dataclass(frozen=True)
@@ -227,60 +248,48 @@ class LogSink:
     async def _add(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
         if not self.batch.records:
             self.batch.opened_at = time.monotonic()
-        if tp.topic == topics.DELIVERY_LOG:
-            await self._add_attempt(tp, record)
-            return
         value = record.value or b""
-        RECORDS.inc()
-        broker_ts = int(record.timestamp) * 1000
-        try:
-            decoded, events = rows.decode_record(value)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            self.batch.note(
-                tp, record.offset, self.clock.stamp(tp.partition, broker_ts), len(value)
-            )
-            await self._dead_letter(record, str(exc))
-            return
         ts = 0
-        for event in events:  # each row its own ingest_ts: positions stay unique per partition
-            ts = self.clock.stamp(tp.partition, broker_ts)
-            if isinstance(event, rows.Completed):
-                self.batch.executions.append(
-                    rows.execution_row(decoded, event, ts, tp.partition, record.offset)
-                )
-                self.batch.payloads.append(rows.payload_row(decoded, event, ts))
+        executions = payloads = started = attempts = _NONE
+        try:
+            if tp.topic == topics.DELIVERY_LOG:  # no ingest_ts: attempts have no cursor
+                row = rows.attempt_row(value)
+                attempts = _NONE if row is None else [row]
             else:
-                self.batch.started.append(rows.started_row(decoded, event, ts))
+                RECORDS.inc()
+                executions, payloads, started, ts = rows.execution_rows(
+                    value, tp.partition, record.offset, self.clock.stamp,
+                    int(record.timestamp) * 1000,
+                )  # fmt: skip
+        except Exception as exc:  # whatever raised, this record is at fault: a dead letter
+            if tp.topic == topics.EXECUTIONS:  # it keeps a position, so the watermark moves on
+                ts = self.clock.stamp(tp.partition, int(record.timestamp) * 1000)
+            self.batch.note(tp, record.offset, ts, len(value))
+            self.batch.dead_letters += 1
+            await self._dead_letter(record, exc)
+            return
+        self.batch.add(record, executions, payloads, started, attempts)
         self.batch.note(tp, record.offset, ts, len(value))
 
-    async def _add_attempt(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
-        value = record.value or b""
-        self.batch.note(tp, record.offset, 0, len(value))  # no ingest_ts: attempts have no cursor
-        try:
-            row = rows.attempt_row(value)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            await self._dead_letter(record, str(exc))
-            return
-        if row is not None:
-            self.batch.attempts.append(row)
-
-    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], error: BaseException | str
+    ) -> None:
+        """Send a record the sink cannot store to its topic's dead-letter topic, with why."""
         assert self.producer is not None
         dlq, counter = _DLQ[record.topic]
         self.dead_letters += 1
         counter.inc()
-        self.batch.dead_letters += 1
-        headers = [
-            ("error", reason[:500].encode()),
-            ("source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
-        ]
-        await self.producer.send_and_wait(dlq, record.value, key=record.key, headers=headers)
+        headers = dead_letter_headers(record.topic, record.partition, record.offset, error)
+        try:
+            await self.producer.send_and_wait(dlq, record.value, key=record.key, headers=headers)
+        except REFUSED_RECORD_ERRORS:  # too large to copy: the source header says where it is
+            await self.producer.send_and_wait(dlq, None, key=record.key, headers=headers)
         log.warning(
             "logsink.dead_letter",
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
-            reason=reason[:200],
+            reason=describe_error(error)[:200],
         )
 
     # ---- flushing --------------------------------------------------------------------------
@@ -291,32 +300,41 @@ class LogSink:
 
     async def _insert(self, batch: Batch) -> None:
         started = time.perf_counter()
-        async with self.dedup_lock:
-            known = await self._stored_keys(batch)
-            before = len(batch.executions)
-            batch.executions = drop_duplicates(batch.executions, known | self.pending_keys, (0, 5))
-            DUPLICATES.inc(before - len(batch.executions))
-            batch.keys = {(row[0], row[5]) for row in batch.executions}
-            self.pending_keys |= batch.keys
-        delay = 0.2
-        while True:
-            try:
-                await self._write(batch)
-                break
-            except Exception as exc:  # retried with the same tokens: ClickHouse drops repeats
-                log.warning("logsink.insert_retry", error=repr(exc)[:300], retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        self.inserted += len(batch.executions)
-        INSERTED.inc(len(batch.executions))
+        await self._retrying(lambda: self._deduplicate(batch))
+        await self._retrying(lambda: self._write(batch))
+        stored = len(batch.executions)
+        self.inserted += stored
+        INSERTED.inc(stored)
         ATTEMPTS.inc(len(batch.attempts))
         INSERT_SECONDS.observe(time.perf_counter() - started)
         log.info(
-            "logsink.batch", records=batch.records, executions=len(batch.executions),
+            "logsink.batch", records=batch.records, executions=stored,
             started=len(batch.started), attempts=len(batch.attempts),
             dead_letters=batch.dead_letters, bytes=batch.nbytes,
             insert_ms=round((time.perf_counter() - started) * 1000, 1),
         )  # fmt: skip
+
+    async def _retrying(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run `step` until it succeeds, backing off: what still fails here is infrastructure
+        (rows ClickHouse refuses are set aside by `_store`, never retried)."""
+        delay = 0.2
+        while True:
+            try:
+                await step()
+                return
+            except Exception as exc:  # retried with the same tokens: ClickHouse drops repeats
+                log.warning("logsink.insert_retry", error=repr(exc)[:300], retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _deduplicate(self, batch: Batch) -> None:
+        async with self.dedup_lock:
+            known = await self._stored_keys(batch)
+            before = len(batch.executions)
+            batch.keep_executions(known | self.pending_keys)
+            DUPLICATES.inc(before - len(batch.executions))
+            batch.keys = {(row[0], row[5]) for row in batch.executions}
+            self.pending_keys |= batch.keys
 
     async def _stored_keys(self, batch: Batch) -> set[tuple[str, str]]:
         keys = {(row[0], row[5]) for row in batch.executions}
@@ -331,17 +349,40 @@ class LogSink:
         return {(p, e) for p, e in found} & keys
 
     async def _write(self, batch: Batch) -> None:
-        # Attempts, payloads and runs are keyed tables (replacing), safe to write again on
-        # replay; the executions insert goes last so a crash before it leaves nothing half-visible.
-        for table, data, columns in (
-            ("delivery_attempts", batch.attempts, rows.ATTEMPT_COLUMNS),
-            ("execution_payloads", batch.payloads, rows.PAYLOAD_COLUMNS),
-            ("executions_started", batch.started, rows.STARTED_COLUMNS),
-            ("executions", batch.executions, rows.EXECUTION_COLUMNS),
-        ):
+        """Insert every table of the batch, then dead-letter the records behind refused rows.
+
+        A record with a refused row loses its rows in the tables written after (`executions`
+        last); rows written before are keyed, replaced if the record is ever sent again."""
+        rejected: dict[int, str] = {}
+        for table in TABLES:
+            data, origins = _without(batch.rows(table), batch.origins[table], rejected)
             if data:
-                settings = {**_INSERT_SETTINGS, "insert_deduplication_token": batch.token(table)}
-                await self.ch.insert_json(table, rows.encode_rows(data), columns, settings)
+                rejected |= await self._store(table, data, origins, batch.token(table))
+        for index in sorted(rejected.keys() - batch.rejected.keys()):
+            await self._dead_letter(batch.sources[index], rejected[index])
+            batch.rejected[index] = rejected[index]
+            batch.dead_letters += 1
+        # Last: a retry of this method (the broker failed above) must insert the same rows.
+        batch.executions, batch.origins["executions"] = _without(
+            batch.executions, batch.origins["executions"], rejected
+        )
+
+    async def _store(
+        self, table: str, data: list[tuple[Any, ...]], origins: list[int], token: str
+    ) -> dict[int, str]:
+        """Insert rows; when ClickHouse refuses them for their data, split them in halves until
+        the refused rows are found. Returns their origins with the reason; the rest is stored."""
+        settings = {**_INSERT_SETTINGS, "insert_deduplication_token": token}
+        try:
+            body = rows.encode_rows(data)
+            await self.ch.insert_json(table, body, _COLUMNS[table], settings)
+            return {}
+        except (RefusedData, *_ENCODE_ERRORS) as exc:
+            if len(data) == 1:
+                return {origins[0]: f"{table}: {describe_error(exc)}"}
+        middle = len(data) // 2
+        rejected = await self._store(table, data[:middle], origins[:middle], token + "/0")
+        return rejected | await self._store(table, data[middle:], origins[middle:], token + "/1")
 
     async def _complete_heads(self) -> None:
         while self.inflight and self.inflight[0][1].done():

@@ -448,3 +448,75 @@ async def test_a_full_lane_defers_its_records_and_the_others_go_on(world: World)
         assert float(line.split()[-1]) >= 4
     finally:
         await runner.cleanup()
+
+
+async def _metric(world: World, name: str) -> float:
+    url = f"http://127.0.0.1:{world.env['CC_METRICS_PORT']}/metrics"
+    deadline = time.monotonic() + 20
+    while True:  # the worker serves its metrics a moment after it starts
+        try:
+            async with aiohttp.ClientSession() as session, session.get(url) as response:
+                text = await response.text()
+            break
+        except aiohttp.ClientConnectionError:
+            assert time.monotonic() < deadline, "no metrics"
+            await asyncio.sleep(0.1)
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
+    return values[0] if values else 0.0
+
+
+async def _dead_letters(world: World, topic: str, marker: bytes, count: int) -> list[Any]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=world.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    found: list[Any] = []
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        deadline = time.monotonic() + 20
+        while len(found) < count and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            found += [r for rs in batch.values() for r in rs if marker in (r.value or b"")]
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def test_records_that_raise_anywhere_are_dead_lettered_with_the_error(world: World) -> None:
+    marker = f"poison-{next(_counter)}"
+
+    def poison() -> list[bytes]:  # distinct deliveries: a copy of one would be skipped as such
+        deep = msgspec.json.encode(notification(world, marker)).replace(
+            b'"payload":{', b'"payload":{"deep":' + b"[" * 5000 + b"]" * 5000 + b","
+        )
+        no_lane = msgspec.structs.replace(
+            notification(world, marker), destination={"url": f"http://[::1/{marker}"}
+        )
+        bad_port = msgspec.structs.replace(
+            notification(world, marker), destination={"url": f"http://127.0.0.1:99999/{marker}"}
+        )
+        return [deep, msgspec.json.encode(no_lane), msgspec.json.encode(bad_port)]
+
+    tier_poison = f"not a notification {marker}".encode()
+    before = await _metric(world, "cc_dispatcher_dead_letters_total")
+    before_tier = await _metric(world, "cc_dispatcher_retry_dead_letters_total")
+    produced: list[bytes] = []
+    for partition in range(PARTITIONS):
+        for value in poison():
+            produced.append(value)
+            await world.producer.send_and_wait(topics.NOTIFICATIONS, value, partition=partition)
+        await world.producer.send_and_wait(topics.retry_tier(1), tier_poison, partition=partition)
+    record = notification(world, "after-poison-2")
+    await send(world, record)
+    await until(lambda: [a.outcome for a in world.attempts(record.deliveryId)] == ["delivered"])
+    dead = await _dead_letters(world, topics.DELIVERIES_DLQ, marker.encode(), len(produced))
+    assert sorted(r.value for r in dead) == sorted(produced)
+    errors = [dict(r.headers)["error"].decode().partition(":")[0] for r in dead]
+    assert sorted(errors) == ["RecursionError"] * PARTITIONS + ["ValueError"] * 2 * PARTITIONS
+    assert all(dict(r.headers)["source"].startswith(b"notifications/") for r in dead)
+    tier_dead = await _dead_letters(world, topics.RETRY_TIERS_DLQ, marker.encode(), PARTITIONS)
+    assert [r.value for r in tier_dead] == [tier_poison] * PARTITIONS
+    assert all(dict(r.headers)["source"].startswith(b"deliveries.retry.1/") for r in tier_dead)
+    assert await _metric(world, "cc_dispatcher_dead_letters_total") - before == len(produced)
+    tier_count = await _metric(world, "cc_dispatcher_retry_dead_letters_total") - before_tier
+    assert tier_count == PARTITIONS
