@@ -59,7 +59,7 @@ def build_message(record: NotificationRecord, ctx: Context) -> EmailMessage:
     message = EmailMessage()
     message["Subject"] = one_line(summary.title)[:SUBJECT_CHARS]
     message["From"] = ctx.email_from
-    message["To"] = ", ".join(recipients(record))
+    message["To"] = one_line(", ".join(recipients(record)))
     message["Message-ID"] = message_id(record)
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
     message["X-CodeCourier-Delivery"] = record.deliveryId
