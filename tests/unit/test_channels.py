@@ -416,6 +416,11 @@ def test_smtp_url() -> None:
     assert (server.host, server.port, server.implicit_tls) == ("mail.example.com", 465, True)
     assert (server.username, server.password) == ("me@x.io", "p:ss")
     assert email.smtp_server("smtp://mail.example.com").port == 25
+    assert email.smtp_server("smtp://u:p@mail.example.com").start_tls is True
+    assert email.smtp_server("smtp://mail.example.com").start_tls is None
+    assert email.smtp_server("smtps://u:p@mail.example.com").start_tls is False
+    opted_in = email.smtp_server("smtp://u:p@mail.example.com?allow_plaintext_auth=1")
+    assert opted_in.plaintext_auth and opted_in.start_tls is None
     with pytest.raises(ValueError, match="CC_SMTP_URL"):
         email.smtp_server("http://mail.example.com")
 
