@@ -16,9 +16,10 @@ from services.api.table import ROUTES
 from services.api.visibility import Visibility
 from services.common import kafka, wiring
 from services.common.clock import now_ms
-from services.common.config import Settings
+from services.common.config import Settings, require_secret_key
 from services.common.cursor import derive_key
 from services.common.http import METRICS, HttpMetrics, envelope_middleware
+from services.common.sealing import sealing_key
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +49,7 @@ def build_app(deps: Deps) -> web.Application:
 
 async def prepare(settings: Settings, kafka_bootstrap: str) -> Deps:
     """Connect every adapter, apply migrations and create topics."""
+    secret_key = require_secret_key(settings)  # before anything is connected
     cp = wiring.controlplane(settings)
     applied = await cp.migrate(now_ms())
     ch = wiring.clickhouse(settings)
@@ -74,7 +76,8 @@ async def prepare(settings: Settings, kafka_bootstrap: str) -> Deps:
         limiter=wiring.rate_limiter(settings),
         clickhouse=ch,
         kafka_bootstrap=kafka_bootstrap,
-        cursor_key=derive_key(settings.secret_key or "", "cursor"),
+        cursor_key=derive_key(secret_key, "cursor"),
+        sealing_key=sealing_key(secret_key),
     )
 
 

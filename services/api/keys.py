@@ -44,7 +44,7 @@ async def issue_key(
         project_id=project_id,
         name=name,
         prefix=apikeys.display_prefix(secret),
-        secret_hash=apikeys.hash_secret(secret, deps.settings.secret_key or ""),
+        secret_hash=deps.auth.digest(secret),
         scopes=normalise_scopes(scopes),
         now_ms=now_ms(deps.clock),
         expires_at_ms=expires_at_ms,

@@ -26,7 +26,7 @@ from services.common.cursor import decode_cursor, encode_cursor
 from services.common.egress import EgressRefused, check_url, parse_cidrs
 from services.common.errors import Conflict, InvalidCursor, InvalidInput, NotFound
 from services.common.ids import new_id
-from services.common.sealing import seal, sealing_key
+from services.common.sealing import seal
 from services.common.subscriptions import StoredConfig, announcements, config_of, record
 
 MAX_PER_TYPE = 10
@@ -185,7 +185,7 @@ async def create(call: Call) -> SubscriptionCreated:
         secret = body.webhookConfig.secret or (generated := _new_signing_secret())
     elif body.slackConfig is not None:
         secret = body.slackConfig.webhookUrl
-    key = sealing_key(deps.settings.secret_key or "")
+    key = deps.sealing_key
     row = SubscriptionRow(
         id=subscription_id, project_id=project_id, notification_type=body.notificationType,
         config_json=_json.encode(config).decode(),
@@ -255,7 +255,7 @@ async def update(call: Call) -> Subscription:
     config = _merged(config_of(row), patch)
     urls = {}
     secret_ciphertext = row.secret_ciphertext
-    key = sealing_key(deps.settings.secret_key or "")
+    key = deps.sealing_key
     if isinstance(patch.webhookConfig, msgspec.Struct):
         urls["webhookConfig.url"] = patch.webhookConfig.url
         if patch.webhookConfig.secret:
@@ -295,7 +295,7 @@ async def rotate_secret(call: Call) -> SubscriptionCreated:
         raise InvalidInput.field("notificationType", "Only webhook subscriptions have a secret.")
     deps = call.deps
     secret, at = _new_signing_secret(), now_ms(deps.clock)
-    key = sealing_key(deps.settings.secret_key or "")
+    key = deps.sealing_key
     rotated = msgspec.structs.replace(
         row, secret_ciphertext=seal(secret, key, row.id),
         previous_secret_ciphertext=row.secret_ciphertext,

@@ -60,7 +60,7 @@ class KeyAuthenticator:
             )
         if not apikeys.is_well_formed(secret):
             raise Unauthenticated("Malformed API key: keys start with 'cc_live_'.")
-        digest = apikeys.hash_secret(secret, self._server_key)
+        digest = self.digest(secret)
         key = await self._lookup(digest)
         if key is None or not apikeys.hashes_match(key.secret_hash, digest):
             raise Unauthenticated("Unknown API key.")
@@ -84,6 +84,10 @@ class KeyAuthenticator:
         if key is not None and self._cache_s > 0:
             self._cache[digest] = (now, key)
         return key
+
+    def digest(self, secret: str) -> str:
+        """The stored form of a key secret under the server's secret key."""
+        return apikeys.hash_secret(secret, self._server_key)
 
     def last_used_at(self, key: KeyRecord) -> int | None:
         """The latest use known to this process or the database."""

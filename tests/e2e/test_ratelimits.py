@@ -111,7 +111,7 @@ async def test_two_api_processes_share_one_bucket_through_redis(
         "CC_KAFKA_BOOTSTRAP": broker,
         "CC_REDIS_URL": redis_url,
         "CC_DATABASE_URL": pg_database,
-        "CC_SECRET_KEY": "shared-secret-for-both-replicas",
+        "CC_SECRET_KEY": "shared-secret-for-both-replicas-0123456789",
         "CC_ADMIN_TOKEN": ADMIN,
     }
     first, url_a = _start_api(tmp_path, "a", {**env, "CC_CLICKHOUSE_URL": f"chdb://{tmp_path}/cha"})
