@@ -24,8 +24,11 @@ from services.common.sealing import sealing_key
 log = structlog.get_logger(__name__)
 
 
-def build_app(deps: Deps) -> web.Application:
-    """The application: every route wrapped by auth, limits and envelopes."""
+def build_app(deps: Deps, background: bool = True) -> web.Application:
+    """The application: every route wrapped by auth, limits and envelopes.
+
+    `background` runs the last-used flusher and the outbox relay with it (tests may not).
+    """
     app = web.Application(
         middlewares=[envelope_middleware], client_max_size=deps.settings.max_body_bytes
     )
@@ -33,7 +36,7 @@ def build_app(deps: Deps) -> web.Application:
     for route in ROUTES:
         app.router.add_route(route.method, route.path, bind(route, deps))
 
-    async def background(_app: web.Application) -> AsyncIterator[None]:
+    async def run_background(_app: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(deps.auth.run_flusher()), asyncio.create_task(run_relay(deps))]
         yield
         for task in tasks:
@@ -43,7 +46,8 @@ def build_app(deps: Deps) -> web.Application:
                 await task
         await deps.auth.close()
 
-    app.cleanup_ctx.append(background)
+    if background:
+        app.cleanup_ctx.append(run_background)
     return app
 
 

@@ -171,13 +171,6 @@ async def create(call: Call) -> SubscriptionCreated:
     await _validate(
         deps, project_id, body.notificationType, config, urls, body.slackConfig is not None
     )
-    if (
-        await deps.controlplane.count_subscriptions(project_id, body.notificationType)
-        >= MAX_PER_TYPE
-    ):
-        raise Conflict(
-            f"A project has at most {MAX_PER_TYPE} {body.notificationType} subscriptions."
-        )
     subscription_id, at = new_id("ntf_"), now_ms(deps.clock)
     generated = None
     secret = None
@@ -193,7 +186,12 @@ async def create(call: Call) -> SubscriptionCreated:
         previous_secret_ciphertext=None, previous_secret_until_ms=None, disabled_reason=None,
         created_at_ms=at, updated_at_ms=at, version=1,
     )  # fmt: skip
-    await deps.controlplane.save_subscription(row, await _announce(deps, row), create=True)
+    if not await deps.controlplane.create_subscription(
+        row, await _announce(deps, row), MAX_PER_TYPE
+    ):
+        raise Conflict(
+            f"A project has at most {MAX_PER_TYPE} {body.notificationType} subscriptions."
+        )
     return SubscriptionCreated(subscription=view(row), signingSecret=generated)
 
 

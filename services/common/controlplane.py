@@ -175,6 +175,29 @@ def _project(row: sa.Row[Any]) -> ProjectRecord:
     )
 
 
+async def _lock_project(conn: AsyncConnection, project_id: str) -> None:
+    """Hold the project's row until the transaction ends."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            sa.select(projects.c.id).where(projects.c.id == project_id).with_for_update()
+        )
+    else:
+        # SQLite has no row locks: a write as the first statement takes the database's single
+        # write lock at once (waiting out busy_timeout), before anything has been read.
+        await conn.execute(
+            projects.update().where(projects.c.id == project_id).values(plan=projects.c.plan)
+        )
+
+
+async def _count_subscriptions(conn: AsyncConnection, project_id: str, kind: str) -> int:
+    query = (
+        sa.select(sa.func.count())
+        .select_from(subscriptions)
+        .where(subscriptions.c.project_id == project_id, subscriptions.c.notification_type == kind)
+    )
+    return int((await conn.execute(query)).scalar_one())
+
+
 def make_engine(url: str, connect_args: dict[str, Any] | None = None) -> AsyncEngine:
     """An async engine for `sqlite+aiosqlite://` or `postgresql+asyncpg://` URLs."""
     if url.startswith("sqlite"):
@@ -371,16 +394,26 @@ class ControlPlane:
 
     async def count_subscriptions(self, project_id: str, notification_type: str) -> int:
         """How many subscriptions of a type a project has."""
-        query = (
-            sa.select(sa.func.count())
-            .select_from(subscriptions)
-            .where(
-                subscriptions.c.project_id == project_id,
-                subscriptions.c.notification_type == notification_type,
-            )
-        )
         async with self.engine.connect() as conn:
-            return int((await conn.execute(query)).scalar_one())
+            return await _count_subscriptions(conn, project_id, notification_type)
+
+    async def create_subscription(
+        self, row: SubscriptionRow, messages: list[OutboxMessage], max_per_type: int
+    ) -> bool:
+        """Insert a subscription and its outbox messages unless its type is at the cap.
+
+        The project row is locked first, so concurrent creates of one project are serialised
+        and the count cannot go stale between the check and the insert. False: at the cap.
+        """
+        async with self.engine.begin() as conn:
+            await _lock_project(conn, row.project_id)
+            if await _count_subscriptions(conn, row.project_id, row.notification_type) >= (
+                max_per_type
+            ):
+                return False
+            await conn.execute(subscriptions.insert().values(**msgspec.structs.asdict(row)))
+            await self._enqueue(conn, messages, row.updated_at_ms)
+        return True
 
     async def get_subscription(
         self, project_id: str, subscription_id: str
