@@ -81,6 +81,17 @@ outbox = sa.Table(
 )
 
 
+# One counter per kind of change that replicas cache: `keys` moves with every key created or
+# revoked and every plan change, so API replicas can drop their key caches when it moves.
+change_versions = sa.Table(
+    "cc_change_versions",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
+KEYS_VERSION = "keys"
+
+
 def _create(*tables: sa.Table) -> Callable[[Connection], None]:
     def apply(conn: Connection) -> None:
         for table in tables:
@@ -89,10 +100,17 @@ def _create(*tables: sa.Table) -> Callable[[Connection], None]:
     return apply
 
 
+def _versions(conn: Connection) -> None:
+    change_versions.create(conn, checkfirst=True)
+    if conn.execute(sa.select(change_versions.c.name)).first() is None:
+        conn.execute(change_versions.insert().values(name=KEYS_VERSION, version=0))
+
+
 # Append only: a migration, once released, never changes. Each must be idempotent.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "projects and api keys", _create(projects, api_keys)),
     (2, "notification subscriptions and the outbox", _create(subscriptions, outbox)),
+    (3, "change versions for cache invalidation", _versions),
 ]
 
 
@@ -172,6 +190,15 @@ def _project(row: sa.Row[Any]) -> ProjectRecord:
     m = row._mapping
     return ProjectRecord(
         id=m["id"], name=m["name"], plan=m["plan"], created_at_ms=m["created_at_ms"]
+    )
+
+
+async def _bump_keys_version(conn: AsyncConnection) -> None:
+    """Move the `keys` version in the caller's transaction."""
+    await conn.execute(
+        change_versions.update()
+        .where(change_versions.c.name == KEYS_VERSION)
+        .values(version=change_versions.c.version + 1)
     )
 
 
@@ -276,9 +303,11 @@ class ControlPlane:
     async def set_plan(self, project_id: str, plan: str) -> ProjectRecord | None:
         """Change a project's plan; None when it does not exist."""
         async with self.engine.begin() as conn:
-            await conn.execute(
+            changed = await conn.execute(
                 projects.update().where(projects.c.id == project_id).values(plan=plan)
             )
+            if changed.rowcount:
+                await _bump_keys_version(conn)
         return await self.get_project(project_id)
 
     async def create_key(
@@ -318,6 +347,7 @@ class ControlPlane:
                     expires_at_ms=expires_at_ms,
                 )
             )
+            await _bump_keys_version(conn)
         return record
 
     async def find_key(self, secret_hash: str) -> KeyRecord | None:
@@ -369,7 +399,15 @@ class ControlPlane:
         )
         async with self.engine.begin() as conn:
             result = await conn.execute(statement)
+            if result.rowcount:
+                await _bump_keys_version(conn)
         return bool(result.rowcount)
+
+    async def keys_version(self) -> int:
+        """A number that moves whenever a key is created or revoked or a plan changes."""
+        query = sa.select(change_versions.c.version).where(change_versions.c.name == KEYS_VERSION)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one_or_none() or 0)
 
     async def record_key_use(self, last_used: Iterable[tuple[str, int]]) -> None:
         """Persist buffered last-used times (one statement per key, never moving backwards)."""
