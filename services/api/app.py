@@ -10,6 +10,7 @@ from aiohttp import web
 
 from schemas import topics
 from services.api.deps import Deps
+from services.api.ops import READINESS, Readiness
 from services.api.outbox import run_relay
 from services.api.routing import bind
 from services.api.table import ROUTES
@@ -33,11 +34,16 @@ def build_app(deps: Deps, background: bool = True) -> web.Application:
         middlewares=[envelope_middleware], client_max_size=deps.settings.max_body_bytes
     )
     app[METRICS] = HttpMetrics()
+    app[READINESS] = Readiness(deps)
     for route in ROUTES:
         app.router.add_route(route.method, route.path, bind(route, deps))
 
     async def run_background(_app: web.Application) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(deps.auth.run_flusher()), asyncio.create_task(run_relay(deps))]
+        tasks = [
+            asyncio.create_task(deps.auth.run_flusher()),
+            asyncio.create_task(deps.auth.run_sync()),
+            asyncio.create_task(run_relay(deps)),
+        ]
         yield
         for task in tasks:
             task.cancel()
@@ -48,6 +54,11 @@ def build_app(deps: Deps, background: bool = True) -> web.Application:
 
     if background:
         app.cleanup_ctx.append(run_background)
+
+    async def close_readiness(app: web.Application) -> None:
+        await app[READINESS].close()
+
+    app.on_cleanup.append(close_readiness)
     return app
 
 
