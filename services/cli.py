@@ -107,7 +107,11 @@ def cmd_key_create(args: argparse.Namespace, ep: dict[str, str]) -> None:
     body: dict[str, Any] = {"name": args.name, "scopes": args.scopes.split(",")}
     if args.expires_at:
         body["expiresAt"] = args.expires_at
-    data = request("POST", f"{ep['url']}/api/v1/keys", ep["key"], body)["data"]
+    if args.project:  # the operator's way in, with the admin token
+        url, token = f"{ep['url']}/admin/v1/projects/{args.project}/keys", ep["admin"]
+    else:
+        url, token = f"{ep['url']}/api/v1/keys", ep["key"]
+    data = request("POST", url, token, body)["data"]
     _print(
         data,
         args.json,
@@ -352,7 +356,9 @@ def parser() -> argparse.ArgumentParser:
     plan.add_argument("--plan", choices=PLANS, required=True)
     plan.set_defaults(run=cmd_project_set_plan)
 
-    key = sub.add_parser("key", help="create, list and revoke API keys of your project")
+    key = sub.add_parser(
+        "key", help="create, list and revoke API keys (of your project, or any with --project)"
+    )
     ksub = key.add_subparsers(dest="action", required=True, metavar="ACTION")
     kcreate = client(ksub.add_parser("create", help="create a key (no more powerful than yours)"))
     kcreate.add_argument("--name", required=True)
@@ -360,6 +366,11 @@ def parser() -> argparse.ArgumentParser:
         "--scopes", required=True, help="comma list, e.g. logs:read,events:write or *"
     )
     kcreate.add_argument("--expires-at", help="ISO-8601 time with zone, e.g. 2027-01-01T00:00:00Z")
+    kcreate.add_argument(
+        "--project",
+        metavar="PROJECT_ID",
+        help="issue the key for this project with the admin token (operators; any scopes)",
+    )
     kcreate.set_defaults(run=cmd_key_create)
     client(ksub.add_parser("list", help="list live keys (never their secrets)")).set_defaults(
         run=cmd_key_list

@@ -32,7 +32,7 @@ async def _local_key(api: RunningApi, previous: LocalCredentials | None) -> tupl
     """Reuse the saved project key while it still works, else create a project and key."""
     deps = api.deps
     if previous is not None and apikeys.is_well_formed(previous.apiKey):
-        digest = apikeys.hash_secret(previous.apiKey, deps.settings.secret_key or "")
+        digest = deps.auth.digest(previous.apiKey)
         key = await deps.controlplane.find_key(digest)
         if key is not None and key.project_id == previous.projectId:
             with contextlib.suppress(Exception):

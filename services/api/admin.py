@@ -1,7 +1,14 @@
 """Operator routes under `/admin/v1`, guarded by `CC_ADMIN_TOKEN`."""
 
-from schemas.api import CreateProjectBody, PatchProjectBody, Project, ProjectCreated
-from services.api.keys import issue_key
+from schemas.api import (
+    CreatedKey,
+    CreateKeyBody,
+    CreateProjectBody,
+    PatchProjectBody,
+    Project,
+    ProjectCreated,
+)
+from services.api.keys import issue_key, requested_expiry
 from services.api.routing import Call, Route
 from services.api.views import project_view
 from services.common.clock import now_ms
@@ -29,6 +36,16 @@ async def patch_project(call: Call) -> Project:
     return project_view(record)
 
 
+async def create_project_key(call: Call) -> CreatedKey:
+    """Issue a key for an existing project (a way back in when its keys are lost or revoked)."""
+    body: CreateKeyBody = call.body
+    project_id = call.path("projectId")
+    if await call.deps.controlplane.get_project(project_id) is None:
+        raise NotFound(f"No project {project_id}.")
+    expires_ms = requested_expiry(body, now_ms(call.deps.clock))
+    return await issue_key(call.deps, project_id, body.name, list(body.scopes), expires_ms)
+
+
 ROUTES = [
     Route(
         "POST",
@@ -50,5 +67,16 @@ ROUTES = [
         auth="admin",
         body=PatchProjectBody,
         response=Project,
+    ),
+    Route(
+        "POST",
+        "/admin/v1/projects/{projectId}/keys",
+        create_project_key,
+        "Issue an API key for an existing project (its secret is shown once)",
+        "admin",
+        auth="admin",
+        body=CreateKeyBody,
+        response=CreatedKey,
+        status=201,
     ),
 ]

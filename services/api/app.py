@@ -10,32 +10,42 @@ from aiohttp import web
 
 from schemas import topics
 from services.api.deps import Deps
+from services.api.ops import READINESS, Readiness
 from services.api.outbox import run_relay
 from services.api.routing import bind
 from services.api.table import ROUTES
 from services.api.visibility import Visibility
 from services.common import kafka, wiring
 from services.common.clock import now_ms
-from services.common.config import Settings
+from services.common.config import Settings, require_secret_key
 from services.common.cursor import derive_key
 from services.common.http import METRICS, HttpMetrics, envelope_middleware
+from services.common.sealing import sealing_key
 
 MAX_REQUEST_LINE_BYTES = 128 * 1024  # holds every documented query parameter at its bound
 
 log = structlog.get_logger(__name__)
 
 
-def build_app(deps: Deps) -> web.Application:
-    """The application: every route wrapped by auth, limits and envelopes."""
+def build_app(deps: Deps, background: bool = True) -> web.Application:
+    """The application: every route wrapped by auth, limits and envelopes.
+
+    `background` runs the last-used flusher and the outbox relay with it (tests may not).
+    """
     app = web.Application(
         middlewares=[envelope_middleware], client_max_size=deps.settings.max_body_bytes
     )
     app[METRICS] = HttpMetrics()
+    app[READINESS] = Readiness(deps)
     for route in ROUTES:
         app.router.add_route(route.method, route.path, bind(route, deps))
 
-    async def background(_app: web.Application) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(deps.auth.run_flusher()), asyncio.create_task(run_relay(deps))]
+    async def run_background(_app: web.Application) -> AsyncIterator[None]:
+        tasks = [
+            asyncio.create_task(deps.auth.run_flusher()),
+            asyncio.create_task(deps.auth.run_sync()),
+            asyncio.create_task(run_relay(deps)),
+        ]
         yield
         for task in tasks:
             task.cancel()
@@ -44,12 +54,19 @@ def build_app(deps: Deps) -> web.Application:
                 await task
         await deps.auth.close()
 
-    app.cleanup_ctx.append(background)
+    if background:
+        app.cleanup_ctx.append(run_background)
+
+    async def close_readiness(app: web.Application) -> None:
+        await app[READINESS].close()
+
+    app.on_cleanup.append(close_readiness)
     return app
 
 
 async def prepare(settings: Settings, kafka_bootstrap: str) -> Deps:
     """Connect every adapter, apply migrations and create topics."""
+    secret_key = require_secret_key(settings)  # before anything is connected
     cp = wiring.controlplane(settings)
     applied = await cp.migrate(now_ms())
     ch = wiring.clickhouse(settings)
@@ -76,7 +93,8 @@ async def prepare(settings: Settings, kafka_bootstrap: str) -> Deps:
         limiter=wiring.rate_limiter(settings),
         clickhouse=ch,
         kafka_bootstrap=kafka_bootstrap,
-        cursor_key=derive_key(settings.secret_key or "", "cursor"),
+        cursor_key=derive_key(secret_key, "cursor"),
+        sealing_key=sealing_key(secret_key),
     )
 
 

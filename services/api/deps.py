@@ -24,6 +24,7 @@ class Deps:
     clickhouse: ClickHouse
     kafka_bootstrap: str
     cursor_key: bytes
+    sealing_key: bytes  # seals destination secrets at rest (from the server secret)
     producer: AIOKafkaProducer
     visibility: Visibility
     clock: Clock = system_clock

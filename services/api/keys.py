@@ -16,8 +16,9 @@ from services.api.routing import (
 from services.api.views import key_view
 from services.common import apikeys
 from services.common.clock import iso_ms, now_ms, to_ms
+from services.common.controlplane import KeyRecord
 from services.common.cursor import decode_cursor, encode_cursor
-from services.common.errors import InvalidCursor, InvalidInput, NotFound, ScopeDenied
+from services.common.errors import Forbidden, InvalidCursor, InvalidInput, NotFound, ScopeDenied
 
 
 class RevokedKey(Struct, frozen=True):
@@ -47,28 +48,50 @@ async def issue_key(
 ) -> CreatedKey:
     """Create a key and return it with its secret, which is not stored anywhere."""
     secret = apikeys.new_secret()
+    digest = deps.auth.digest(secret)
     record = await deps.controlplane.create_key(
         project_id=project_id,
         name=name,
         prefix=apikeys.display_prefix(secret),
-        secret_hash=apikeys.hash_secret(secret, deps.settings.secret_key or ""),
+        secret_hash=digest,
         scopes=normalise_scopes(scopes),
         now_ms=now_ms(deps.clock),
         expires_at_ms=expires_at_ms,
     )
+    deps.auth.key_created(digest)
     return CreatedKey(**msgspec.structs.asdict(key_view(record, None)), secret=secret)
 
 
+def requested_expiry(body: CreateKeyBody, at_ms: int) -> int | None:
+    """The new key's expiry in ms, which must be in the future."""
+    expires_ms = to_ms(body.expiresAt) if body.expiresAt is not None else None
+    if expires_ms is not None and expires_ms <= at_ms:
+        raise InvalidInput.field("expiresAt", "Must be in the future.")
+    return expires_ms
+
+
+def bounded_expiry(caller: KeyRecord, expires_ms: int | None) -> int | None:
+    """A key never outlives the key that made it: no expiry given inherits the caller's."""
+    if caller.expires_at_ms is None:
+        return expires_ms
+    if expires_ms is None:
+        return caller.expires_at_ms
+    if expires_ms > caller.expires_at_ms:
+        raise Forbidden(
+            "A key cannot create a key that outlives it: this key expires at "
+            f"{iso_ms(caller.expires_at_ms)}; ask for that time or earlier."
+        )
+    return expires_ms
+
+
 async def create_key(call: Call) -> CreatedKey:
-    """Create a key no more powerful than the caller."""
+    """Create a key no more powerful and no longer-lived than the caller."""
     body: CreateKeyBody = call.body
     caller = call.principal
     missing = apikeys.ungrantable(caller.scopes, list(body.scopes))
     if missing:
         raise ScopeDenied(missing[0])
-    expires_ms = to_ms(body.expiresAt) if body.expiresAt is not None else None
-    if expires_ms is not None and expires_ms <= now_ms(call.deps.clock):
-        raise InvalidInput.field("expiresAt", "Must be in the future.")
+    expires_ms = bounded_expiry(caller, requested_expiry(body, now_ms(call.deps.clock)))
     return await issue_key(call.deps, caller.project_id, body.name, list(body.scopes), expires_ms)
 
 
@@ -98,10 +121,18 @@ async def list_keys(call: Call) -> Page:
 
 
 async def revoke_key(call: Call) -> RevokedKey:
-    """Revoke a key of the caller's project; the next request with it is refused."""
-    key_id = call.path("keyId")
+    """Revoke a key of the caller's project that holds no scope the caller lacks."""
+    key_id, caller = call.path("keyId"), call.principal
+    target = await call.deps.controlplane.get_key(caller.project_id, key_id)
+    if target is None or target.revoked_at_ms is not None:
+        raise NotFound(f"No key {key_id} in this project.")
+    if beyond := apikeys.ungrantable(caller.scopes, target.scopes):
+        raise Forbidden(
+            f"This key cannot revoke {key_id}: that key holds {', '.join(beyond)}, which this "
+            "key does not; revoke it with a key that holds every scope it has."
+        )
     at = now_ms(call.deps.clock)
-    if not await call.deps.controlplane.revoke_key(call.principal.project_id, key_id, at):
+    if not await call.deps.controlplane.revoke_key(caller.project_id, key_id, at):
         raise NotFound(f"No key {key_id} in this project.")
     call.deps.auth.forget_key(key_id)
     return RevokedKey(id=key_id, revokedAt=iso_ms(at))
@@ -137,7 +168,7 @@ ROUTES = [
         "DELETE",
         "/api/v1/keys/{keyId}",
         revoke_key,
-        "Revoke an API key at once",
+        "Revoke an API key at once (only a key whose scopes the caller holds too)",
         "keys",
         scope="keys:write",
         response=RevokedKey,

@@ -34,7 +34,7 @@ from services.common.egress import EgressRefused, check_url, parse_cidrs
 from services.common.errors import Conflict, InvalidCursor, InvalidInput, NotFound
 from services.common.ids import new_id
 from services.common.kafka import check_record_size
-from services.common.sealing import seal, sealing_key
+from services.common.sealing import seal
 from services.common.subscriptions import StoredConfig, announcements, config_of, record
 
 MAX_PER_TYPE = 10
@@ -182,13 +182,6 @@ async def create(call: Call) -> SubscriptionCreated:
     await _validate(
         deps, project_id, body.notificationType, config, urls, body.slackConfig is not None
     )
-    if (
-        await deps.controlplane.count_subscriptions(project_id, body.notificationType)
-        >= MAX_PER_TYPE
-    ):
-        raise Conflict(
-            f"A project has at most {MAX_PER_TYPE} {body.notificationType} subscriptions."
-        )
     subscription_id, at = new_id("ntf_"), now_ms(deps.clock)
     generated = None
     secret = None
@@ -196,7 +189,7 @@ async def create(call: Call) -> SubscriptionCreated:
         secret = body.webhookConfig.secret or (generated := _new_signing_secret())
     elif body.slackConfig is not None:
         secret = body.slackConfig.webhookUrl
-    key = sealing_key(deps.settings.secret_key or "")
+    key = deps.sealing_key
     row = SubscriptionRow(
         id=subscription_id, project_id=project_id, notification_type=body.notificationType,
         config_json=_json.encode(config).decode(),
@@ -204,7 +197,12 @@ async def create(call: Call) -> SubscriptionCreated:
         previous_secret_ciphertext=None, previous_secret_until_ms=None, disabled_reason=None,
         created_at_ms=at, updated_at_ms=at, version=1,
     )  # fmt: skip
-    await deps.controlplane.save_subscription(row, await _announce(deps, row), create=True)
+    if not await deps.controlplane.create_subscription(
+        row, await _announce(deps, row), MAX_PER_TYPE
+    ):
+        raise Conflict(
+            f"A project has at most {MAX_PER_TYPE} {body.notificationType} subscriptions."
+        )
     return SubscriptionCreated(subscription=view(row), signingSecret=generated)
 
 
@@ -266,7 +264,7 @@ async def update(call: Call) -> Subscription:
     config = _merged(config_of(row), patch)
     urls = {}
     secret_ciphertext = row.secret_ciphertext
-    key = sealing_key(deps.settings.secret_key or "")
+    key = deps.sealing_key
     if isinstance(patch.webhookConfig, msgspec.Struct):
         urls["webhookConfig.url"] = patch.webhookConfig.url
         if patch.webhookConfig.secret:
@@ -306,7 +304,7 @@ async def rotate_secret(call: Call) -> SubscriptionCreated:
         raise InvalidInput.field("notificationType", "Only webhook subscriptions have a secret.")
     deps = call.deps
     secret, at = _new_signing_secret(), now_ms(deps.clock)
-    key = sealing_key(deps.settings.secret_key or "")
+    key = deps.sealing_key
     rotated = msgspec.structs.replace(
         row, secret_ciphertext=seal(secret, key, row.id),
         previous_secret_ciphertext=row.secret_ciphertext,

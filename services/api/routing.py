@@ -1,5 +1,6 @@
 """The route table's types and the wrapper that applies auth, scopes, limits and envelopes."""
 
+import hashlib
 import hmac
 import re
 from collections.abc import Awaitable, Callable
@@ -85,6 +86,10 @@ class Route:
     conflict: str | None = None  # when the route answers 409 CONFLICT (documented)
 
 
+# Wrong admin tokens per client address: 10 in a burst, then one every 12 seconds.
+ADMIN_FAILURES = Bucket(per_minute=5, burst=10)
+
+
 def api_bucket(deps: Deps, plan: str) -> Bucket:
     """The per-project API request bucket for a plan."""
     limits = deps.settings.plan(plan)
@@ -93,12 +98,7 @@ def api_bucket(deps: Deps, plan: str) -> Bucket:
 
 async def _authenticate(route: Route, request: web.Request, deps: Deps) -> KeyRecord | None:
     if route.auth == "admin":
-        expected = deps.settings.admin_token
-        presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not expected:
-            raise Unauthenticated("The admin API is disabled: set CC_ADMIN_TOKEN.")
-        if not hmac.compare_digest(presented.encode(), expected.encode()):
-            raise Unauthenticated("Missing or wrong admin token.")
+        await _authenticate_admin(request, deps)
         return None
     if route.auth == "none":
         return None
@@ -116,6 +116,29 @@ async def _authenticate(route: Route, request: web.Request, deps: Deps) -> KeyRe
     if route.scope and not has_scope(key.scopes, route.scope):
         raise ScopeDenied(route.scope)
     return key
+
+
+async def _authenticate_admin(request: web.Request, deps: Deps) -> None:
+    """Check the admin token; every wrong one costs its client address a token."""
+    expected = deps.settings.admin_token
+    if not expected:
+        raise Unauthenticated("The admin API is disabled: set CC_ADMIN_TOKEN.")
+    bucket_name = f"admin-auth:{request.remote or 'unknown'}"
+    decision = await deps.limiter.take(bucket_name, ADMIN_FAILURES)
+    if not decision.allowed:
+        raise RateLimited(
+            f"Too many wrong admin tokens from this address; retry in {decision.retry_after_s} s.",
+            decision.retry_after_s,
+        )
+    presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    # Digests first: compare_digest leaks the length of its inputs, these have one length.
+    if not hmac.compare_digest(_token_digest(presented), _token_digest(expected)):
+        raise Unauthenticated("Missing or wrong admin token.")
+    await deps.limiter.take(bucket_name, ADMIN_FAILURES, -1)  # the right token costs nothing
+
+
+def _token_digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
 
 
 def _query(route: Route, request: web.Request) -> dict[str, str]:

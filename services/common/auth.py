@@ -1,8 +1,9 @@
-"""Who is calling: key extraction, verification, a short cache and buffered last-used times."""
+"""Who is calling: key extraction, verification, short caches and buffered last-used times."""
 
 import asyncio
 import contextlib
 import time
+from collections import OrderedDict
 
 import structlog
 from multidict import CIMultiDictProxy
@@ -34,7 +35,13 @@ def check_usable(key: KeyRecord, at_ms: int) -> None:
 
 
 class KeyAuthenticator:
-    """Resolves secrets to keys; caches hits briefly and writes last-used times in batches."""
+    """Resolves secrets to keys; caches hits and misses briefly, writes last-used times in batches.
+
+    Every local change (key created or revoked, plan changed) bumps a generation: a lookup that
+    was in flight across a bump neither caches its answer nor serves later requests, so a revoked
+    key is refused on this replica from the next request on. Other replicas notice through the
+    control plane's `keys` version, polled every `sync_s` (`run_sync`), and drop their caches.
+    """
 
     def __init__(
         self,
@@ -42,14 +49,21 @@ class KeyAuthenticator:
         server_key: str,
         cache_s: float,
         clock: Clock = system_clock,
+        unknown_capacity: int = 10_000,
+        sync_s: float = 1.0,
     ) -> None:
         self._cp = controlplane
         self._server_key = server_key
         self._cache_s = cache_s
         self._clock = clock
         self._cache: dict[str, tuple[float, KeyRecord]] = {}
+        self._unknown: OrderedDict[str, float] = OrderedDict()  # digest -> when it was missed
+        self._unknown_capacity = unknown_capacity
         self._last_used: dict[str, int] = {}
         self._inflight: dict[str, asyncio.Future[KeyRecord | None]] = {}
+        self._generation = 0
+        self._version: int | None = None
+        self.sync_s = sync_s
 
     async def authenticate(self, headers: CIMultiDictProxy[str]) -> KeyRecord:
         """The live key behind the request's credentials, or Unauthenticated saying why not."""
@@ -60,7 +74,7 @@ class KeyAuthenticator:
             )
         if not apikeys.is_well_formed(secret):
             raise Unauthenticated("Malformed API key: keys start with 'cc_live_'.")
-        digest = apikeys.hash_secret(secret, self._server_key)
+        digest = self.digest(secret)
         key = await self._lookup(digest)
         if key is None or not apikeys.hashes_match(key.secret_hash, digest):
             raise Unauthenticated("Unknown API key.")
@@ -70,20 +84,51 @@ class KeyAuthenticator:
         return key
 
     async def _lookup(self, digest: str) -> KeyRecord | None:
-        cached = self._cache.get(digest)
         now = time.monotonic()
+        cached = self._cache.get(digest)
         if cached is not None and now - cached[0] < self._cache_s:
             return cached[1]
+        missed = self._unknown.get(digest)
+        if missed is not None and now - missed < self._cache_s:
+            self._unknown.move_to_end(digest)
+            return None
+        generation = self._generation
+        key = await asyncio.shield(self._query(digest))
+        if generation == self._generation and self._cache_s > 0:
+            if key is None:
+                self._remember_unknown(digest, now)
+            else:
+                self._cache[digest] = (now, key)
+        return key
+
+    def _query(self, digest: str) -> "asyncio.Future[KeyRecord | None]":
         # Single flight: when an entry expires under load, one query serves every waiter.
         pending = self._inflight.get(digest)
         if pending is None:
             pending = asyncio.ensure_future(self._cp.find_key(digest))
             self._inflight[digest] = pending
-            pending.add_done_callback(lambda _f: self._inflight.pop(digest, None))
-        key = await asyncio.shield(pending)
-        if key is not None and self._cache_s > 0:
-            self._cache[digest] = (now, key)
-        return key
+
+            def done(finished: "asyncio.Future[KeyRecord | None]") -> None:
+                if self._inflight.get(digest) is finished:
+                    del self._inflight[digest]
+
+            pending.add_done_callback(done)
+        return pending
+
+    def _remember_unknown(self, digest: str, now: float) -> None:
+        self._unknown[digest] = now
+        self._unknown.move_to_end(digest)
+        while len(self._unknown) > self._unknown_capacity:
+            self._unknown.popitem(last=False)
+
+    def _changed(self) -> None:
+        """Something cached may be stale: in-flight lookups must not be reused or cached."""
+        self._generation += 1
+        self._inflight.clear()
+
+    def digest(self, secret: str) -> str:
+        """The stored form of a key secret under the server's secret key."""
+        return apikeys.hash_secret(secret, self._server_key)
 
     def last_used_at(self, key: KeyRecord) -> int | None:
         """The latest use known to this process or the database."""
@@ -93,11 +138,40 @@ class KeyAuthenticator:
 
     def forget_key(self, key_id: str) -> None:
         """Drop a key from the cache (after revocation)."""
+        self._changed()
         self._cache = {d: entry for d, entry in self._cache.items() if entry[1].id != key_id}
 
     def forget_project(self, project_id: str) -> None:
         """Drop a project's keys from the cache (after a plan change)."""
+        self._changed()
         self._cache = {d: e for d, e in self._cache.items() if e[1].project_id != project_id}
+
+    def key_created(self, digest: str) -> None:
+        """A key with this digest now exists: it must not be answered from the miss cache."""
+        self._changed()
+        self._unknown.pop(digest, None)
+
+    def forget_all(self) -> None:
+        """Drop every cached hit and miss (another replica changed keys or plans)."""
+        self._changed()
+        self._cache.clear()
+        self._unknown.clear()
+
+    async def sync(self) -> None:
+        """Drop the caches when the control plane's `keys` version moved since the last look."""
+        version = await self._cp.keys_version()
+        if self._version is not None and version != self._version:
+            self.forget_all()
+        self._version = version
+
+    async def run_sync(self) -> None:
+        """Follow the `keys` version forever; failures are logged and retried."""
+        while True:
+            try:
+                await self.sync()
+            except Exception:
+                log.warning("keys.sync_failed", exc_info=True)
+            await asyncio.sleep(self.sync_s)
 
     async def flush(self) -> None:
         """Write buffered last-used times in one transaction."""

@@ -1,5 +1,6 @@
 """Settings: read from the environment once, in `main()`, and passed down as one frozen struct."""
 
+import contextlib
 import json
 import os
 import secrets
@@ -77,6 +78,20 @@ class ConfigError(ValueError):
     """An environment variable holds a value that cannot be used."""
 
 
+MIN_SECRET_KEY_CHARS = 32
+
+
+def require_secret_key(settings: Settings) -> str:
+    """The server secret; ConfigError when none was configured or loaded (never an empty key)."""
+    key = settings.secret_key
+    if not key or len(key) < MIN_SECRET_KEY_CHARS:
+        raise ConfigError(
+            "no usable server secret key: set CC_SECRET_KEY (at least "
+            f"{MIN_SECRET_KEY_CHARS} characters) or let the data dir hold secret.key"
+        )
+    return key
+
+
 def _float_list(raw: str, name: str) -> tuple[float, ...]:
     try:
         values = tuple(float(part) for part in raw.split(",") if part.strip())
@@ -137,6 +152,15 @@ def _snake(camel: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
 
 
+def _secret_key(raw: str | None) -> str | None:
+    if raw is not None and len(raw) < MIN_SECRET_KEY_CHARS:
+        raise ConfigError(
+            f"CC_SECRET_KEY must be at least {MIN_SECRET_KEY_CHARS} characters long (got "
+            f"{len(raw)}); use a long random value, e.g. `openssl rand -base64 48`"
+        )
+    return raw
+
+
 def _database_url(raw: str | None, data_dir: Path) -> str:
     if not raw:
         return f"sqlite+aiosqlite:///{data_dir / 'controlplane.db'}"
@@ -166,7 +190,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         database_url=_database_url(env.get("CC_DATABASE_URL"), data_dir),
         redis_url=env.get("CC_REDIS_URL") or None,
         admin_token=env.get("CC_ADMIN_TOKEN") or None,
-        secret_key=env.get("CC_SECRET_KEY") or None,
+        secret_key=_secret_key(env.get("CC_SECRET_KEY") or None),
         smtp_url=env.get("CC_SMTP_URL") or None,
         smtp_ca_file=env.get("CC_SMTP_CA_FILE") or None,
         email_from=env.get("CC_EMAIL_FROM") or "CodeCourier <alerts@codecourier.local>",
@@ -185,13 +209,37 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 
 def ensure_secret_key(settings: Settings) -> Settings:
-    """Use `CC_SECRET_KEY`, else a key persisted (mode 0600) under the data dir."""
+    """Use `CC_SECRET_KEY`, else a key persisted (mode 0600) under the data dir.
+
+    Processes starting together may all generate one: each writes its own temporary file and
+    links it into place, which succeeds for exactly one; the others read the winner's. The key
+    file only ever appears complete, so a reader never sees a half-written one.
+    """
     if settings.secret_key:
         return settings
     path = settings.data_dir / "secret.key"
     if not path.exists():
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        _publish_new_key(path)
+    key = path.read_text().strip()
+    if len(key) < MIN_SECRET_KEY_CHARS:
+        raise ConfigError(
+            f"{path} holds no usable secret key (empty or shorter than {MIN_SECRET_KEY_CHARS} "
+            "characters); restore it from a backup or set CC_SECRET_KEY"
+        )
+    return msgspec.structs.replace(settings, secret_key=key)
+
+
+def _publish_new_key(path: Path) -> None:
+    key = secrets.token_urlsafe(48)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
         with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(48))
-    return msgspec.structs.replace(settings, secret_key=path.read_text().strip())
+            handle.write(key)
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):  # another process won: use its key
+            os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

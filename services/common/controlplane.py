@@ -81,6 +81,17 @@ outbox = sa.Table(
 )
 
 
+# One counter per kind of change that replicas cache: `keys` moves with every key created or
+# revoked and every plan change, so API replicas can drop their key caches when it moves.
+change_versions = sa.Table(
+    "cc_change_versions",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
+KEYS_VERSION = "keys"
+
+
 def _create(*tables: sa.Table) -> Callable[[Connection], None]:
     def apply(conn: Connection) -> None:
         for table in tables:
@@ -89,10 +100,17 @@ def _create(*tables: sa.Table) -> Callable[[Connection], None]:
     return apply
 
 
+def _versions(conn: Connection) -> None:
+    change_versions.create(conn, checkfirst=True)
+    if conn.execute(sa.select(change_versions.c.name)).first() is None:
+        conn.execute(change_versions.insert().values(name=KEYS_VERSION, version=0))
+
+
 # Append only: a migration, once released, never changes. Each must be idempotent.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "projects and api keys", _create(projects, api_keys)),
     (2, "notification subscriptions and the outbox", _create(subscriptions, outbox)),
+    (3, "change versions for cache invalidation", _versions),
 ]
 
 
@@ -175,6 +193,38 @@ def _project(row: sa.Row[Any]) -> ProjectRecord:
     )
 
 
+async def _bump_keys_version(conn: AsyncConnection) -> None:
+    """Move the `keys` version in the caller's transaction."""
+    await conn.execute(
+        change_versions.update()
+        .where(change_versions.c.name == KEYS_VERSION)
+        .values(version=change_versions.c.version + 1)
+    )
+
+
+async def _lock_project(conn: AsyncConnection, project_id: str) -> None:
+    """Hold the project's row until the transaction ends."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            sa.select(projects.c.id).where(projects.c.id == project_id).with_for_update()
+        )
+    else:
+        # SQLite has no row locks: a write as the first statement takes the database's single
+        # write lock at once (waiting out busy_timeout), before anything has been read.
+        await conn.execute(
+            projects.update().where(projects.c.id == project_id).values(plan=projects.c.plan)
+        )
+
+
+async def _count_subscriptions(conn: AsyncConnection, project_id: str, kind: str) -> int:
+    query = (
+        sa.select(sa.func.count())
+        .select_from(subscriptions)
+        .where(subscriptions.c.project_id == project_id, subscriptions.c.notification_type == kind)
+    )
+    return int((await conn.execute(query)).scalar_one())
+
+
 def make_engine(url: str, connect_args: dict[str, Any] | None = None) -> AsyncEngine:
     """An async engine for `sqlite+aiosqlite://` or `postgresql+asyncpg://` URLs."""
     if url.startswith("sqlite"):
@@ -253,9 +303,11 @@ class ControlPlane:
     async def set_plan(self, project_id: str, plan: str) -> ProjectRecord | None:
         """Change a project's plan; None when it does not exist."""
         async with self.engine.begin() as conn:
-            await conn.execute(
+            changed = await conn.execute(
                 projects.update().where(projects.c.id == project_id).values(plan=plan)
             )
+            if changed.rowcount:
+                await _bump_keys_version(conn)
         return await self.get_project(project_id)
 
     async def create_key(
@@ -295,6 +347,7 @@ class ControlPlane:
                     expires_at_ms=expires_at_ms,
                 )
             )
+            await _bump_keys_version(conn)
         return record
 
     async def find_key(self, secret_hash: str) -> KeyRecord | None:
@@ -346,7 +399,15 @@ class ControlPlane:
         )
         async with self.engine.begin() as conn:
             result = await conn.execute(statement)
+            if result.rowcount:
+                await _bump_keys_version(conn)
         return bool(result.rowcount)
+
+    async def keys_version(self) -> int:
+        """A number that moves whenever a key is created or revoked or a plan changes."""
+        query = sa.select(change_versions.c.version).where(change_versions.c.name == KEYS_VERSION)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one_or_none() or 0)
 
     async def record_key_use(self, last_used: Iterable[tuple[str, int]]) -> None:
         """Persist buffered last-used times (one statement per key, never moving backwards)."""
@@ -371,16 +432,26 @@ class ControlPlane:
 
     async def count_subscriptions(self, project_id: str, notification_type: str) -> int:
         """How many subscriptions of a type a project has."""
-        query = (
-            sa.select(sa.func.count())
-            .select_from(subscriptions)
-            .where(
-                subscriptions.c.project_id == project_id,
-                subscriptions.c.notification_type == notification_type,
-            )
-        )
         async with self.engine.connect() as conn:
-            return int((await conn.execute(query)).scalar_one())
+            return await _count_subscriptions(conn, project_id, notification_type)
+
+    async def create_subscription(
+        self, row: SubscriptionRow, messages: list[OutboxMessage], max_per_type: int
+    ) -> bool:
+        """Insert a subscription and its outbox messages unless its type is at the cap.
+
+        The project row is locked first, so concurrent creates of one project are serialised
+        and the count cannot go stale between the check and the insert. False: at the cap.
+        """
+        async with self.engine.begin() as conn:
+            await _lock_project(conn, row.project_id)
+            if await _count_subscriptions(conn, row.project_id, row.notification_type) >= (
+                max_per_type
+            ):
+                return False
+            await conn.execute(subscriptions.insert().values(**msgspec.structs.asdict(row)))
+            await self._enqueue(conn, messages, row.updated_at_ms)
+        return True
 
     async def get_subscription(
         self, project_id: str, subscription_id: str

@@ -2,8 +2,11 @@
 
 Checks what can be decided from the URL alone: scheme, literal IPs in every spelling the
 standard library accepts (dotted, integer, hex and octal shorthands, IPv4-mapped IPv6) and
-names that are internal by definition. Delivery-time checks resolve names and check every
-address again (the dispatcher), since a public name can point anywhere.
+names that are internal by definition. IPv6 addresses that carry an IPv4 address (IPv4-mapped
+`::ffff:0:0/96`, IPv4-compatible `::/96`, 6to4 `2002::/16`) are judged by that IPv4 address;
+the local-use NAT64 prefix `64:ff9b:1::/48` (and the well-known `64:ff9b::/96`) is refused.
+Delivery-time checks resolve names and check every address again (the dispatcher), since a
+public name can point anywhere.
 """
 
 import ipaddress
@@ -21,7 +24,7 @@ BLOCKED: tuple[Network, ...] = tuple(
         "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15",
         "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
         "255.255.255.255/32", "::/128", "::1/128", "::ffff:0:0/96", "64:ff9b::/96",
-        "100::/64", "2001:db8::/32", "fc00::/7", "fe80::/10", "ff00::/8",
+        "64:ff9b:1::/48", "100::/64", "2001:db8::/32", "fc00::/7", "fe80::/10", "ff00::/8",
     )
 )  # fmt: skip
 INTERNAL_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain", ".home.arpa")
@@ -50,13 +53,33 @@ def literal_ip(host: str) -> IPAddress | None:
         return None
 
 
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address reaches (mapped, compatible or 6to4), else None."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.scope_id is None and address in _IPV4_COMPATIBLE:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def _within(address: IPAddress, networks: tuple[Network, ...]) -> bool:
+    return any(address in net for net in networks if net.version == address.version)
+
+
 def address_allowed(address: IPAddress, allow: tuple[Network, ...]) -> bool:
     """Whether an address may receive deliveries."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if any(address in net for net in allow if net.version == address.version):
+    if _within(address, allow):
         return True
-    return not any(address in net for net in BLOCKED if net.version == address.version)
+    if (embedded := embedded_ipv4(address)) is not None:
+        return address_allowed(embedded, allow)
+    return not _within(address, BLOCKED)
 
 
 def check_url(url: str, allow: tuple[Network, ...]) -> str:

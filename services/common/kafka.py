@@ -150,6 +150,37 @@ def check_record_size(value: bytes, key: bytes | None, what: str) -> None:
         )
 
 
+class KafkaProbe:
+    """One admin client kept for readiness checks (opening one per check costs a connection)."""
+
+    def __init__(self, bootstrap: str, timeout_s: float = 2.0) -> None:
+        self._bootstrap = bootstrap
+        self._timeout_s = timeout_s
+        self._admin: AIOKafkaAdminClient | None = None
+
+    async def ping(self) -> None:
+        """Raise Unavailable unless the cluster answers a metadata request."""
+        try:
+            if self._admin is None:
+                self._admin = AIOKafkaAdminClient(
+                    bootstrap_servers=self._bootstrap,
+                    request_timeout_ms=int(self._timeout_s * 1000),
+                )
+                await asyncio.wait_for(self._admin.start(), self._timeout_s)
+            await asyncio.wait_for(self._admin.list_topics(), self._timeout_s)
+        except (TimeoutError, KafkaError, OSError) as exc:
+            await self.close()  # the next check starts afresh
+            reason = f"kafka unreachable at {self._bootstrap}: {type(exc).__name__}"
+            raise Unavailable(reason) from exc
+
+    async def close(self) -> None:
+        """Close the client, if one is open."""
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            with contextlib.suppress(Exception):
+                await admin.close()
+
+
 def make_producer(bootstrap: str) -> AIOKafkaProducer:
     """A producer that returns only once every replica has the record (acks=all).
 

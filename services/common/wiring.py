@@ -2,7 +2,7 @@
 
 from services.common.auth import KeyAuthenticator
 from services.common.clickhouse import ClickHouse
-from services.common.config import Settings
+from services.common.config import Settings, require_secret_key
 from services.common.controlplane import ControlPlane, make_engine
 from services.common.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 
@@ -30,5 +30,4 @@ def clickhouse(settings: Settings) -> ClickHouse:
 
 def key_authenticator(settings: Settings, cp: ControlPlane) -> KeyAuthenticator:
     """Key verification under the server's secret key."""
-    assert settings.secret_key, "ensure_secret_key() runs before wiring"
-    return KeyAuthenticator(cp, settings.secret_key, settings.key_cache_s)
+    return KeyAuthenticator(cp, require_secret_key(settings), settings.key_cache_s)

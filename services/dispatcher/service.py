@@ -37,7 +37,7 @@ from prometheus_client import Counter, Histogram
 from schemas import topics
 from schemas.deliveries import DeliveryAttempt, Outcome
 from schemas.notifications import NotificationRecord
-from services.common.config import Settings, env_number
+from services.common.config import Settings, env_number, require_secret_key
 from services.common.egress import parse_cidrs
 from services.common.kafka import (
     REFUSED_RECORD_ERRORS,
@@ -218,7 +218,7 @@ class Dispatcher:
         self.config = config
         self.bootstrap = bootstrap
         self.schedule = retry.Schedule(settings.retry_delays_s)
-        self.key = sealing_key(settings.secret_key or "")
+        self.key = sealing_key(require_secret_key(settings))
         self.on_gone = on_gone
         self.rng = rng or random.Random()  # noqa: S311 (jitter, not a secret)
         self.lanes = Lanes(config.in_flight_per_lane, config.queued_per_lane)

@@ -183,7 +183,7 @@ async def main() -> dict[str, Any]:
         await produce(producer, records)
         env = {
             **os.environ, "CC_KAFKA_BOOTSTRAP": bootstrap, "CC_KAFKA_PARTITIONS": str(PARTITIONS),
-            "CC_SECRET_KEY": "bench-secret-key-0123456789", "CC_DATA_DIR": str(work / "data"),
+            "CC_SECRET_KEY": "bench-secret-key-0123456789-0123456789", "CC_DATA_DIR": str(work / "data"),
             "CC_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'control.db'}",
             "CC_EGRESS_ALLOW_CIDRS": "127.0.0.0/8", "CC_LOG_LEVEL": "warning",
             "CC_DELIVERY_TIMEOUT_SECONDS": str(TIMEOUT_S),

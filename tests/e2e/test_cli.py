@@ -43,6 +43,22 @@ def test_project_and_key_lifecycle_from_the_command_line(stack: Stack) -> None:
     assert "NOT_FOUND" in again.stderr and "request" in again.stderr
 
 
+def test_an_operator_issues_a_key_for_an_existing_project(stack: Stack) -> None:
+    created = json.loads(run(stack, "project", "create", "--name", "locked", "--json").stdout)
+    project_id, lost = created["project"]["id"], created["key"]
+    assert run(stack, "key", "revoke", lost["id"], key=lost["secret"]).returncode == 0
+    issued = subprocess.run(
+        [CLI, "key", "create", "--project", project_id, "--name", "recovery", "--scopes", "*",
+         "--json", "--url", stack.base_url, "--admin-token", stack.admin_token],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert issued.returncode == 0, issued.stderr
+    key = json.loads(issued.stdout)
+    assert key["projectId"] == project_id and key["scopes"] == ["*"]
+    listed = json.loads(run(stack, "key", "list", "--json", key=key["secret"]).stdout)
+    assert [k["name"] for k in listed] == ["recovery"]
+
+
 def test_every_command_has_help() -> None:
     for args in (
         ["--help"],

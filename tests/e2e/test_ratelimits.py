@@ -104,14 +104,15 @@ async def _wait_healthy(session: aiohttp.ClientSession, url: str, process) -> No
     raise TimeoutError(url)
 
 
-async def test_two_api_processes_share_one_bucket_through_redis(
+async def test_two_api_processes_share_one_bucket_and_revocations(
     session, tmp_path, broker: str, redis_url: str, pg_database: str
 ) -> None:
     env = {
+        "CC_KEY_CACHE_SECONDS": "60",  # revocation must not wait for the cache to expire
         "CC_KAFKA_BOOTSTRAP": broker,
         "CC_REDIS_URL": redis_url,
         "CC_DATABASE_URL": pg_database,
-        "CC_SECRET_KEY": "shared-secret-for-both-replicas",
+        "CC_SECRET_KEY": "shared-secret-for-both-replicas-0123456789",
         "CC_ADMIN_TOKEN": ADMIN,
     }
     first, url_a = _start_api(tmp_path, "a", {**env, "CC_CLICKHOUSE_URL": f"chdb://{tmp_path}/cha"})
@@ -138,8 +139,32 @@ async def test_two_api_processes_share_one_bucket_through_redis(
         assert statuses[20:] == [429, 429]
         _, _, ready = await call(session, "GET", f"{url_b}/readyz")
         assert ready["data"]["checks"]["redis"] == "ok"
+        await _revocation_reaches_the_other_replica(session, url_a, url_b)
     finally:
         for process in (first, second):
             process.send_signal(signal.SIGTERM)
         for process in (first, second):
             process.wait(20)
+
+
+async def _revocation_reaches_the_other_replica(
+    session: aiohttp.ClientSession, url_a: str, url_b: str
+) -> None:
+    status, _, body = await call(
+        session, "POST", f"{url_a}/admin/v1/projects", ADMIN, json={"name": "r", "plan": "team"}
+    )
+    assert status == 201
+    root = body["data"]["key"]["secret"]
+    status, _, made = await call(
+        session, "POST", f"{url_a}/api/v1/keys", root, json={"name": "r", "scopes": ["keys:read"]}
+    )
+    assert status == 201
+    reader = made["data"]
+    assert (await call(session, "GET", f"{url_b}/api/v1/whoami", reader["secret"]))[0] == 200
+    status, _, _ = await call(session, "DELETE", f"{url_a}/api/v1/keys/{reader['id']}", root)
+    assert status == 200
+    assert (await call(session, "GET", f"{url_a}/api/v1/whoami", reader["secret"]))[0] == 401
+    revoked_at = time.monotonic()
+    while (await call(session, "GET", f"{url_b}/api/v1/whoami", reader["secret"]))[0] == 200:
+        assert time.monotonic() - revoked_at < 3, "replica b still accepts the revoked key"
+        await asyncio.sleep(0.05)  # the documented bound is about one second

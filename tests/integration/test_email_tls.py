@@ -157,6 +157,34 @@ async def test_the_host_name_is_verified(tmp_path: Path, http: Any) -> None:
     assert server.mails == []
 
 
+async def test_credentials_are_never_sent_in_plain_text_when_starttls_is_missing(
+    http: Any,
+) -> None:
+    async with SmtpReceiver(credentials=("mailer", "pw")) as server:  # no STARTTLS offered
+        result = await email.send(record(), Secrets(), smtp_ctx(http, server.url, None))
+    assert not result.delivered and result.retryable and result.status is None
+    assert result.error == (
+        f"127.0.0.1:{server.port} did not offer STARTTLS; the credentials in CC_SMTP_URL are "
+        "not sent in plain text (use smtps://, or add ?allow_plaintext_auth=1 to accept it)"
+    )
+    assert server.logins == [] and server.mails == []
+
+
+async def test_plain_text_auth_only_when_the_url_opts_in(http: Any) -> None:
+    async with SmtpReceiver(credentials=("mailer", "pw")) as server:
+        url = server.url + "?allow_plaintext_auth=1"
+        result = await email.send(record(), Secrets(), smtp_ctx(http, url, None))
+    assert result.delivered and server.logins == [("mailer", "pw")]
+    [mail] = server.mails
+    assert mail.tls is None
+
+
+async def test_without_credentials_starttls_stays_opportunistic(http: Any) -> None:
+    async with SmtpReceiver() as server:
+        result = await email.send(record(), Secrets(), smtp_ctx(http, server.url, None))
+    assert result.delivered and [m.tls for m in server.mails] == [None]
+
+
 def test_the_ca_file_is_trusted_besides_the_system_cas(pki: Pki) -> None:
     assert email.tls_context(None) is None
     tls = email.tls_context(pki.ca_file)

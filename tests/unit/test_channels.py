@@ -373,6 +373,24 @@ async def test_email_escapes_user_text_and_never_shows_spans(ctx: Context) -> No
     assert message["Bcc"] is None and "\n" not in message["Subject"]
 
 
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c"])
+async def test_email_subject_survives_every_line_separator(ctx: Context, separator: str) -> None:
+    payload = sample_payload(workflowName=f"Nightly{separator}Bcc: x@evil.io")
+    message = parse(email.build_message(notification("email", payload), ctx))
+    assert message["Subject"] == "Error Alert: Nightly Bcc: x@evil.io"
+    assert message["Bcc"] is None
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.text(alphabet=st.characters(codec=None), max_size=300))
+def test_email_building_never_raises_whatever_the_workflow_name(name: str) -> None:
+    ctx = Context(http=None, public_base_url=BASE_URL, smtp_url=None)  # type: ignore[arg-type]
+    record = notification("email", sample_payload(workflowName=name or None))
+    raw = email.build_message(record, ctx).as_bytes()
+    subject = BytesParser(policy=default_policy).parsebytes(raw)["Subject"]
+    assert not any(c in subject for c in "\r\n\u2028\u2029\x85")
+
+
 async def test_email_recipients_are_capped_at_ten(ctx: Context) -> None:
     addresses = [f"user{i}@x.io" for i in range(12)]
     record = notification("email", destination={"recipients": addresses})
@@ -398,6 +416,11 @@ def test_smtp_url() -> None:
     assert (server.host, server.port, server.implicit_tls) == ("mail.example.com", 465, True)
     assert (server.username, server.password) == ("me@x.io", "p:ss")
     assert email.smtp_server("smtp://mail.example.com").port == 25
+    assert email.smtp_server("smtp://u:p@mail.example.com").start_tls is True
+    assert email.smtp_server("smtp://mail.example.com").start_tls is None
+    assert email.smtp_server("smtps://u:p@mail.example.com").start_tls is False
+    opted_in = email.smtp_server("smtp://u:p@mail.example.com?allow_plaintext_auth=1")
+    assert opted_in.plaintext_auth and opted_in.start_tls is None
     with pytest.raises(ValueError, match="CC_SMTP_URL"):
         email.smtp_server("http://mail.example.com")
 

@@ -1,10 +1,21 @@
 """Settings from the environment: defaults, overrides, clear errors."""
 
+import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from services.common.config import DEFAULT_PLANS, ConfigError, ensure_secret_key, load_settings
+from services.common import config
+from services.common.config import (
+    DEFAULT_PLANS,
+    MIN_SECRET_KEY_CHARS,
+    ConfigError,
+    ensure_secret_key,
+    load_settings,
+    require_secret_key,
+)
 
 
 def test_defaults_are_embedded(tmp_path: Path) -> None:
@@ -64,6 +75,66 @@ def test_secret_key_is_generated_once_with_mode_0600(tmp_path: Path) -> None:
     assert first.secret_key and first.secret_key == second.secret_key
     assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600
     explicit = ensure_secret_key(
-        load_settings({"CC_DATA_DIR": str(tmp_path), "CC_SECRET_KEY": "x"})
+        load_settings({"CC_DATA_DIR": str(tmp_path), "CC_SECRET_KEY": LONG_SECRET})
     )
-    assert explicit.secret_key == "x"
+    assert explicit.secret_key == LONG_SECRET
+    assert list(tmp_path.iterdir()) == [tmp_path / "secret.key"]  # no temporary file left
+
+
+LONG_SECRET = "k" * MIN_SECRET_KEY_CHARS
+
+
+@pytest.mark.parametrize("value", ["x", "k" * (MIN_SECRET_KEY_CHARS - 1)])
+def test_a_short_secret_key_is_a_config_error(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match=f"CC_SECRET_KEY must be at least {MIN_SECRET_KEY_CHARS}"):
+        load_settings({"CC_DATA_DIR": str(tmp_path), "CC_SECRET_KEY": value})
+
+
+def test_a_reader_never_sees_a_secret_key_being_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes start together: the second must not read the first one's half-made file."""
+    generating, read = threading.Event(), threading.Event()
+    real = secrets.token_urlsafe
+
+    def first_is_slow(n: int) -> str:
+        if not generating.is_set():
+            generating.set()
+            read.wait(5)
+        return real(n)
+
+    monkeypatch.setattr(config.secrets, "token_urlsafe", first_is_slow)
+    settings = load_settings({"CC_DATA_DIR": str(tmp_path)})
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(ensure_secret_key, settings)
+        assert generating.wait(5)
+        second = ensure_secret_key(settings)
+        read.set()
+        first_key = first.result(10).secret_key
+    assert second.secret_key == first_key
+    assert first_key is not None and len(first_key) >= MIN_SECRET_KEY_CHARS
+    assert (tmp_path / "secret.key").read_text().strip() == first_key
+
+
+def test_an_empty_secret_key_file_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "secret.key").write_text("")
+    with pytest.raises(ConfigError, match=r"secret\.key"):
+        ensure_secret_key(load_settings({"CC_DATA_DIR": str(tmp_path)}))
+
+
+def test_a_missing_secret_key_is_refused_where_it_is_needed(tmp_path: Path) -> None:
+    settings = load_settings({"CC_DATA_DIR": str(tmp_path)})
+    with pytest.raises(ConfigError, match=r"secret\.key"):
+        require_secret_key(settings)
+    assert require_secret_key(ensure_secret_key(settings))
+
+
+def test_services_refuse_to_start_without_a_secret_key(tmp_path: Path) -> None:
+    from services.common import wiring
+    from services.dispatcher.service import Dispatcher, DispatcherConfig
+
+    settings = load_settings({"CC_DATA_DIR": str(tmp_path)})
+    with pytest.raises(ConfigError, match="CC_SECRET_KEY"):
+        Dispatcher(settings, DispatcherConfig(), "127.0.0.1:9")
+    with pytest.raises(ConfigError, match="CC_SECRET_KEY"):
+        wiring.key_authenticator(settings, None)  # type: ignore[arg-type]

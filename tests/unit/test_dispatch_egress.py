@@ -70,7 +70,18 @@ async def test_a_name_with_any_internal_address_is_refused() -> None:
         await resolver.resolve("evil.example", 443)
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "::1", "::ffff:a9fe:a9fe", "fe80::1%eth0"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "::1",
+        "::ffff:a9fe:a9fe",
+        "fe80::1%eth0",
+        "::a9fe:a9fe",
+        "2002:a00:1::1",
+        "64:ff9b:1::a00:1",
+    ],
+)
 async def test_internal_resolved_addresses_are_refused(address: str) -> None:
     resolver = GuardedResolver((), FixedResolver(address))
     with pytest.raises(EgressRefused, match="is internal"):

@@ -11,6 +11,10 @@ REFUSED = [
     "http://[::ffff:127.0.0.1]/x", "http://192.168.1.10/x", "http://100.64.0.1/x",
     "http://metadata.google.internal/x", "http://printer.local/x", "http://0.0.0.0/x",
     "http://[fd00::1]/x", "http://user:pw@example.com/x", "ftp://example.com/x", "not a url",
+    # IPv6 forms that embed an IPv4 address: IPv4-compatible, 6to4, local-use NAT64
+    "http://[::127.0.0.1]/x", "http://[::a9fe:a9fe]/x", "http://[::10.0.0.1]/x",
+    "http://[2002:7f00:1::]/x", "http://[2002:a9fe:a9fe::1]/x", "http://[2002:c0a8:10a::]/x",
+    "http://[64:ff9b:1::7f00:1]/x", "http://[64:ff9b:1:ffff::808:808]/x",
 ]  # fmt: skip
 
 
@@ -21,7 +25,13 @@ def test_internal_receivers_are_refused(url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["https://hooks.slack.com/services/T/B/X", "http://93.184.216.34/x"]
+    "url",
+    [
+        "https://hooks.slack.com/services/T/B/X",
+        "http://93.184.216.34/x",
+        "http://[2002:5db8:d822::1]/x",  # 6to4 of the public 93.184.216.34
+        "http://[2606:2800:220:1:248:1893:25c8:1946]/x",
+    ],
 )
 def test_public_receivers_pass(url: str) -> None:
     assert check_url(url, ())

@@ -6,11 +6,13 @@ Subjects: `Alert: <workflow>` for a fired alert, `Resolved: <workflow>` when an 
 Message-ID is made from the delivery id, so every retry and redelivery carries the same one
 and a mail system can drop duplicates. Trace spans are never shown.
 
-`CC_SMTP_URL` is `smtp://user:pass@host:port` (STARTTLS when the server offers it; port 25 by
-default) or `smtps://...` (TLS from the start; port 465 by default). A server that does not
-offer STARTTLS gets the message in plain text; `smtps://` is the way to insist on TLS. The
-server's certificate and host name are always verified, against the system's CAs plus
-`CC_SMTP_CA_FILE` when set (a private relay's CA).
+`CC_SMTP_URL` is `smtp://user:pass@host:port` (port 25 by default) or `smtps://...` (TLS from
+the start; port 465 by default). With `smtp://` and credentials, STARTTLS is required: a server
+that does not offer it (or a network that strips the offer) never sees the credentials, and the
+attempt fails (retryable), unless the URL ends in `?allow_plaintext_auth=1`. Without credentials,
+STARTTLS is used when offered and the message goes in plain text otherwise. The server's
+certificate and host name are always verified, against the system's CAs plus `CC_SMTP_CA_FILE`
+when set (a private relay's CA).
 
 Outcome: the server accepted the message -> delivered, with any recipients it refused listed in
 `error`; it refused every recipient -> retryable if any refusal was 4xx, else final; a
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 from typing import Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
@@ -59,7 +61,7 @@ def build_message(record: NotificationRecord, ctx: Context) -> EmailMessage:
     message = EmailMessage()
     message["Subject"] = one_line(summary.title)[:SUBJECT_CHARS]
     message["From"] = ctx.email_from
-    message["To"] = ", ".join(recipients(record))
+    message["To"] = one_line(", ".join(recipients(record)))
     message["Message-ID"] = message_id(record)
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
     message["X-CodeCourier-Delivery"] = record.deliveryId
@@ -116,6 +118,14 @@ class SmtpServer:
     implicit_tls: bool
     username: str | None
     password: str | None
+    plaintext_auth: bool = False  # the URL accepts AUTH without TLS (`?allow_plaintext_auth=1`)
+
+    @property
+    def start_tls(self) -> bool | None:
+        """aiosmtplib's `start_tls`: required before sending credentials, else if offered."""
+        if self.implicit_tls:
+            return False
+        return True if self.username and not self.plaintext_auth else None
 
 
 def smtp_server(url: str) -> SmtpServer:
@@ -124,12 +134,14 @@ def smtp_server(url: str) -> SmtpServer:
     if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
         raise ValueError("CC_SMTP_URL must be smtp://[user:pass@]host[:port] or smtps://...")
     implicit_tls = parts.scheme == "smtps"
+    opt_in = parse_qs(parts.query).get("allow_plaintext_auth", [""])[-1].lower()
     return SmtpServer(
         host=parts.hostname,
         port=parts.port or (465 if implicit_tls else 25),
         implicit_tls=implicit_tls,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
+        plaintext_auth=opt_in in ("1", "true", "yes"),
     )
 
 
@@ -170,16 +182,34 @@ async def send(record: NotificationRecord, secrets: Secrets, ctx: Context) -> Re
                 username=server.username,
                 password=server.password,
                 use_tls=server.implicit_tls,
-                start_tls=False if server.implicit_tls else None,  # None: if offered
+                start_tls=server.start_tls,
                 tls_context=ctx.smtp_tls,  # None: aiosmtplib's, verifying with the system's CAs
                 timeout=ctx.timeout_s,
             )
     except aiosmtplib.SMTPRecipientsRefused as exc:
         return all_refused(exc)
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        if server.start_tls and starttls_missing(exc):
+            return Result(delivered=False, retryable=True, error=_NO_STARTTLS.format(s=server))
         return smtp_failure(exc, server, ctx.timeout_s)
     error = refused_error(refused) if refused else None
     return Result(delivered=True, status=250, body=clip(reply), error=error)
+
+
+_NO_STARTTLS = (
+    "{s.host}:{s.port} did not offer STARTTLS; the credentials in CC_SMTP_URL are not sent in "
+    "plain text (use smtps://, or add ?allow_plaintext_auth=1 to accept it)"
+)
+
+
+def starttls_missing(exc: BaseException) -> bool:
+    """Whether aiosmtplib refused because the server did not offer STARTTLS."""
+    plain = isinstance(exc, aiosmtplib.SMTPException)
+    return (
+        plain
+        and not isinstance(exc, aiosmtplib.SMTPResponseException)
+        and ("STARTTLS extension not supported" in str(exc))
+    )
 
 
 def refused_error(refused: dict[str, aiosmtplib.SMTPResponse]) -> str:

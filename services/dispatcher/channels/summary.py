@@ -21,7 +21,9 @@ PREFIXES: Final[dict[Kind, str]] = {
     "error": "Error Alert",
     "completed": "Workflow Completed",
 }
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# C0 and C1 controls and the Unicode line/paragraph separators: everything str.splitlines()
+# breaks on, which the email package refuses in a header value.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ def _log_url(path: Any, public_base_url: str) -> str | None:
 
 
 def one_line(text: str) -> str:
-    """Text for a header: control characters (line breaks included) become spaces."""
+    """Text for a header: control characters and line/paragraph separators become spaces."""
     return _CONTROL.sub(" ", text)
 
 
