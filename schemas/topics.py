@@ -9,6 +9,7 @@ DELIVERY_LOG = "delivery-log"
 COMMANDS = "commands"
 EXECUTIONS_DLQ = "executions.dlq"
 DELIVERY_LOG_DLQ = "delivery-log.dlq"
+ALERTS_DLQ = "alerts.dlq"  # any record the alert engine could not handle, from any of its topics
 RETRY_TIER_PREFIX = "deliveries.retry."
 
 # Topics keyed by workflow id must share a partition count so that the alert engine can join them.
@@ -24,6 +25,7 @@ ALL = (
     COMMANDS,
     EXECUTIONS_DLQ,
     DELIVERY_LOG_DLQ,
+    ALERTS_DLQ,
 )
 
 

@@ -50,9 +50,18 @@ from mode import CrashingSupervisor
 from schemas import topics
 from schemas.notifications import NotificationRecord
 from services.alerts import payload
-from services.alerts.engine import Engine, Send, Tables, Views, partition_of
+from services.alerts.engine import (
+    DeadLetter,
+    Engine,
+    Message,
+    Send,
+    Tables,
+    Views,
+    partition_of,
+)
 from services.alerts.ticks import OffsetReader, TickGate, TickProducer
 from services.common.config import ConfigError, Settings, env_number
+from services.common.errors import Unavailable
 from services.common.kafka import ensure_topics, make_producer
 
 log = structlog.get_logger(__name__)
@@ -156,12 +165,12 @@ def build_app(settings: Settings, config: AlertsConfig, partitions: int) -> Aler
             lambda key: partition_of(key, partitions),
         ),
         subscriptions=_table(
-            app, "subscriptions", partitions, views.index_subscription,
-            lambda key: int(key.rpartition(b"/")[2]),
+            app, "subscriptions", partitions, views.index_subscription, _suffix,
         ),
+        costs=_table(app, "project-costs", partitions, views.index_cost, _suffix),
     )  # fmt: skip
     gate = TickGate(lambda p: _start_offset(app.offsets, p))
-    engine = Engine(settings, partitions, tables, views, _sender(app), gate)
+    engine = Engine(settings, partitions, tables, views, _sender(app), gate, _dead_letter(app))
     _wire(app, engine, bootstrap, config)
     return app
 
@@ -197,19 +206,50 @@ def _table(
     return table
 
 
-def _sender(app: AlertsApp) -> Send:
-    out = app.topic(
-        topics.NOTIFICATIONS, internal=False, key_type=bytes, value_type=bytes,
+def _suffix(key: bytes) -> int:
+    """The partition a `<id>/<partition>` table key belongs to."""
+    return int(key.rpartition(b"/")[2])
+
+
+def _raw_topic(app: AlertsApp, name: str) -> Any:
+    return app.topic(
+        name, internal=False, key_type=bytes, value_type=bytes,
         key_serializer="raw", value_serializer="raw",
     )  # fmt: skip
 
+
+def _sender(app: AlertsApp) -> Send:
+    out = _raw_topic(app, topics.NOTIFICATIONS)
+
     async def send(records: Sequence[NotificationRecord]) -> None:
-        futures = [
-            await out.send(key=r.subscriptionId.encode(), value=payload.encode(r)) for r in records
-        ]
-        await asyncio.gather(*futures)
+        try:
+            futures = [
+                await out.send(key=r.subscriptionId.encode(), value=payload.encode(r))
+                for r in records
+            ]
+            await asyncio.gather(*futures)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise Unavailable(f"notifications not produced: {exc!r}") from exc
 
     return send
+
+
+def _dead_letter(app: AlertsApp) -> DeadLetter:
+    out = _raw_topic(app, topics.ALERTS_DLQ)
+
+    async def dead_letter(message: Message, reason: str) -> None:
+        headers = {
+            "cc-consumer": b"alerts",
+            "cc-error": reason.encode(errors="replace"),
+            "cc-source": f"{message.topic}/{message.partition}/{message.offset}".encode(),
+        }
+        try:
+            future = await out.send(key=message.key, value=message.value, headers=headers)
+            await future
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise Unavailable(f"dead letter not produced: {exc!r}") from exc
+
+    return dead_letter
 
 
 async def _start_offset(reader: OffsetReader, partition: int) -> int:
@@ -232,6 +272,8 @@ def _wire(app: AlertsApp, engine: Engine, bootstrap: str, config: AlertsConfig) 
         value_serializer="raw",
     )
 
+    # `handle` raises nothing but cancellation, so the crashing supervisor only ever stops a
+    # worker whose agent is broken, never because of one record.
     @app.agent(source, concurrency=1, supervisor_strategy=CrashingSupervisor)
     async def evaluate(stream: Any) -> None:
         async for event in stream.events():

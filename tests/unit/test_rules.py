@@ -279,9 +279,7 @@ def test_latency_spike_survives_durations_beyond_the_decimal_context() -> None:
     sub = watch("latency_spike", latencySpikePercent=10)
     huge = [run(T0 + i, duration_ms=10**40) for i in range(6)]
     _, alerts = replay([sub], [*huge, run(T0 + MINUTE, duration_ms=10**41)])
-    assert [(a.observed, a.threshold) for a in alerts] == [
-        (Decimal(10**41), Decimal(11 * 10**39))
-    ]
+    assert [(a.observed, a.threshold) for a in alerts] == [(Decimal(10**41), Decimal(11 * 10**39))]
     assert "10000000000000000000000000000000000000000.00 ms mean" in alerts[0].reason
 
 
