@@ -19,6 +19,7 @@ from schemas.notifications import (
     WebhookView,
 )
 from services.api.deps import Deps
+from services.api.outbox import publish_now
 from services.api.routing import Call, Page, Param, Route, int_param
 from services.common.clock import iso_ms, now_ms
 from services.common.controlplane import OutboxMessage, SubscriptionRow
@@ -194,6 +195,7 @@ async def create(call: Call) -> SubscriptionCreated:
         created_at_ms=at, updated_at_ms=at, version=1,
     )  # fmt: skip
     await deps.controlplane.save_subscription(row, await _announce(deps, row), create=True)
+    await publish_now(deps)
     return SubscriptionCreated(subscription=view(row), signingSecret=generated)
 
 
@@ -273,6 +275,7 @@ async def update(call: Call) -> Subscription:
         updated, await _announce(deps, updated), create=False
     ):
         raise Conflict("The subscription changed meanwhile; read it again and retry.")
+    await publish_now(deps)
     return view(updated)
 
 
@@ -285,6 +288,7 @@ async def delete(call: Call) -> Deleted:
         row.project_id, row.id, messages, now_ms(call.deps.clock)
     ):
         raise NotFound(f"No notification subscription {row.id} in this project.")
+    await publish_now(call.deps)
     return Deleted(id=row.id, deleted=True)
 
 
@@ -306,6 +310,7 @@ async def rotate_secret(call: Call) -> SubscriptionCreated:
         rotated, await _announce(deps, rotated), create=False
     ):
         raise Conflict("The subscription changed meanwhile; retry.")
+    await publish_now(deps)
     return SubscriptionCreated(subscription=view(rotated), signingSecret=secret)
 
 

@@ -32,6 +32,9 @@ from services.logsink.batch import Batch, drop_duplicates
 
 log = structlog.get_logger(__name__)
 
+# A subscription record written to `executions` as a marker for the alert engine (the encoder
+# puts the tag first).
+SUBSCRIPTION_MARKER = b'{"kind":"subscription"'
 RECORDS = Counter("cc_logsink_records", "Records consumed from executions")
 DEAD_LETTERS = Counter("cc_logsink_dead_letters", "Records sent to executions.dlq")
 INSERTED = Counter("cc_logsink_inserted_executions", "Executions inserted into ClickHouse")
@@ -233,6 +236,9 @@ class LogSink:
         value = record.value or b""
         RECORDS.inc()
         broker_ts = int(record.timestamp) * 1000
+        if value.startswith(SUBSCRIPTION_MARKER):  # the alert engine's, no events: skipped
+            self.batch.note(tp, record.offset, 0, len(value))
+            return
         try:
             decoded, events = rows.decode_record(value)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
