@@ -60,7 +60,7 @@ from typing import Any, cast
 
 import faust
 import structlog
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from aiokafka.structs import TopicPartition
 from faust.transport.drivers import aiokafka as faust_kafka
 from mode import CrashingSupervisor
@@ -246,6 +246,8 @@ def _sender(app: AlertsApp) -> Send:
                 for r in records
             ]
             await asyncio.gather(*futures)
+        except MessageSizeTooLargeError:
+            raise  # this record's notifications, not the broker: it is dead-lettered
         except (KafkaError, OSError, TimeoutError) as exc:
             raise Unavailable(f"notifications not produced: {exc!r}") from exc
 
@@ -262,8 +264,11 @@ def _dead_letter(app: AlertsApp) -> DeadLetter:
             "cc-source": f"{message.topic}/{message.partition}/{message.offset}".encode(),
         }
         try:
-            future = await out.send(key=message.key, value=message.value, headers=headers)
-            await future
+            try:
+                await (await out.send(key=message.key, value=message.value, headers=headers))
+            except MessageSizeTooLargeError:  # the headers made it too large: the error, not it
+                headers["cc-truncated"] = b"true"
+                await (await out.send(key=message.key, value=b"", headers=headers))
         except (KafkaError, OSError, TimeoutError) as exc:
             raise Unavailable(f"dead letter not produced: {exc!r}") from exc
 

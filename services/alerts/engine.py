@@ -234,12 +234,18 @@ class Views:
         topic the subscription was learnt from first. Without a known marker (a record from
         before markers, or a tick) the subscription had begun if it was created by `at_ms`.
         """
+        return self.begun(partition, self.watching(partition, project, workflow), at_ms, offset)
+
+    def watching(self, partition: int, project: str, workflow: str) -> list[SubView]:
+        """The active subscriptions of a project that watch a workflow, begun or not."""
+        return [s for s in self.project_subs(partition, project) if s.covers(workflow)]
+
+    def begun(
+        self, partition: int, subs: list[SubView], at_ms: int, offset: int | None
+    ) -> list[SubView]:
+        """Those of `subs` that had begun for an input (see `covering`)."""
         starts = self.starts.get(partition, {})
-        return [
-            s
-            for s in self.project_subs(partition, project)
-            if s.covers(workflow) and _begun(s, starts.get(s.record.id), at_ms, offset)
-        ]
+        return [s for s in subs if _begun(s, starts.get(s.record.id), at_ms, offset)]
 
     def put_sub(self, partition: int, view: SubView) -> bool:
         """Add or replace a subscription, unless a newer version is already known."""
@@ -365,29 +371,35 @@ class Engine:
 
     async def settle(self, message: Message, work: Callable[[Message], Awaitable[None]]) -> None:
         """Run `work` on a record: dead-letter it when it fails, retry while the broker is out."""
-        delay_s = RETRY_FIRST_S
+        backoff = _Backoff()
         while True:
             try:
-                try:
-                    await work(message)
-                except Exception as exc:  # whatever one record raises is that record's
-                    if _retryable(exc):
-                        raise
-                    await self.dead_letter(message, exc)
+                await work(message)
                 return
-            except AppError as exc:  # retryable: the broker, for this record and every other
-                log.warning("alerts.unavailable", topic=message.topic, partition=message.partition,
-                            offset=message.offset, error=str(exc), retry_in_s=delay_s)  # fmt: skip
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, RETRY_MAX_S)
+            except Exception as exc:  # whatever one record raises is that record's
+                if not _retryable(exc):
+                    await self.dead_letter(message, exc)
+                    return
+                await backoff.wait(message, exc)
 
     async def dead_letter(self, message: Message, exc: Exception) -> None:
         """Send a record that failed to the dead-letter topic, with the error."""
         reason = _describe(exc)
         log.warning("alerts.dead_letter", topic=message.topic, partition=message.partition,
                     offset=message.offset, error=reason)  # fmt: skip
-        await self.dead_letters(message, reason)
         DEAD_LETTERS.labels(message.topic).inc()
+        backoff = _Backoff()
+        while True:
+            try:
+                await self.dead_letters(message, reason)
+                return
+            except Exception as failure:  # the record is skipped all the same, never retried
+                if not _retryable(failure):
+                    log.error("alerts.dead_letter_failed", topic=message.topic,
+                              partition=message.partition, offset=message.offset,
+                              error=_describe(failure))  # fmt: skip
+                    return
+                await backoff.wait(message, failure)
 
     async def dispatch(self, message: Message) -> None:
         """Handle a record by topic."""
@@ -423,15 +435,14 @@ class Engine:
         """
         partition, project = message.partition, record.projectId
         self.views.plans[project] = record.plan
-        subs = self.views.covering(
-            partition, project, workflow_id, record.receivedAtMs, message.offset
-        )
+        watching = self.views.watching(partition, project, workflow_id)
         key = topic_key(project, workflow_id)
-        if not any(s.covers(workflow_id) for s in self.views.project_subs(partition, project)):
+        if not watching:
             self.count_untracked(partition, project, record.plan, events)
             if self.tables.states.pop(key, None) is not None:
                 self.views.discard_key(partition, key)
             return
+        subs = self.views.begun(partition, watching, record.receivedAtMs, message.offset)
         stored = self.load(key, workflow_id)
         stored.plan = record.plan
         row = self.cost_row(partition, project, record.plan)
@@ -700,6 +711,20 @@ def _decode(decoder: "msgspec.json.Decoder[T]", value: bytes | None) -> T:
 
 def _retryable(exc: Exception) -> bool:
     return isinstance(exc, AppError) and exc.retryable
+
+
+class _Backoff:
+    """Doubling waits, from RETRY_FIRST_S up to RETRY_MAX_S, each one logged."""
+
+    def __init__(self) -> None:
+        self.delay_s = RETRY_FIRST_S
+
+    async def wait(self, message: Message, exc: Exception) -> None:
+        log.warning("alerts.unavailable", topic=message.topic, offset=message.offset,
+                    partition=message.partition, error=_describe(exc),
+                    retry_in_s=self.delay_s)  # fmt: skip
+        await asyncio.sleep(self.delay_s)
+        self.delay_s = min(self.delay_s * 2, RETRY_MAX_S)
 
 
 def _describe(exc: Exception) -> str:

@@ -15,7 +15,7 @@ if the subscription asked for it.
 import base64
 import hashlib
 from collections.abc import Callable, Sequence
-from decimal import Context, Decimal
+from decimal import MAX_PREC, Context, Decimal
 from typing import Literal, NamedTuple
 
 from schemas.alerts import (
@@ -45,6 +45,7 @@ DEFAULT_COOLDOWN_S = 3600
 MIN_RATE_SAMPLE = 5
 MIN_SPIKE_BASELINE = 5
 TICK_ONLY: frozenset[Rule] = frozenset({"no_activity"})
+_EXACT = Context(prec=MAX_PREC)  # scaleb only moves the exponent: no digit is ever dropped
 
 
 class Check(NamedTuple):
@@ -344,8 +345,7 @@ def _cents(numerator: int, denominator: int) -> Decimal:
     quotient, remainder = divmod(numerator * 100, denominator)
     if 2 * remainder > denominator or (2 * remainder == denominator and quotient % 2):
         quotient += 1
-    digits = max(28, quotient.bit_length() // 3 + 2)
-    return Decimal(quotient).scaleb(-2, Context(prec=digits))
+    return Decimal(quotient).scaleb(-2, _EXACT)
 
 
 def _span(ms: int) -> str:

@@ -21,6 +21,7 @@ from tests.e2e.helpers import call, completed, consume_all, new_project, post_ev
 from tests.receivers import HttpReceiver
 
 ROUNDS = 5
+MARKER = b'{"kind":"subscription"'
 
 
 @pytest.fixture
@@ -59,6 +60,8 @@ async def test_an_execution_sent_right_after_subscribing_is_notified_every_time(
         while not expected <= delivered(receiver):
             assert time.monotonic() < deadline, f"never delivered: {expected - delivered(receiver)}"
             await asyncio.sleep(0.2)
+    dead = await consume_all(stack.kafka_bootstrap, topics.EXECUTIONS_DLQ, wait_ms=1000)
+    assert not [r for r in dead if (r.value or b"").startswith(MARKER)]  # the sink skips them
 
 
 async def test_the_answer_to_a_subscription_change_comes_after_its_markers_and_records(
@@ -85,7 +88,7 @@ async def test_the_answer_to_a_subscription_change_comes_after_its_markers_and_r
     markers = {
         (r.partition, r.offset): r
         for r in await consume_all(stack.kafka_bootstrap, topics.EXECUTIONS)
-        if r.value and r.value.startswith(b'{"kind":"subscription"')
+        if r.value and r.value.startswith(MARKER)
     }
     for sub_id, ends in created:
         mine = [r for r in records if r.key.startswith(f"{sub_id}/".encode())]

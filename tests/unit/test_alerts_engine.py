@@ -313,6 +313,26 @@ async def test_any_exception_of_one_record_dead_letters_it_and_the_next_goes_on(
     assert len(world.dead) == 2  # a number beyond str()'s limit cannot be rendered: poison
 
 
+async def test_a_dead_letter_waits_for_the_broker_and_a_refused_one_is_skipped(
+    monkeypatch: Any,
+) -> None:
+    world = World()
+    monkeypatch.setattr("services.alerts.engine.RETRY_FIRST_S", 0)
+    attempts: list[str] = []
+
+    async def dead_letter(message: Any, reason: str) -> None:
+        attempts.append(reason)
+        if len(attempts) == 1:
+            raise Unavailable("broker down")
+        if len(attempts) == 3:
+            raise ValueError("refused for good")
+
+    world.engine.dead_letters = dead_letter
+    await world.engine.handle(world.message(topics.EXECUTIONS, 0, b"k", b"not json"))
+    await world.engine.handle(world.message(topics.TICKS, 0, b"k", b"not json either"))
+    assert len(attempts) == 3  # the first retried once; the second refused, skipped, no raise
+
+
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda inner: (
