@@ -125,6 +125,11 @@ class SubscriptionRecord(Struct, frozen=True, tag="subscription", tag_field="kin
     Broadcast to every partition, since a subscription can cover workflows on any of them.
     `deleted` records are followed by a tombstone. Destination secrets travel encrypted
     (`secretCiphertext`) for the dispatcher, which holds the key.
+
+    The same record is also a marker on `executions` (same tag, `kind: "subscription"`),
+    written to every partition before the compacted records: `markerOffset` is then the offset
+    of the marker on this record's partition, from which the alert engine applies it (None in
+    the marker itself and in records written before markers existed).
     """
 
     v: int
@@ -146,6 +151,7 @@ class SubscriptionRecord(Struct, frozen=True, tag="subscription", tag_field="kin
     destination: dict[str, Any]
     secretCiphertext: str | None = None
     alertConfig: AlertConfig | None = None
+    markerOffset: int | None = None
 
 
 class NotificationRecord(Struct, frozen=True, tag="notification", tag_field="kind"):

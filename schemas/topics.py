@@ -11,6 +11,7 @@ EXECUTIONS_DLQ = "executions.dlq"
 DELIVERY_LOG_DLQ = "delivery-log.dlq"
 SUBSCRIPTIONS_DLQ = "subscriptions.dlq"
 RETRY_TIERS_DLQ = "deliveries.retry.dlq"  # not a tier: `retry_tier` numbers are digits
+ALERTS_DLQ = "alerts.dlq"  # any record the alert engine could not handle, from any of its topics
 RETRY_TIER_PREFIX = "deliveries.retry."
 
 # Topics keyed by workflow id must share a partition count so that the alert engine can join them.
@@ -28,6 +29,7 @@ ALL = (
     DELIVERY_LOG_DLQ,
     SUBSCRIPTIONS_DLQ,
     RETRY_TIERS_DLQ,
+    ALERTS_DLQ,
 )
 
 

@@ -1,25 +1,43 @@
 """The alert engine on faust-streaming: executions, ticks and subscriptions in, notifications out.
 
 One agent (concurrency 1) reads the three co-partitioned topics, so a workflow's records are
-handled on one partition, in log order, by one worker. Two plain tables hold what must survive
+handled on one partition, in log order, by one worker. Three plain tables hold what must survive
 a restart, each written only while handling a record of the partition its key belongs to:
 - `workflow-states`: key `<project>/<workflow>` (the topic key); the value (`Stored`) is the
-  workflow's cost per month, its project's plan and the rules' `WorkflowState` (buckets, seen
-  execution ids, watches with cooldowns and episodes), written together so that a resent
-  execution is neither evaluated nor billed twice;
-- `subscriptions`: key `<subscription id>/<partition>`, the version this partition applied.
+  project's plan and the rules' `WorkflowState` (buckets, seen execution ids, watches with
+  cooldowns and episodes). Only workflows that a subscription of their project covers have
+  one, at most `MAX_WORKFLOWS` per project and partition (the least recently written go, counted
+  by `cc_alerts_evicted_workflows_total`): minting workflow ids costs the engine nothing more;
+- `project-costs`: key `<project>/<partition>`, the project's cost per month on that partition
+  (the month-to-date cost in payloads sums the partitions this worker holds), with the ids of
+  the latest executions counted without a workflow state, so a resent one is not billed twice;
+- `subscriptions`: key `<subscription id>/<partition>`, the version this partition applied,
+  with the offset of its earliest marker there.
 The tables live in RocksDB under `CC_DATA_DIR/alerts/<group>` (`CC_ALERTS_STORE`; `memory://`
 keeps them in memory), backed by their changelog topics: a restarted worker opens its store
 and replays only the changelog written after the store's last flush. `Views` index the tables
 in memory by partition and project, from the store once recovery is complete; the
-subscriptions are also read ahead from their compacted topic when partitions are assigned, so
-that no execution is evaluated before the subscriptions published before it.
+subscriptions are also read ahead from their compacted topic when partitions are assigned.
 
-A subscription applies to executions the API received after its creation (`receivedAtMs >=
-createdAtMs`) and to ticks after it: the outcome then does not depend on the order in which
-faust interleaves the topics, which is what lets a replay into a fresh worker reproduce the
-same alert ids. The month-to-date cost in payloads is the sum over the project's workflows on
-the partitions this worker holds (all of them when one worker runs).
+When a subscription begins. The API (through its outbox) writes every subscription change
+first as a marker record on each partition of `executions` (the `SubscriptionRecord` itself,
+`kind: "subscription"`), then the compacted `subscriptions` records, each carrying the offset
+of the marker on its partition (`markerOffset`), and answers the change only after both are
+acknowledged. A subscription applies to the execution records of partition p that come after
+its earliest marker on p: an order the log of one partition gives, whichever topic the worker
+learns the subscription from first (the marker in the stream, or the compacted record read
+ahead or consumed), so an execution sent after the API's answer is always evaluated with it,
+and a replay into a fresh worker decides the same and reproduces the same alert ids. Records
+without a marker offset (written before markers existed) fall back to `receivedAtMs >=
+createdAtMs`; ticks use that time rule too. A later version of a subscription replaces the
+earlier one when the worker learns it (as before).
+
+Poison records. `Engine.handle` never raises for a record: anything a record's handling raises
+(undecodable bytes, a value that breaks a rule, RecursionError from deep JSON) sends it to
+`alerts.dlq` with headers `cc-consumer`, `cc-error` and `cc-source` (`topic/partition/offset`),
+counted by `cc_alerts_dead_letters_total{topic}`, and the stream goes on: its offset is
+committed like any other. Only `Unavailable` (the broker, when producing) is retried, with
+back-off, on the same record.
 
 Effects happen in one order: notifications are produced and acknowledged, then the state with
 its cooldowns is written, then faust commits the offset (after flushing the changelog). A crash
@@ -42,7 +60,7 @@ from typing import Any, cast
 
 import faust
 import structlog
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from aiokafka.structs import TopicPartition
 from faust.transport.drivers import aiokafka as faust_kafka
 from mode import CrashingSupervisor
@@ -50,9 +68,18 @@ from mode import CrashingSupervisor
 from schemas import topics
 from schemas.notifications import NotificationRecord
 from services.alerts import payload
-from services.alerts.engine import Engine, Send, Tables, Views, partition_of
+from services.alerts.engine import (
+    DeadLetter,
+    Engine,
+    Message,
+    Send,
+    Tables,
+    Views,
+    partition_of,
+)
 from services.alerts.ticks import OffsetReader, TickGate, TickProducer
 from services.common.config import ConfigError, Settings, env_number
+from services.common.errors import Unavailable
 from services.common.kafka import ensure_topics, make_producer
 
 log = structlog.get_logger(__name__)
@@ -156,12 +183,12 @@ def build_app(settings: Settings, config: AlertsConfig, partitions: int) -> Aler
             lambda key: partition_of(key, partitions),
         ),
         subscriptions=_table(
-            app, "subscriptions", partitions, views.index_subscription,
-            lambda key: int(key.rpartition(b"/")[2]),
+            app, "subscriptions", partitions, views.index_subscription, _suffix,
         ),
+        costs=_table(app, "project-costs", partitions, views.index_cost, _suffix),
     )  # fmt: skip
     gate = TickGate(lambda p: _start_offset(app.offsets, p))
-    engine = Engine(settings, partitions, tables, views, _sender(app), gate)
+    engine = Engine(settings, partitions, tables, views, _sender(app), gate, _dead_letter(app))
     _wire(app, engine, bootstrap, config)
     return app
 
@@ -197,19 +224,55 @@ def _table(
     return table
 
 
-def _sender(app: AlertsApp) -> Send:
-    out = app.topic(
-        topics.NOTIFICATIONS, internal=False, key_type=bytes, value_type=bytes,
+def _suffix(key: bytes) -> int:
+    """The partition a `<id>/<partition>` table key belongs to."""
+    return int(key.rpartition(b"/")[2])
+
+
+def _raw_topic(app: AlertsApp, name: str) -> Any:
+    return app.topic(
+        name, internal=False, key_type=bytes, value_type=bytes,
         key_serializer="raw", value_serializer="raw",
     )  # fmt: skip
 
+
+def _sender(app: AlertsApp) -> Send:
+    out = _raw_topic(app, topics.NOTIFICATIONS)
+
     async def send(records: Sequence[NotificationRecord]) -> None:
-        futures = [
-            await out.send(key=r.subscriptionId.encode(), value=payload.encode(r)) for r in records
-        ]
-        await asyncio.gather(*futures)
+        try:
+            futures = [
+                await out.send(key=r.subscriptionId.encode(), value=payload.encode(r))
+                for r in records
+            ]
+            await asyncio.gather(*futures)
+        except MessageSizeTooLargeError:
+            raise  # this record's notifications, not the broker: it is dead-lettered
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise Unavailable(f"notifications not produced: {exc!r}") from exc
 
     return send
+
+
+def _dead_letter(app: AlertsApp) -> DeadLetter:
+    out = _raw_topic(app, topics.ALERTS_DLQ)
+
+    async def dead_letter(message: Message, reason: str) -> None:
+        headers = {
+            "cc-consumer": b"alerts",
+            "cc-error": reason.encode(errors="replace"),
+            "cc-source": f"{message.topic}/{message.partition}/{message.offset}".encode(),
+        }
+        try:
+            try:
+                await (await out.send(key=message.key, value=message.value, headers=headers))
+            except MessageSizeTooLargeError:  # the headers made it too large: the error, not it
+                headers["cc-truncated"] = b"true"
+                await (await out.send(key=message.key, value=b"", headers=headers))
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise Unavailable(f"dead letter not produced: {exc!r}") from exc
+
+    return dead_letter
 
 
 async def _start_offset(reader: OffsetReader, partition: int) -> int:
@@ -232,6 +295,8 @@ def _wire(app: AlertsApp, engine: Engine, bootstrap: str, config: AlertsConfig) 
         value_serializer="raw",
     )
 
+    # `handle` raises nothing but cancellation, so the crashing supervisor only ever stops a
+    # worker whose agent is broken, never because of one record.
     @app.agent(source, concurrency=1, supervisor_strategy=CrashingSupervisor)
     async def evaluate(stream: Any) -> None:
         async for event in stream.events():

@@ -2,19 +2,26 @@
 
 `Engine` handles one record of `executions`, `ticks` or `subscriptions` at a time for the
 partition it came from; `Views` index the stored subscriptions in memory by partition and
-project; `Tables` are the two plain tables (dict-like) the state lives in. The faust wiring in
+project; `Tables` are the plain tables (dict-like) the state lives in. The faust wiring in
 `services.alerts.app` feeds it; the benchmark feeds it plain dicts.
+
+Errors: a record whose handling raises anything but a retryable `AppError` (`Unavailable`, the
+broker) is poison: it goes to the dead-letter topic with the error and processing goes on with
+the next record (its offset is committed like any other). `Unavailable` is waited out with
+back-off on the same record, since every record would meet it.
 """
 
+import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 import structlog
 from aiokafka.partitioner import murmur2
+from prometheus_client import Counter
 
 from schemas import topics
 from schemas.events import Event, ExecutionCompleted, ExecutionRecord, topic_key
@@ -22,21 +29,32 @@ from schemas.notifications import NotificationRecord, SubscriptionRecord
 from services.alerts import payload
 from services.alerts.payload import Extras
 from services.alerts.rules import arm, disarm, facts_of, on_execution, on_tick
-from services.alerts.state import ExecutionFacts, Subscription, WorkflowState
+from services.alerts.state import SEEN_LIMIT, ExecutionFacts, Subscription, WorkflowState
 from services.alerts.ticks import Tick, TickGate
 from services.common.clock import Clock, iso_ms, now_ms, system_clock
 from services.common.config import DEFAULT_PLANS, PlanLimits, Settings
+from services.common.errors import AppError
 
 log = structlog.get_logger(__name__)
 
 TIMED_RULES = frozenset({"failure_rate", "error_count", "no_activity"})
 KEPT_MONTHS = 2
+MAX_WORKFLOWS = 10_000  # workflow states per project and partition; the least recent go first
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 30.0
+MAX_REASON = 1000
 
-_record = msgspec.json.Decoder(ExecutionRecord)
+DEAD_LETTERS = Counter(
+    "cc_alerts_dead_letters", "Records the alert engine sent to alerts.dlq", ["topic"]
+)
+EVICTED = Counter("cc_alerts_evicted_workflows", "Workflow states dropped over the per-project cap")
+
+_record = msgspec.json.Decoder(ExecutionRecord | SubscriptionRecord)
 _event = msgspec.json.Decoder(Event)
 _subscription = msgspec.json.Decoder(SubscriptionRecord)
 _tick = msgspec.json.Decoder(Tick)
 _encode = msgspec.json.Encoder().encode
+T = TypeVar("T")
 
 
 class Message(Protocol):
@@ -51,6 +69,11 @@ class Message(Protocol):
 
 
 Send = Callable[[Sequence[NotificationRecord]], Awaitable[None]]
+DeadLetter = Callable[[Message, str], Awaitable[None]]
+
+
+class PoisonRecord(Exception):
+    """A record the engine cannot read (undecodable, or not of its topic's schema)."""
 
 
 def partition_of(key: bytes, partitions: int) -> int:
@@ -102,10 +125,10 @@ class SubView:
 
 
 class Stored(msgspec.Struct, array_like=True):
-    """A `workflow-states` value: the workflow's cost per month, its plan, its rule state.
+    """A `workflow-states` value: the workflow's plan and its rule state.
 
-    Cost lives here, written together with the seen execution ids, so a resent execution is
-    never counted twice; the project's month-to-date cost is the sum over its workflows.
+    `cost` is no longer written (the month's cost lives per project in `ProjectCost`); it stays
+    so that values written before can still be read.
     """
 
     cost: dict[str, Decimal]
@@ -120,43 +143,72 @@ class StoredHead(msgspec.Struct, array_like=True):
     plan: str
 
 
+class ProjectCost(msgspec.Struct, array_like=True):
+    """A `project-costs` value (key `<project>/<partition>`): the project's cost per month on
+    that partition, its plan, and the ids of the latest executions counted without a workflow
+    state (whose own seen ids would otherwise keep a resent execution from counting twice)."""
+
+    cost: dict[str, Decimal]
+    plan: str
+    seen: list[str]
+
+
 _stored = msgspec.json.Decoder(Stored)
 _head = msgspec.json.Decoder(StoredHead)
+_project_cost = msgspec.json.Decoder(ProjectCost)
+
+
+def cost_key(project: str, partition: int) -> bytes:
+    """The `project-costs` key of a project's row on a partition."""
+    return f"{project}/{partition}".encode()
 
 
 class Views:
-    """In-memory indexes of the tables over the partitions this worker holds."""
+    """In-memory indexes of the tables over the partitions this worker holds.
 
-    def __init__(self) -> None:
+    Workflow keys are kept per (partition, project) in the order they were last written, at most
+    `max_workflows` of them: `add_key` returns the least recent ones beyond that for eviction.
+    `starts` holds, per partition, the offset of the earliest marker of each subscription on
+    that partition of `executions` (see `covering`).
+    """
+
+    def __init__(self, max_workflows: int = MAX_WORKFLOWS) -> None:
+        self.max_workflows = max_workflows
         self.subs: dict[int, dict[str, SubView]] = defaultdict(dict)
-        self._keys: dict[int, dict[str, set[bytes]]] = defaultdict(lambda: defaultdict(set))
-        self._costs: dict[bytes, dict[str, Decimal]] = {}
-        self._totals: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+        self.starts: dict[int, dict[str, int]] = defaultdict(dict)
+        self._keys: dict[int, dict[str, dict[bytes, None]]] = defaultdict(lambda: defaultdict(dict))
+        self.costs: dict[int, dict[str, ProjectCost]] = defaultdict(dict)
         self.plans: dict[str, str] = {}
         self._by_project: dict[int, dict[str, list[SubView]]] = {}
 
-    def add_key(self, partition: int, key: bytes) -> None:
-        """Index a workflow state key under its partition and project."""
-        self._keys[partition][split_key(key)[0]].add(key)
+    def add_key(self, partition: int, key: bytes) -> list[bytes]:
+        """Index (or refresh) a workflow state key; the keys evicted over the project's cap."""
+        keys = self._keys[partition][split_key(key)[0]]
+        keys.pop(key, None)
+        keys[key] = None
+        evicted: list[bytes] = []
+        while len(keys) > self.max_workflows:
+            oldest = next(iter(keys))
+            del keys[oldest]
+            evicted.append(oldest)
+        return evicted
 
     def discard_key(self, partition: int, key: bytes) -> None:
         """Forget a workflow state key."""
-        self._keys[partition][split_key(key)[0]].discard(key)
-        self.note_cost(key, {})
-
-    def note_cost(self, key: bytes, cost: Mapping[str, Decimal]) -> None:
-        """Set a workflow's cost per month, keeping its project's monthly totals."""
         project = split_key(key)[0]
-        for month, amount in self._costs.pop(key, {}).items():
-            self._totals[(project, month)] -= amount
-        for month, amount in cost.items():
-            self._totals[(project, month)] += amount
-        if cost:
-            self._costs[key] = dict(cost)
+        keys = self._keys.get(partition, {}).get(project)
+        if keys is not None:
+            keys.pop(key, None)
+            if not keys:
+                del self._keys[partition][project]
 
     def keys(self, partition: int) -> list[bytes]:
         """The workflow state keys of a partition."""
         return [k for keys in self._keys.get(partition, {}).values() for k in keys]
+
+    def key_count(self) -> int:
+        """How many workflow state keys are indexed, over all partitions."""
+        return sum(len(keys) for by in self._keys.values() for keys in by.values())
 
     def project_keys(self, partition: int, project: str) -> set[bytes]:
         """The workflow state keys of one project on a partition."""
@@ -172,22 +224,45 @@ class Views:
             self._by_project[partition] = index
         return index.get(project, [])
 
-    def covering(self, partition: int, project: str, workflow: str, at_ms: int) -> list[SubView]:
-        """The active subscriptions that watch a workflow and existed at `at_ms`."""
-        return [
-            s
-            for s in self.project_subs(partition, project)
-            if s.record.createdAtMs <= at_ms and s.covers(workflow)
-        ]
+    def covering(
+        self, partition: int, project: str, workflow: str, at_ms: int, offset: int | None = None
+    ) -> list[SubView]:
+        """The active subscriptions that watch a workflow and had begun for an input.
+
+        An execution record at `offset` of `executions` comes after a subscription whose marker
+        on that partition has a lower offset: log order on one partition, the same whichever
+        topic the subscription was learnt from first. Without a known marker (a record from
+        before markers, or a tick) the subscription had begun if it was created by `at_ms`.
+        """
+        return self.begun(partition, self.watching(partition, project, workflow), at_ms, offset)
+
+    def watching(self, partition: int, project: str, workflow: str) -> list[SubView]:
+        """The active subscriptions of a project that watch a workflow, begun or not."""
+        return [s for s in self.project_subs(partition, project) if s.covers(workflow)]
+
+    def begun(
+        self, partition: int, subs: list[SubView], at_ms: int, offset: int | None
+    ) -> list[SubView]:
+        """Those of `subs` that had begun for an input (see `covering`)."""
+        starts = self.starts.get(partition, {})
+        return [s for s in subs if _begun(s, starts.get(s.record.id), at_ms, offset)]
 
     def put_sub(self, partition: int, view: SubView) -> bool:
         """Add or replace a subscription, unless a newer version is already known."""
+        self.note_start(partition, view.record.id, view.record.markerOffset)
         known = self.subs[partition].get(view.record.id)
         if known is not None and known.record.version > view.record.version:
             return False
         self.subs[partition][view.record.id] = view
         self._by_project.pop(partition, None)
         return True
+
+    def note_start(self, partition: int, sub_id: str, offset: int | None) -> int | None:
+        """Keep the earliest known marker offset of a subscription on a partition."""
+        starts = self.starts[partition]
+        if offset is not None and (sub_id not in starts or offset < starts[sub_id]):
+            starts[sub_id] = offset
+        return starts.get(sub_id)
 
     def preload(self, partition: int, key: bytes, value: bytes | None) -> None:
         """Take in a record read straight from the `subscriptions` topic."""
@@ -199,30 +274,43 @@ class Views:
     def drop_sub(self, partition: int, sub_id: str) -> None:
         """Forget a subscription."""
         self.subs[partition].pop(sub_id, None)
+        self.starts[partition].pop(sub_id, None)
         self._by_project.pop(partition, None)
 
-    def period_cost(self, project: str, month: str) -> Decimal:
-        """A project's cost in a month over its workflows on the partitions held here."""
-        return self._totals.get((project, month), Decimal(0))
+    def period_cost(
+        self, project: str, month: str, pending: tuple[int, "ProjectCost"] | None = None
+    ) -> Decimal:
+        """A project's cost in a month over the partitions held here; `pending` replaces the
+        row of one partition."""
+        rows = {p: by.get(project) for p, by in self.costs.items()}
+        if pending is not None:
+            rows[pending[0]] = pending[1]
+        amounts = (r.cost.get(month, Decimal(0)) for r in rows.values() if r is not None)
+        return sum(amounts, Decimal(0))
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Drop what belongs to partitions no longer held."""
         for partition in partitions:
-            for keys in self._keys.pop(partition, {}).values():
-                for key in keys:
-                    self.note_cost(key, {})
-            self.subs.pop(partition, None)
-            self._by_project.pop(partition, None)
+            for index in (self._keys, self.costs, self.subs, self.starts, self._by_project):
+                index.pop(partition, None)
 
     def index_state(self, partition: int, key: bytes, value: bytes | None) -> None:
-        """Index a stored workflow state (None: deleted) under its partition, with its cost."""
+        """Index a stored workflow state (None: deleted) under its partition, with its plan."""
         if value is None:
             self.discard_key(partition, key)
         else:
-            head = _head.decode(value)
             self.add_key(partition, key)
-            self.note_cost(key, head.cost)
-            self.plans[split_key(key)[0]] = head.plan
+            self.plans.setdefault(split_key(key)[0], _head.decode(value).plan)
+
+    def index_cost(self, partition: int, key: bytes, value: bytes | None) -> None:
+        """Index a stored project cost row (None: deleted)."""
+        project = key.decode().rpartition("/")[0]
+        if value is None:
+            self.costs[partition].pop(project, None)
+        else:
+            row = _project_cost.decode(value)
+            self.costs[partition][project] = row
+            self.plans[project] = row.plan
 
     def index_subscription(self, partition: int, key: bytes, value: bytes | None) -> None:
         """Index a stored subscription (None: deleted)."""
@@ -233,12 +321,19 @@ class Views:
             self.put_sub(partition, SubView.of(_subscription.decode(value)))
 
 
+def _begun(view: SubView, start: int | None, at_ms: int, offset: int | None) -> bool:
+    if start is not None and offset is not None:
+        return offset > start
+    return view.record.createdAtMs <= at_ms
+
+
 @dataclass(frozen=True)
 class Tables:
     """The durable state: faust tables in the worker, dicts in benchmarks."""
 
     states: MutableMapping[bytes, bytes]
     subscriptions: MutableMapping[bytes, bytes]
+    costs: MutableMapping[bytes, bytes] = field(default_factory=dict)
 
 
 class Engine:
@@ -252,6 +347,7 @@ class Engine:
         views: Views,
         send: Send,
         gate: TickGate,
+        dead_letter: DeadLetter,
         clock: Clock = system_clock,
     ) -> None:
         self.settings = settings
@@ -260,10 +356,53 @@ class Engine:
         self.views = views
         self.send = send
         self.gate = gate
+        self.dead_letters = dead_letter
         self.clock = clock
+        self.capped: set[str] = set()
 
     async def handle(self, message: Message) -> None:
-        """Dispatch a record by topic."""
+        """Handle one record; never raises but for cancellation (see the module docstring)."""
+        await self.settle(message, self.dispatch)
+        if message.topic == topics.EXECUTIONS:
+            # Also after a dead letter: a tick waiting for this offset must not wait forever.
+            due = self.gate.executed(message.partition, message.offset)
+            if due is not None:
+                await self.settle(message, lambda m: self.on_tick(m.partition, due.atMs))
+
+    async def settle(self, message: Message, work: Callable[[Message], Awaitable[None]]) -> None:
+        """Run `work` on a record: dead-letter it when it fails, retry while the broker is out."""
+        backoff = _Backoff()
+        while True:
+            try:
+                await work(message)
+                return
+            except Exception as exc:  # whatever one record raises is that record's
+                if not _retryable(exc):
+                    await self.dead_letter(message, exc)
+                    return
+                await backoff.wait(message, exc)
+
+    async def dead_letter(self, message: Message, exc: Exception) -> None:
+        """Send a record that failed to the dead-letter topic, with the error."""
+        reason = _describe(exc)
+        log.warning("alerts.dead_letter", topic=message.topic, partition=message.partition,
+                    offset=message.offset, error=reason)  # fmt: skip
+        DEAD_LETTERS.labels(message.topic).inc()
+        backoff = _Backoff()
+        while True:
+            try:
+                await self.dead_letters(message, reason)
+                return
+            except Exception as failure:  # the record is skipped all the same, never retried
+                if not _retryable(failure):
+                    log.error("alerts.dead_letter_failed", topic=message.topic,
+                              partition=message.partition, offset=message.offset,
+                              error=_describe(failure))  # fmt: skip
+                    return
+                await backoff.wait(message, failure)
+
+    async def dispatch(self, message: Message) -> None:
+        """Handle a record by topic."""
         if message.topic == topics.EXECUTIONS:
             await self.on_executions(message)
         elif message.topic == topics.TICKS:
@@ -272,43 +411,73 @@ class Engine:
             await self.on_subscription(message)
 
     async def on_executions(self, message: Message) -> None:
-        """Evaluate the completed executions of a record, then apply a tick it made due."""
-        decoded = _decode_executions(message)
-        if decoded is not None:
-            record, events = decoded
-            for workflow_id, group in _by_workflow(events).items():
-                await self.on_completed(message.partition, record, workflow_id, group)
-        due = self.gate.executed(message.partition, message.offset)
-        if due is not None:
-            await self.on_tick(message.partition, due.atMs)
+        """Evaluate the completed executions of a record, or take in a subscription marker."""
+        record = _decode(_record, message.value)
+        if isinstance(record, SubscriptionRecord):
+            self.on_marker(message, record)
+            return
+        events = [_decode(_event, raw) for raw in record.events]
+        completed = [e for e in events if isinstance(e, ExecutionCompleted)]
+        for workflow_id, group in _by_workflow(completed).items():
+            await self.on_completed(message, record, workflow_id, group)
 
     async def on_completed(
         self,
-        partition: int,
+        message: Message,
         record: ExecutionRecord,
         workflow_id: str,
         events: list[ExecutionCompleted],
     ) -> None:
-        """A workflow's executions in one record: notifications first, then one state write."""
-        key = topic_key(record.projectId, workflow_id)
-        stored = self.load(partition, key, workflow_id)
+        """A workflow's executions in one record: notifications first, then the state writes.
+
+        A workflow that no subscription of its project covers (begun or not) keeps no state
+        and loses the state it had: only its cost is counted.
+        """
+        partition, project = message.partition, record.projectId
+        self.views.plans[project] = record.plan
+        watching = self.views.watching(partition, project, workflow_id)
+        key = topic_key(project, workflow_id)
+        if not watching:
+            self.count_untracked(partition, project, record.plan, events)
+            if self.tables.states.pop(key, None) is not None:
+                self.views.discard_key(partition, key)
+            return
+        subs = self.views.begun(partition, watching, record.receivedAtMs, message.offset)
+        stored = self.load(key, workflow_id)
         stored.plan = record.plan
-        self.views.plans[record.projectId] = record.plan
-        subs = self.views.covering(partition, record.projectId, workflow_id, record.receivedAtMs)
+        row = self.cost_row(partition, project, record.plan)
         out: list[NotificationRecord] = []
         fresh = False
         for event in events:
-            notes = self.evaluate(partition, stored, subs, record, event)
+            notes = self.evaluate(partition, stored, row, subs, record, event)
             fresh = fresh or notes is not None
             out += notes or []
         if fresh:
             await self.send(out)
             self.store(partition, key, stored)
+            self.store_cost(partition, project, row)
+
+    def count_untracked(
+        self, partition: int, project: str, plan: str, events: list[ExecutionCompleted]
+    ) -> None:
+        """Count the cost of executions of a workflow without state, each once."""
+        row = self.cost_row(partition, project, plan)
+        fresh = False
+        for event in events:
+            if event.executionId in row.seen:
+                continue
+            row.seen.append(event.executionId)
+            del row.seen[:-SEEN_LIMIT]
+            _add_cost(row, facts_of(event))
+            fresh = True
+        if fresh:
+            self.store_cost(partition, project, row)
 
     def evaluate(
         self,
         partition: int,
         stored: Stored,
+        row: ProjectCost,
         subs: list[SubView],
         record: ExecutionRecord,
         event: ExecutionCompleted,
@@ -320,11 +489,11 @@ class Engine:
         rules = [s.rule for s in subs if s.rule is not None]
         cooldown = self.settings.alert_cooldown_s
         stored.state, alerts = on_execution(stored.state, rules, facts, cooldown)
-        self.add_cost(key_of(record, event), stored, facts)
+        _add_cost(row, facts)
         plain = [s for s in subs if s.rule is None and s.admits(event)]
         if not plain and not alerts:
             return []
-        extras = self.extras(record.projectId, facts.ended_ms)
+        extras = self.extras(record.projectId, facts.ended_ms, (partition, row))
         created = now_ms(self.clock)
         out = [
             payload.execution_notification(record.projectId, event, s.record, extras, created)
@@ -332,21 +501,23 @@ class Engine:
         ]
         return out + self.alert_records(partition, record.projectId, alerts, event, extras)
 
-    def add_cost(self, key: bytes, stored: Stored, facts: ExecutionFacts) -> None:
-        """Count an execution's cost into its month; months before the previous are dropped."""
-        month = iso_ms(facts.ended_ms)[:7]
-        stored.cost[month] = stored.cost.get(month, Decimal(0)) + (facts.cost or Decimal(0))
-        for old in sorted(stored.cost)[:-KEPT_MONTHS]:
-            del stored.cost[old]
-        self.views.note_cost(key, stored.cost)
+    def cost_row(self, partition: int, project: str, plan: str) -> ProjectCost:
+        """A copy of a project's cost row on a partition (new for a new project), to change and
+        write back: the views change only with the table."""
+        row = self.views.costs[partition].get(project)
+        if row is None:
+            raw = self.tables.costs.get(cost_key(project, partition))
+            return ProjectCost({}, plan, []) if raw is None else _project_cost.decode(raw)
+        return ProjectCost(dict(row.cost), plan, list(row.seen))
+
+    def store_cost(self, partition: int, project: str, row: ProjectCost) -> None:
+        """Write a project's cost row back."""
+        self.tables.costs[cost_key(project, partition)] = _encode(row)
+        self.views.costs[partition][project] = row
 
     async def on_tick_record(self, message: Message) -> None:
         """Admit a tick; apply it now if its partition's executions are processed far enough."""
-        try:
-            tick = _tick.decode(message.value or b"")
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            log.warning("alerts.bad_tick", partition=message.partition, offset=message.offset)
-            return
+        tick = _decode(_tick, message.value)
         tick = msgspec.structs.replace(tick, partition=message.partition)
         due = await self.gate.admit(tick)
         if due is not None:
@@ -366,7 +537,7 @@ class Engine:
     ) -> None:
         """Run the time-driven rules of one workflow; store it only when a watch changed."""
         project, workflow = split_key(key)
-        stored = self.load(partition, key, workflow)
+        stored = self.load(key, workflow)
         before = _encode(stored.state.watches)
         rules = [s.rule for s in subs if s.rule is not None]
         cooldown = self.settings.alert_cooldown_s
@@ -378,34 +549,53 @@ class Engine:
             self.store(partition, key, stored)
 
     async def on_subscription(self, message: Message) -> None:
+        """Apply a record of the compacted `subscriptions` topic to its partition."""
+        key = message.key or b""
+        sub_id, _, _ = key.decode().rpartition("/")
+        record = None if message.value is None else _decode(_subscription, message.value)
+        self.apply_subscription(message, sub_id, record)
+
+    def on_marker(self, message: Message, record: SubscriptionRecord) -> None:
+        """Apply a subscription marker on `executions`: the subscription begins at its offset."""
+        marked = msgspec.structs.replace(record, markerOffset=message.offset)
+        self.apply_subscription(message, record.id, marked)
+
+    def apply_subscription(
+        self, message: Message, sub_id: str, record: SubscriptionRecord | None
+    ) -> None:
         """Apply a subscription change to this partition: store it, then arm or disarm.
 
         `applied` is the version this partition last handled (the table); the views may
         already hold a newer one, read ahead when the partition was assigned, and executions
         may have been evaluated against it. What the change is compared with is therefore the
-        view: the read-ahead version arriving on the stream is no change (its watches, with
-        their cooldowns, stay), and an older version is skipped (the newer one follows).
+        view: the read-ahead version arriving again is no change (its watches, with their
+        cooldowns, stay), and an older version is skipped (the newer one follows). The
+        earliest marker offset is kept whichever version or topic brought it.
         """
-        key = message.key or b""
         partition = message.partition
+        key = f"{sub_id}/{partition}".encode()
         stored = self.tables.subscriptions.get(key)
         applied = None if stored is None else SubView.of(_subscription.decode(stored))
-        record = None if message.value is None else _decode_subscription(message)
-        if message.value is not None and record is None:
-            return
-        known = self.views.subs[partition].get(key.decode().rpartition("/")[0])
+        marker = None if record is None else record.markerOffset
+        start = self.views.note_start(partition, sub_id, marker)
+        known = self.views.subs[partition].get(sub_id)
         if record is not None:
             newest = max((v.record.version for v in (applied, known) if v is not None), default=0)
             if record.version < newest:
+                if applied is not None and start != applied.record.markerOffset:
+                    marked = msgspec.structs.replace(applied.record, markerOffset=start)
+                    self.tables.subscriptions[key] = _encode(marked)
                 return
         previous = known or applied
-        current = None if record is None or record.deleted else SubView.of(record)
-        if current is None:
-            self.views.drop_sub(partition, key.decode().rpartition("/")[0])
+        current = None
+        if record is None or record.deleted:
+            self.views.drop_sub(partition, sub_id)
             self.tables.subscriptions.pop(key, None)
         else:
+            marked = msgspec.structs.replace(record, markerOffset=start)
+            current = SubView.of(marked)
             self.views.put_sub(partition, current)
-            self.tables.subscriptions[key] = message.value or b""
+            self.tables.subscriptions[key] = _encode(marked)
         self.rearm(partition, previous, current, _armed_ms(record, message))
 
     def rearm(
@@ -418,7 +608,7 @@ class Engine:
         reset = previous is None or current is None or _rule_changed(previous, current)
         for key in self.watched_keys(partition, view):
             workflow = split_key(key)[1]
-            stored = self.load(partition, key, workflow)
+            stored = self.load(key, workflow)
             before = _encode(stored.state.watches)
             if reset or current is None or current.rule is None or not current.covers(workflow):
                 disarm(stored.state, view.record.id)
@@ -455,10 +645,14 @@ class Engine:
             records.append(payload.alert_notification(project, alert, event, sub, extras, created))
         return records
 
-    def extras(self, project: str, at_ms: int) -> Extras:
-        """The project's plan limits and month-to-date cost at `at_ms`."""
+    def extras(
+        self, project: str, at_ms: int, pending: tuple[int, ProjectCost] | None = None
+    ) -> Extras:
+        """The project's plan limits and month-to-date cost at `at_ms` (with a cost row of a
+        partition not yet written back)."""
         plan = self.views.plans.get(project, "free")
-        return Extras(plan, self.limits(plan), self.views.period_cost(project, iso_ms(at_ms)[:7]))
+        cost = self.views.period_cost(project, iso_ms(at_ms)[:7], pending)
+        return Extras(plan, self.limits(plan), cost)
 
     def limits(self, plan: str) -> PlanLimits:
         """A plan's limits; an unknown plan name gets the free plan's."""
@@ -467,26 +661,36 @@ class Engine:
         except KeyError:
             return DEFAULT_PLANS["free"]
 
-    def load(self, partition: int, key: bytes, workflow_id: str) -> Stored:
-        """A workflow's stored value (a fresh one for a new workflow), indexed in the views."""
+    def load(self, key: bytes, workflow_id: str) -> Stored:
+        """A workflow's stored value (a fresh one for a new workflow)."""
         raw = self.tables.states.get(key)
         if raw is None:
-            stored = Stored({}, self.views.plans.get(split_key(key)[0], "free"),
-                            WorkflowState(workflow_id=workflow_id))  # fmt: skip
-        else:
-            stored = _stored.decode(raw)
-        self.views.add_key(partition, key)
-        return stored
+            return Stored({}, self.views.plans.get(split_key(key)[0], "free"),
+                          WorkflowState(workflow_id=workflow_id))  # fmt: skip
+        return _stored.decode(raw)
 
     def store(self, partition: int, key: bytes, stored: Stored) -> None:
-        """Write a workflow's value back (a table value is only persisted when re-assigned)."""
+        """Write a workflow's value back; drop the project's least recent ones over the cap."""
+        stored.cost = {}
         self.tables.states[key] = _encode(stored)
-        self.views.add_key(partition, key)
+        evicted = self.views.add_key(partition, key)
+        for old in evicted:
+            self.tables.states.pop(old, None)
+        if evicted:
+            EVICTED.inc(len(evicted))
+            project = split_key(key)[0]
+            if project not in self.capped:  # once per project: the counter tells the rest
+                self.capped.add(project)
+                log.warning("alerts.workflows_capped", project=project, partition=partition,
+                            cap=self.views.max_workflows)  # fmt: skip
 
 
-def key_of(record: ExecutionRecord, event: ExecutionCompleted) -> bytes:
-    """The state key of an execution's workflow."""
-    return topic_key(record.projectId, event.workflowId)
+def _add_cost(row: ProjectCost, facts: ExecutionFacts) -> None:
+    """Count an execution's cost into its month; months before the previous are dropped."""
+    month = iso_ms(facts.ended_ms)[:7]
+    row.cost[month] = row.cost.get(month, Decimal(0)) + (facts.cost or Decimal(0))
+    for old in sorted(row.cost)[:-KEPT_MONTHS]:
+        del row.cost[old]
 
 
 def _by_workflow(events: list[ExecutionCompleted]) -> dict[str, list[ExecutionCompleted]]:
@@ -497,25 +701,39 @@ def _by_workflow(events: list[ExecutionCompleted]) -> dict[str, list[ExecutionCo
     return groups
 
 
-def _decode_executions(message: Message) -> tuple[ExecutionRecord, list[ExecutionCompleted]] | None:
+def _decode(decoder: "msgspec.json.Decoder[T]", value: bytes | None) -> T:
+    """A record's value decoded, or PoisonRecord."""
     try:
-        record = _record.decode(message.value or b"")
-        events = [_event.decode(raw) for raw in record.events]
+        return decoder.decode(value or b"")
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        log.warning("alerts.bad_execution_record", partition=message.partition,
-                    offset=message.offset, error=str(exc))  # fmt: skip
-        return None
-    return record, [e for e in events if isinstance(e, ExecutionCompleted)]
+        raise PoisonRecord(str(exc)) from exc
 
 
-def _decode_subscription(message: Message) -> SubscriptionRecord | None:
-    """The record, or None (logged) when it cannot be decoded."""
+def _retryable(exc: Exception) -> bool:
+    return isinstance(exc, AppError) and exc.retryable
+
+
+class _Backoff:
+    """Doubling waits, from RETRY_FIRST_S up to RETRY_MAX_S, each one logged."""
+
+    def __init__(self) -> None:
+        self.delay_s = RETRY_FIRST_S
+
+    async def wait(self, message: Message, exc: Exception) -> None:
+        log.warning("alerts.unavailable", topic=message.topic, offset=message.offset,
+                    partition=message.partition, error=_describe(exc),
+                    retry_in_s=self.delay_s)  # fmt: skip
+        await asyncio.sleep(self.delay_s)
+        self.delay_s = min(self.delay_s * 2, RETRY_MAX_S)
+
+
+def _describe(exc: Exception) -> str:
+    """The error for the dead-letter header: its type and message, bounded."""
     try:
-        return _subscription.decode(message.value or b"")
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        log.warning("alerts.bad_subscription", partition=message.partition,
-                    offset=message.offset, error=str(exc))  # fmt: skip
-        return None
+        text = f"{type(exc).__name__}: {exc}"
+    except Exception:  # a message that cannot be rendered (an int too long for str)
+        text = type(exc).__name__
+    return text[:MAX_REASON]
 
 
 def _armed_ms(record: SubscriptionRecord | None, message: Message) -> int:

@@ -15,7 +15,7 @@ if the subscription asked for it.
 import base64
 import hashlib
 from collections.abc import Callable, Sequence
-from decimal import Decimal
+from decimal import MAX_PREC, Context, Decimal
 from typing import Literal, NamedTuple
 
 from schemas.alerts import (
@@ -44,8 +44,8 @@ from services.common.clock import iso_ms, to_ms
 DEFAULT_COOLDOWN_S = 3600
 MIN_RATE_SAMPLE = 5
 MIN_SPIKE_BASELINE = 5
-CENTS = Decimal("0.01")
 TICK_ONLY: frozenset[Rule] = frozenset({"no_activity"})
+_EXACT = Context(prec=MAX_PREC)  # scaleb only moves the exponent: no digit is ever dropped
 
 
 class Check(NamedTuple):
@@ -281,8 +281,8 @@ def _latency_spike(
         return None
     percent = config.latencySpikePercent
     holds = facts.duration_ms * earlier * 100 > earlier_ms * (100 + percent)
-    mean = (Decimal(earlier_ms) / earlier).quantize(CENTS)
-    limit = (Decimal(earlier_ms * (100 + percent)) / (earlier * 100)).quantize(CENTS)
+    mean = _cents(earlier_ms, earlier)
+    limit = _cents(earlier_ms * (100 + percent), earlier * 100)
     summary = (
         f"Execution {facts.execution_id} took {facts.duration_ms} ms against a {mean} ms mean of "
         f"{earlier} earlier executions (threshold: {percent}% above it, {limit} ms)."
@@ -313,7 +313,7 @@ def _no_activity(
 ) -> Check | None:
     since = watch.armed_ms if state.last_ms is None else max(watch.armed_ms, state.last_ms)
     deadline = since + _hours_ms(config.inactivityHours)
-    idle_hours = (Decimal(now_ms - since) / HOUR_MS).quantize(CENTS)
+    idle_hours = _cents(now_ms - since, HOUR_MS)
     limit = Decimal(repr(config.inactivityHours))
     summary = f"No execution since {iso_ms(since)}, {idle_hours} h ago (threshold: {limit} h)."
     return Check(now_ms >= deadline, idle_hours, limit, summary, key=f"deadline:{deadline}")
@@ -333,7 +333,19 @@ def _error_count(
 
 
 def _percent(part: int, whole: int) -> Decimal:
-    return (Decimal(part * 100) / whole).quantize(CENTS) if whole else Decimal(0)
+    return _cents(part * 100, whole) if whole else Decimal(0)
+
+
+def _cents(numerator: int, denominator: int) -> Decimal:
+    """numerator / denominator (> 0) rounded half-even to cents, exact for any size of integer.
+
+    Decimal division and `quantize` work within the context's 28 digits and raise
+    `InvalidOperation` beyond them: a duration of 10**40 ms is a valid integer on the topic.
+    """
+    quotient, remainder = divmod(numerator * 100, denominator)
+    if 2 * remainder > denominator or (2 * remainder == denominator and quotient % 2):
+        quotient += 1
+    return Decimal(quotient).scaleb(-2, _EXACT)
 
 
 def _span(ms: int) -> str:

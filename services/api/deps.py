@@ -1,5 +1,6 @@
 """What route handlers may use: the adapters chosen by the wiring, as one struct."""
 
+import asyncio
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
@@ -29,6 +30,7 @@ class Deps:
     visibility: Visibility
     clock: Clock = system_clock
     background: list[object] = field(default_factory=list)
+    outbox_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def redis(self) -> RedisRateLimiter | None:

@@ -19,6 +19,7 @@ from schemas.notifications import (
     WebhookView,
 )
 from services.api.deps import Deps
+from services.api.outbox import publish_now
 from services.api.routing import (
     CURSOR,
     Call,
@@ -203,6 +204,7 @@ async def create(call: Call) -> SubscriptionCreated:
         raise Conflict(
             f"A project has at most {MAX_PER_TYPE} {body.notificationType} subscriptions."
         )
+    await publish_now(deps)
     return SubscriptionCreated(subscription=view(row), signingSecret=generated)
 
 
@@ -282,6 +284,7 @@ async def update(call: Call) -> Subscription:
         updated, await _announce(deps, updated), create=False
     ):
         raise Conflict("The subscription changed meanwhile; read it again and retry.")
+    await publish_now(deps)
     return view(updated)
 
 
@@ -294,6 +297,7 @@ async def delete(call: Call) -> Deleted:
         row.project_id, row.id, messages, now_ms(call.deps.clock)
     ):
         raise NotFound(f"No notification subscription {row.id} in this project.")
+    await publish_now(call.deps)
     return Deleted(id=row.id, deleted=True)
 
 
@@ -315,6 +319,7 @@ async def rotate_secret(call: Call) -> SubscriptionCreated:
         rotated, await _announce(deps, rotated), create=False
     ):
         raise Conflict("The subscription changed meanwhile; retry.")
+    await publish_now(deps)
     return SubscriptionCreated(subscription=view(rotated), signingSecret=secret)
 
 

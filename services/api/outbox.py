@@ -4,16 +4,24 @@ At least once: a crash between the broker's ack and `mark_published` republishes
 which consumers absorb (subscription records carry a version; the topic is compacted).
 A message the broker can never take (larger than its limit, not encodable) is set aside on
 `subscriptions.dlq` with the error, so that it cannot hold up the messages behind it.
+
+A subscription record is first written as a marker to the same partition of `executions`,
+and the compacted record then carries the marker's offset (`markerOffset`): the alert engine
+applies a subscription to the executions after its marker, an order the log itself gives.
+The API publishes a change this way before answering it (`publish_now`), so an execution sent
+after the answer always follows the marker; the relay loop is the fallback when that fails.
 """
 
 import asyncio
 from typing import Any
 
+import msgspec
 import structlog
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
 from schemas import topics
+from schemas.notifications import SubscriptionRecord
 from services.api.deps import Deps
 from services.common.clock import now_ms
 from services.common.controlplane import OutboxMessage
@@ -22,7 +30,12 @@ from services.common.kafka import REFUSED_RECORD_ERRORS, dead_letter_headers, de
 log = structlog.get_logger(__name__)
 
 BATCH = 500
+PUBLISH_NOW_TIMEOUT_S = 10.0
+PUBLISH_NOW_BATCHES = 4
 DEAD_LETTERS = Counter("cc_outbox_dead_letters", "Outbox messages sent to subscriptions.dlq")
+
+_subscription = msgspec.json.Decoder(SubscriptionRecord)
+_json = msgspec.json.Encoder(decimal_format="number")
 
 
 def refused(error: BaseException) -> bool:
@@ -31,11 +44,14 @@ def refused(error: BaseException) -> bool:
     return isinstance(error, REFUSED_RECORD_ERRORS) or not isinstance(error, KafkaError)
 
 
-async def _send(deps: Deps, m: OutboxMessage) -> "asyncio.Future[Any] | Exception":
-    """Hand a message to the producer: its delivery future, or why the message was refused."""
+async def _send(
+    deps: Deps, m: OutboxMessage, topic: str | None = None
+) -> "asyncio.Future[Any] | Exception":
+    """Hand a message to the producer (on its own topic unless `topic` says otherwise): its
+    delivery future, or why the message was refused."""
     try:
         future: asyncio.Future[Any] = await deps.producer.send(
-            m.topic, m.value, key=m.key.encode(), partition=m.partition
+            topic or m.topic, m.value, key=m.key.encode(), partition=m.partition
         )
     except Exception as exc:
         if not refused(exc):
@@ -44,31 +60,66 @@ async def _send(deps: Deps, m: OutboxMessage) -> "asyncio.Future[Any] | Exceptio
     return future
 
 
-async def _refusal(sent: "asyncio.Future[Any] | Exception") -> Exception | None:
-    """Why the broker refused a message, None once it has it; its own failures are raised."""
+async def _outcome(sent: "asyncio.Future[Any] | Exception") -> Any:
+    """The broker's record metadata once it has a message, or the exception that says why it
+    refused it; its own failures are raised."""
     if isinstance(sent, Exception):
         return sent
     try:
-        await sent
+        return await sent
     except Exception as exc:
         if not refused(exc):
             raise
         return exc
-    return None
 
 
 async def relay_once(deps: Deps) -> int:
     """Publish one batch of pending messages; return how many."""
-    pending = await deps.controlplane.pending_outbox(BATCH)
-    if not pending:
-        return 0
-    sent = [await _send(deps, m) for m in pending]
-    for m, future in zip(pending, sent, strict=True):
-        error = await _refusal(future)
-        if error is not None:
-            await _dead_letter(deps, m, error)
-    await deps.controlplane.mark_published([m.id for m in pending], now_ms(deps.clock))
-    return len(pending)
+    async with deps.outbox_lock:  # the request path and the loop never publish one twice
+        pending = await deps.controlplane.pending_outbox(BATCH)
+        if not pending:
+            return 0
+        marked = await with_markers(deps, pending)
+        sent = [await _send(deps, m) for m in marked]
+        for m, future in zip(marked, sent, strict=True):
+            outcome = await _outcome(future)
+            if isinstance(outcome, Exception):
+                await _dead_letter(deps, m, outcome)
+        await deps.controlplane.mark_published([m.id for m in pending], now_ms(deps.clock))
+        return len(pending)
+
+
+async def with_markers(deps: Deps, pending: list[OutboxMessage]) -> list[OutboxMessage]:
+    """Write a marker on `executions` for every subscription record; the records with the
+    offsets of their markers (a record whose marker the broker refused stays as it is)."""
+    records = [m for m in pending if m.topic == topics.SUBSCRIPTIONS and m.value is not None]
+    sent = [await _send(deps, m, topics.EXECUTIONS) for m in records]
+    offsets: dict[int, int] = {}
+    for m, future in zip(records, sent, strict=True):
+        outcome = await _outcome(future)
+        if not isinstance(outcome, Exception):
+            offsets[m.id] = outcome.offset
+    return [_marked(m, offsets[m.id]) if m.id in offsets else m for m in pending]
+
+
+def _marked(message: OutboxMessage, offset: int) -> OutboxMessage:
+    try:
+        record = _subscription.decode(message.value or b"")
+    except (msgspec.DecodeError, msgspec.ValidationError):  # not a record: relayed unmarked
+        return message
+    marked = msgspec.structs.replace(record, markerOffset=offset)
+    return msgspec.structs.replace(message, value=_json.encode(marked))
+
+
+async def publish_now(deps: Deps) -> None:
+    """Publish pending changes before a request is answered; failures are left to the loop."""
+    try:
+        async with asyncio.timeout(PUBLISH_NOW_TIMEOUT_S):
+            for _ in range(PUBLISH_NOW_BATCHES):
+                if await relay_once(deps) < BATCH:
+                    return
+    except Exception:  # the change is committed: answer it; the relay loop publishes it later
+        log.warning("outbox.publish_deferred", exc_info=True)
 
 
 async def _dead_letter(deps: Deps, m: OutboxMessage, error: Exception) -> None:

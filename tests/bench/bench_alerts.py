@@ -359,7 +359,12 @@ async def evaluator_only(load: Pairs, with_subs: bool, events: int) -> dict[str,
     async def start_offset(partition: int) -> int:
         return 0
 
-    engine = Engine(settings, PARTITIONS, Tables({}, {}), views, send, TickGate(start_offset))
+    async def dead_letter(message: Any, reason: str) -> None:
+        raise AssertionError(f"dead letter: {reason}")
+
+    engine = Engine(
+        settings, PARTITIONS, Tables({}, {}), views, send, TickGate(start_offset), dead_letter
+    )
     messages = [
         SimpleNamespace(topic=topics.EXECUTIONS, partition=partition_of(key, PARTITIONS),
                         offset=i, key=key, value=value, timestamp=time.time())

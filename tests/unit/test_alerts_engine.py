@@ -4,20 +4,26 @@ These pin down orders faust may interleave the co-partitioned topics in, for a w
 the subscriptions ahead when its partitions were assigned (a fresh worker replaying the log).
 """
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import msgspec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from schemas import topics
 from schemas.events import Cost, ExecutionCompleted, ExecutionRecord, topic_key
 from schemas.notifications import NotificationRecord, SubscriptionRecord
+from services.alerts import engine as engine_module
 from services.alerts.engine import Engine, Tables, Views, partition_of
 from services.alerts.ticks import Tick, TickGate
 from services.common.config import Settings
+from services.common.errors import Unavailable
 
 PARTITIONS = 3
 PROJECT = "prj_engine"
@@ -44,17 +50,23 @@ def subscription(
 
 
 class World:
-    def __init__(self) -> None:
+    def __init__(self, max_workflows: int = 10_000) -> None:
         self.sent: list[NotificationRecord] = []
+        self.dead: list[tuple[Any, str]] = []
         self.offsets = dict.fromkeys(range(PARTITIONS), 0)
         settings = Settings(data_dir=Path("unused"), clickhouse_url="", database_url="")
-        self.views = Views()
+        self.views = Views(max_workflows=max_workflows)
+        self.tables = Tables({}, {}, {})
         self.engine = Engine(
-            settings, PARTITIONS, Tables({}, {}), self.views, self.send, TickGate(self.start)
-        )
+            settings, PARTITIONS, self.tables, self.views, self.send, TickGate(self.start),
+            self.dead_letter,
+        )  # fmt: skip
 
     async def send(self, records: Any) -> None:
         self.sent.extend(records)
+
+    async def dead_letter(self, message: Any, reason: str) -> None:
+        self.dead.append((message, reason))
 
     async def start(self, partition: int) -> int:
         return 0
@@ -158,3 +170,262 @@ async def test_no_activity_is_armed_at_creation_whichever_record_comes_first() -
         assert len(world.sent) == 1
         ids.append(world.alert_ids()[0])
     assert ids[0] == ids[1]
+
+
+# ---- subscription markers on executions (a subscription applies after its marker) ---------
+
+
+def plain(sub_id: str = "ntf_plain", version: int = 1) -> SubscriptionRecord:
+    return msgspec.structs.replace(
+        subscription(version), id=sub_id, alertConfig=None, createdAtMs=int(T0.timestamp() * 1000)
+    )
+
+
+def marked(record: SubscriptionRecord, offsets: dict[int, int]) -> dict[int, SubscriptionRecord]:
+    return {p: msgspec.structs.replace(record, markerOffset=o) for p, o in offsets.items()}
+
+
+async def markers(world: World, record: SubscriptionRecord) -> dict[int, int]:
+    """The record as a marker on every partition of executions; the offsets it got."""
+    offsets = {}
+    for p in range(PARTITIONS):
+        message = world.message(topics.EXECUTIONS, p, f"{record.id}/{p}".encode(),
+                                msgspec.json.encode(record))  # fmt: skip
+        offsets[p] = message.offset
+        await world.engine.handle(message)
+    return offsets
+
+
+async def test_an_execution_after_the_marker_is_notified_before_the_compacted_record_arrives() -> (
+    None
+):
+    world = World()
+    await world.execution("ex-before", 0.5, 0.01)  # received after createdAtMs, before the marker
+    offsets = await markers(world, plain())
+    await world.execution("ex-after", 1, 0.01)
+    assert world.alerts() == ["ex-after"]
+    for p, record in marked(plain(), offsets).items():  # the compacted records, later
+        await world.engine.handle(world.message(
+            topics.SUBSCRIPTIONS, p, f"{record.id}/{p}".encode(), msgspec.json.encode(record)
+        ))  # fmt: skip
+    await world.execution("ex-later", 2, 0.01)
+    assert world.alerts() == ["ex-after", "ex-later"]
+    assert world.dead == []
+
+
+async def test_a_replay_with_the_compacted_records_read_ahead_decides_the_same() -> None:
+    live = World()
+    await live.execution("ex-0", 0.5, 0.75)
+    offsets = await markers(live, subscription())
+    for minute in (1, 2, 70):
+        await live.execution(f"ex-{minute}", minute, 0.75)
+    replay = World()
+    for p, record in marked(subscription(), offsets).items():
+        replay.views.preload(p, f"{record.id}/{p}".encode(), msgspec.json.encode(record))
+    await replay.execution("ex-0", 0.5, 0.75)
+    await markers(replay, subscription())
+    for minute in (1, 2, 70):
+        await replay.execution(f"ex-{minute}", minute, 0.75)
+    assert live.alerts() == ["ex-1", "ex-70"]
+    assert replay.alert_ids() == live.alert_ids()
+
+
+async def test_a_record_without_marker_offset_falls_back_to_the_creation_time() -> None:
+    world = World()
+    world.read_ahead(plain())  # created at T0, no marker known
+    await world.execution("ex-early", -1, 0.01)
+    await world.execution("ex-late", 1, 0.01)
+    assert world.alerts() == ["ex-late"]
+
+
+# ---- poison records go to the dead-letter path -----------------------------------------------
+
+
+def execution_value(event: dict[str, Any], project: str = PROJECT) -> bytes:
+    record = {"kind": "execution", "v": 2, "projectId": project, "plan": "pro",
+              "receivedAtMs": int(T0.timestamp() * 1000), "retentionDays": 7, "events": [event]}  # fmt: skip
+    return msgspec.json.encode(record)
+
+
+def completed(execution_id: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "type": "workflow.execution.completed", "executionId": execution_id, "workflowId": "wf1",
+        "trigger": "api", "level": "info", "startedAt": "2026-11-02T10:00:00Z",
+        "endedAt": "2026-11-02T10:00:01Z", **fields,
+    }  # fmt: skip
+
+
+async def test_a_deep_value_is_dead_lettered_and_the_next_execution_still_notifies() -> None:
+    world = World()
+    world.read_ahead(plain())
+    deep = b'{"kind":"execution","v":2,"events":[' + b"[" * 50_000 + b"]" * 50_000 + b"]}"
+    key = topic_key(PROJECT, "wf1")
+    p = partition_of(key, PARTITIONS)
+    await world.engine.handle(world.message(topics.EXECUTIONS, p, key, deep))
+    await world.engine.handle(
+        world.message(topics.EXECUTIONS, p, key, execution_value(completed("ex-good")))
+    )
+    assert [reason.split(":")[0] for _, reason in world.dead] == ["RecursionError"]
+    assert world.alerts() == ["ex-good"]
+
+
+async def test_a_broker_outage_is_retried_on_the_same_record(monkeypatch: Any) -> None:
+    world = World()
+    world.read_ahead(plain())
+    calls = []
+
+    async def flaky_send(records: Any) -> None:
+        calls.append(len(records))
+        if len(calls) == 1:
+            raise Unavailable("broker down")
+        world.sent.extend(records)
+
+    monkeypatch.setattr("services.alerts.engine.RETRY_FIRST_S", 0)
+    world.engine.send = flaky_send
+    await world.execution("ex-1", 0, 0.01)
+    assert world.alerts() == ["ex-1"] and world.dead == [] and calls == [1, 1]
+
+
+async def test_any_exception_of_one_record_dead_letters_it_and_the_next_goes_on(
+    monkeypatch: Any,
+) -> None:
+    world = World()
+    world.read_ahead(plain())
+    real = engine_module.on_execution
+
+    def on_execution(state: Any, rules: Any, facts: Any, cooldown: int) -> Any:
+        if facts.execution_id == "ex-bad":
+            raise ZeroDivisionError("a bug in a rule")
+        return real(state, rules, facts, cooldown)
+
+    monkeypatch.setattr(engine_module, "on_execution", on_execution)
+    await world.execution("ex-bad", 0, 0.01)
+    await world.execution("ex-good", 1, 0.01)
+    huge = execution_value(completed("ex-huge", totalDurationMs=0)).replace(
+        b'"totalDurationMs":0', b'"totalDurationMs":' + b"9" * 5000
+    )
+    key = topic_key(PROJECT, "wf1")
+    await world.engine.handle(
+        world.message(topics.EXECUTIONS, partition_of(key, PARTITIONS), key, huge)
+    )
+    assert world.alerts() == ["ex-good"]
+    assert world.dead[0][1] == "ZeroDivisionError: a bug in a rule"
+    assert len(world.dead) == 2  # a number beyond str()'s limit cannot be rendered: poison
+
+
+async def test_a_dead_letter_waits_for_the_broker_and_a_refused_one_is_skipped(
+    monkeypatch: Any,
+) -> None:
+    world = World()
+    monkeypatch.setattr("services.alerts.engine.RETRY_FIRST_S", 0)
+    attempts: list[str] = []
+
+    async def dead_letter(message: Any, reason: str) -> None:
+        attempts.append(reason)
+        if len(attempts) == 1:
+            raise Unavailable("broker down")
+        if len(attempts) == 3:
+            raise ValueError("refused for good")
+
+    world.engine.dead_letters = dead_letter
+    await world.engine.handle(world.message(topics.EXECUTIONS, 0, b"k", b"not json"))
+    await world.engine.handle(world.message(topics.TICKS, 0, b"k", b"not json either"))
+    assert len(attempts) == 3  # the first retried once; the second refused, skipped, no raise
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+FIELDS = st.sampled_from([
+    "kind", "v", "projectId", "receivedAtMs", "retentionDays", "events", "plan", "id", "version",
+    "deleted", "workflowIds", "allWorkflows", "active", "createdAtMs", "markerOffset",
+    "alertConfig", "destination", "levelFilter", "triggerFilter",
+])  # fmt: skip
+
+
+def shaped(base: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """A valid-looking record with some fields replaced by arbitrary values (huge numbers too)."""
+    odd = JSON | st.integers(min_value=10**30, max_value=10**60) | st.just("x" * 300)
+    return st.dictionaries(FIELDS, odd, max_size=4).map(lambda changes: {**base, **changes})
+
+
+EXECUTION = {"kind": "execution", "v": 2, "projectId": PROJECT, "receivedAtMs": 0,
+             "retentionDays": 7, "events": [completed("ex-h", totalDurationMs=10**40)]}  # fmt: skip
+MARKER = msgspec.to_builtins(plain("ntf_hyp"))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    topic=st.sampled_from([topics.EXECUTIONS, topics.TICKS, topics.SUBSCRIPTIONS]),
+    key=st.binary(max_size=30) | st.just(b"ntf_hyp/0"),
+    value=st.binary(max_size=200)
+    | JSON.map(msgspec.json.encode)
+    | shaped(EXECUTION).map(msgspec.json.encode)
+    | shaped(MARKER).map(msgspec.json.encode)
+    | shaped(msgspec.to_builtins(Tick(1, 0, 0, 0))).map(msgspec.json.encode),
+    depth=st.integers(0, 3000),
+)
+def test_any_record_is_handled_or_dead_lettered_and_never_raises(
+    topic: str, key: bytes, value: bytes, depth: int
+) -> None:
+    world = World()
+    world.read_ahead(subscription(rule={"rule": "latency_spike", "latencySpikePercent": 10}))
+    if depth > 2000:
+        value = b"[" * depth * 10 + b"]" * depth * 10
+    message = world.message(topic, 0, key, value)
+    asyncio.run(world.engine.handle(message))
+    undecodable = topic == topics.EXECUTIONS and not _decodes(value)
+    assert not undecodable or [m for m, _ in world.dead] == [message]
+    good = world.message(topics.EXECUTIONS, 0, b"k", execution_value(completed("ex-next")))
+    asyncio.run(world.engine.handle(good))  # the engine goes on after any record
+
+
+def _decodes(value: bytes) -> bool:
+    try:
+        msgspec.json.decode(value, type=ExecutionRecord | SubscriptionRecord)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return False
+    return True
+
+
+# ---- bounded state -----------------------------------------------------------------------------
+
+
+async def test_state_stays_bounded_when_a_project_mints_100_000_workflow_ids() -> None:
+    world = World(max_workflows=50)
+    spiky = msgspec.structs.replace(
+        subscription(rule={"rule": "consecutive_failures", "consecutiveFailures": 3}),
+        projectId="prj_watched",
+    )
+    world.read_ahead(spiky)
+    for n in range(100_000):
+        project = "prj_watched" if n % 2 else "prj_quiet"
+        workflow = f"wf-{n}"
+        key = topic_key(project, workflow)
+        value = execution_value(completed(f"ex-{n}", workflowId=workflow, cost={"total": 0.01}),
+                                project)  # fmt: skip
+        await world.engine.handle(
+            world.message(topics.EXECUTIONS, partition_of(key, PARTITIONS), key, value)
+        )
+    assert world.dead == []
+    assert world.views.key_count() <= 50 * PARTITIONS
+    assert len(world.tables.states) == world.views.key_count()
+    assert set(world.tables.costs) <= {f"{p}/{n}".encode()
+                                       for p in ("prj_watched", "prj_quiet") for n in range(3)}  # fmt: skip
+    assert all(len(r.seen) <= 1000 for by in world.views.costs.values() for r in by.values())
+    assert world.views.period_cost("prj_quiet", "2026-11") == Decimal("500.00")
+
+
+async def test_a_workflow_whose_subscriptions_are_gone_loses_its_state() -> None:
+    world = World()
+    world.read_ahead(plain())
+    await world.execution("ex-1", 0, 0.01)
+    assert world.tables.states
+    deleted = msgspec.structs.replace(plain(version=2), deleted=True)
+    await world.subscription_on_stream(deleted)
+    await world.execution("ex-2", 1, 0.01)
+    assert world.tables.states == {} and world.views.key_count() == 0

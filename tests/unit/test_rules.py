@@ -273,6 +273,22 @@ def test_latency_spike_baseline_only_uses_the_window() -> None:
     assert alerts == []
 
 
+def test_latency_spike_survives_durations_beyond_the_decimal_context() -> None:
+    # Seven executions of 10**40 ms once raised decimal.InvalidOperation (quantize beyond 28
+    # digits) and crashed the engine on every restart.
+    sub = watch("latency_spike", latencySpikePercent=10)
+    huge = [run(T0 + i, duration_ms=10**40) for i in range(6)]
+    _, alerts = replay([sub], [*huge, run(T0 + MINUTE, duration_ms=10**41)])
+    assert [(a.observed, a.threshold) for a in alerts] == [(Decimal(10**41), Decimal(11 * 10**39))]
+    assert "10000000000000000000000000000000000000000.00 ms mean" in alerts[0].reason
+
+
+@given(st.lists(st.integers(0, 10**60), min_size=6, max_size=12), st.integers(10, 1000))
+def test_latency_spike_never_raises_on_any_durations(durations: list[int], percent: int) -> None:
+    sub = watch("latency_spike", latencySpikePercent=percent)
+    replay([sub], [run(T0 + i, duration_ms=d) for i, d in enumerate(durations)])
+
+
 # cost_threshold
 
 
