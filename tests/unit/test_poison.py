@@ -340,18 +340,18 @@ class Broker:
 
     async def send(
         self, topic: str, value: bytes | None, key: bytes, partition: int | None
-    ) -> "asyncio.Future[None]":
+    ) -> "asyncio.Future[SimpleNamespace]":
         if self.down:
             raise KafkaConnectionError("broker down")
         assert partition is None or partition in (0, 1, 2), "Unrecognized partition"
         if value is not None and len(value) > 2 * LIMIT:
             raise MessageSizeTooLargeError("over max_request_size")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[SimpleNamespace] = asyncio.get_running_loop().create_future()
         if value is not None and len(value) > LIMIT:
             future.set_exception(MessageSizeTooLargeError("refused by the broker"))
         else:
             self.sent.append((topic, value, key, []))
-            future.set_result(None)
+            future.set_result(SimpleNamespace(offset=len(self.sent)))
         return future
 
     async def send_and_wait(
@@ -390,7 +390,12 @@ outbox_messages = st.lists(
 @given(outbox_messages)
 def test_the_relay_publishes_or_dead_letters_every_message(messages: list[OutboxMessage]) -> None:
     broker, store = Broker(down=False), Outbox(messages)
-    deps = cast(Deps, SimpleNamespace(controlplane=store, producer=broker, clock=time.time))
+    deps = cast(
+        Deps,
+        SimpleNamespace(
+            controlplane=store, producer=broker, clock=time.time, outbox_lock=asyncio.Lock()
+        ),
+    )
     assert asyncio.run(outbox.relay_once(deps)) == len(messages)
     assert store.published == [m.id for m in messages]
     dead = [dict(h)["outbox-id"] for t, _, _, h in broker.sent if t == topics.SUBSCRIPTIONS_DLQ]
@@ -402,8 +407,12 @@ def test_the_relay_publishes_or_dead_letters_every_message(messages: list[Outbox
 def test_a_broker_outage_publishes_nothing_and_marks_nothing() -> None:
     store = Outbox([OutboxMessage(topics.SUBSCRIPTIONS, "ntf_1/0", 0, b"{}", id=1)])
     deps = cast(
-        Deps, SimpleNamespace(controlplane=store, producer=Broker(down=True), clock=time.time)
-    )
+        Deps,
+        SimpleNamespace(
+            controlplane=store, producer=Broker(down=True), clock=time.time,
+            outbox_lock=asyncio.Lock(),
+        ),
+    )  # fmt: skip
     try:
         asyncio.run(outbox.relay_once(deps))
     except KafkaConnectionError:
