@@ -2,6 +2,7 @@
 producer's limit, a partition that does not exist) is dead-lettered and the rows behind it
 are published."""
 
+import asyncio
 import secrets
 import time
 from pathlib import Path
@@ -60,7 +61,12 @@ async def test_a_message_the_broker_refuses_is_dead_lettered_and_the_next_is_pub
     await producer.start()
     before = REGISTRY.get_sample_value("cc_outbox_dead_letters_total") or 0.0
     try:
-        deps = cast(Deps, SimpleNamespace(controlplane=cp, producer=producer, clock=system_clock))
+        deps = cast(
+            Deps,
+            SimpleNamespace(
+                controlplane=cp, producer=producer, clock=system_clock, outbox_lock=asyncio.Lock()
+            ),
+        )
         assert await relay_once(deps) == 3
         assert await cp.pending_outbox(10) == []
     finally:
