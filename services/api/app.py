@@ -10,6 +10,7 @@ from aiohttp import web
 
 from schemas import topics
 from services.api.deps import Deps
+from services.api.intake import intake_middleware
 from services.api.outbox import run_relay
 from services.api.routing import bind
 from services.api.table import ROUTES
@@ -26,7 +27,8 @@ log = structlog.get_logger(__name__)
 def build_app(deps: Deps) -> web.Application:
     """The application: every route wrapped by auth, limits and envelopes."""
     app = web.Application(
-        middlewares=[envelope_middleware], client_max_size=deps.settings.max_body_bytes
+        middlewares=[envelope_middleware, intake_middleware(deps.intake)],
+        client_max_size=deps.settings.max_body_bytes,
     )
     app[METRICS] = HttpMetrics()
     for route in ROUTES:

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
+from services.api.intake import Intake
 from services.api.visibility import Visibility
 from services.common.auth import KeyAuthenticator
 from services.common.clickhouse import ClickHouse
@@ -28,6 +29,7 @@ class Deps:
     visibility: Visibility
     clock: Clock = system_clock
     background: list[object] = field(default_factory=list)
+    intake: Intake = field(default_factory=Intake)
 
     @property
     def redis(self) -> RedisRateLimiter | None:
