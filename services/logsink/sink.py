@@ -107,6 +107,10 @@ class SinkConfig:
     watermark_every_s: float = 0.2
     quiet_watermark_every_s: float = 5.0
     group_id: str = GROUP_ID
+    # Prefixes every insert deduplication token: a broker whose offsets start again at 0 (the
+    # embedded one, restarted) must get a new scope, or its batches would repeat old tokens and
+    # ClickHouse would silently drop them as duplicates.
+    dedup_scope: str = ""
 
 
 @dataclass
@@ -340,7 +344,8 @@ class LogSink:
             ("executions", batch.executions, rows.EXECUTION_COLUMNS),
         ):
             if data:
-                settings = {**_INSERT_SETTINGS, "insert_deduplication_token": batch.token(table)}
+                token = self.config.dedup_scope + batch.token(table)
+                settings = {**_INSERT_SETTINGS, "insert_deduplication_token": token}
                 await self.ch.insert_json(table, rows.encode_rows(data), columns, settings)
 
     async def _complete_heads(self) -> None:
