@@ -96,6 +96,8 @@ class LocalStack:
         if self.embedded_broker:
             self.bootstrap = await self.broker.start()
         self.api = api = await serve(await prepare(self.settings, self.bootstrap))
+        if self.embedded_broker:
+            await self._republish()
         if api.deps.clickhouse.embedded:
             # chDB admits one process per data directory: the sink shares the API's client.
             self._add("logsink", self._run_sink)
@@ -139,6 +141,12 @@ class LocalStack:
                         await client.stop()
             raise
 
+    async def _republish(self) -> None:
+        """Rebuild the compacted topics (subscriptions) on a broker that starts empty."""
+        assert self.api is not None
+        count = await self.api.deps.controlplane.republish_outbox()
+        log.info("local.outbox_republished", messages=count)
+
     async def _watch_broker(self, stop: asyncio.Event) -> None:
         """Watch the embedded broker; after it died (a restart), start it again on the same port
         with every topic, and restart the consumers, whose groups and offsets died with it."""
@@ -149,6 +157,7 @@ class LocalStack:
                 self.settings.kafka_partitions,
                 retry_tiers=len(self.settings.retry_delays_s),
             )
+            await self._republish()
             for name in ("logsink", "alerts", "dispatcher"):
                 self.services[name].recycle()
             log.warning("local.broker_restarted", bootstrap=self.bootstrap)
