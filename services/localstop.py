@@ -19,6 +19,7 @@ from schemas import topics
 from services.common import kafka
 from services.common.errors import AppError
 from services.logsink.sink import GROUP_ID
+from services.supervisor import Child
 
 if TYPE_CHECKING:
     from services.local import LocalStack
@@ -116,7 +117,8 @@ class Stopper:
         budget = self.remaining() if timeout_s is None else timeout_s
         label = _LABELS.get(name, name)
         if await self.within(service.stop(budget), budget):
-            self.line(label, "stopped", since)
+            killed = isinstance(service.job, Child) and service.job.killed
+            self.line(label, "killed (SIGTERM not obeyed in time)" if killed else "stopped", since)
             return
         await service.kill()
         self.clean = False

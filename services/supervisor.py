@@ -118,6 +118,7 @@ class Child:
         self.env = {**os.environ, "CC_METRICS_PORT": "", **env}
         self.term_timeout_s = term_timeout_s
         self.process: asyncio.subprocess.Process | None = None
+        self.killed = False  # whether the last stop had to kill the child
 
     async def __call__(self, stop: asyncio.Event) -> None:
         """Run the child until `stop` (then SIGTERM it, SIGKILL if it lingers) or its exit."""
@@ -142,6 +143,7 @@ class Child:
     async def _terminate(self, waiter: asyncio.Task[int]) -> None:
         self.signal(signal.SIGTERM)
         done, _ = await asyncio.wait([waiter], timeout=self.term_timeout_s)
+        self.killed = not done
         if not done:
             log.warning("local.child_killed", args=self.args, after_s=self.term_timeout_s)
             self.signal(signal.SIGKILL)
