@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import msgspec
 import pytest
 
 from tests.conftest import Stack, start_stack, stop_stack
@@ -48,3 +49,67 @@ def test_a_signal_to_the_whole_process_group_stops_the_stack(tmp_path: Path, sig
     assert took < STOP_BOUND_S
     text = account(stack)
     assert "Stopping CodeCourier" in text and "Stopped in" in text, text
+
+
+async def post_until_stopped(
+    session: aiohttp.ClientSession, stack: Stack, tag: str
+) -> tuple[list[str], int]:
+    """POST small batches until the API is gone: the ids accepted, and how many 503s (each
+    with Retry-After) were answered meanwhile."""
+    accepted: list[str] = []
+    refused = 0
+    for n in range(100_000):
+        batch = [completed(f"{tag}-late-{n}-{i}", f"wf-{i}") for i in range(5)]
+        try:
+            status, headers, body = await post_events(session, stack, stack.api_key, batch)
+        except aiohttp.ClientError:
+            return accepted, refused
+        if status == 202:
+            accepted += [event["executionId"] for event in batch]
+        else:
+            assert status == 503, body
+            assert body["error"]["code"] == "UNAVAILABLE" and int(headers["Retry-After"]) > 0
+            refused += 1
+        await asyncio.sleep(0.02)  # a client's pace, not a synchronisation
+    raise AssertionError("the API never went away")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", SIGNALS)
+async def test_every_event_accepted_before_a_group_signal_is_stored(
+    tmp_path: Path, session: aiohttp.ClientSession, sig: int
+) -> None:
+    data_dir = tmp_path / "data"
+    first = start_stack(data_dir)
+    tag = signal.Signals(sig).name
+    try:
+        batches = [
+            [completed(f"{tag}-{b}-{i}", f"wf-{i % 16}") for i in range(1000)] for b in range(20)
+        ]
+        for batch in batches:
+            status, _, body = await post_events(session, first, first.api_key, batch)
+            assert status == 202, body
+        started = time.monotonic()
+        os.killpg(first.process.pid, sig)
+        late, refused = await post_until_stopped(session, first, tag)
+        await asyncio.to_thread(first.process.wait, STOP_BOUND_S + 5)
+        took = time.monotonic() - started
+    finally:
+        stop_stack(first)
+    told = account(first)
+    print(told)
+    assert first.process.returncode == 0, told
+    assert took < STOP_BOUND_S, told
+    assert "every accepted event is stored" in told, told
+    assert refused, "events were refused while the stack stopped"
+    (data_dir / "local.json").unlink()
+    second = start_stack(data_dir)
+    try:
+        # The first project's key lives in the control plane, which survives the restart.
+        second = msgspec.structs.replace(second, api_key=first.api_key)
+        logs = await read_all(session, second, first.api_key, 20_000 + len(late), timeout_s=60)
+        stored = {log["executionId"] for log in logs}
+        assert len(stored) == len(logs) == 20_000 + len(late)
+        assert set(late) <= stored
+    finally:
+        stop_stack(second)
