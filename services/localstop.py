@@ -29,6 +29,7 @@ log = structlog.get_logger(__name__)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _BROKER_ERRORS = (KafkaError, OSError, TimeoutError, AppError)
 _LABELS = {"logsink": "log sink"}
+DUPLICATE_WITHIN_S = 1.0
 
 
 def say(text: str) -> None:
@@ -43,6 +44,7 @@ class StopSignals:
         self.requested = asyncio.Event()
         self.forced = asyncio.Event()
         self.reason = ""
+        self.first_at = 0.0
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         """Handle the stop signals on `loop` (instead of dying of them)."""
@@ -52,7 +54,12 @@ class StopSignals:
     def _received(self, sig: int) -> None:
         if not self.requested.is_set():
             self.reason = signal.Signals(sig).name
+            self.first_at = time.monotonic()
             self.requested.set()
+        elif time.monotonic() - self.first_at < DUPLICATE_WITHIN_S:
+            # One stop signalled twice (to the process group, and forwarded by make): not a
+            # second request.
+            return
         elif not self.forced.is_set():
             self.forced.set()
             say("  (second signal: stopping at once; what is not stored yet is lost)")
