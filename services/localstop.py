@@ -30,6 +30,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _BROKER_ERRORS = (KafkaError, OSError, TimeoutError, AppError)
 _LABELS = {"logsink": "log sink"}
 DUPLICATE_WITHIN_S = 1.0
+LAST_STEP_S = 0.5  # what a step still gets once the bound is used up, before it is cut short
 
 
 def say(text: str) -> None:
@@ -134,24 +135,27 @@ class Stopper:
     async def drain(self) -> None:
         """Let the log sink store everything accepted, while alerts and dispatcher stop."""
         workers = asyncio.gather(self.stop_service("alerts"), self.stop_service("dispatcher"))
-        if self.stack.api is None or "logsink" not in self.stack.services:
+        try:
+            if self.stack.api is not None and "logsink" in self.stack.services:
+                await self.drain_sink(workers)
+        finally:
             await workers
-            return
+
+    async def drain_sink(self, workers: Awaitable[object]) -> None:
+        """Wait until the sink has committed the end offsets of `executions` taken now, and of
+        `delivery-log` taken once `workers` (the dispatcher logs its attempts) have stopped."""
         since, before = time.monotonic(), _inserted()
         try:
-            ends = await self.ends(topics.EXECUTIONS)
-            pending = _behind(ends, await self.committed(ends))
+            async with kafka.GroupOffsets(self.stack.bootstrap, GROUP_ID) as group:
+                ends = await self.ends(topics.EXECUTIONS)
+                pending = _behind(ends, await group.committed(ends))
+                left = await self.wait_stored(group, ends)
+                await workers
+                left += await self.wait_stored(group, await self.ends(topics.DELIVERY_LOG))
         except _BROKER_ERRORS as exc:
-            await workers
             self.clean = False
             self.line("log sink", f"not drained: the broker is unreachable ({exc!r:.80})", since)
             return
-        left = await self.wait_stored(ends)
-        await workers
-        with contextlib.suppress(
-            *_BROKER_ERRORS
-        ):  # the attempts logged until the dispatcher stopped
-            left += await self.wait_stored(await self.ends(topics.DELIVERY_LOG))
         after = _inserted()
         stored = f" ({after - before:,.0f} executions)" if before is not None and after else ""
         if left:
@@ -164,30 +168,25 @@ class Stopper:
         """The end offsets of `topic` now."""
         return await asyncio.wait_for(kafka.end_offsets(self.stack.bootstrap, [topic]), 5)
 
-    async def committed(self, ends: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
-        """The log sink's committed offsets now, for the partitions of `ends`."""
-        job = kafka.committed_offsets(self.stack.bootstrap, GROUP_ID, ends)
-        return await asyncio.wait_for(job, 3)
-
-    async def wait_stored(self, ends: dict[TopicPartition, int]) -> int:
+    async def wait_stored(self, group: kafka.GroupOffsets, ends: dict[TopicPartition, int]) -> int:
         """Wait until the sink has committed `ends`; the records still missing when it gives up."""
         while True:
             try:
-                committed = await self.committed(ends)
+                committed = await asyncio.wait_for(group.committed(ends), 3)
             except _BROKER_ERRORS:
                 committed = {}
             left = _behind(ends, committed)
             if not left or not self.remaining(self.reserve_s):
                 return left
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.signals.forced.wait(), 0.2)
+                await asyncio.wait_for(self.signals.forced.wait(), 0.1)
 
     async def stop_api(self) -> None:
         """Stop serving and close the API's adapters."""
         if self.stack.api is None:
             return
         since = time.monotonic()
-        if await self.within(self.stack.api.stop(), max(self.remaining(), 2.0)):
+        if await self.within(self.stack.api.stop(), max(self.remaining(), LAST_STEP_S)):
             self.line("api", "stopped", since)
         else:
             self.clean = False
@@ -199,10 +198,10 @@ class Stopper:
         if broker.process is None or broker.exited() is not None:
             return
         since = time.monotonic()
-        if self.signals.forced.is_set():
+        if self.remaining() < LAST_STEP_S:
             broker.kill()
         else:
-            broker.stop(timeout_s=max(1.0, min(5.0, self.remaining())))
+            broker.stop(timeout_s=min(5.0, self.remaining()))
         self.line("broker", "stopped", since)
 
 
@@ -222,7 +221,7 @@ async def stop_stack(stack: "LocalStack", signals: StopSignals) -> bool:
     say(f"\nStopping CodeCourier {why} (Ctrl-C again stops at once)")
     await stopper.close_intake()
     await stopper.drain()
-    await stopper.stop_service("logsink", max(stopper.remaining(), 2.0))
+    await stopper.stop_service("logsink", max(stopper.remaining(), LAST_STEP_S))
     if "broker" in stack.services:  # the watcher, so that it does not restart the broker
         await stack.services["broker"].stop(1.0)
     await stopper.stop_api()

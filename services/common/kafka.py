@@ -224,18 +224,24 @@ async def end_offsets(bootstrap: str, names: Iterable[str]) -> dict[TopicPartiti
         await consumer.stop()
 
 
-async def committed_offsets(
-    bootstrap: str, group: str, tps: Iterable[TopicPartition]
-) -> dict[TopicPartition, int]:
-    """The offsets `group` has committed for `tps` (the next record it will read), without
-    joining the group (the embedded broker does not answer the admin API's OffsetFetch)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
+class GroupOffsets:
+    """Reads what a consumer group has committed, without joining it (an async context manager;
+    the embedded broker does not answer the admin API's OffsetFetch)."""
+
+    def __init__(self, bootstrap: str, group: str) -> None:
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+        )
+
+    async def __aenter__(self) -> "GroupOffsets":
+        await self.consumer.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.consumer.stop()
+
+    async def committed(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """The next offset the group will read, per partition of `tps` that has a commit."""
         wanted = list(tps)
-        found = await asyncio.gather(*(consumer.committed(tp) for tp in wanted))
-    finally:
-        await consumer.stop()
-    return {tp: offset for tp, offset in zip(wanted, found, strict=True) if offset is not None}
+        found = await asyncio.gather(*(self.consumer.committed(tp) for tp in wanted))
+        return {tp: offset for tp, offset in zip(wanted, found, strict=True) if offset is not None}
