@@ -77,34 +77,45 @@ async def restarts_counted(stack: Stack, session: aiohttp.ClientSession, name: s
     return float(line.split()[-1])
 
 
-async def delivered(stack: Stack, session: aiohttp.ClientSession, tag: str) -> None:
-    """Subscribe a fresh project's receiver and report executions until one is delivered
-    (through the alert engine and the dispatcher) and stored (through the log sink)."""
+async def subscribed(
+    stack: Stack, session: aiohttp.ClientSession, receiver: HttpReceiver, tag: str
+) -> str:
+    """A fresh project whose every execution is notified to `receiver`; its key."""
     _, key = await new_project(session, stack, name=tag)
-    async with HttpReceiver() as receiver:
-        status, _, body = await call(
-            session, "POST", f"{stack.base_url}/api/v1/notifications", key,
-            json={"notificationType": "webhook", "allWorkflows": True,
-                  "webhookConfig": {"url": receiver.url}},
-        )  # fmt: skip
-        assert status == 201, body
-        deadline = time.monotonic() + 90
-        sent = 0
-        while not receiver.requests:
-            assert time.monotonic() < deadline, "nothing was delivered"
-            # Until the restarted service has caught up, an execution may go unnoticed: send
-            # another one each second rather than guess when it is ready.
-            status, _, body = await post_events(session, stack, key, [completed(f"{tag}-{sent}")])
-            if status == 202:
-                sent += 1
-            else:
-                assert status == 503, body  # the broker is coming back
-            for _ in range(10):
-                if receiver.requests:
-                    break
-                await asyncio.sleep(0.1)
-        assert tag.encode() in receiver.requests[0].body
-    await read_all(session, stack, key, 1, timeout_s=30)
+    status, _, body = await call(
+        session, "POST", f"{stack.base_url}/api/v1/notifications", key,
+        json={"notificationType": "webhook", "allWorkflows": True,
+              "webhookConfig": {"url": receiver.url}},
+    )  # fmt: skip
+    assert status == 201, body
+    return key
+
+
+async def delivered(
+    stack: Stack, session: aiohttp.ClientSession, key: str, receiver: HttpReceiver, tag: str
+) -> None:
+    """Report executions until one is delivered (through the alert engine and the dispatcher)
+    and stored (through the log sink)."""
+    deadline = time.monotonic() + 90
+    sent = 0
+
+    def arrived() -> bool:
+        return any(tag.encode() in request.body for request in receiver.requests)
+
+    while not arrived():
+        assert time.monotonic() < deadline, f"nothing was delivered for {tag}"
+        # Until a (re)started service has caught up an execution may go unnoticed: send another
+        # one each second rather than guess when it is ready.
+        status, _, body = await post_events(session, stack, key, [completed(f"{tag}-{sent}")])
+        if status == 202:
+            sent += 1
+        else:
+            assert status == 503, body  # the broker is coming back
+        for _ in range(10):
+            if arrived():
+                break
+            await asyncio.sleep(0.1)
+    await read_all(session, stack, key, 1, query=f"&executionId={tag}-0", timeout_s=30)
 
 
 @pytest.mark.slow
@@ -113,9 +124,14 @@ async def test_a_killed_child_is_restarted_and_works_again(
     crash_stack: Stack, session: aiohttp.ClientSession, name: str
 ) -> None:
     before = await restarts_counted(crash_stack, session, name)
-    old = children(crash_stack.process.pid)[name]
-    os.kill(old, signal.SIGKILL)
-    await restarted(crash_stack, session, name, old)
-    await delivered(crash_stack, session, f"after-{name}-kill")
+    async with HttpReceiver() as receiver:
+        # A subscription made before the kill must still work after it (after a broker restart,
+        # the subscriptions are republished from the control plane).
+        key = await subscribed(crash_stack, session, receiver, name)
+        await delivered(crash_stack, session, key, receiver, f"before-{name}-kill")
+        old = children(crash_stack.process.pid)[name]
+        os.kill(old, signal.SIGKILL)
+        await restarted(crash_stack, session, name, old)
+        await delivered(crash_stack, session, key, receiver, f"after-{name}-kill")
     assert await restarts_counted(crash_stack, session, name) == before + 1
     assert crash_stack.process.poll() is None
