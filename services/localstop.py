@@ -35,7 +35,8 @@ LAST_STEP_S = 0.5  # what a step still gets once the bound is used up, before it
 
 def say(text: str) -> None:
     """One line of the stop account, on standard output at once."""
-    print(text, flush=True)
+    with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) must not stop the stop
+        print(text, flush=True)
 
 
 class StopSignals:

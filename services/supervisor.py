@@ -99,13 +99,14 @@ class Service:
         done, _ = await asyncio.wait([self.task], timeout=max(timeout_s, 0.0))
         return bool(done)
 
-    async def kill(self) -> None:
-        """Cancel the service's run (a child process is killed)."""
+    async def kill(self, timeout_s: float = 1.0) -> None:
+        """Cancel the service's run (a child process is killed); a run that still does not end
+        within `timeout_s` is left behind (the process is about to exit)."""
         self.stopping.set()
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.task
+        if self.task is None or self.task.done():
+            return
+        self.task.cancel()
+        await asyncio.wait([self.task], timeout=timeout_s)
 
 
 class Child:

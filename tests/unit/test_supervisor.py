@@ -1,11 +1,13 @@
 """Supervision of the all-in-one runner's services, and the ingest gate of a stop (no sockets)."""
 
 import asyncio
+import signal
 
 import pytest
 
 from services.api.intake import Intake
 from services.common.errors import Unavailable
+from services.localstop import DUPLICATE_WITHIN_S, StopSignals
 from services.supervisor import RESTARTS, Backoff, Crashed, Service
 
 FAST = Backoff(first_s=0.01, max_s=0.04)
@@ -102,3 +104,14 @@ async def test_the_intake_refuses_once_closed_and_waits_for_requests_in_flight()
     waiting = asyncio.create_task(intake.wait_idle(1.0))
     intake.leave()
     assert await waiting
+
+
+async def test_a_second_signal_forces_the_stop_but_one_signal_delivered_twice_does_not() -> None:
+    signals = StopSignals()
+    signals._received(signal.SIGTERM)
+    signals._received(signal.SIGTERM)  # the same stop, to the process group and from make
+    assert signals.requested.is_set() and not signals.forced.is_set()
+    assert signals.reason == "SIGTERM"
+    signals.first_at -= DUPLICATE_WITHIN_S
+    signals._received(signal.SIGINT)
+    assert signals.forced.is_set()
