@@ -219,7 +219,8 @@ async def _run_logsink(settings: Settings) -> int:
     try:
         await ch.migrate()
         await kafka.ensure_topics(settings.kafka_bootstrap, settings.kafka_partitions)
-        await LogSink(SinkConfig(settings.kafka_bootstrap), ch).run(stop)
+        config = SinkConfig(settings.kafka_bootstrap, dedup_scope=settings.logsink_dedup_scope)
+        await LogSink(config, ch).run(stop)
     finally:
         ch.close()
     return 0

@@ -8,6 +8,7 @@ orchestrates the stop (`services.localstop`); a crashed service is restarted wit
 import asyncio
 import contextlib
 import signal
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import msgspec
@@ -102,9 +103,10 @@ class LocalStack:
             # chDB admits one process per data directory: the sink shares the API's client.
             self._add("logsink", self._run_sink)
         else:
-            self._add("logsink", self._child(["logsink"], {"CC_KAFKA_BOOTSTRAP": self.bootstrap}))
+            self._add("logsink", self._child(["logsink"], self._sink_env))
         # faust owns its event loop: the alert engine runs as a child process.
-        self._add("alerts", self._child(["alerts"], alerts_env(self.settings, self.bootstrap)))
+        alerts = alerts_env(self.settings, self.bootstrap)
+        self._add("alerts", self._child(["alerts"], lambda: alerts))
         host = self.settings.http_host
         host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         base_url = f"http://{host}:{api.port}"
@@ -113,7 +115,7 @@ class LocalStack:
             "CC_EGRESS_ALLOW_CIDRS": ",".join(self.settings.egress_allow_cidrs),
             "CC_PUBLIC_BASE_URL": self.settings.public_base_url or base_url,
         }
-        self._add("dispatcher", self._child(["dispatcher"], dispatcher_env))
+        self._add("dispatcher", self._child(["dispatcher"], lambda: dispatcher_env))
         if self.embedded_broker:
             self._add("broker", self._watch_broker)
         project_id, api_key = await _local_key(api, previous)
@@ -124,12 +126,18 @@ class LocalStack:
         self.services[name] = service
         service.start()
 
-    def _child(self, args: list[str], env: dict[str, str]) -> Child:
+    def _child(self, args: list[str], env: Callable[[], Mapping[str, str]]) -> Child:
         return Child(args, env, min(CHILD_TERM_TIMEOUT_S, self.settings.stop_timeout_s / 3))
+
+    def _sink_env(self) -> dict[str, str]:
+        # A new scope after every broker start: its offsets begin at 0 again (see SinkConfig).
+        scope = f"{self.broker.epoch}:" if self.embedded_broker else ""
+        return {"CC_KAFKA_BOOTSTRAP": self.bootstrap, "CC_LOGSINK_DEDUP_SCOPE": scope}
 
     async def _run_sink(self, stop: asyncio.Event) -> None:
         assert self.api is not None
-        config = SinkConfig(self.bootstrap, dedup_scope=f"{self.broker.epoch}:")
+        scope = f"{self.broker.epoch}:" if self.embedded_broker else ""
+        config = SinkConfig(self.bootstrap, dedup_scope=scope)
         sink = LogSink(config, self.api.deps.clickhouse)
         try:
             await sink.run(stop)

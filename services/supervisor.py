@@ -114,9 +114,11 @@ class Child:
     killed if `up` dies, even by SIGKILL (its metrics are not served: the children would contend
     for one CC_METRICS_PORT)."""
 
-    def __init__(self, args: list[str], env: Mapping[str, str], term_timeout_s: float) -> None:
+    def __init__(
+        self, args: list[str], env: Callable[[], Mapping[str, str]], term_timeout_s: float
+    ) -> None:
         self.args = args
-        self.env = {**os.environ, "CC_METRICS_PORT": "", **env}
+        self.env = env  # read at every start: it may change between runs
         self.term_timeout_s = term_timeout_s
         self.process: asyncio.subprocess.Process | None = None
         self.killed = False  # whether the last stop had to kill the child
@@ -124,7 +126,8 @@ class Child:
     async def __call__(self, stop: asyncio.Event) -> None:
         """Run the child until `stop` (then SIGTERM it, SIGKILL if it lingers) or its exit."""
         self.process = process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.cli", *self.args, env=self.env,
+            sys.executable, "-m", "services.cli", *self.args,
+            env={**os.environ, "CC_METRICS_PORT": "", **self.env()},
             start_new_session=True, preexec_fn=own_session_child(),
         )  # fmt: skip
         waiter = asyncio.create_task(process.wait())
