@@ -13,7 +13,8 @@ import msgspec
 import pytest
 
 from tests.conftest import Stack, start_stack, stop_stack
-from tests.e2e.helpers import completed, post_events, read_all
+from tests.e2e.helpers import call, completed, new_project, post_events, read_all
+from tests.receivers import HttpReceiver
 
 STOP_BOUND_S = 30.0
 SIGNALS = [pytest.param(signal.SIGINT, id="SIGINT"), pytest.param(signal.SIGTERM, id="SIGTERM")]
@@ -113,3 +114,42 @@ async def test_every_event_accepted_before_a_group_signal_is_stored(
         assert set(late) <= stored
     finally:
         stop_stack(second)
+
+
+@pytest.mark.slow
+async def test_a_restarted_stack_stores_new_events_and_keeps_its_subscriptions(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """The new broker's offsets start at 0 again: its first batches must not be taken for the
+    previous broker's (ClickHouse would drop them as duplicate inserts), and the subscriptions
+    made before the restart must reach the new broker's consumers."""
+    data_dir = tmp_path / "data"
+    async with HttpReceiver() as receiver:
+        first = start_stack(data_dir)
+        try:
+            _, key = await new_project(session, first)
+            status, _, body = await call(
+                session, "POST", f"{first.base_url}/api/v1/notifications", key,
+                json={"notificationType": "webhook", "allWorkflows": True,
+                      "webhookConfig": {"url": receiver.url}},
+            )  # fmt: skip
+            assert status == 201, body
+            status, _, body = await post_events(session, first, key, [completed("first", "wf")])
+            assert status == 202, body
+            await read_all(session, first, key, 1)
+        finally:
+            stop_stack(first)
+        (data_dir / "local.json").unlink()
+        second = start_stack(data_dir)
+        try:
+            # The same workflow, so the same partition and offset as the first session's event.
+            status, _, body = await post_events(session, second, key, [completed("second", "wf")])
+            assert status == 202, body
+            logs = await read_all(session, second, key, 2)
+            assert sorted(log["executionId"] for log in logs) == ["first", "second"]
+            deadline = time.monotonic() + 60
+            while not any(b"second" in request.body for request in receiver.requests):
+                assert time.monotonic() < deadline, "the subscription was forgotten"
+                await asyncio.sleep(0.2)
+        finally:
+            stop_stack(second)
