@@ -110,12 +110,8 @@ class LocalStack:
         host = self.settings.http_host
         host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         base_url = f"http://{host}:{api.port}"
-        dispatcher_env = {
-            "CC_KAFKA_BOOTSTRAP": self.bootstrap,
-            "CC_EGRESS_ALLOW_CIDRS": ",".join(self.settings.egress_allow_cidrs),
-            "CC_PUBLIC_BASE_URL": self.settings.public_base_url or base_url,
-        }
-        self._add("dispatcher", self._child(["dispatcher"], lambda: dispatcher_env))
+        dispatcher = self._dispatcher_env(base_url)
+        self._add("dispatcher", self._child(["dispatcher"], lambda: dispatcher))
         if self.embedded_broker:
             self._add("broker", self._watch_broker)
         project_id, api_key = await _local_key(api, previous)
@@ -129,15 +125,25 @@ class LocalStack:
     def _child(self, args: list[str], env: Callable[[], Mapping[str, str]]) -> Child:
         return Child(args, env, min(CHILD_TERM_TIMEOUT_S, self.settings.stop_timeout_s / 3))
 
+    def _dispatcher_env(self, base_url: str) -> dict[str, str]:
+        return {
+            "CC_KAFKA_BOOTSTRAP": self.bootstrap,
+            "CC_EGRESS_ALLOW_CIDRS": ",".join(self.settings.egress_allow_cidrs),
+            "CC_PUBLIC_BASE_URL": self.settings.public_base_url or base_url,
+        }
+
+    @property
+    def dedup_scope(self) -> str:
+        """The log sink's deduplication scope: new at every start of the embedded broker, whose
+        offsets begin at 0 again (see SinkConfig)."""
+        return f"{self.broker.epoch}:" if self.embedded_broker else ""
+
     def _sink_env(self) -> dict[str, str]:
-        # A new scope after every broker start: its offsets begin at 0 again (see SinkConfig).
-        scope = f"{self.broker.epoch}:" if self.embedded_broker else ""
-        return {"CC_KAFKA_BOOTSTRAP": self.bootstrap, "CC_LOGSINK_DEDUP_SCOPE": scope}
+        return {"CC_KAFKA_BOOTSTRAP": self.bootstrap, "CC_LOGSINK_DEDUP_SCOPE": self.dedup_scope}
 
     async def _run_sink(self, stop: asyncio.Event) -> None:
         assert self.api is not None
-        scope = f"{self.broker.epoch}:" if self.embedded_broker else ""
-        config = SinkConfig(self.bootstrap, dedup_scope=scope)
+        config = SinkConfig(self.bootstrap, dedup_scope=self.dedup_scope)
         sink = LogSink(config, self.api.deps.clickhouse)
         try:
             await sink.run(stop)
@@ -149,6 +155,20 @@ class LocalStack:
                         await client.stop()
             raise
 
+    async def _restart_broker(self) -> None:
+        """Start the broker again on the same port, with every topic and the subscriptions, and
+        restart the consumers: their groups and offsets died with the old broker."""
+        await self.broker.start()
+        await kafka.ensure_topics(
+            self.bootstrap,
+            self.settings.kafka_partitions,
+            retry_tiers=len(self.settings.retry_delays_s),
+        )
+        await self._republish()
+        for name in ("logsink", "alerts", "dispatcher"):
+            self.services[name].recycle()
+        log.warning("local.broker_restarted", bootstrap=self.bootstrap)
+
     async def _republish(self) -> None:
         """Rebuild the compacted topics (subscriptions) on a broker that starts empty."""
         assert self.api is not None
@@ -156,19 +176,9 @@ class LocalStack:
         log.info("local.outbox_republished", messages=count)
 
     async def _watch_broker(self, stop: asyncio.Event) -> None:
-        """Watch the embedded broker; after it died (a restart), start it again on the same port
-        with every topic, and restart the consumers, whose groups and offsets died with it."""
+        """Watch the embedded broker; once it died (this run is then a restart), start it again."""
         if self.broker.exited() is not None:
-            await self.broker.start()
-            await kafka.ensure_topics(
-                self.bootstrap,
-                self.settings.kafka_partitions,
-                retry_tiers=len(self.settings.retry_delays_s),
-            )
-            await self._republish()
-            for name in ("logsink", "alerts", "dispatcher"):
-                self.services[name].recycle()
-            log.warning("local.broker_restarted", bootstrap=self.bootstrap)
+            await self._restart_broker()
         while not stop.is_set():
             status = self.broker.exited()
             if status is not None:

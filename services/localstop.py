@@ -220,11 +220,12 @@ async def stop_stack(stack: "LocalStack", signals: StopSignals) -> bool:
     stopper = Stopper(stack, signals)
     why = f"on {signals.reason}" if signals.reason else "after a failed start"
     say(f"\nStopping CodeCourier {why} (Ctrl-C again stops at once)")
+    watcher = stack.services.get("broker")
+    if watcher is not None and not await watcher.stop(1.0):  # a broker dying now stays dead
+        await watcher.kill()
     await stopper.close_intake()
     await stopper.drain()
     await stopper.stop_service("logsink", max(stopper.remaining(), LAST_STEP_S))
-    if "broker" in stack.services:  # the watcher, so that it does not restart the broker
-        await stack.services["broker"].stop(1.0)
     await stopper.stop_api()
     stopper.stop_broker()
     clean = stopper.clean and not signals.forced.is_set()
