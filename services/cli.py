@@ -223,7 +223,8 @@ async def _run_logsink(settings: Settings) -> int:
     try:
         await ch.migrate()
         await kafka.ensure_topics(settings.kafka_bootstrap, settings.kafka_partitions)
-        await LogSink(SinkConfig(settings.kafka_bootstrap), ch).run(stop)
+        config = SinkConfig(settings.kafka_bootstrap, dedup_scope=settings.logsink_dedup_scope)
+        await LogSink(config, ch).run(stop)
     finally:
         ch.close()
     return 0
@@ -300,7 +301,10 @@ def parser() -> argparse.ArgumentParser:
         help="run the whole local stack (embedded broker, chDB, SQLite, API, log sink, alerts, "
         "dispatcher)",
         description="Run every service in the foreground with embedded defaults; prints "
-        "the base URL, an admin token and a project key, and writes <data dir>/local.json.",
+        "the base URL, an admin token and a project key, and writes <data dir>/local.json. "
+        "Ctrl-C or SIGTERM stops it in order within CC_STOP_TIMEOUT_SECONDS (events are refused, "
+        "everything accepted is stored, the broker stops last); a second Ctrl-C stops at once. "
+        "A crashed service is restarted with back-off.",
     )
     sub.add_parser(
         "api",

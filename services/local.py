@@ -1,31 +1,36 @@
-"""The all-in-one runner (`codecourier up`): embedded broker, chDB, SQLite and the API."""
+"""The all-in-one runner (`codecourier up`): embedded broker, chDB, SQLite and every service.
+
+Only `up` receives a terminal's Ctrl-C (its children run in sessions of their own) and it
+orchestrates the stop (`services.localstop`); a crashed service is restarted with back-off
+(`services.supervisor`), the embedded broker included.
+"""
 
 import asyncio
 import contextlib
-import os
 import signal
-import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import structlog
 
 from services.api.app import RunningApi, prepare, serve
 from services.api.keys import issue_key
-from services.common import apikeys
+from services.common import apikeys, kafka
 from services.common.auth import check_usable
 from services.common.clock import now_ms
 from services.common.config import Settings, ensure_secret_key
 from services.common.ids import random_base62
 from services.common.kafka import EmbeddedBroker, die_with_parent
 from services.common.localfile import LocalCredentials, read_credentials, write_credentials
+from services.localstop import StopSignals, stop_stack
 from services.logsink.sink import LogSink, SinkConfig
+from services.supervisor import RESTARTS, Child, Crashed, Job, Service
 
 log = structlog.get_logger(__name__)
 
 LOCAL_PROJECT_PLAN = "enterprise"
+CHILD_TERM_TIMEOUT_S = 10.0
 
 
 async def _local_key(api: RunningApi, previous: LocalCredentials | None) -> tuple[str, str]:
@@ -62,35 +67,6 @@ def banner(creds: LocalCredentials, path: Path) -> str:
     )
 
 
-async def _supervised(job: Coroutine[Any, Any, None], stop: asyncio.Event) -> None:
-    """Run a service; if it dies, stop the whole stack rather than limp on without it."""
-    try:
-        await job
-    except Exception:
-        log.exception("local.service_crashed")
-        stop.set()
-        raise
-
-
-async def _child_service(args: list[str], env: dict[str, str], stop: asyncio.Event) -> None:
-    """Run `codecourier <args>` as a child process until `stop`, then SIGTERM it (its metrics
-    are not served: the children would contend for one CC_METRICS_PORT)."""
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", *args,
-        env={**os.environ, "CC_METRICS_PORT": "", **env},
-        preexec_fn=die_with_parent,
-    )  # fmt: skip
-    waiter = asyncio.create_task(child.wait())
-    stopper = asyncio.create_task(stop.wait())
-    await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
-    stopper.cancel()
-    if child.returncode is None:
-        child.terminate()
-        await waiter
-    elif not stop.is_set():
-        raise RuntimeError(f"codecourier {' '.join(args)} exited with {child.returncode}")
-
-
 def alerts_env(settings: Settings, bootstrap: str) -> dict[str, str]:
     """The alert engine's environment here: with the embedded broker, whose changelogs live in
     memory, its tables do too (a store on disk would outlive the changelogs it belongs to, and
@@ -101,73 +77,152 @@ def alerts_env(settings: Settings, bootstrap: str) -> dict[str, str]:
     return env
 
 
-async def _watch_broker(broker: EmbeddedBroker, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        if broker.process is not None and broker.process.poll() is not None:
-            log.error("broker.exited", status=broker.process.returncode)
-            stop.set()
-            return
-        await asyncio.sleep(0.5)
+class LocalStack:
+    """The running pieces of `up`: the broker, the API and the supervised services."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.broker = EmbeddedBroker(settings.kafka_port, settings.data_dir / "broker.log")
+        self.bootstrap = settings.kafka_bootstrap or ""
+        self.api: RunningApi | None = None
+        self.services: dict[str, Service] = {}
+
+    @property
+    def embedded_broker(self) -> bool:
+        """Whether `up` runs the broker itself."""
+        return not self.settings.kafka_bootstrap
+
+    async def start(self, previous: LocalCredentials | None) -> LocalCredentials:
+        """Start the broker, the API and every service; the credentials to print."""
+        if self.embedded_broker:
+            self.bootstrap = await self.broker.start()
+        self.api = api = await serve(await prepare(self.settings, self.bootstrap))
+        if self.embedded_broker:
+            await self._republish()
+        if api.deps.clickhouse.embedded:
+            # chDB admits one process per data directory: the sink shares the API's client.
+            self._add("logsink", self._run_sink)
+        else:
+            self._add("logsink", self._child(["logsink"], self._sink_env))
+        # faust owns its event loop: the alert engine runs as a child process.
+        alerts = alerts_env(self.settings, self.bootstrap)
+        self._add("alerts", self._child(["alerts"], lambda: alerts))
+        host = self.settings.http_host
+        host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        base_url = f"http://{host}:{api.port}"
+        dispatcher = self._dispatcher_env(base_url)
+        self._add("dispatcher", self._child(["dispatcher"], lambda: dispatcher))
+        if self.embedded_broker:
+            self._add("broker", self._watch_broker)
+        project_id, api_key = await _local_key(api, previous)
+        return LocalCredentials(base_url, self.settings.admin_token or "", project_id, api_key)
+
+    def _add(self, name: str, job: Job) -> None:
+        service = Service(name, job)
+        self.services[name] = service
+        service.start()
+
+    def _child(self, args: list[str], env: Callable[[], Mapping[str, str]]) -> Child:
+        return Child(args, env, min(CHILD_TERM_TIMEOUT_S, self.settings.stop_timeout_s / 3))
+
+    def _dispatcher_env(self, base_url: str) -> dict[str, str]:
+        return {
+            "CC_KAFKA_BOOTSTRAP": self.bootstrap,
+            "CC_EGRESS_ALLOW_CIDRS": ",".join(self.settings.egress_allow_cidrs),
+            "CC_PUBLIC_BASE_URL": self.settings.public_base_url or base_url,
+        }
+
+    @property
+    def dedup_scope(self) -> str:
+        """The log sink's deduplication scope: new at every start of the embedded broker, whose
+        offsets begin at 0 again (see SinkConfig)."""
+        return f"{self.broker.epoch}:" if self.embedded_broker else ""
+
+    def _sink_env(self) -> dict[str, str]:
+        return {"CC_KAFKA_BOOTSTRAP": self.bootstrap, "CC_LOGSINK_DEDUP_SCOPE": self.dedup_scope}
+
+    async def _run_sink(self, stop: asyncio.Event) -> None:
+        assert self.api is not None
+        config = SinkConfig(self.bootstrap, dedup_scope=self.dedup_scope)
+        sink = LogSink(config, self.api.deps.clickhouse)
+        try:
+            await sink.run(stop)
+        except Exception:
+            # A crashed sink must leave its group, or it would keep its partitions from the next.
+            for client in (sink.consumer, sink.producer):
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        await client.stop()
+            raise
+
+    async def _restart_broker(self) -> None:
+        """Start the broker again on the same port, with every topic and the subscriptions, and
+        restart the consumers: their groups and offsets died with the old broker."""
+        await self.broker.start()
+        await kafka.ensure_topics(
+            self.bootstrap,
+            self.settings.kafka_partitions,
+            retry_tiers=len(self.settings.retry_delays_s),
+        )
+        await self._republish()
+        for name in ("logsink", "alerts", "dispatcher"):
+            self.services[name].recycle()
+        log.warning("local.broker_restarted", bootstrap=self.bootstrap)
+
+    async def _republish(self) -> None:
+        """Rebuild the compacted topics (subscriptions) on a broker that starts empty."""
+        assert self.api is not None
+        count = await self.api.deps.controlplane.republish_outbox()
+        log.info("local.outbox_republished", messages=count)
+
+    async def _watch_broker(self, stop: asyncio.Event) -> None:
+        """Watch the embedded broker; once it died (this run is then a restart), start it again."""
+        if self.broker.exited() is not None:
+            await self._restart_broker()
+        while not stop.is_set():
+            status = self.broker.exited()
+            if status is not None:
+                raise Crashed(f"the embedded broker exited with status {status}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
 
 
-async def run_local(settings: Settings) -> int:
-    """Run the whole stack in the foreground until Ctrl-C or SIGTERM."""
-    die_with_parent(signal.SIGTERM)  # our parent (make, a shell) dying stops us cleanly
+def _local_settings(settings: Settings) -> Settings:
     settings = ensure_secret_key(settings)
     previous = read_credentials(settings.data_dir)
     admin_token = settings.admin_token or (previous.adminToken if previous else None)
-    settings = msgspec.structs.replace(
+    return msgspec.structs.replace(
         settings,
         admin_token=admin_token or "cc_admin_" + random_base62(40),
         # Development receivers live on this machine; production keeps loopback refused.
         egress_allow_cidrs=settings.egress_allow_cidrs or ("127.0.0.0/8", "::1/128"),
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    broker = EmbeddedBroker(settings.kafka_port, settings.data_dir / "broker.log")
-    api: RunningApi | None = None
-    sink_task: asyncio.Task[None] | None = None
-    alerts_task: asyncio.Task[None] | None = None
-    dispatcher_task: asyncio.Task[None] | None = None
+
+
+async def run_local(settings: Settings) -> int:
+    """Run the whole stack in the foreground until Ctrl-C or SIGTERM; 0 after a clean stop."""
+    die_with_parent(signal.SIGTERM)  # our parent (make, a shell) dying stops us cleanly
+    settings = _local_settings(settings)
+    previous = read_credentials(settings.data_dir)
+    signals = StopSignals()
+    signals.install(asyncio.get_running_loop())
+    stack = LocalStack(settings)
+    for name in ("logsink", "alerts", "dispatcher", "broker"):
+        RESTARTS.labels(service=name)  # every series exists from the start, at 0
+    starting = asyncio.create_task(stack.start(previous))
+    requested = asyncio.create_task(signals.requested.wait())
     try:
-        bootstrap = settings.kafka_bootstrap or await broker.start()
-        api = await serve(await prepare(settings, bootstrap))
-        if api.deps.clickhouse.embedded:
-            # chDB admits one process per data directory: the sink shares the API's client.
-            sink = LogSink(SinkConfig(bootstrap), api.deps.clickhouse).run(stop)
-        else:
-            sink = _child_service(["logsink"], {"CC_KAFKA_BOOTSTRAP": bootstrap}, stop)
-        sink_task = asyncio.create_task(_supervised(sink, stop))
-        # faust owns its event loop: the alert engine runs as a child process.
-        alerts = _child_service(["alerts"], alerts_env(settings, bootstrap), stop)
-        alerts_task = asyncio.create_task(_supervised(alerts, stop))
-        host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
-        dispatcher_env = {
-            "CC_KAFKA_BOOTSTRAP": bootstrap,
-            "CC_EGRESS_ALLOW_CIDRS": ",".join(settings.egress_allow_cidrs),
-            "CC_PUBLIC_BASE_URL": settings.public_base_url or f"http://{host}:{api.port}",
-        }
-        dispatcher = _child_service(["dispatcher"], dispatcher_env, stop)
-        dispatcher_task = asyncio.create_task(_supervised(dispatcher, stop))
-        project_id, api_key = await _local_key(api, previous)
-        creds = LocalCredentials(
-            f"http://{host}:{api.port}", settings.admin_token or "", project_id, api_key
-        )
-        path = write_credentials(settings.data_dir, creds)
-        print(banner(creds, path), flush=True)
-        watcher = asyncio.create_task(_watch_broker(broker, stop))
-        await stop.wait()
-        watcher.cancel()
-        return 1 if broker.process is not None and broker.process.poll() is not None else 0
+        await asyncio.wait([starting, requested], return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            creds = starting.result()
+            path = write_credentials(settings.data_dir, creds)
+            print(banner(creds, path), flush=True)
+            await requested
     finally:
-        log.info("local.stopping")
-        stop.set()
-        for task in (sink_task, alerts_task, dispatcher_task):
-            if task is not None:
-                with contextlib.suppress(Exception):
-                    await task
-        if api is not None:
-            await api.stop()
-        broker.stop()
+        requested.cancel()
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await starting
+        clean = await stop_stack(stack, signals)
+    return 0 if clean else 1

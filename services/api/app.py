@@ -10,6 +10,7 @@ from aiohttp import web
 
 from schemas import topics
 from services.api.deps import Deps
+from services.api.intake import intake_middleware
 from services.api.ops import READINESS, Readiness
 from services.api.outbox import run_relay
 from services.api.routing import bind
@@ -33,7 +34,8 @@ def build_app(deps: Deps, background: bool = True) -> web.Application:
     `background` runs the last-used flusher and the outbox relay with it (tests may not).
     """
     app = web.Application(
-        middlewares=[envelope_middleware], client_max_size=deps.settings.max_body_bytes
+        middlewares=[envelope_middleware, intake_middleware(deps.intake)],
+        client_max_size=deps.settings.max_body_bytes,
     )
     app[METRICS] = HttpMetrics()
     app[READINESS] = Readiness(deps)

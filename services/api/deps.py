@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
+from services.api.intake import Intake
 from services.api.visibility import Visibility
 from services.common.auth import KeyAuthenticator
 from services.common.clickhouse import ClickHouse
@@ -31,6 +32,7 @@ class Deps:
     clock: Clock = system_clock
     background: list[object] = field(default_factory=list)
     outbox_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    intake: Intake = field(default_factory=Intake)
 
     @property
     def redis(self) -> RedisRateLimiter | None:

@@ -62,6 +62,8 @@ class Settings(Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     public_base_url: str | None = None
     metrics_port: int | None = None
+    stop_timeout_s: float = 30.0
+    logsink_dedup_scope: str = ""
     plans: dict[str, PlanLimits] = {}
 
     def plan(self, name: Plan | str) -> PlanLimits:
@@ -204,6 +206,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=(env.get("CC_LOG_LEVEL") or "info").lower(),
         public_base_url=env.get("CC_PUBLIC_BASE_URL") or None,
         metrics_port=_int(env, "CC_METRICS_PORT", 0) or None,
+        stop_timeout_s=env_number(env, "CC_STOP_TIMEOUT_SECONDS", 30.0),
+        logsink_dedup_scope=env.get("CC_LOGSINK_DEDUP_SCOPE") or "",
         plans=load_plans(env),
     )
 

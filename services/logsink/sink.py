@@ -131,6 +131,10 @@ class SinkConfig:
     watermark_every_s: float = 0.2
     quiet_watermark_every_s: float = 5.0
     group_id: str = GROUP_ID
+    # Prefixes every insert deduplication token: a broker whose offsets start again at 0 (the
+    # embedded one, restarted) must get a new scope, or its batches would repeat old tokens and
+    # ClickHouse would silently drop them as duplicates.
+    dedup_scope: str = ""
 
 
 @dataclass
@@ -363,7 +367,9 @@ class LogSink:
         for table in TABLES:
             data, origins = _without(batch.rows(table), batch.origins[table], rejected)
             if data:
-                rejected |= await self._store(table, data, origins, batch.token(table))
+                rejected |= await self._store(
+                    table, data, origins, self.config.dedup_scope + batch.token(table)
+                )
         for index in sorted(rejected.keys() - batch.rejected.keys()):
             await self._dead_letter(batch.sources[index], rejected[index])
             batch.rejected[index] = rejected[index]

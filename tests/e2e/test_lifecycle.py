@@ -55,6 +55,12 @@ def _gone_within(pid: int, timeout_s: float) -> bool:
     return False
 
 
+def _as_at_a_terminal() -> None:
+    """In the child: Ctrl-C as at a terminal, even when the tests run where SIGINT is ignored
+    (a background job of a shell without job control), which a child would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_make_run(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, int]:
     kafka_port = free_port()
     env = {
@@ -72,6 +78,7 @@ def _start_make_run(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, int]:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_as_at_a_terminal,
         )
     creds = wait_for_file(tmp_path / "data" / "local.json", make)
     assert creds["apiKey"].startswith("cc_live_")
@@ -103,6 +110,25 @@ def test_stopping_make_run_leaves_no_broker(tmp_path: Path, how: str) -> None:
         make.wait(20)
         assert _gone_within(broker_pid, 15), f"broker {broker_pid} outlived {how}"
         assert _gone_within(runner[0], 15), f"codecourier up outlived {how}"
+    finally:
+        for pid in [broker_pid, *runner]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm-group"])
+def test_a_signal_to_the_process_group_of_make_run_stops_it(tmp_path: Path, sig: int) -> None:
+    """A terminal's Ctrl-C (or a supervisor's SIGTERM) reaches make and every process of its
+    group; the stack must still stop in order, broker last, within its bound."""
+    make, broker_pid, _ = _start_make_run(tmp_path)
+    runner = _runner_pids(tmp_path / "data")
+    try:
+        os.killpg(make.pid, sig)
+        make.wait(35)
+        assert _gone_within(broker_pid, 5), f"broker {broker_pid} outlived the stop"
+        assert _gone_within(runner[0], 5), "codecourier up outlived the stop"
+        told = (tmp_path / "run.log").read_text(errors="replace")
+        assert "every accepted event is stored" in told, told
     finally:
         for pid in [broker_pid, *runner]:
             with contextlib.suppress(ProcessLookupError):

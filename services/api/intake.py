@@ -1,0 +1,63 @@
+"""Whether the API takes events: closed when `codecourier up` stops, so that everything
+accepted before can be stored before the broker goes away."""
+
+import asyncio
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from services.common.errors import Unavailable
+
+INGEST_PATH = "/api/v1/events"
+
+
+class Intake:
+    """The ingest gate: open or closed, and how many ingest requests are in flight."""
+
+    def __init__(self) -> None:
+        self.open = True
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def close(self) -> None:
+        """Refuse new events from now on (503 UNAVAILABLE with Retry-After)."""
+        self.open = False
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no ingest request is in flight; False if some still are at `timeout_s`."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    def enter(self) -> None:
+        """An ingest request starts (refused when closed)."""
+        if not self.open:
+            raise Unavailable("CodeCourier is shutting down and takes no more events; retry.")
+        self.in_flight += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        """An ingest request ended (answered or failed)."""
+        self.in_flight -= 1
+        if not self.in_flight:
+            self._idle.set()
+
+
+def intake_middleware(intake: Intake) -> Middleware:
+    """A middleware passing ingest requests through `intake` (other routes are not affected)."""
+
+    @web.middleware
+    async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        if request.method != "POST" or resource is None or resource.canonical != INGEST_PATH:
+            return await handler(request)
+        intake.enter()
+        try:
+            return await handler(request)
+        finally:
+            intake.leave()
+
+    return gate
