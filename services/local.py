@@ -16,6 +16,7 @@ import structlog
 
 from services.api.app import RunningApi, prepare, serve
 from services.api.keys import issue_key
+from services.api.outbox import publish_all
 from services.common import apikeys, kafka
 from services.common.auth import check_usable
 from services.common.clock import now_ms
@@ -158,6 +159,9 @@ class LocalStack:
     async def _restart_broker(self) -> None:
         """Start the broker again on the same port, with every topic and the subscriptions, and
         restart the consumers: their groups and offsets died with the old broker."""
+        assert self.api is not None
+        # Closed until the subscriptions are back: an execution taken before their markers
+        # would not be alerted on (a subscription applies to executions after its marker).
         await self.broker.start()
         await kafka.ensure_topics(
             self.bootstrap,
@@ -170,9 +174,18 @@ class LocalStack:
         log.warning("local.broker_restarted", bootstrap=self.bootstrap)
 
     async def _republish(self) -> None:
-        """Rebuild the compacted topics (subscriptions) on a broker that starts empty."""
+        """Rebuild the compacted topics (subscriptions) on a broker that starts empty. Events
+        wait meanwhile: a subscription applies to the executions after its marker."""
         assert self.api is not None
-        count = await self.api.deps.controlplane.republish_outbox()
+        intake = self.api.deps.intake
+        reason = "CodeCourier is (re)starting its broker; retry in a few seconds."
+        intake.close(reason)
+        try:
+            count = await self.api.deps.controlplane.republish_outbox()
+            await publish_all(self.api.deps)
+        finally:
+            if intake.reason == reason:  # a stop that began meanwhile keeps it closed
+                intake.reopen()
         log.info("local.outbox_republished", messages=count)
 
     async def _watch_broker(self, stop: asyncio.Event) -> None:

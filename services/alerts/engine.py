@@ -265,11 +265,15 @@ class Views:
         return starts.get(sub_id)
 
     def preload(self, partition: int, key: bytes, value: bytes | None) -> None:
-        """Take in a record read straight from the `subscriptions` topic."""
-        if value is None:
-            self.drop_sub(partition, key.decode().rpartition("/")[0])
-        else:
-            self.put_sub(partition, SubView.of(_subscription.decode(value)))
+        """Take in a record read straight from the `subscriptions` topic; one that is not a
+        subscription is skipped here (the stream dead-letters it when it gets there)."""
+        try:
+            if value is None:
+                self.drop_sub(partition, key.decode().rpartition("/")[0])
+            else:
+                self.put_sub(partition, SubView.of(_subscription.decode(value)))
+        except Exception as exc:  # whatever it is, it must not stop the read-ahead
+            log.warning("alerts.preload_skipped", partition=partition, error=repr(exc)[:200])
 
     def drop_sub(self, partition: int, sub_id: str) -> None:
         """Forget a subscription."""

@@ -16,13 +16,20 @@ class Intake:
 
     def __init__(self) -> None:
         self.open = True
+        self.reason = ""
         self.in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def close(self) -> None:
-        """Refuse new events from now on (503 UNAVAILABLE with Retry-After)."""
-        self.open = False
+    def close(
+        self, reason: str = "CodeCourier is shutting down and takes no more events; retry."
+    ) -> None:
+        """Refuse new events from now on (503 UNAVAILABLE with Retry-After), saying why."""
+        self.open, self.reason = False, reason
+
+    def reopen(self) -> None:
+        """Take events again."""
+        self.open = True
 
     async def wait_idle(self, timeout_s: float) -> bool:
         """Wait until no ingest request is in flight; False if some still are at `timeout_s`."""
@@ -35,7 +42,7 @@ class Intake:
     def enter(self) -> None:
         """An ingest request starts (refused when closed)."""
         if not self.open:
-            raise Unavailable("CodeCourier is shutting down and takes no more events; retry.")
+            raise Unavailable(self.reason)
         self.in_flight += 1
         self._idle.clear()
 

@@ -141,6 +141,12 @@ async def _dead_letter(deps: Deps, m: OutboxMessage, error: Exception) -> None:
         await deps.producer.send_and_wait(topics.SUBSCRIPTIONS_DLQ, None, key=key, headers=headers)
 
 
+async def publish_all(deps: Deps) -> None:
+    """Publish every pending change now (a broker's failure is raised)."""
+    while await relay_once(deps) == BATCH:
+        pass
+
+
 async def run_relay(deps: Deps, idle_s: float = 0.5) -> None:
     """Relay forever; errors are logged and the batch retried."""
     while True:

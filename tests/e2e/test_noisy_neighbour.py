@@ -5,7 +5,7 @@ import asyncio
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,9 +13,17 @@ import aiohttp
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.conftest import Stack
+from tests.conftest import Stack, start_stack, stop_stack
 from tests.e2e.helpers import call, completed, new_project, post_events, read_all
 from tests.receivers import HttpReceiver
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A stack of its own: the raw poison below stays off the topics other tests read."""
+    running = start_stack(tmp_path_factory.mktemp("noisy") / "data")
+    yield running
+    stop_stack(running)
 
 
 @pytest.fixture
@@ -151,8 +159,9 @@ async def poison_the_topics(bootstrap: str) -> None:
 
 
 async def test_a_hostile_tenant_does_not_stall_crash_or_starve_another(
-    stack: Stack, session: aiohttp.ClientSession
+    shared: Stack, session: aiohttp.ClientSession
 ) -> None:
+    stack = shared
     _, attacker = await new_project(session, stack, name="noisy")
     _, victim = await new_project(session, stack, name="quiet")
     async with HttpReceiver() as every, HttpReceiver() as alerts, HttpReceiver() as noisy:

@@ -429,3 +429,14 @@ async def test_a_workflow_whose_subscriptions_are_gone_loses_its_state() -> None
     await world.subscription_on_stream(deleted)
     await world.execution("ex-2", 1, 0.01)
     assert world.tables.states == {} and world.views.key_count() == 0
+
+
+def test_the_read_ahead_skips_what_is_not_a_subscription() -> None:
+    # A garbage record on `subscriptions` once crashed the worker while partitions were assigned.
+    world = World()
+    for value in (b"\xff\xfe", b"{}", b"[]", b"null", b"[" * 5000 + b"]" * 5000):
+        world.views.preload(0, b"\xff/0", value)
+        world.views.preload(0, b"ntf_x/0", value)
+    world.views.preload(0, b"\xff", None)
+    world.read_ahead(subscription())
+    assert set(world.views.subs[0]) == {"ntf_cost"}
