@@ -197,6 +197,11 @@ BASIC_COLUMNS = (
     "total_duration_ms", "cost_total", "files", "ingest_ts", "partition", "offset",
 )  # fmt: skip
 FULL_COLUMNS = (*BASIC_COLUMNS, "workflow_name", "workflow_description", "cost_json")
+# What a row costs in the response, estimated in ClickHouse: its variable-length columns plus a
+# fixed share for the field names, times and numbers.
+_SIZED_BASIC = ("log_id", "workflow_id", "execution_id", "trigger", "files")
+_SIZED_FULL = (*_SIZED_BASIC, "workflow_name", "workflow_description", "cost_json")
+ROW_OVERHEAD_BYTES = 256
 
 _CONDITIONS: tuple[tuple[str, str, str], ...] = (
     ("workflowIds", "workflow_id IN {workflowIds:Array(String)}", "Array(String)"),
@@ -220,8 +225,14 @@ _CONDITIONS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def build_sql(project_id: str, q: LogQuery, watermark: int) -> tuple[str, dict[str, Any]]:
-    """The page query: filters, the visibility bound, keyset pagination, never OFFSET."""
+def build_sql(
+    project_id: str, q: LogQuery, watermark: int, max_bytes: int | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The page query: filters, the visibility bound, keyset pagination, never OFFSET.
+
+    With `max_bytes`, rows past that many bytes of response (after the first row) are left out,
+    and every row ends with two more columns: the running byte total and the rows fetched.
+    """
     params: dict[str, Any] = {"project": project_id, "wm": watermark, "limit": q.limit + 1}
     where = ["project_id = {project:String}", "ingest_ts < {wm:Int64}"]
     for name, condition, _type in _CONDITIONS:
@@ -240,12 +251,27 @@ def build_sql(project_id: str, q: LogQuery, watermark: int) -> tuple[str, dict[s
         )
         params.update(ats=q.after.ts, ap=q.after.partition, aoff=q.after.offset)
     columns = ", ".join(FULL_COLUMNS if q.full else BASIC_COLUMNS)
+    order = f"ingest_ts {direction}, partition {direction}, offset {direction}"
     sql = (
         f"SELECT {columns} FROM executions WHERE {' AND '.join(where)} "  # noqa: S608 - allow-listed
-        f"ORDER BY ingest_ts {direction}, partition {direction}, offset {direction} "
-        "LIMIT {limit:UInt32}"
+        f"ORDER BY {order} LIMIT {{limit:UInt32}}"
     )
-    return sql, params
+    if max_bytes is None:
+        return sql, params
+    params["max_bytes"] = max_bytes
+    return bounded_sql(sql, columns, _SIZED_FULL if q.full else _SIZED_BASIC, order), params
+
+
+def bounded_sql(page_sql: str, columns: str, sized: tuple[str, ...], order: str) -> str:
+    """`page_sql` cut, in ClickHouse, where its rows pass {max_bytes} (the first row stays)."""
+    size = " + ".join(f"length({name})" for name in sized)
+    window = f"(ORDER BY {order} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+    return (
+        f"SELECT {columns}, cc_bytes, cc_fetched FROM (SELECT {columns}, "  # noqa: S608 - fixed
+        f"sum({size} + {ROW_OVERHEAD_BYTES}) OVER {window} AS cc_bytes, "
+        f"row_number() OVER {window} AS cc_n, count() OVER () AS cc_fetched FROM ({page_sql})) "
+        f"WHERE cc_bytes <= {{max_bytes:UInt64}} OR cc_n = 1 ORDER BY {order}"
+    )
 
 
 def resume_position(watermark: int) -> Position:

@@ -32,11 +32,24 @@ _USAGE = (
     "SELECT sum(cost) FROM usage_monthly WHERE project_id = {project:String} "
     "AND month = toDate({month:String})"
 )
-_PAYLOADS = (
-    "SELECT execution_id, trace_spans, final_output, workflow_state FROM execution_payloads "
-    "WHERE project_id = {project:String} AND execution_id IN {ids:Array(String)} "
+_PAYLOAD_ROWS = (
+    "SELECT execution_id, {columns} FROM execution_payloads "
+    "WHERE project_id = {{project:String}} AND execution_id IN {{ids:Array(String)}} "
     "LIMIT 1 BY execution_id"
 )
+# The asked-for blobs of a page's executions, each kept only while the page stays within
+# {max_bytes}: `base` holds the running size of the page's rows without their blobs.
+_PAGE_PAYLOADS = (
+    "SELECT execution_id, if(cc_ok, trace_spans, ''), if(cc_ok, final_output, ''), cc_ok FROM ("
+    "SELECT execution_id, trace_spans, final_output, "
+    "sum(length(trace_spans) + length(final_output)) OVER (ORDER BY cc_pos ROWS BETWEEN "
+    "UNBOUNDED PRECEDING AND CURRENT ROW) + {{base:Array(UInt64)}}[cc_pos] <= {{max_bytes:UInt64}} "
+    "OR cc_pos = 1 AS cc_ok FROM (SELECT *, indexOf({{ids:Array(String)}}, execution_id) AS cc_pos "
+    "FROM ({rows})))"
+)
+_SPANS_AND_OUTPUT = _PAYLOAD_ROWS.format(columns="trace_spans, final_output")
+_STATE = _PAYLOAD_ROWS.format(columns="workflow_state")
+NARROW = "add startDate/endDate, workflowIds, level or executionId, or lower limit"
 _FULL = ", ".join(logquery.FULL_COLUMNS)
 _BY_LOG_ID = f"SELECT {_FULL} FROM executions WHERE project_id = {{project:String}} AND log_id = {{id:String}} LIMIT 1"  # noqa: E501, S608
 _BY_EXECUTION = f"SELECT {_FULL} FROM executions WHERE project_id = {{project:String}} AND execution_id = {{id:String}} LIMIT 1"  # noqa: E501, S608
@@ -109,19 +122,41 @@ async def limits_block(call: Call, key: KeyRecord) -> Limits:
     return Limits(workflowExecutionRateLimit=states, usage=usage)
 
 
+def _limits(call: Call) -> Any:
+    return call.deps.settings.query_limits_for("logs")
+
+
 async def _payloads(
-    call: Call, project_id: str, ids: list[str], spans: bool, output: bool
-) -> dict[str, ExecutionData]:
-    if not ids or not (spans or output):
-        return {}
-    found = await call.deps.clickhouse.rows(_PAYLOADS, {"project": project_id, "ids": ids})
-    return {
+    call: Call, project_id: str, page: list[tuple[Any, ...]], q: logquery.LogQuery
+) -> tuple[dict[str, ExecutionData], int]:
+    """The asked-for blobs of a page, and how many rows of the page fit the byte bound."""
+    if not page or not (q.trace_spans or q.final_output):
+        return {}, len(page)
+    columns = ", ".join(
+        (c if asked else f"'' AS {c}")
+        for c, asked in (("trace_spans", q.trace_spans), ("final_output", q.final_output))
+    )
+    params = {
+        "project": project_id, "ids": [r[2] for r in page], "base": [r[-2] for r in page],
+        "max_bytes": call.deps.settings.logs_page_max_bytes,
+    }  # fmt: skip
+    found = await call.deps.clickhouse.rows(
+        _PAGE_PAYLOADS.format(rows=_PAYLOAD_ROWS.format(columns=columns)),
+        params,
+        limits=_limits(call),
+        narrow=NARROW,
+    )
+    refused = {row[0] for row in found if not row[3]}
+    fits = next((i for i, r in enumerate(page) if r[2] in refused), len(page))
+    data = {
         execution_id: ExecutionData(
-            traceSpans=_raw(trace) if spans else msgspec.UNSET,
-            finalOutput=_raw(final) if output else msgspec.UNSET,
+            traceSpans=_raw(trace) if q.trace_spans else msgspec.UNSET,
+            finalOutput=_raw(final) if q.final_output else msgspec.UNSET,
         )
-        for execution_id, trace, final, _state in found
+        for execution_id, trace, final, ok in found
+        if ok
     }
+    return data, fits
 
 
 def _check_workspace(call: Call, project_id: str) -> None:
@@ -131,17 +166,22 @@ def _check_workspace(call: Call, project_id: str) -> None:
 
 
 async def list_logs(call: Call) -> Any:
-    """Completed executions, newest first by default; asc + cursor never misses one."""
+    """Completed executions, newest first by default; asc + cursor never misses one.
+
+    A page stops early, with `hasMore`, where it would pass `logs_page_max_bytes`.
+    """
     key = call.principal
     _check_workspace(call, key.project_id)
     q = logquery.parse_query(call.query, key.project_id, call.deps.cursor_key)
     bound = await call.deps.visibility.bound()
-    sql, params = logquery.build_sql(key.project_id, q, bound)
-    rows = await call.deps.clickhouse.rows(sql, params)
-    page, has_more = rows[: q.limit], len(rows) > q.limit
-    data = await _payloads(
-        call, key.project_id, [r[2] for r in page], q.trace_spans, q.final_output
-    )
+    max_bytes = call.deps.settings.logs_page_max_bytes
+    sql, params = logquery.build_sql(key.project_id, q, bound, max_bytes)
+    rows = await call.deps.clickhouse.rows(sql, params, limits=_limits(call), narrow=NARROW)
+    cut = bool(rows) and len(rows) < rows[0][-1]
+    page = rows[: q.limit]
+    data, fits = await _payloads(call, key.project_id, page, q)
+    page, cut = page[:fits], cut or fits < len(page)
+    has_more = cut or len(rows) > q.limit
     empty = ExecutionData(
         traceSpans=_NULL if q.trace_spans else msgspec.UNSET,
         finalOutput=_NULL if q.final_output else msgspec.UNSET,
@@ -149,9 +189,8 @@ async def list_logs(call: Call) -> Any:
     wants_data = q.trace_spans or q.final_output
     items = [log_item(r, q.full, data.get(r[2], empty) if wants_data else None) for r in page]
     next_cursor = None
-    if page:
-        last = logquery.Position(ts=page[-1][10], partition=page[-1][11], offset=page[-1][12])
     if has_more:
+        last = logquery.Position(ts=page[-1][10], partition=page[-1][11], offset=page[-1][12])
         next_cursor = logquery.make_cursor(key.project_id, q, last, call.deps.cursor_key)
     elif q.order == "asc":
         resume = logquery.resume_position(bound)
@@ -165,13 +204,20 @@ async def get_log(call: Call) -> LogDetail:
     """One log in full detail, its execution data and the limits."""
     key = call.principal
     rows = await call.deps.clickhouse.rows(
-        _BY_LOG_ID, {"project": key.project_id, "id": call.path("id")}
+        _BY_LOG_ID, {"project": key.project_id, "id": call.path("id")}, limits=_limits(call)
     )
     if not rows:
         raise NotFound(f"No log {call.path('id')} in this project.")
     row = rows[0]
-    data = await _payloads(call, key.project_id, [row[2]], True, True)
-    item = log_item(row, True, data.get(row[2], ExecutionData(traceSpans=_NULL, finalOutput=_NULL)))
+    found = await call.deps.clickhouse.rows(
+        _SPANS_AND_OUTPUT, {"project": key.project_id, "ids": [row[2]]}, limits=_limits(call)
+    )
+    data = (
+        ExecutionData(traceSpans=_raw(found[0][1]), finalOutput=_raw(found[0][2]))
+        if found
+        else ExecutionData(traceSpans=_NULL, finalOutput=_NULL)
+    )
+    item = log_item(row, True, data)
     return LogDetail(**msgspec.structs.asdict(item), limits=await limits_block(call, key))
 
 
@@ -180,15 +226,15 @@ async def get_execution(call: Call) -> ExecutionView:
     key = call.principal
     execution_id = call.path("executionId")
     rows = await call.deps.clickhouse.rows(
-        _BY_EXECUTION, {"project": key.project_id, "id": execution_id}
+        _BY_EXECUTION, {"project": key.project_id, "id": execution_id}, limits=_limits(call)
     )
     if not rows:
         raise NotFound(f"No execution {execution_id} in this project.")
     row = rows[0]
     found = await call.deps.clickhouse.rows(
-        _PAYLOADS, {"project": key.project_id, "ids": [execution_id]}
+        _STATE, {"project": key.project_id, "ids": [execution_id]}, limits=_limits(call)
     )
-    state = _raw(found[0][3]) if found else _NULL
+    state = _raw(found[0][1]) if found else _NULL
     item = log_item(row, True, None)
     return ExecutionView(
         executionId=execution_id, workflowId=item.workflowId, workflowState=state,

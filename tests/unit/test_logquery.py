@@ -124,3 +124,32 @@ def test_resume_position_is_just_below_the_visibility_bound() -> None:
     assert (resume.ts, resume.partition, resume.offset) == (1000, -1, -1)
     assert logquery.later(resume, Position(999, 5, 5)) == resume
     assert logquery.later(resume, Position(1000, 0, 0)) == Position(1000, 0, 0)
+
+
+def test_a_byte_bound_cuts_the_page_in_clickhouse() -> None:
+    q = parse_query({"order": "desc", "limit": "1000", "details": "full"}, "p", KEY)
+    sql, params = build_sql("p", q, 1000, max_bytes=8 * 1024 * 1024)
+    assert params["max_bytes"] == 8 * 1024 * 1024 and params["limit"] == 1001
+    assert "LIMIT {limit:UInt32}" in sql  # the keyset page stays the inner query
+    assert "cc_bytes <= {max_bytes:UInt64} OR cc_n = 1" in sql
+    assert "length(files)" in sql and "length(cost_json)" in sql
+    assert sql.endswith("ORDER BY ingest_ts DESC, partition DESC, offset DESC")
+    basic, _ = build_sql("p", parse_query({}, "p", KEY), 1000, max_bytes=100)
+    assert "cost_json" not in basic and "workflow_description" not in basic
+
+
+def test_basic_reads_only_what_the_contract_shows() -> None:
+    # Basic items: id, workflowId, executionId, level, trigger, startedAt, endedAt,
+    # totalDurationMs, cost.total and files (contract section 5), plus the cursor position.
+    assert set(logquery.BASIC_COLUMNS) == {
+        "log_id", "workflow_id", "execution_id", "level", "trigger", "started_at", "ended_at",
+        "total_duration_ms", "cost_total", "files", "ingest_ts", "partition", "offset",
+    }  # fmt: skip
+    assert "workflow_state" not in logquery.FULL_COLUMNS
+
+
+def test_the_logs_routes_read_workflow_state_only_for_the_execution_route() -> None:
+    from services.api import logs
+
+    assert "workflow_state" not in logs._PAGE_PAYLOADS + logs._SPANS_AND_OUTPUT
+    assert "workflow_state" in logs._STATE and "trace_spans" not in logs._STATE
