@@ -37,18 +37,14 @@ _PAYLOAD_ROWS = (
     "WHERE project_id = {{project:String}} AND execution_id IN {{ids:Array(String)}} "
     "LIMIT 1 BY execution_id"
 )
-# The asked-for blobs of a page's executions, each kept only while the page stays within
-# {max_bytes}: `base` holds the running size of the page's rows without their blobs.
-_PAGE_PAYLOADS = (
-    "SELECT execution_id, if(cc_ok, trace_spans, ''), if(cc_ok, final_output, ''), cc_ok FROM ("
-    "SELECT execution_id, trace_spans, final_output, "
-    "sum(length(trace_spans) + length(final_output)) OVER (ORDER BY cc_pos ROWS BETWEEN "
-    "UNBOUNDED PRECEDING AND CURRENT ROW) + {{base:Array(UInt64)}}[cc_pos] <= {{max_bytes:UInt64}} "
-    "OR cc_pos = 1 AS cc_ok FROM (SELECT *, indexOf({{ids:Array(String)}}, execution_id) AS cc_pos "
-    "FROM ({rows})))"
-)
+_BLOBS = ("trace_spans", "final_output")
 _SPANS_AND_OUTPUT = _PAYLOAD_ROWS.format(columns="trace_spans, final_output")
 _STATE = _PAYLOAD_ROWS.format(columns="workflow_state")
+# Large values the page query left out, by sort-key position (the primary key finds them).
+_WITHHELD = (
+    "SELECT ingest_ts, partition, offset, files, cost_json FROM executions "
+    "WHERE project_id = {project:String} AND ingest_ts IN {ts:Array(Int64)}"
+)
 NARROW = "add startDate/endDate, workflowIds, level or executionId, or lower limit"
 _FULL = ", ".join(logquery.FULL_COLUMNS)
 _BY_LOG_ID = f"SELECT {_FULL} FROM executions WHERE project_id = {{project:String}} AND log_id = {{id:String}} LIMIT 1"  # noqa: E501, S608
@@ -126,37 +122,84 @@ def _limits(call: Call) -> Any:
     return call.deps.settings.query_limits_for("logs")
 
 
+def _blob_columns(asked: tuple[bool, bool], inline: int | None) -> str:
+    """The asked-for blobs; with `inline`, only up to that many bytes and with their lengths."""
+    columns = []
+    for name, wanted in zip(_BLOBS, asked, strict=True):
+        if not wanted:
+            columns.append(f"'' AS {name}" + (", 0" if inline is not None else ""))
+        elif inline is not None:
+            limit = int(inline)  # a literal: see logquery.build_sql
+            columns.append(f"if(length({name}) <= {limit}, {name}, ''), length({name})")
+        else:
+            columns.append(name)
+    return ", ".join(columns)
+
+
 async def _payloads(
-    call: Call, project_id: str, page: list[tuple[Any, ...]], q: logquery.LogQuery
+    call: Call, project_id: str, page: list[tuple[Any, ...]], spent: list[int], q: logquery.LogQuery
 ) -> tuple[dict[str, ExecutionData], int]:
-    """The asked-for blobs of a page, and how many rows of the page fit the byte bound."""
-    if not page or not (q.trace_spans or q.final_output):
+    """The asked-for blobs of a page, and how many of its rows fit the byte bound with them.
+
+    `spent` holds each row's size without blobs; blobs too long to come back inline are read
+    again, by id, only for the rows that fit.
+    """
+    asked = (q.trace_spans, q.final_output)
+    if not page or not any(asked):
         return {}, len(page)
-    columns = ", ".join(
-        (c if asked else f"'' AS {c}")
-        for c, asked in (("trace_spans", q.trace_spans), ("final_output", q.final_output))
-    )
-    params = {
-        "project": project_id, "ids": [r[2] for r in page], "base": [r[-2] for r in page],
-        "max_bytes": call.deps.settings.logs_page_max_bytes,
-    }  # fmt: skip
+    max_bytes = call.deps.settings.logs_page_max_bytes
+    inline = logquery.inline_bytes(max_bytes, len(page))
+    ids = [r[2] for r in page]
     found = await call.deps.clickhouse.rows(
-        _PAGE_PAYLOADS.format(rows=_PAYLOAD_ROWS.format(columns=columns)),
-        params,
-        limits=_limits(call),
-        narrow=NARROW,
-    )
-    refused = {row[0] for row in found if not row[3]}
-    fits = next((i for i, r in enumerate(page) if r[2] in refused), len(page))
+        _PAYLOAD_ROWS.format(columns=_blob_columns(asked, inline)),
+        {"project": project_id, "ids": ids},
+        limits=_limits(call), narrow=NARROW,
+    )  # fmt: skip
+    blobs = {row[0]: [row[1], row[3]] for row in found}
+    lengths = {row[0]: (int(row[2]), int(row[4])) for row in found}
+    sizes = [size + sum(lengths.get(i, (0, 0))) for size, i in zip(spent, ids, strict=True)]
+    fits = logquery.fitting(sizes, max_bytes)
+    missing = [i for i in ids[:fits] if max(lengths.get(i, (0, 0))) > inline]
+    if missing:
+        again = await call.deps.clickhouse.rows(
+            _PAYLOAD_ROWS.format(columns=_blob_columns(asked, None)),
+            {"project": project_id, "ids": missing}, limits=_limits(call), narrow=NARROW,
+        )  # fmt: skip
+        blobs |= {row[0]: [row[1], row[2]] for row in again}
     data = {
         execution_id: ExecutionData(
             traceSpans=_raw(trace) if q.trace_spans else msgspec.UNSET,
             finalOutput=_raw(final) if q.final_output else msgspec.UNSET,
         )
-        for execution_id, trace, final, ok in found
-        if ok
+        for execution_id, (trace, final) in blobs.items()
     }
     return data, fits
+
+
+async def _restore_withheld(
+    call: Call, project_id: str, page: list[tuple[Any, ...]], full: bool, inline: int
+) -> list[tuple[Any, ...]]:
+    """The page with the large `files`/`cost_json` values the page query left out."""
+    short = [r for r in page if logquery.withheld(r, full, inline)]
+    if not short:
+        return page
+    found = await call.deps.clickhouse.rows(
+        _WITHHELD, {"project": project_id, "ts": sorted({r[10] for r in short})},
+        limits=_limits(call), narrow=NARROW,
+    )  # fmt: skip
+    values = {(ts, p, off): (files, cost) for ts, p, off, files, cost in found}
+    restored = []
+    for row in page:
+        if (got := values.get((row[10], row[11], row[12]))) and logquery.withheld(
+            row, full, inline
+        ):
+            fixed = list(row)
+            fixed[9] = got[0]
+            if full:
+                fixed[15] = got[1]
+            row = tuple(fixed)
+        restored.append(row)
+    return restored
 
 
 def _check_workspace(call: Call, project_id: str) -> None:
@@ -168,20 +211,21 @@ def _check_workspace(call: Call, project_id: str) -> None:
 async def list_logs(call: Call) -> Any:
     """Completed executions, newest first by default; asc + cursor never misses one.
 
-    A page stops early, with `hasMore`, where it would pass `logs_page_max_bytes`.
+    A page ends early, with `hasMore`, where it would pass `logs_page_max_bytes`.
     """
     key = call.principal
     _check_workspace(call, key.project_id)
     q = logquery.parse_query(call.query, key.project_id, call.deps.cursor_key)
     bound = await call.deps.visibility.bound()
     max_bytes = call.deps.settings.logs_page_max_bytes
-    sql, params = logquery.build_sql(key.project_id, q, bound, max_bytes)
+    inline = logquery.inline_bytes(max_bytes, q.limit + 1)
+    sql, params = logquery.build_sql(key.project_id, q, bound, inline)
     rows = await call.deps.clickhouse.rows(sql, params, limits=_limits(call), narrow=NARROW)
-    cut = bool(rows) and len(rows) < rows[0][-1]
-    page = rows[: q.limit]
-    data, fits = await _payloads(call, key.project_id, page, q)
-    page, cut = page[:fits], cut or fits < len(page)
-    has_more = cut or len(rows) > q.limit
+    sizes = [logquery.row_bytes(r, q.full) for r in rows[: q.limit]]
+    page = rows[: logquery.fitting(sizes, max_bytes)]
+    data, fits = await _payloads(call, key.project_id, page, sizes[: len(page)], q)
+    has_more = fits < len(page) or len(page) < len(rows[: q.limit]) or len(rows) > q.limit
+    page = await _restore_withheld(call, key.project_id, page[:fits], q.full, inline)
     empty = ExecutionData(
         traceSpans=_NULL if q.trace_spans else msgspec.UNSET,
         finalOutput=_NULL if q.final_output else msgspec.UNSET,

@@ -81,38 +81,38 @@ async def test_migration_backfills_runs_and_adds_workflow_projections(ch: ClickH
     assert [r[0] for r in runs.latest_per_run(rows)] == ["ex-0004", "ex-0003", "ex-0002", "ex-0001"]
 
 
-async def test_logs_page_is_cut_where_it_would_pass_the_byte_bound(ch: ClickHouse) -> None:
+async def test_large_values_are_left_out_of_the_page_query_and_read_back(
+    ch: ClickHouse,
+) -> None:
     files = '[{"name":"' + "x" * 3000 + '"}]'
-    await _insert_executions(ch, [_completed(n, files) for n in range(10)])
+    await _insert_executions(ch, [_completed(n, files if n % 2 else "null") for n in range(10)])
     q = logquery.parse_query({"order": "asc", "limit": "5"}, PROJECT, b"k" * 32)
-    sql, params = logquery.build_sql(PROJECT, q, 2**62, max_bytes=10_000)
+    sql, params = logquery.build_sql(PROJECT, q, 2**62, inline_bytes=1024)
     rows = await ch.rows(sql, params)
-    assert [r[2] for r in rows] == ["ex-0000", "ex-0001", "ex-0002"]
-    assert all(r[-2] <= 10_000 for r in rows) and rows[0][-1] == 6  # six fetched, three fit
-    sql, params = logquery.build_sql(PROJECT, q, 2**62, max_bytes=10)
-    assert [r[2] for r in await ch.rows(sql, params)] == ["ex-0000"]  # the first row always
+    assert [r[9] for r in rows] == ["null", "", "null", "", "null", ""]
+    assert [r[13] for r in rows] == [4, len(files)] * 3
+    sizes = [logquery.row_bytes(r, full=False) for r in rows[:5]]
+    assert logquery.fitting(sizes, 7000) == 3
+    found = await ch.rows(logs._WITHHELD, {"project": PROJECT, "ts": [rows[1][10]]})
+    assert [(r[:3], r[3]) for r in found] == [(tuple(rows[1][10:13]), files)]
 
 
-async def test_payloads_are_cut_at_the_byte_bound(ch: ClickHouse) -> None:
-    await _insert_executions(ch, [_completed(n) for n in range(4)])
-    blob = '"' + "y" * 4000 + '"'
+async def test_blobs_too_long_for_inline_come_back_by_id(ch: ClickHouse) -> None:
     now_us = time.time_ns() // 1000
-    payloads = [(PROJECT, f"ex-{n:04d}", now_us, blob, "", "", 30) for n in range(4)]
+    blob = '"' + "y" * 4000 + '"'
+    payloads = [
+        (PROJECT, f"ex-{n:04d}", now_us, blob if n else '"s"', "", "", 30) for n in range(3)
+    ]
     await ch.insert("execution_payloads", payloads, PAYLOAD_COLUMNS)
-    sql = logs._PAGE_PAYLOADS.format(
-        rows=logs._PAYLOAD_ROWS.format(columns="trace_spans, '' AS final_output")
-    )
-    ids = [f"ex-{n:04d}" for n in range(4)]
-    found = await ch.rows(
-        sql, {"project": PROJECT, "ids": ids, "base": [300, 600, 900, 1200], "max_bytes": 9000}
-    )
-    kept = {row[0]: (len(row[1]), row[3]) for row in found}
-    assert kept == {
-        "ex-0000": (4002, 1),
-        "ex-0001": (4002, 1),
-        "ex-0002": (0, 0),
-        "ex-0003": (0, 0),
-    }
+    ids = [f"ex-{n:04d}" for n in range(3)]
+    inline = logs._PAYLOAD_ROWS.format(columns=logs._blob_columns((True, False), 1024))
+    found = sorted(await ch.rows(inline, {"project": PROJECT, "ids": ids}))
+    assert [(r[0], r[1], r[2], r[3], r[4]) for r in found] == [
+        ("ex-0000", '"s"', 3, "", 0), ("ex-0001", "", 4002, "", 0), ("ex-0002", "", 4002, "", 0),
+    ]  # fmt: skip
+    again = logs._PAYLOAD_ROWS.format(columns=logs._blob_columns((True, False), None))
+    found = await ch.rows(again, {"project": PROJECT, "ids": ["ex-0001"]})
+    assert found == [("ex-0001", blob, "")]
 
 
 async def test_query_limits_become_app_errors(ch: ClickHouse) -> None:
