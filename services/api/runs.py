@@ -49,8 +49,10 @@ _COMPLETED_AMONG = (
     "SELECT execution_id FROM executions WHERE project_id = {project:String} "
     "AND execution_id IN {ids:Array(String)}"
 )
-_STATUS_VERSION = {"running": "AND version = 0", "completed": "AND version = 1"}
-SCAN_ROWS = 10_000  # rows of `runs` one request may read; past it the page ends short
+# Only completed runs can be told by their row alone; a running run is a started row with no
+# completed row before it, so `running` reads both versions and keeps the latest of each run.
+_STATUS_VERSION = {"completed": "AND version = 1"}
+SCAN_ROWS = 20_000  # rows of `runs` one request may read; past it the page ends short
 NARROW = "filter by workflowId, or page with a smaller limit"
 
 
@@ -151,9 +153,10 @@ async def _scan(
 ) -> tuple[list[tuple[Any, ...]], Any, bool]:
     """Up to limit + 1 runs after `after`: (runs, last row read, whether nothing is left)."""
     runs: list[tuple[Any, ...]] = []
-    scanned, exhausted = 0, False
+    scanned, exhausted, fetch = 0, False, 0
     while len(runs) <= limit and not exhausted and scanned < SCAN_ROWS:
-        fetch = 2 * (limit + 1 - len(runs))  # a run has a started and a completed row at most
+        # A run has a started and a completed row at most; chunks grow while rows are skipped.
+        fetch = min(max(2 * (limit + 1 - len(runs)), 2 * fetch), SCAN_ROWS - scanned)
         params: dict[str, Any] = {"project": project_id, "workflow": workflow_id, "fetch": fetch}
         if after is not None:
             params.update({"as": after[0], "aid": after[1]})
@@ -162,7 +165,10 @@ async def _scan(
             limits=call.deps.settings.query_limits_for("runs"), narrow=NARROW,
         )  # fmt: skip
         scanned, exhausted = scanned + len(rows), len(rows) < fetch
-        runs += await _without_completed(call, project_id, latest_per_run(rows))
+        latest = latest_per_run(rows)
+        if status == "running":
+            latest = [row for row in latest if row[3] == "running"]
+        runs += await _without_completed(call, project_id, latest)
         if rows:
             after = (epoch_ms(rows[-1][6]), rows[-1][0])
     return runs, after, exhausted

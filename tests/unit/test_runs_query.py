@@ -27,7 +27,7 @@ def test_runs_sql_is_a_keyset_read_of_the_runs_table() -> None:
             assert "ORDER BY started_at DESC, execution_id DESC, version DESC" in sql
             assert sql.rstrip().endswith("LIMIT {fetch:UInt32}")
             assert ("{workflow:String}" in sql) == (workflow is not None)
-    assert "version = 0" in runs_sql("running", None, False)
+    assert "version" not in runs_sql("running", None, False).split("ORDER BY")[0]
     assert "version = 1" in runs_sql("completed", None, False)
     assert "{aid:String}" not in runs_sql(None, None, after=False)
 
