@@ -274,10 +274,10 @@ def inline_bytes(max_bytes: int, rows: int) -> int:
 
 def row_bytes(row: tuple[Any, ...], full: bool) -> int:
     """What a row of `build_sql(..., inline_bytes)` costs in the response, blobs excluded."""
-    fixed = sum(len(row[i]) for i in (0, 1, 2, 4)) + ROW_OVERHEAD_BYTES
+    fixed = len(row[0]) + len(row[1]) + len(row[2]) + len(row[4]) + ROW_OVERHEAD_BYTES
     if not full:
-        return fixed + int(row[13])
-    return fixed + len(row[13]) + len(row[14]) + int(row[16]) + int(row[17])
+        return int(fixed + row[13])
+    return int(fixed + len(row[13]) + len(row[14]) + row[16] + row[17])
 
 
 def fitting(sizes: list[int], max_bytes: int) -> int:
@@ -292,8 +292,9 @@ def fitting(sizes: list[int], max_bytes: int) -> int:
 
 def withheld(row: tuple[Any, ...], full: bool, inline: int) -> bool:
     """Whether a large value of this row was left out of the page query."""
-    lengths = (row[16], row[17]) if full else (row[13],)
-    return any(int(length) > inline for length in lengths)
+    if full:
+        return bool(row[16] > inline or row[17] > inline)
+    return bool(row[13] > inline)
 
 
 def resume_position(watermark: int) -> Position:

@@ -22,6 +22,7 @@ from services.api import logquery
 from services.api.events import execution_buckets
 from services.api.routing import Call, Page, Param, Route
 from services.common.clock import iso_ms, now_ms
+from services.common.config import QueryLimits
 from services.common.controlplane import KeyRecord
 from services.common.errors import Forbidden, NotFound
 
@@ -118,7 +119,7 @@ async def limits_block(call: Call, key: KeyRecord) -> Limits:
     return Limits(workflowExecutionRateLimit=states, usage=usage)
 
 
-def _limits(call: Call) -> Any:
+def _limits(call: Call) -> QueryLimits:
     return call.deps.settings.query_limits_for("logs")
 
 

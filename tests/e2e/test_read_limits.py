@@ -34,8 +34,11 @@ async def test_logs_pages_stay_within_the_byte_bound_and_gapless(
 ) -> None:
     _, key = await new_project(session, small_stack)
     big = {"text": "z" * 5000}
+    files = [{"name": "f" * 2000}]  # longer than what comes back inline: read again
     events = [
-        completed(f"big-{i:02d}", finalOutput=big, traceSpans=[{"name": "s", "out": big}])
+        completed(
+            f"big-{i:02d}", finalOutput=big, traceSpans=[{"name": "s", "out": big}], files=files
+        )
         for i in range(12)
     ]
     assert (await post_events(session, small_stack, key, events))[0] == 202
@@ -59,6 +62,7 @@ async def test_logs_pages_stay_within_the_byte_bound_and_gapless(
             assert len(raw) <= PAGE_MAX_BYTES + 2000, (len(raw), len(body["data"]))
         seen += [item["executionId"] for item in body["data"]]
         assert all(item["executionData"]["finalOutput"] == big for item in body["data"])
+        assert all(item["files"] == files for item in body["data"])
         cursor = body["nextCursor"]
         if not body["hasMore"]:
             break
