@@ -32,6 +32,7 @@ from services.api.routing import (
     text_param_doc,
 )
 from services.common.clock import iso_ms, now_ms
+from services.common.config import QueryLimits
 from services.common.controlplane import KeyRecord
 from services.common.errors import Forbidden, NotFound
 
@@ -42,11 +43,20 @@ _USAGE = (
     "SELECT sum(cost) FROM usage_monthly WHERE project_id = {project:String} "
     "AND month = toDate({month:String})"
 )
-_PAYLOADS = (
-    "SELECT execution_id, trace_spans, final_output, workflow_state FROM execution_payloads "
-    "WHERE project_id = {project:String} AND execution_id IN {ids:Array(String)} "
+_PAYLOAD_ROWS = (
+    "SELECT execution_id, {columns} FROM execution_payloads "
+    "WHERE project_id = {{project:String}} AND execution_id IN {{ids:Array(String)}} "
     "LIMIT 1 BY execution_id"
 )
+_BLOBS = ("trace_spans", "final_output")
+_SPANS_AND_OUTPUT = _PAYLOAD_ROWS.format(columns="trace_spans, final_output")
+_STATE = _PAYLOAD_ROWS.format(columns="workflow_state")
+# Large values the page query left out, by sort-key position (the primary key finds them).
+_WITHHELD = (
+    "SELECT ingest_ts, partition, offset, files, cost_json FROM executions "
+    "WHERE project_id = {project:String} AND ingest_ts IN {ts:Array(Int64)}"
+)
+NARROW = "add startDate/endDate, workflowIds, level or executionId, or lower limit"
 _FULL = ", ".join(logquery.FULL_COLUMNS)
 _BY_LOG_ID = f"SELECT {_FULL} FROM executions WHERE project_id = {{project:String}} AND log_id = {{id:String}} LIMIT 1"  # noqa: E501, S608
 _BY_EXECUTION = f"SELECT {_FULL} FROM executions WHERE project_id = {{project:String}} AND execution_id = {{id:String}} LIMIT 1"  # noqa: E501, S608
@@ -119,19 +129,88 @@ async def limits_block(call: Call, key: KeyRecord) -> Limits:
     return Limits(workflowExecutionRateLimit=states, usage=usage)
 
 
+def _limits(call: Call) -> QueryLimits:
+    return call.deps.settings.query_limits_for("logs")
+
+
+def _blob_columns(asked: tuple[bool, bool], inline: int | None) -> str:
+    """The asked-for blobs; with `inline`, only up to that many bytes and with their lengths."""
+    columns = []
+    for name, wanted in zip(_BLOBS, asked, strict=True):
+        if not wanted:
+            columns.append(f"'' AS {name}" + (", 0" if inline is not None else ""))
+        elif inline is not None:
+            limit = int(inline)  # a literal: see logquery.build_sql
+            columns.append(f"if(length({name}) <= {limit}, {name}, ''), length({name})")
+        else:
+            columns.append(name)
+    return ", ".join(columns)
+
+
 async def _payloads(
-    call: Call, project_id: str, ids: list[str], spans: bool, output: bool
-) -> dict[str, ExecutionData]:
-    if not ids or not (spans or output):
-        return {}
-    found = await call.deps.clickhouse.rows(_PAYLOADS, {"project": project_id, "ids": ids})
-    return {
+    call: Call, project_id: str, page: list[tuple[Any, ...]], spent: list[int], q: logquery.LogQuery
+) -> tuple[dict[str, ExecutionData], int]:
+    """The asked-for blobs of a page, and how many of its rows fit the byte bound with them.
+
+    `spent` holds each row's size without blobs; blobs too long to come back inline are read
+    again, by id, only for the rows that fit.
+    """
+    asked = (q.trace_spans, q.final_output)
+    if not page or not any(asked):
+        return {}, len(page)
+    max_bytes = call.deps.settings.logs_page_max_bytes
+    inline = logquery.inline_bytes(max_bytes, len(page))
+    ids = [r[2] for r in page]
+    found = await call.deps.clickhouse.rows(
+        _PAYLOAD_ROWS.format(columns=_blob_columns(asked, inline)),
+        {"project": project_id, "ids": ids},
+        limits=_limits(call), narrow=NARROW,
+    )  # fmt: skip
+    blobs = {row[0]: [row[1], row[3]] for row in found}
+    lengths = {row[0]: (int(row[2]), int(row[4])) for row in found}
+    sizes = [size + sum(lengths.get(i, (0, 0))) for size, i in zip(spent, ids, strict=True)]
+    fits = logquery.fitting(sizes, max_bytes)
+    missing = [i for i in ids[:fits] if max(lengths.get(i, (0, 0))) > inline]
+    if missing:
+        again = await call.deps.clickhouse.rows(
+            _PAYLOAD_ROWS.format(columns=_blob_columns(asked, None)),
+            {"project": project_id, "ids": missing}, limits=_limits(call), narrow=NARROW,
+        )  # fmt: skip
+        blobs |= {row[0]: [row[1], row[2]] for row in again}
+    data = {
         execution_id: ExecutionData(
-            traceSpans=_raw(trace) if spans else msgspec.UNSET,
-            finalOutput=_raw(final) if output else msgspec.UNSET,
+            traceSpans=_raw(trace) if q.trace_spans else msgspec.UNSET,
+            finalOutput=_raw(final) if q.final_output else msgspec.UNSET,
         )
-        for execution_id, trace, final, _state in found
+        for execution_id, (trace, final) in blobs.items()
     }
+    return data, fits
+
+
+async def _restore_withheld(
+    call: Call, project_id: str, page: list[tuple[Any, ...]], full: bool, inline: int
+) -> list[tuple[Any, ...]]:
+    """The page with the large `files`/`cost_json` values the page query left out."""
+    short = [r for r in page if logquery.withheld(r, full, inline)]
+    if not short:
+        return page
+    found = await call.deps.clickhouse.rows(
+        _WITHHELD, {"project": project_id, "ts": sorted({r[10] for r in short})},
+        limits=_limits(call), narrow=NARROW,
+    )  # fmt: skip
+    values = {(ts, p, off): (files, cost) for ts, p, off, files, cost in found}
+    restored = []
+    for row in page:
+        if (got := values.get((row[10], row[11], row[12]))) and logquery.withheld(
+            row, full, inline
+        ):
+            fixed = list(row)
+            fixed[9] = got[0]
+            if full:
+                fixed[15] = got[1]
+            row = tuple(fixed)
+        restored.append(row)
+    return restored
 
 
 def _check_workspace(call: Call, project_id: str) -> None:
@@ -141,17 +220,23 @@ def _check_workspace(call: Call, project_id: str) -> None:
 
 
 async def list_logs(call: Call) -> Any:
-    """Completed executions, newest first by default; asc + cursor never misses one."""
+    """Completed executions, newest first by default; asc + cursor never misses one.
+
+    A page ends early, with `hasMore`, where it would pass `logs_page_max_bytes`.
+    """
     key = call.principal
     _check_workspace(call, key.project_id)
     q = logquery.parse_query(call.query, key.project_id, call.deps.cursor_key)
     bound = await call.deps.visibility.bound()
-    sql, params = logquery.build_sql(key.project_id, q, bound)
-    rows = await call.deps.clickhouse.rows(sql, params)
-    page, has_more = rows[: q.limit], len(rows) > q.limit
-    data = await _payloads(
-        call, key.project_id, [r[2] for r in page], q.trace_spans, q.final_output
-    )
+    max_bytes = call.deps.settings.logs_page_max_bytes
+    inline = logquery.inline_bytes(max_bytes, q.limit + 1)
+    sql, params = logquery.build_sql(key.project_id, q, bound, inline)
+    rows = await call.deps.clickhouse.rows(sql, params, limits=_limits(call), narrow=NARROW)
+    sizes = [logquery.row_bytes(r, q.full) for r in rows[: q.limit]]
+    page = rows[: logquery.fitting(sizes, max_bytes)]
+    data, fits = await _payloads(call, key.project_id, page, sizes[: len(page)], q)
+    has_more = fits < len(page) or len(page) < len(rows[: q.limit]) or len(rows) > q.limit
+    page = await _restore_withheld(call, key.project_id, page[:fits], q.full, inline)
     empty = ExecutionData(
         traceSpans=_NULL if q.trace_spans else msgspec.UNSET,
         finalOutput=_NULL if q.final_output else msgspec.UNSET,
@@ -159,9 +244,8 @@ async def list_logs(call: Call) -> Any:
     wants_data = q.trace_spans or q.final_output
     items = [log_item(r, q.full, data.get(r[2], empty) if wants_data else None) for r in page]
     next_cursor = None
-    if page:
-        last = logquery.Position(ts=page[-1][10], partition=page[-1][11], offset=page[-1][12])
     if has_more:
+        last = logquery.Position(ts=page[-1][10], partition=page[-1][11], offset=page[-1][12])
         next_cursor = logquery.make_cursor(key.project_id, q, last, call.deps.cursor_key)
     elif q.order == "asc":
         resume = logquery.resume_position(bound)
@@ -175,13 +259,20 @@ async def get_log(call: Call) -> LogDetail:
     """One log in full detail, its execution data and the limits."""
     key = call.principal
     rows = await call.deps.clickhouse.rows(
-        _BY_LOG_ID, {"project": key.project_id, "id": call.path("id")}
+        _BY_LOG_ID, {"project": key.project_id, "id": call.path("id")}, limits=_limits(call)
     )
     if not rows:
         raise NotFound(f"No log {call.path('id')} in this project.")
     row = rows[0]
-    data = await _payloads(call, key.project_id, [row[2]], True, True)
-    item = log_item(row, True, data.get(row[2], ExecutionData(traceSpans=_NULL, finalOutput=_NULL)))
+    found = await call.deps.clickhouse.rows(
+        _SPANS_AND_OUTPUT, {"project": key.project_id, "ids": [row[2]]}, limits=_limits(call)
+    )
+    data = (
+        ExecutionData(traceSpans=_raw(found[0][1]), finalOutput=_raw(found[0][2]))
+        if found
+        else ExecutionData(traceSpans=_NULL, finalOutput=_NULL)
+    )
+    item = log_item(row, True, data)
     return LogDetail(**msgspec.structs.asdict(item), limits=await limits_block(call, key))
 
 
@@ -190,15 +281,15 @@ async def get_execution(call: Call) -> ExecutionView:
     key = call.principal
     execution_id = call.path("executionId")
     rows = await call.deps.clickhouse.rows(
-        _BY_EXECUTION, {"project": key.project_id, "id": execution_id}
+        _BY_EXECUTION, {"project": key.project_id, "id": execution_id}, limits=_limits(call)
     )
     if not rows:
         raise NotFound(f"No execution {execution_id} in this project.")
     row = rows[0]
     found = await call.deps.clickhouse.rows(
-        _PAYLOADS, {"project": key.project_id, "ids": [execution_id]}
+        _STATE, {"project": key.project_id, "ids": [execution_id]}, limits=_limits(call)
     )
-    state = _raw(found[0][3]) if found else _NULL
+    state = _raw(found[0][1]) if found else _NULL
     item = log_item(row, True, None)
     return ExecutionView(
         executionId=execution_id, workflowId=item.workflowId, workflowState=state,

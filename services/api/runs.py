@@ -1,5 +1,6 @@
 """Routes: `/api/v1/runs`, `/api/v1/runs/{executionId}` and its cancellation."""
 
+import hashlib
 from typing import Any
 
 from aiokafka.errors import KafkaError
@@ -25,8 +26,8 @@ from services.common.cursor import decode_cursor, encode_cursor
 from services.common.errors import Conflict, InvalidCursor, InvalidInput, NotFound, Unavailable
 from services.common.http import request_id_of
 
-# Both branches yield: execution_id, workflow_id, workflow_name, status, trigger, mode,
-# started_at, ended_at (or NULL), total_duration_ms (or NULL).
+# One run by id (`_find`). Both branches yield: execution_id, workflow_id, workflow_name, status,
+# trigger, mode, started_at, ended_at (or NULL), total_duration_ms (or NULL).
 _RUNNING = """
 SELECT execution_id, workflow_id, workflow_name, 'running' AS status, trigger, mode, started_at,
        CAST(NULL, 'Nullable(DateTime64(3, \\'UTC\\'))') AS ended_at,
@@ -45,9 +46,24 @@ SELECT execution_id, workflow_id, workflow_name, status, trigger, '' AS mode, st
 FROM executions WHERE project_id = {project:String} {where}
 """
 _PAGE = """
-SELECT * FROM ({body}) WHERE {after}
-ORDER BY started_at DESC, execution_id DESC LIMIT {{limit:UInt32}}
+SELECT execution_id, workflow_id, workflow_name, status, trigger, mode, started_at, ended_at,
+       total_duration_ms
+FROM runs WHERE project_id = {{project:String}} {where}
+ORDER BY started_at DESC, execution_id DESC, version DESC LIMIT {{fetch:UInt32}}
 """
+_AFTER = (
+    "AND started_at <= fromUnixTimestamp64Milli({as:Int64}) "
+    "AND (started_at, execution_id) < (fromUnixTimestamp64Milli({as:Int64}), {aid:String})"
+)
+_COMPLETED_AMONG = (
+    "SELECT execution_id FROM executions WHERE project_id = {project:String} "
+    "AND execution_id IN {ids:Array(String)}"
+)
+# Only completed runs can be told by their row alone; a running run is a started row with no
+# completed row before it, so `running` reads both versions and keeps the latest of each run.
+_STATUS_VERSION = {"completed": "AND version = 1"}
+SCAN_ROWS = 20_000  # rows of `runs` one request may read; past it the page ends short
+NARROW = "filter by workflowId, or page with a smaller limit"
 
 
 class RunsCursor(Struct, frozen=True):
@@ -69,55 +85,114 @@ def _run(row: tuple[Any, ...]) -> Run:
     )  # fmt: skip
 
 
+def cursor_binding(project_id: str, status: str | None, workflow_id: str | None) -> str:
+    """What a runs cursor is bound to: the whole project id, the status and the workflow."""
+    return hashlib.sha256(json.encode([project_id, status, workflow_id])).hexdigest()[:32]
+
+
 def runs_sql(status: str | None, workflow_id: str | None, after: bool) -> str:
-    """The runs page query for a status (None: both) from fixed fragments only."""
-    where = "AND workflow_id = {workflow:String}" if workflow_id else ""
-    parts = []
-    if status in (None, "running"):
-        parts.append(_RUNNING.replace("{where}", where))
-    if status in (None, "completed"):
-        parts.append(_COMPLETED.replace("{where}", where))
-    condition = (
-        "(started_at, execution_id) < (fromUnixTimestamp64Milli({as:Int64}), {aid:String})"
-        if after
-        else "1"
-    )
-    return _PAGE.format(body=" UNION ALL ".join(parts), after=condition)
+    """A keyset read of `runs` newest first, from fixed fragments only."""
+    where = [
+        "AND workflow_id = {workflow:String}" if workflow_id else "",
+        _STATUS_VERSION.get(status or "", ""),
+        _AFTER if after else "",
+    ]
+    return _PAGE.format(where=" ".join(part for part in where if part))
+
+
+def latest_per_run(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The first row of each run: rows come newest first, a run's latest version first."""
+    seen: set[tuple[Any, str]] = set()
+    latest = []
+    for row in rows:
+        key = (row[6], row[0])
+        if key not in seen:
+            seen.add(key)
+            latest.append(row)
+    return latest
+
+
+async def _without_completed(
+    call: Call, project_id: str, runs: list[tuple[Any, ...]]
+) -> list[tuple[Any, ...]]:
+    """Drop running rows whose execution completed (reported with another startedAt)."""
+    ids = [row[0] for row in runs if row[3] == "running"]
+    if not ids:
+        return runs
+    found = await call.deps.clickhouse.rows(
+        _COMPLETED_AMONG, {"project": project_id, "ids": ids},
+        limits=call.deps.settings.query_limits_for("runs"), narrow=NARROW,
+    )  # fmt: skip
+    completed = {row[0] for row in found}
+    return [row for row in runs if not (row[3] == "running" and row[0] in completed)]
 
 
 async def list_runs(call: Call) -> Page:
-    """Runs newest first, optionally only running or only completed."""
+    """Runs newest first, optionally only running or only completed; a bounded read each."""
     project_id = call.principal.project_id
     status = call.query.get("status")
     if status not in (None, "running", "completed"):
         raise InvalidInput.field("status", "Must be running or completed.")
     workflow_id = text_param(call.query, "workflowId")
     limit = int_param(call.query, "limit", 100, 1, 1000)
-    binding = json.encode([project_id, status, workflow_id]).hex()[:32]
-    params: dict[str, Any] = {"project": project_id, "limit": limit + 1, "workflow": workflow_id}
-    token = call.query.get("cursor")
-    if token:
+    binding = cursor_binding(project_id, status, workflow_id)
+    after: tuple[int, str] | None = None
+    if token := call.query.get("cursor"):
         cursor = decode_cursor(token, RunsCursor, call.deps.cursor_key)
         if cursor.h != binding:
             raise InvalidCursor("The cursor was issued for other filters or project.")
-        params.update({"as": cursor.started, "aid": cursor.id})
-    rows = await call.deps.clickhouse.rows(runs_sql(status, workflow_id, bool(token)), params)
-    page, has_more = rows[:limit], len(rows) > limit
+        after = (cursor.started, cursor.id)
+    runs, after, exhausted = await _scan(call, project_id, status, workflow_id, limit, after)
+    page, has_more = runs[:limit], len(runs) > limit or not exhausted
     next_cursor = None
     if has_more:
-        last = RunsCursor(v=1, h=binding, started=epoch_ms(page[-1][6]), id=page[-1][0])
-        next_cursor = encode_cursor(last, call.deps.cursor_key)
+        started, last_id = (epoch_ms(page[-1][6]), page[-1][0]) if len(runs) > limit else after
+        next_cursor = encode_cursor(
+            RunsCursor(v=1, h=binding, started=started, id=last_id), call.deps.cursor_key
+        )
     return Page([_run(r) for r in page], next_cursor, has_more)
 
 
+async def _scan(
+    call: Call,
+    project_id: str,
+    status: str | None,
+    workflow_id: str | None,
+    limit: int,
+    after: tuple[int, str] | None,
+) -> tuple[list[tuple[Any, ...]], Any, bool]:
+    """Up to limit + 1 runs after `after`: (runs, last row read, whether nothing is left)."""
+    runs: list[tuple[Any, ...]] = []
+    scanned, exhausted, fetch = 0, False, 0
+    while len(runs) <= limit and not exhausted and scanned < SCAN_ROWS:
+        # A run has a started and a completed row at most; chunks grow while rows are skipped.
+        fetch = min(max(2 * (limit + 1 - len(runs)), 2 * fetch), SCAN_ROWS - scanned)
+        params: dict[str, Any] = {"project": project_id, "workflow": workflow_id, "fetch": fetch}
+        if after is not None:
+            params.update({"as": after[0], "aid": after[1]})
+        rows = await call.deps.clickhouse.rows(
+            runs_sql(status, workflow_id, after is not None), params,
+            limits=call.deps.settings.query_limits_for("runs"), narrow=NARROW,
+        )  # fmt: skip
+        scanned, exhausted = scanned + len(rows), len(rows) < fetch
+        latest = latest_per_run(rows)
+        if status == "running":
+            latest = [row for row in latest if row[3] == "running"]
+        runs += await _without_completed(call, project_id, latest)
+        if rows:
+            after = (epoch_ms(rows[-1][6]), rows[-1][0])
+    return runs, after, exhausted
+
+
 async def _find(call: Call, execution_id: str) -> Run | None:
-    sql = "SELECT * FROM ({c} UNION ALL {r}) ORDER BY status = 'running' LIMIT 1".format(  # noqa: S608  # noqa: S608
+    sql = "SELECT * FROM ({c} UNION ALL {r}) ORDER BY status = 'running' LIMIT 1".format(  # noqa: S608
         c=_COMPLETED.replace("{where}", "AND execution_id = {id:String}"),
         r=_RUNNING.replace("{where}", "AND execution_id = {id:String}"),
     )
     rows = await call.deps.clickhouse.rows(
-        sql, {"project": call.principal.project_id, "id": execution_id}
-    )
+        sql, {"project": call.principal.project_id, "id": execution_id},
+        limits=call.deps.settings.query_limits_for("runs"), narrow=NARROW,
+    )  # fmt: skip
     return _run(rows[0]) if rows else None
 
 

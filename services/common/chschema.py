@@ -11,6 +11,14 @@ that a subscription's deliveries and their attempts are one range of the primary
 attempt has the same key and collapses (ReplacingMergeTree, read with FINAL). A delivery is found by
 id within a project through a bloom filter. Attempts are kept `DELIVERY_RETENTION_DAYS` after they
 were made, whatever the plan.
+
+Migration 3 serves `/runs` and `/workflows` without whole-project scans. `runs` holds one row per
+started execution (version 0) and one per completed execution (version 1), kept by materialized
+views and sorted newest-first-ready by `(project_id, started_at, execution_id, version)`, so a page
+is a keyset read whose first row of each run is its latest state. Workflow counts and last times
+come from aggregate projections of `executions` and `executions_started`: they live inside each
+part, so they are written with the rows they summarise (a crash cannot split them) and follow the
+TTL. Existing rows are backfilled by the migration itself.
 """
 
 _TTL = "TTL toDateTime(intDiv(ingest_ts, 1000000)) + toIntervalDay(retention_days)"
@@ -199,6 +207,60 @@ TTL toDateTime(attempted_at) + toIntervalDay({DELIVERY_RETENTION_DAYS})
 SETTINGS non_replicated_deduplication_window = 10000
 """
 
+RUNS = f"""
+CREATE TABLE IF NOT EXISTS runs (
+    project_id LowCardinality(String),
+    started_at DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+    execution_id String,
+    version UInt8,
+    workflow_id String,
+    workflow_name String,
+    status LowCardinality(String),
+    trigger LowCardinality(String),
+    mode LowCardinality(String),
+    ended_at Nullable(DateTime64(3, 'UTC')),
+    total_duration_ms Nullable(UInt64),
+    ingest_ts Int64,
+    retention_days UInt16,
+    INDEX ix_workflow_id workflow_id TYPE bloom_filter(0.01) GRANULARITY 1
+) ENGINE = ReplacingMergeTree
+ORDER BY (project_id, started_at, execution_id, version)
+{_TTL}
+"""
+
+_RUNS_STARTED = """
+SELECT project_id, started_at, execution_id, toUInt8(0) AS version, workflow_id, workflow_name,
+       'running' AS status, trigger, mode, CAST(NULL AS Nullable(DateTime64(3, 'UTC'))) AS ended_at,
+       CAST(NULL AS Nullable(UInt64)) AS total_duration_ms, ingest_ts, retention_days
+FROM executions_started
+"""
+_RUNS_COMPLETED = """
+SELECT project_id, started_at, execution_id, toUInt8(1) AS version, workflow_id, workflow_name,
+       status, trigger, '' AS mode, toNullable(ended_at) AS ended_at,
+       toNullable(total_duration_ms) AS total_duration_ms, ingest_ts, retention_days
+FROM executions
+"""
+RUNS_FROM_STARTED = (
+    f"CREATE MATERIALIZED VIEW IF NOT EXISTS runs_from_started TO runs AS {_RUNS_STARTED}"
+)
+RUNS_FROM_EXECUTIONS = (
+    f"CREATE MATERIALIZED VIEW IF NOT EXISTS runs_from_executions TO runs AS {_RUNS_COMPLETED}"
+)
+# A backfill that runs again after a crash only adds copies of the same keys (replaced on merge,
+# skipped by readers, which take the first row of each run).
+BACKFILL_RUNS = [f"INSERT INTO runs {_RUNS_STARTED}", f"INSERT INTO runs {_RUNS_COMPLETED}"]
+
+WORKFLOW_PROJECTIONS = [
+    "ALTER TABLE executions ADD PROJECTION IF NOT EXISTS workflow_totals (SELECT project_id, "
+    "workflow_id, count(), max(ended_at) GROUP BY project_id, workflow_id)",
+    "ALTER TABLE executions MATERIALIZE PROJECTION workflow_totals",
+    # A replacing table keeps a projection only when told what to do with it on merges.
+    "ALTER TABLE executions_started MODIFY SETTING deduplicate_merge_projection_mode = 'rebuild'",
+    "ALTER TABLE executions_started ADD PROJECTION IF NOT EXISTS workflow_starts (SELECT "
+    "project_id, workflow_id, max(started_at) GROUP BY project_id, workflow_id)",
+    "ALTER TABLE executions_started MATERIALIZE PROJECTION workflow_starts",
+]
+
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
         1,
@@ -219,4 +281,9 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         ],
     ),
     (2, "delivery attempts", [DELIVERY_ATTEMPTS]),
+    (
+        3,
+        "runs by start time, workflow projections",
+        [RUNS, RUNS_FROM_STARTED, RUNS_FROM_EXECUTIONS, *BACKFILL_RUNS, *WORKFLOW_PROJECTIONS],
+    ),
 ]

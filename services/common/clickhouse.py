@@ -10,7 +10,8 @@ import structlog
 from clickhouse_connect.driver.exceptions import Error as DriverError
 
 from services.common import chschema
-from services.common.errors import Unavailable
+from services.common.config import QueryLimits
+from services.common.errors import QueryTooBroad, Unavailable
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +56,11 @@ class RefusedData(Exception):
         self.code = code
 
 
+# ClickHouse error codes of the per-query limits: what each means for the caller.
+_TIMEOUT_CODES = {159}  # TIMEOUT_EXCEEDED
+_MEMORY_CODES = {241}  # MEMORY_LIMIT_EXCEEDED
+_TOO_BROAD_CODES = {158, 307}  # TOO_MANY_ROWS, TOO_MANY_BYTES
+LIMIT_RETRY_AFTER_S = 5
 _APPLIED = "SELECT version FROM cc_schema_migrations FINAL"
 
 
@@ -106,11 +112,25 @@ class ClickHouse:
         sql: str,
         parameters: dict[str, Any] | None = None,
         settings: dict[str, Any] | None = None,
+        limits: QueryLimits | None = None,
+        narrow: str = "",
     ) -> list[tuple[Any, ...]]:
-        """Run a query with bound parameters and return its rows."""
-        result = await asyncio.to_thread(
-            self._run, "query", sql, parameters=parameters, settings=settings
-        )
+        """Run a query with bound parameters and return its rows.
+
+        With `limits`, ClickHouse stops the query at them: time or memory is `Unavailable`
+        (retry later), too many rows is `QueryTooBroad` whose message ends with `narrow`.
+        """
+        if limits is not None:
+            settings = {**limit_settings(limits), **(settings or {})}
+        try:
+            result = await asyncio.to_thread(
+                self._run, "query", sql, parameters=parameters, settings=settings
+            )
+        except Exception as exc:
+            error = limit_error(exc, narrow) if limits is not None else None
+            if error is None:
+                raise
+            raise error from exc
         return list(result.result_rows)
 
     async def insert(
@@ -171,6 +191,40 @@ class ClickHouse:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+
+def limit_settings(limits: QueryLimits) -> dict[str, Any]:
+    """ClickHouse settings that make a query throw at these limits (0 leaves one off)."""
+    return {
+        "max_execution_time": limits.max_execution_seconds,
+        "timeout_overflow_mode": "throw",
+        "max_memory_usage": limits.max_memory_bytes,
+        "max_rows_to_read": limits.max_rows_to_read,
+        "read_overflow_mode": "throw",
+    }
+
+
+def limit_error(exc: Exception, narrow: str) -> Exception | None:
+    """The AppError of a query stopped by its limits; None for any other failure."""
+    code = getattr(exc, "code", None)
+    if code in _TIMEOUT_CODES:
+        return Unavailable(
+            "The query took longer than this route allows; retry later or narrow it"
+            + (f" ({narrow})." if narrow else "."),
+            LIMIT_RETRY_AFTER_S,
+        )
+    if code in _MEMORY_CODES:
+        return Unavailable(
+            "The query needed more memory than this route allows; retry later or narrow it"
+            + (f" ({narrow})." if narrow else "."),
+            LIMIT_RETRY_AFTER_S,
+        )
+    if code in _TOO_BROAD_CODES:
+        return QueryTooBroad(
+            "The query would read more rows than this route allows; narrow it"
+            + (f": {narrow}." if narrow else ".")
+        )
+    return None
 
 
 def _is_connection_error(exc: Exception) -> bool:

@@ -28,6 +28,22 @@ class PlanLimits(Struct, frozen=True, rename="camel"):
     ingest_multiplier: int = 100
 
 
+class QueryLimits(Struct, frozen=True):
+    """Per-query ClickHouse limits of one group of routes (0 leaves a limit off)."""
+
+    max_execution_seconds: float
+    max_memory_bytes: int
+    max_rows_to_read: int
+
+
+# max_rows_to_read counts the rows of every range ClickHouse selects after the primary key and
+# skip indexes, not only the rows a LIMIT lets it read, so it is sized for the largest project.
+DEFAULT_QUERY_LIMITS: dict[str, QueryLimits] = {
+    "logs": QueryLimits(10.0, 2 * 1024**3, 2_000_000_000),
+    "runs": QueryLimits(10.0, 1024**3, 500_000_000),
+    "workflows": QueryLimits(10.0, 1024**3, 500_000_000),
+}
+
 DEFAULT_PLANS: dict[str, PlanLimits] = {
     "free": PlanLimits(10, 20, 10, 20, 50, 100, 10.0, 7),
     "pro": PlanLimits(30, 60, 60, 120, 200, 400, 100.0, 30),
@@ -65,10 +81,16 @@ class Settings(Struct, frozen=True, kw_only=True):
     stop_timeout_s: float = 30.0
     logsink_dedup_scope: str = ""
     plans: dict[str, PlanLimits] = {}
+    logs_page_max_bytes: int = 8 * 1024 * 1024
+    query_limits: dict[str, QueryLimits] = {}
 
     def plan(self, name: Plan | str) -> PlanLimits:
         """The limits of a plan, falling back to the defaults table."""
         return self.plans.get(name) or DEFAULT_PLANS[name]
+
+    def query_limits_for(self, group: str) -> QueryLimits:
+        """The ClickHouse limits of a group of routes (`logs`, `runs`, `workflows`)."""
+        return self.query_limits.get(group) or DEFAULT_QUERY_LIMITS[group]
 
     @property
     def embedded_kafka(self) -> bool:
@@ -150,6 +172,23 @@ def load_plans(env: Mapping[str, str]) -> dict[str, PlanLimits]:
         raise ConfigError(f"plan table has an unknown field: {exc}") from exc
 
 
+def load_query_limits(env: Mapping[str, str]) -> dict[str, QueryLimits]:
+    """Merge `CC_QUERY_LIMITS` (JSON per route group, camelCase fields) over the defaults."""
+    merged = {name: msgspec.structs.asdict(q) for name, q in DEFAULT_QUERY_LIMITS.items()}
+    try:
+        overrides: dict[str, dict[str, Any]] = json.loads(env.get("CC_QUERY_LIMITS") or "{}")
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"CC_QUERY_LIMITS is not valid JSON: {exc}") from exc
+    for name, fields in overrides.items():
+        if name not in merged:
+            raise ConfigError(f"unknown route group {name!r} in CC_QUERY_LIMITS")
+        merged[name] = {**merged[name], **{_snake(k): v for k, v in fields.items()}}
+    try:
+        return {name: QueryLimits(**fields) for name, fields in merged.items()}
+    except TypeError as exc:
+        raise ConfigError(f"CC_QUERY_LIMITS has an unknown field: {exc}") from exc
+
+
 def _snake(camel: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
 
@@ -209,6 +248,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         stop_timeout_s=env_number(env, "CC_STOP_TIMEOUT_SECONDS", 30.0),
         logsink_dedup_scope=env.get("CC_LOGSINK_DEDUP_SCOPE") or "",
         plans=load_plans(env),
+        logs_page_max_bytes=_int(env, "CC_LOGS_PAGE_MAX_BYTES", 8 * 1024 * 1024),
+        query_limits=load_query_limits(env),
     )
 
 

@@ -7,6 +7,7 @@
     +-- NotFound                  404  unknown id, or another project's id
     +-- MethodNotAllowed          405  known path, wrong method
     +-- InvalidInput              400  bad parameter or body (VALIDATION_ERROR)
+    |   +-- QueryTooBroad         400  a read would cross a ClickHouse limit (VALIDATION_ERROR)
     +-- InvalidCursor             400  tampered, foreign or filter-mismatched cursor
     +-- Conflict                  409  the state forbids it
     +-- PayloadTooLarge           413  body over the limit
@@ -69,6 +70,10 @@ class InvalidInput(AppError):
     def field(cls, field: str, message: str) -> "InvalidInput":
         """One bad field, described for the `details` list."""
         return cls(f"{field}: {message}", [ErrorDetail(field=field, message=message)])
+
+
+class QueryTooBroad(InvalidInput):
+    """A query that would read more than its route allows: narrowing it is the fix, not retrying."""
 
 
 class InvalidCursor(AppError):

@@ -34,6 +34,7 @@ WARMUP = int(os.environ.get("BENCH_WARMUP", "3"))
 DEEP_PAGES = int(os.environ.get("BENCH_DEEP_PAGES", "50"))
 PARTITIONS = 8
 PAGE = 100
+PAGE_MAX_BYTES = 8 * 1024 * 1024  # the API's default logs page bound
 RAISED = '{"enterprise": {"apiPerMinute": 100000000, "apiBurst": 100000000}}'
 TARGETS = {"p50_ms": 30, "p99_ms": 150, "pg_over_ch_p50_filtered": 10, "generate_s": 600}
 
@@ -162,7 +163,8 @@ async def time_page_sql(ch: ClickHouse, data: DataSet) -> dict[str, dict[str, fl
             q = logquery.parse_query(params, data.heavy_project, b"unused")
             if "cursor" in case.http:
                 q = msgspec.structs.replace(q, after=deep)
-            sql, args = logquery.build_sql(data.heavy_project, q, data.newest_us + 1)
+            inline = logquery.inline_bytes(PAGE_MAX_BYTES, q.limit + 1)
+            sql, args = logquery.build_sql(data.heavy_project, q, data.newest_us + 1, inline)
             started = time.perf_counter()
             await ch.rows(sql, args)
             if index >= WARMUP:

@@ -118,6 +118,22 @@ async def test_runs_page_with_a_cursor(session, stack: Stack) -> None:
     assert bad[0] == 400 and bad[2]["error"]["code"] == "INVALID_CURSOR"
 
 
+async def test_runs_cursor_is_bound_to_status_and_workflow(session, stack: Stack) -> None:
+    _, key = await new_project(session, stack)
+    events = [completed(f"b{i}", "wf-1") for i in range(3)]
+    assert (await post_events(session, stack, key, events))[0] == 202
+    await _wait_runs(session, stack, key, 3)
+    url = f"{stack.base_url}/api/v1/runs?limit=1"
+    _, _, first = await call(session, "GET", f"{url}&status=completed", key)
+    cursor = first["nextCursor"]
+    assert cursor
+    same = await call(session, "GET", f"{url}&status=completed&cursor={cursor}", key)
+    assert same[0] == 200 and same[2]["data"][0]["executionId"] != first["data"][0]["executionId"]
+    for other in ("", "&status=running", "&status=completed&workflowId=wf-1"):
+        status, _, body = await call(session, "GET", f"{url}{other}&cursor={cursor}", key)
+        assert status == 400 and body["error"]["code"] == "INVALID_CURSOR", other
+
+
 async def test_workflows_are_listed_with_names_counts_and_paging(session, stack: Stack) -> None:
     _, key = await new_project(session, stack)
     events = [

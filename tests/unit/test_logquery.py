@@ -124,3 +124,44 @@ def test_resume_position_is_just_below_the_visibility_bound() -> None:
     assert (resume.ts, resume.partition, resume.offset) == (1000, -1, -1)
     assert logquery.later(resume, Position(999, 5, 5)) == resume
     assert logquery.later(resume, Position(1000, 0, 0)) == Position(1000, 0, 0)
+
+
+def test_large_values_come_back_inline_only_up_to_a_size_with_their_lengths() -> None:
+    q = parse_query({"order": "desc", "limit": "1000", "details": "full"}, "p", KEY)
+    sql, params = build_sql("p", q, 1000, inline_bytes=4096)
+    assert params["limit"] == 1001
+    assert "if(length(files) <= 4096, files, '')" in sql
+    assert "if(length(cost_json) <= 4096, cost_json, '')" in sql
+    assert "length(files), length(cost_json) FROM executions" in sql
+    assert sql.endswith("LIMIT {limit:UInt32}") and "OVER" not in sql
+    basic, _ = build_sql("p", parse_query({}, "p", KEY), 1000, inline_bytes=4096)
+    assert "cost_json" not in basic and "length(files) FROM executions" in basic
+
+
+def test_a_page_is_cut_where_it_would_pass_the_byte_bound() -> None:
+    assert logquery.inline_bytes(8 * 1024 * 1024, 1001) == 4190
+    assert logquery.inline_bytes(10, 1001) == logquery.INLINE_MIN_BYTES
+    assert logquery.fitting([400, 400, 400], 1000) == 2
+    assert logquery.fitting([5000, 10], 1000) == 1  # the first row always comes
+    assert logquery.fitting([10, 10], 1000) == 2 and logquery.fitting([], 10) == 0
+    row = ("log_1", "wf", "ex", "info", "api", 0, 0, 1, 0.1, "", 7, 0, 0, 9000)
+    assert logquery.row_bytes(row, full=False) == 5 + 2 + 2 + 3 + 256 + 9000
+    assert logquery.withheld(row, full=False, inline=4096)
+    assert not logquery.withheld((*row[:13], 4096), full=False, inline=4096)
+
+
+def test_basic_reads_only_what_the_contract_shows() -> None:
+    # Basic items: id, workflowId, executionId, level, trigger, startedAt, endedAt,
+    # totalDurationMs, cost.total and files (contract section 5), plus the cursor position.
+    assert set(logquery.BASIC_COLUMNS) == {
+        "log_id", "workflow_id", "execution_id", "level", "trigger", "started_at", "ended_at",
+        "total_duration_ms", "cost_total", "files", "ingest_ts", "partition", "offset",
+    }  # fmt: skip
+    assert "workflow_state" not in logquery.FULL_COLUMNS
+
+
+def test_the_logs_routes_read_workflow_state_only_for_the_execution_route() -> None:
+    from services.api import logs
+
+    assert "workflow_state" not in logs._PAYLOAD_ROWS + logs._SPANS_AND_OUTPUT
+    assert "workflow_state" in logs._STATE and "trace_spans" not in logs._STATE
