@@ -32,6 +32,8 @@ class Deps:
     clock: Clock = system_clock
     background: list[object] = field(default_factory=list)
     outbox_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # client address -> monotonic time until which its refused keys have blocked it
+    blocked_addresses: dict[str, float] = field(default_factory=dict)
     intake: Intake = field(default_factory=Intake)
 
     @property

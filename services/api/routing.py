@@ -2,7 +2,9 @@
 
 import hashlib
 import hmac
+import math
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -90,6 +92,12 @@ class Route:
 ADMIN_FAILURES = Bucket(per_minute=5, burst=10)
 
 
+# Refused API keys (unknown, revoked, expired, malformed) per client address: 100 in a burst,
+# then one a second; an address past that is refused at once, with no lookup, until it refills.
+KEY_FAILURES = Bucket(per_minute=60, burst=100)
+BLOCKED_ADDRESSES_MAX = 10_000
+
+
 def api_bucket(deps: Deps, plan: str) -> Bucket:
     """The per-project API request bucket for a plan."""
     limits = deps.settings.plan(plan)
@@ -102,7 +110,7 @@ async def _authenticate(route: Route, request: web.Request, deps: Deps) -> KeyRe
         return None
     if route.auth == "none":
         return None
-    key = await deps.auth.authenticate(request.headers)
+    key = await _authenticate_key(request, deps)
     request["project_id"] = key.project_id
     if route.limited:
         decision = await deps.limiter.take(f"api:{key.project_id}", api_bucket(deps, key.plan))
@@ -116,6 +124,33 @@ async def _authenticate(route: Route, request: web.Request, deps: Deps) -> KeyRe
     if route.scope and not has_scope(key.scopes, route.scope):
         raise ScopeDenied(route.scope)
     return key
+
+
+async def _authenticate_key(request: web.Request, deps: Deps) -> KeyRecord:
+    """The request's key; every refused one costs its client address a token, and an address
+    without tokens is refused before any lookup (random keys cannot cost a query each)."""
+    address = request.remote or "unknown"
+    blocked = deps.blocked_addresses
+    until = blocked.get(address)
+    if until is not None:
+        wait_s = until - time.monotonic()
+        if wait_s > 0:
+            raise RateLimited(_too_many_keys(math.ceil(wait_s)), math.ceil(wait_s))
+        del blocked[address]
+    try:
+        return await deps.auth.authenticate(request.headers)
+    except Unauthenticated:
+        decision = await deps.limiter.take(f"key-auth:{address}", KEY_FAILURES)
+        if decision.allowed:
+            raise
+        if len(blocked) >= BLOCKED_ADDRESSES_MAX:
+            blocked.clear()  # only a cache: the shared bucket still refuses them
+        blocked[address] = time.monotonic() + decision.retry_after_s
+        raise RateLimited(_too_many_keys(decision.retry_after_s), decision.retry_after_s) from None
+
+
+def _too_many_keys(retry_after_s: int) -> str:
+    return f"Too many refused API keys from this address; retry in {retry_after_s} s."
 
 
 async def _authenticate_admin(request: web.Request, deps: Deps) -> None:

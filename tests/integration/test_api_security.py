@@ -145,6 +145,38 @@ async def test_wrong_admin_tokens_are_throttled_per_address(
     assert blocked.status == 429  # the address is blocked until its bucket refills
 
 
+async def test_refused_api_keys_are_throttled_per_address_without_lookups(
+    sqlite_api: TestClient[Any, Any], sqlite_cp: ControlPlane
+) -> None:
+    api = sqlite_api
+    _, secret = await new_project(api)
+    lookups = 0
+    find_key = sqlite_cp.find_key
+
+    async def counted(digest: str) -> Any:
+        nonlocal lookups
+        lookups += 1
+        return await find_key(digest)
+
+    sqlite_cp.find_key = counted  # type: ignore[method-assign]
+    statuses = []
+    for i in range(101):  # a new random key each time: the miss cache cannot help
+        guess = {"Authorization": f"Bearer cc_live_{i:0>40}"}
+        response = await api.get("/api/v1/whoami", headers=guess)
+        statuses.append(response.status)
+    assert statuses == [401] * 100 + [429]
+    assert int(response.headers["Retry-After"]) >= 1
+    assert (await response.json())["error"]["code"] == "RATE_LIMITED"
+    before = lookups
+    for i in range(20):
+        guess = {"Authorization": f"Bearer cc_live_{i:1>40}"}
+        assert (await api.get("/api/v1/whoami", headers=guess)).status == 429
+    assert lookups == before  # a blocked address costs the database nothing
+    # the address is blocked until its bucket refills, whatever key it sends
+    mine = await api.get("/api/v1/whoami", headers={"Authorization": f"Bearer {secret}"})
+    assert mine.status == 429
+
+
 async def test_admin_issues_a_key_for_an_existing_project(api: TestClient[Any, Any]) -> None:
     project_id, secret = await new_project(api)
     revoked = await api.delete(
