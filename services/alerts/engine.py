@@ -125,10 +125,11 @@ class SubView:
 
 
 class Stored(msgspec.Struct, array_like=True):
-    """A `workflow-states` value: the workflow's plan and its rule state.
+    """A `workflow-states` value: the workflow's cost per month, its plan and its rule state.
 
-    `cost` is no longer written (the month's cost lives per project in `ProjectCost`); it stays
-    so that values written before can still be read.
+    A watched workflow counts its cost here, in the row it writes anyway (one table write per
+    execution); a workflow without state counts into its project's `ProjectCost` row, which
+    also takes a workflow's cost when it loses its state.
     """
 
     cost: dict[str, Decimal]
@@ -178,6 +179,10 @@ class Views:
         self.starts: dict[int, dict[str, int]] = defaultdict(dict)
         self._keys: dict[int, dict[str, dict[bytes, None]]] = defaultdict(lambda: defaultdict(dict))
         self.costs: dict[int, dict[str, ProjectCost]] = defaultdict(dict)
+        # partition -> project -> workflow state key -> its cost per month
+        self.wf_costs: dict[int, dict[str, dict[bytes, dict[str, Decimal]]]] = defaultdict(
+            lambda: defaultdict(dict)
+        )
         self.plans: dict[str, str] = {}
         self._by_project: dict[int, dict[str, list[SubView]]] = {}
 
@@ -196,6 +201,7 @@ class Views:
     def discard_key(self, partition: int, key: bytes) -> None:
         """Forget a workflow state key."""
         project = split_key(key)[0]
+        self.set_wf_cost(partition, key, {})
         keys = self._keys.get(partition, {}).get(project)
         if keys is not None:
             keys.pop(key, None)
@@ -281,21 +287,43 @@ class Views:
         self.starts[partition].pop(sub_id, None)
         self._by_project.pop(partition, None)
 
+    def set_wf_cost(self, partition: int, key: bytes, cost: dict[str, Decimal]) -> None:
+        """Index (an empty `cost`: forget) a watched workflow's cost per month."""
+        project = split_key(key)[0]
+        by_key = self.wf_costs[partition][project]
+        if cost:
+            by_key[key] = cost
+        else:
+            by_key.pop(key, None)
+            if not by_key:
+                del self.wf_costs[partition][project]
+
     def period_cost(
-        self, project: str, month: str, pending: tuple[int, "ProjectCost"] | None = None
+        self,
+        project: str,
+        month: str,
+        pending: tuple[int, bytes, dict[str, Decimal]] | None = None,
     ) -> Decimal:
-        """A project's cost in a month over the partitions held here; `pending` replaces the
-        row of one partition."""
-        rows = {p: by.get(project) for p, by in self.costs.items()}
+        """A project's cost in a month over the partitions held here: its cost rows and its
+        watched workflows' costs; `pending` is a workflow's cost not yet written back."""
+        total = Decimal(0)
+        for by in self.costs.values():
+            row = by.get(project)
+            if row is not None:
+                total += row.cost.get(month, Decimal(0))
+        for partition, by_project in self.wf_costs.items():
+            for key, cost in by_project.get(project, {}).items():
+                if pending is None or (partition, key) != pending[:2]:
+                    total += cost.get(month, Decimal(0))
         if pending is not None:
-            rows[pending[0]] = pending[1]
-        amounts = (r.cost.get(month, Decimal(0)) for r in rows.values() if r is not None)
-        return sum(amounts, Decimal(0))
+            total += pending[2].get(month, Decimal(0))
+        return total
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Drop what belongs to partitions no longer held."""
         for partition in partitions:
-            for index in (self._keys, self.costs, self.subs, self.starts, self._by_project):
+            indexes = (self._keys, self.costs, self.wf_costs, self.subs, self.starts)
+            for index in (*indexes, self._by_project):
                 index.pop(partition, None)
 
     def index_state(self, partition: int, key: bytes, value: bytes | None) -> None:
@@ -304,7 +332,9 @@ class Views:
             self.discard_key(partition, key)
         else:
             self.add_key(partition, key)
-            self.plans.setdefault(split_key(key)[0], _head.decode(value).plan)
+            head = _head.decode(value)
+            self.plans.setdefault(split_key(key)[0], head.plan)
+            self.set_wf_cost(partition, key, head.cost)
 
     def index_cost(self, partition: int, key: bytes, value: bytes | None) -> None:
         """Index a stored project cost row (None: deleted)."""
@@ -442,46 +472,53 @@ class Engine:
         watching = self.views.watching(partition, project, workflow_id)
         key = topic_key(project, workflow_id)
         if not watching:
-            self.count_untracked(partition, project, record.plan, events)
-            if self.tables.states.pop(key, None) is not None:
-                self.views.discard_key(partition, key)
+            self.count_untracked(partition, project, record.plan, events, key)
             return
         subs = self.views.begun(partition, watching, record.receivedAtMs, message.offset)
         stored = self.load(key, workflow_id)
         stored.plan = record.plan
-        row = self.cost_row(partition, project, record.plan)
         out: list[NotificationRecord] = []
         fresh = False
         for event in events:
-            notes = self.evaluate(partition, stored, row, subs, record, event)
+            notes = self.evaluate(partition, key, stored, subs, record, event)
             fresh = fresh or notes is not None
             out += notes or []
         if fresh:
             await self.send(out)
             self.store(partition, key, stored)
-            self.store_cost(partition, project, row)
 
     def count_untracked(
-        self, partition: int, project: str, plan: str, events: list[ExecutionCompleted]
+        self, partition: int, project: str, plan: str, events: list[ExecutionCompleted], key: bytes
     ) -> None:
-        """Count the cost of executions of a workflow without state, each once."""
+        """Count the cost of executions of a workflow without state, each once; a state it had
+        is dropped and its cost taken into the project's row."""
         row = self.cost_row(partition, project, plan)
-        fresh = False
+        fresh = self.fold(partition, key, row)
         for event in events:
             if event.executionId in row.seen:
                 continue
             row.seen.append(event.executionId)
             del row.seen[:-SEEN_LIMIT]
-            _add_cost(row, facts_of(event))
+            _add_cost(row.cost, facts_of(event))
             fresh = True
         if fresh:
             self.store_cost(partition, project, row)
 
+    def fold(self, partition: int, key: bytes, row: ProjectCost) -> bool:
+        """Drop a workflow's state, adding its cost into its project's row; whether it had one."""
+        raw = self.tables.states.pop(key, None)
+        if raw is None:
+            return False
+        self.views.discard_key(partition, key)
+        for month, amount in _head.decode(raw).cost.items():
+            row.cost[month] = row.cost.get(month, Decimal(0)) + amount
+        return True
+
     def evaluate(
         self,
         partition: int,
+        key: bytes,
         stored: Stored,
-        row: ProjectCost,
         subs: list[SubView],
         record: ExecutionRecord,
         event: ExecutionCompleted,
@@ -493,11 +530,11 @@ class Engine:
         rules = [s.rule for s in subs if s.rule is not None]
         cooldown = self.settings.alert_cooldown_s
         stored.state, alerts = on_execution(stored.state, rules, facts, cooldown)
-        _add_cost(row, facts)
+        _add_cost(stored.cost, facts)
         plain = [s for s in subs if s.rule is None and s.admits(event)]
         if not plain and not alerts:
             return []
-        extras = self.extras(record.projectId, facts.ended_ms, (partition, row))
+        extras = self.extras(record.projectId, facts.ended_ms, (partition, key, stored.cost))
         created = now_ms(self.clock)
         out = [
             payload.execution_notification(record.projectId, event, s.record, extras, created)
@@ -650,10 +687,10 @@ class Engine:
         return records
 
     def extras(
-        self, project: str, at_ms: int, pending: tuple[int, ProjectCost] | None = None
+        self, project: str, at_ms: int, pending: tuple[int, bytes, dict[str, Decimal]] | None = None
     ) -> Extras:
-        """The project's plan limits and month-to-date cost at `at_ms` (with a cost row of a
-        partition not yet written back)."""
+        """The project's plan limits and month-to-date cost at `at_ms` (with a workflow's cost
+        not yet written back)."""
         plan = self.views.plans.get(project, "free")
         cost = self.views.period_cost(project, iso_ms(at_ms)[:7], pending)
         return Extras(plan, self.limits(plan), cost)
@@ -674,27 +711,30 @@ class Engine:
         return _stored.decode(raw)
 
     def store(self, partition: int, key: bytes, stored: Stored) -> None:
-        """Write a workflow's value back; drop the project's least recent ones over the cap."""
-        stored.cost = {}
+        """Write a workflow's value back; drop the project's least recent ones over the cap
+        (their cost goes into the project's row)."""
         self.tables.states[key] = _encode(stored)
+        self.views.set_wf_cost(partition, key, stored.cost)
         evicted = self.views.add_key(partition, key)
-        for old in evicted:
-            self.tables.states.pop(old, None)
         if evicted:
-            EVICTED.inc(len(evicted))
             project = split_key(key)[0]
+            row = self.cost_row(partition, project, stored.plan)
+            for old in evicted:
+                self.fold(partition, old, row)
+            self.store_cost(partition, project, row)
+            EVICTED.inc(len(evicted))
             if project not in self.capped:  # once per project: the counter tells the rest
                 self.capped.add(project)
                 log.warning("alerts.workflows_capped", project=project, partition=partition,
                             cap=self.views.max_workflows)  # fmt: skip
 
 
-def _add_cost(row: ProjectCost, facts: ExecutionFacts) -> None:
+def _add_cost(cost: dict[str, Decimal], facts: ExecutionFacts) -> None:
     """Count an execution's cost into its month; months before the previous are dropped."""
     month = iso_ms(facts.ended_ms)[:7]
-    row.cost[month] = row.cost.get(month, Decimal(0)) + (facts.cost or Decimal(0))
-    for old in sorted(row.cost)[:-KEPT_MONTHS]:
-        del row.cost[old]
+    cost[month] = cost.get(month, Decimal(0)) + (facts.cost or Decimal(0))
+    for old in sorted(cost)[:-KEPT_MONTHS]:
+        del cost[old]
 
 
 def _by_workflow(events: list[ExecutionCompleted]) -> dict[str, list[ExecutionCompleted]]:

@@ -50,13 +50,13 @@ def subscription(
 
 
 class World:
-    def __init__(self, max_workflows: int = 10_000) -> None:
+    def __init__(self, max_workflows: int = 10_000, tables: Tables | None = None) -> None:
         self.sent: list[NotificationRecord] = []
         self.dead: list[tuple[Any, str]] = []
         self.offsets = dict.fromkeys(range(PARTITIONS), 0)
         settings = Settings(data_dir=Path("unused"), clickhouse_url="", database_url="")
         self.views = Views(max_workflows=max_workflows)
-        self.tables = Tables({}, {}, {})
+        self.tables = tables or Tables({}, {}, {})
         self.engine = Engine(
             settings, PARTITIONS, self.tables, self.views, self.send, TickGate(self.start),
             self.dead_letter,
@@ -418,6 +418,8 @@ async def test_state_stays_bounded_when_a_project_mints_100_000_workflow_ids() -
                                        for p in ("prj_watched", "prj_quiet") for n in range(3)}  # fmt: skip
     assert all(len(r.seen) <= 1000 for by in world.views.costs.values() for r in by.values())
     assert world.views.period_cost("prj_quiet", "2026-11") == Decimal("500.00")
+    # watched workflows count in their own rows; evicted ones were folded into the project's
+    assert world.views.period_cost("prj_watched", "2026-11") == Decimal("500.00")
 
 
 async def test_a_workflow_whose_subscriptions_are_gone_loses_its_state() -> None:
@@ -429,6 +431,29 @@ async def test_a_workflow_whose_subscriptions_are_gone_loses_its_state() -> None
     await world.subscription_on_stream(deleted)
     await world.execution("ex-2", 1, 0.01)
     assert world.tables.states == {} and world.views.key_count() == 0
+    # its cost went into the project's row: counted once, nothing lost
+    assert world.views.period_cost(PROJECT, "2026-11") == Decimal("0.02")
+
+
+class CountingTable(dict[bytes, bytes]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self.writes += 1
+        super().__setitem__(key, value)
+
+
+async def test_a_watched_execution_is_one_table_write_and_counted_once() -> None:
+    states, costs = CountingTable(), CountingTable()
+    world = World(tables=Tables(states, {}, costs))
+    world.read_ahead(plain())
+    await world.execution("ex-1", 0, 0.25)
+    await world.execution("ex-1", 0, 0.25)  # resent: neither evaluated nor counted again
+    await world.execution("ex-2", 1, 0.5)
+    assert (states.writes, costs.writes) == (2, 0)  # one changelog record per execution
+    assert world.views.period_cost(PROJECT, "2026-11") == Decimal("0.75")
 
 
 def test_the_read_ahead_skips_what_is_not_a_subscription() -> None:
