@@ -10,7 +10,7 @@ from aiohttp import web
 
 from schemas import topics
 from services.api.deps import Deps
-from services.api.intake import intake_middleware
+from services.api.intake import INGEST_PATH, gated
 from services.api.ops import READINESS, Readiness
 from services.api.outbox import run_relay
 from services.api.routing import bind
@@ -34,13 +34,16 @@ def build_app(deps: Deps, background: bool = True) -> web.Application:
     `background` runs the last-used flusher and the outbox relay with it (tests may not).
     """
     app = web.Application(
-        middlewares=[envelope_middleware, intake_middleware(deps.intake)],
+        middlewares=[envelope_middleware],
         client_max_size=deps.settings.max_body_bytes,
     )
     app[METRICS] = HttpMetrics()
     app[READINESS] = Readiness(deps)
     for route in ROUTES:
-        app.router.add_route(route.method, route.path, bind(route, deps))
+        handler = bind(route, deps)
+        if route.method == "POST" and route.path == INGEST_PATH:
+            handler = gated(deps.intake, handler)  # `up` closes it when it stops
+        app.router.add_route(route.method, route.path, handler)
 
     async def run_background(_app: web.Application) -> AsyncIterator[None]:
         tasks = [
