@@ -4,13 +4,15 @@ One agent (concurrency 1) reads the three co-partitioned topics, so a workflow's
 handled on one partition, in log order, by one worker. Three plain tables hold what must survive
 a restart, each written only while handling a record of the partition its key belongs to:
 - `workflow-states`: key `<project>/<workflow>` (the topic key); the value (`Stored`) is the
-  project's plan and the rules' `WorkflowState` (buckets, seen execution ids, watches with
-  cooldowns and episodes). Only workflows that a subscription of their project covers have
-  one, at most `MAX_WORKFLOWS` per project and partition (the least recently written go, counted
-  by `cc_alerts_evicted_workflows_total`): minting workflow ids costs the engine nothing more;
-- `project-costs`: key `<project>/<partition>`, the project's cost per month on that partition
-  (the month-to-date cost in payloads sums the partitions this worker holds), with the ids of
-  the latest executions counted without a workflow state, so a resent one is not billed twice;
+  workflow's cost per month, the project's plan and the rules' `WorkflowState` (buckets,
+  seen execution ids, watches with cooldowns and episodes). Only workflows that a
+  subscription of their project covers have one, at most `MAX_WORKFLOWS` per project and
+  partition (the least recently written go, counted by `cc_alerts_evicted_workflows_total`):
+  minting workflow ids costs the engine nothing more;
+- `project-costs`: key `<project>/<partition>`, the cost per month of the project's executions
+  counted without a workflow state, and of workflows that lost theirs (the month-to-date cost
+  in payloads adds the watched workflows' own costs, over the partitions this worker holds),
+  with the ids of the latest executions counted here, so a resent one is not billed twice;
 - `subscriptions`: key `<subscription id>/<partition>`, the version this partition applied,
   with the offset of its earliest marker there.
 The tables live in RocksDB under `CC_DATA_DIR/alerts/<group>` (`CC_ALERTS_STORE`; `memory://`
