@@ -133,5 +133,8 @@ async def test_a_killed_child_is_restarted_and_works_again(
         os.kill(old, signal.SIGKILL)
         await restarted(crash_stack, session, name, old)
         await delivered(crash_stack, session, key, receiver, f"after-{name}-kill")
-    assert await restarts_counted(crash_stack, session, name) == before + 1
+    counted = await restarts_counted(crash_stack, session, name) - before
+    # A broker started again at once can find its port not yet released by the killed one: that
+    # attempt fails and is a restart too (with back-off), so the broker may count more than one.
+    assert counted == 1 if name != "broker" else counted >= 1
     assert crash_stack.process.poll() is None
