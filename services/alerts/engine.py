@@ -29,7 +29,14 @@ from schemas.notifications import NotificationRecord, SubscriptionRecord
 from services.alerts import payload
 from services.alerts.payload import Extras
 from services.alerts.rules import arm, disarm, facts_of, on_execution, on_tick
-from services.alerts.state import SEEN_LIMIT, ExecutionFacts, Subscription, WorkflowState
+from services.alerts.state import (
+    ExecutionFacts,
+    Subscription,
+    WorkflowState,
+    digests_add,
+    digests_have,
+    seen_digest,
+)
 from services.alerts.ticks import Tick, TickGate
 from services.common.clock import Clock, iso_ms, now_ms, system_clock
 from services.common.config import DEFAULT_PLANS, PlanLimits, Settings
@@ -146,12 +153,14 @@ class StoredHead(msgspec.Struct, array_like=True):
 
 class ProjectCost(msgspec.Struct, array_like=True):
     """A `project-costs` value (key `<project>/<partition>`): the project's cost per month on
-    that partition, its plan, and the ids of the latest executions counted without a workflow
-    state (whose own seen ids would otherwise keep a resent execution from counting twice)."""
+    that partition, its plan, and the latest executions counted without a workflow state (whose
+    own seen ids would otherwise keep a resent execution from counting twice), as 8-byte digests
+    laid end to end: the row is rewritten on every such execution, so its size is what the
+    changelog carries per execution (8 KB at most instead of some 40 KB of ids)."""
 
     cost: dict[str, Decimal]
     plan: str
-    seen: list[str]
+    seen: bytes
 
 
 _stored = msgspec.json.Decoder(Stored)
@@ -495,10 +504,10 @@ class Engine:
         row = self.cost_row(partition, project, plan)
         fresh = self.fold(partition, key, row)
         for event in events:
-            if event.executionId in row.seen:
+            digest = seen_digest(event.executionId)
+            if digests_have(row.seen, digest):
                 continue
-            row.seen.append(event.executionId)
-            del row.seen[:-SEEN_LIMIT]
+            row.seen = digests_add(row.seen, digest)
             _add_cost(row.cost, facts_of(event))
             fresh = True
         if fresh:
@@ -548,8 +557,8 @@ class Engine:
         row = self.views.costs[partition].get(project)
         if row is None:
             raw = self.tables.costs.get(cost_key(project, partition))
-            return ProjectCost({}, plan, []) if raw is None else _project_cost.decode(raw)
-        return ProjectCost(dict(row.cost), plan, list(row.seen))
+            return ProjectCost({}, plan, b"") if raw is None else _project_cost.decode(raw)
+        return ProjectCost(dict(row.cost), plan, row.seen)
 
     def store_cost(self, partition: int, project: str, row: ProjectCost) -> None:
         """Write a project's cost row back."""

@@ -5,6 +5,7 @@ streak, seen execution ids, event-time marks) and one `Watch` per subscription (
 cooldown, current episode). Everything is bounded, so a value never grows without limit.
 """
 
+import hashlib
 from bisect import bisect_left, bisect_right, insort
 from decimal import Decimal
 from typing import NamedTuple
@@ -18,6 +19,7 @@ HOUR_MS = 3_600_000
 HORIZON_MINUTES = 168 * 60 + 1  # the longest window plus the partial minute at its far edge
 SEEN_LIMIT = 1000
 STREAK_LIMIT = 100  # the largest consecutiveFailures; a longer streak fires every rule alike
+DIGEST_BYTES = 8  # a seen id in a project's cost row: 8 bytes of BLAKE2b instead of the whole id
 
 
 class ExecutionFacts(Struct, frozen=True):
@@ -130,6 +132,26 @@ def _remember(state: WorkflowState, execution_id: str) -> None:
     state.seen[execution_id] = None
     if len(state.seen) > SEEN_LIMIT:
         del state.seen[next(iter(state.seen))]
+
+
+def seen_digest(execution_id: str) -> bytes:
+    """The fixed-size digest a project's cost row remembers an execution id by."""
+    return hashlib.blake2b(execution_id.encode(), digest_size=DIGEST_BYTES).digest()
+
+
+def digests_have(seen: bytes, digest: bytes) -> bool:
+    """Whether `seen` (digests laid end to end) holds `digest` at a digest boundary."""
+    at = seen.find(digest)
+    while at != -1:
+        if at % DIGEST_BYTES == 0:
+            return True
+        at = seen.find(digest, at + 1)
+    return False
+
+
+def digests_add(seen: bytes, digest: bytes) -> bytes:
+    """`seen` with `digest` appended, keeping the latest SEEN_LIMIT."""
+    return (seen + digest)[-SEEN_LIMIT * DIGEST_BYTES :]
 
 
 def _mark_times(state: WorkflowState, ended_ms: int) -> None:

@@ -21,6 +21,9 @@ from services.alerts.state import (
     ExecutionFacts,
     Subscription,
     WorkflowState,
+    digests_add,
+    digests_have,
+    seen_digest,
     streak,
     window_totals,
 )
@@ -654,3 +657,22 @@ def test_failure_rate_fires_exactly_when_errors_exceed_the_percentage(
     _, alerts = replay([sub], [T0 + MINUTE], state)
     expected = len(flags) >= 5 and sum(flags) * 100 > percent * len(flags)
     assert bool(alerts) == expected
+
+
+def test_seen_digests_match_only_at_a_digest_boundary() -> None:
+    a, b = seen_digest("ex-a"), seen_digest("ex-b")
+    seen = digests_add(digests_add(b"", a), b)
+    assert digests_have(seen, a) and digests_have(seen, b)
+    straddling = a[4:] + b[:4]  # present in the bytes, but across two digests
+    assert straddling in seen and not digests_have(seen, straddling)
+    assert not digests_have(seen, seen_digest("ex-c"))
+
+
+@given(st.lists(st.text(max_size=40), min_size=1, max_size=1500))
+@settings(max_examples=30, deadline=None)
+def test_seen_digests_keep_the_latest_thousand(ids: list[str]) -> None:
+    seen = b""
+    for execution_id in ids:
+        seen = digests_add(seen, seen_digest(execution_id))
+    assert len(seen) == min(len(ids), 1000) * 8
+    assert all(digests_have(seen, seen_digest(i)) for i in ids[-1000:])
