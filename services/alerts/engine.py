@@ -166,6 +166,19 @@ class ProjectCost(msgspec.Struct, array_like=True):
 _stored = msgspec.json.Decoder(Stored)
 _head = msgspec.json.Decoder(StoredHead)
 _project_cost = msgspec.json.Decoder(ProjectCost)
+_project_cost_ids = msgspec.json.Decoder(tuple[dict[str, Decimal], str, list[str]])
+
+
+def decode_cost(raw: bytes) -> ProjectCost:
+    """A stored cost row; a row written with whole ids (the earlier format) is read too."""
+    try:
+        return _project_cost.decode(raw)
+    except msgspec.ValidationError:
+        cost, plan, ids = _project_cost_ids.decode(raw)
+    seen = b""
+    for execution_id in ids:
+        seen = digests_add(seen, seen_digest(execution_id))
+    return ProjectCost(cost, plan, seen)
 
 
 def cost_key(project: str, partition: int) -> bytes:
@@ -351,7 +364,7 @@ class Views:
         if value is None:
             self.costs[partition].pop(project, None)
         else:
-            row = _project_cost.decode(value)
+            row = decode_cost(value)
             self.costs[partition][project] = row
             self.plans[project] = row.plan
 
@@ -557,7 +570,7 @@ class Engine:
         row = self.views.costs[partition].get(project)
         if row is None:
             raw = self.tables.costs.get(cost_key(project, partition))
-            return ProjectCost({}, plan, b"") if raw is None else _project_cost.decode(raw)
+            return ProjectCost({}, plan, b"") if raw is None else decode_cost(raw)
         return ProjectCost(dict(row.cost), plan, row.seen)
 
     def store_cost(self, partition: int, project: str, row: ProjectCost) -> None:

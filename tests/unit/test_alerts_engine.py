@@ -20,7 +20,8 @@ from schemas import topics
 from schemas.events import Cost, ExecutionCompleted, ExecutionRecord, topic_key
 from schemas.notifications import NotificationRecord, SubscriptionRecord
 from services.alerts import engine as engine_module
-from services.alerts.engine import Engine, Tables, Views, partition_of
+from services.alerts.engine import Engine, Tables, Views, decode_cost, partition_of
+from services.alerts.state import digests_have, seen_digest
 from services.alerts.ticks import Tick, TickGate
 from services.common.config import Settings
 from services.common.errors import Unavailable
@@ -465,3 +466,9 @@ def test_the_read_ahead_skips_what_is_not_a_subscription() -> None:
     world.views.preload(0, b"\xff", None)
     world.read_ahead(subscription())
     assert set(world.views.subs[0]) == {"ntf_cost"}
+
+
+def test_a_cost_row_stored_with_whole_ids_is_read_as_digests() -> None:
+    row = decode_cost(b'[{"2026-11":"1.50"},"free",["ex-1","ex-2"]]')
+    assert row.cost == {"2026-11": Decimal("1.50")} and row.plan == "free"
+    assert digests_have(row.seen, seen_digest("ex-2")) and len(row.seen) == 16
