@@ -1,28 +1,20 @@
 """Shared fixtures: real PostgreSQL, Redis, the embedded broker and the whole stack."""
 
 import asyncio
-import json
 import os
 import secrets
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-from msgspec import Struct
 from redis import Redis as SyncRedis
 from redis.exceptions import RedisError
 
-from services.common.kafka import EmbeddedBroker, free_port
+from services.common.kafka import EmbeddedBroker
+from tests.processes import Stack, running_stack
 
-ROOT = Path(__file__).resolve().parent.parent
-CLI = str(Path(sys.executable).with_name("codecourier"))
 PG_DSN = os.environ.get("CC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("CC_TEST_REDIS", "redis://127.0.0.1:6379/15")
 
@@ -91,82 +83,8 @@ async def broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]
     embedded.stop()
 
 
-class Stack(Struct):
-    """A running `codecourier up`: where it listens and the credentials it printed."""
-
-    base_url: str
-    admin_token: str
-    project_id: str
-    api_key: str
-    data_dir: Path
-    process: subprocess.Popen[bytes]
-    kafka_bootstrap: str = ""
-    kafka_bootstrap: str = ""
-
-
-def wait_for_file(
-    path: Path, process: subprocess.Popen[bytes], timeout_s: float = 60
-) -> dict[str, str]:
-    """Wait for a JSON file a child process writes when it is ready."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before it was ready")
-        if path.exists():
-            return dict(json.loads(path.read_text()))
-        time.sleep(0.05)
-    raise TimeoutError(f"{path} did not appear within {timeout_s} s")
-
-
-def start_stack(
-    data_dir: Path, extra_env: dict[str, str] | None = None, command: list[str] | None = None
-) -> Stack:
-    """Start `codecourier up` (or `command`) on free ports and wait until it is ready."""
-    kafka_port = free_port()
-    env = {
-        **os.environ,
-        "CC_DATA_DIR": str(data_dir),
-        "CC_HTTP_PORT": str(free_port()),
-        "CC_KAFKA_PORT": str(kafka_port),
-        "CC_LOG_LEVEL": "warning",
-        **(extra_env or {}),
-    }
-    env.pop("CC_KAFKA_BOOTSTRAP", None)
-    with (data_dir.parent / f"{data_dir.name}.log").open("wb") as log:
-        process = subprocess.Popen(
-            command or [CLI, "up"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    creds = wait_for_file(data_dir / "local.json", process)
-    return Stack(
-        creds["baseUrl"],
-        creds["adminToken"],
-        creds["projectId"],
-        creds["apiKey"],
-        data_dir,
-        process,
-        f"127.0.0.1:{kafka_port}",
-    )
-
-
-def stop_stack(stack: Stack) -> None:
-    """SIGTERM, then SIGKILL if it lingers."""
-    if stack.process.poll() is None:
-        stack.process.send_signal(signal.SIGTERM)
-        try:
-            stack.process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(stack.process.pid, signal.SIGKILL)
-            stack.process.wait()
-
-
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The whole local stack, shared by the e2e tests."""
-    running = start_stack(tmp_path_factory.mktemp("stack") / "data")
-    yield running
-    stop_stack(running)
+    with running_stack(tmp_path_factory.mktemp("stack") / "data") as running:
+        yield running

@@ -35,7 +35,7 @@ from services.common.kafka import EmbeddedBroker, ensure_topics, free_port
 from services.common.log import configure_logging
 from services.dispatcher.channels.webhook import canonical_body
 from tests.bench.load import percentile
-from tests.conftest import CLI, ROOT
+from tests.processes import CLI, ROOT, service_env, start_service
 
 N = int(os.environ.get("BENCH_DELIVERIES", "20000"))
 PARTITIONS = 8
@@ -181,18 +181,19 @@ async def main() -> dict[str, Any]:
         progress(f"producing {N} notifications")
         records = [record(n, url, "tp") for n in range(N)]
         await produce(producer, records)
-        env = {
-            **os.environ, "CC_KAFKA_BOOTSTRAP": bootstrap, "CC_KAFKA_PARTITIONS": str(PARTITIONS),
-            "CC_SECRET_KEY": "bench-secret-key-0123456789-0123456789", "CC_DATA_DIR": str(work / "data"),
+        settings = {
+            "CC_KAFKA_PARTITIONS": str(PARTITIONS),
+            "CC_SECRET_KEY": "bench-secret-key-0123456789-0123456789",
             "CC_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'control.db'}",
-            "CC_EGRESS_ALLOW_CIDRS": "127.0.0.0/8", "CC_LOG_LEVEL": "warning",
+            "CC_EGRESS_ALLOW_CIDRS": "127.0.0.0/8",
             "CC_DELIVERY_TIMEOUT_SECONDS": str(TIMEOUT_S),
-        }  # fmt: skip
+        }
+        env = service_env(work / "data", bootstrap=bootstrap, settings=settings)
         await asyncio.to_thread(
             subprocess.run, [CLI, "migrate"], env=env, cwd=ROOT, check=True, capture_output=True
         )
         progress("starting the dispatcher")
-        dispatcher = subprocess.Popen([CLI, "dispatcher"], env=env, cwd=ROOT)
+        dispatcher = start_service([CLI, "dispatcher"], env, work / "dispatcher.log")
         attempts = await wait_for(log, "tp", N, 600)
         first = min(a.attemptedAtMs for a in attempts)
         last = max(a.attemptedAtMs + a.durationMs for a in attempts)

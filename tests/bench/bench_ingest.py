@@ -35,7 +35,7 @@ from services.logsink import rows
 from services.logsink.sink import SinkConfig
 from tests.bench.ingestdata import make_bodies
 from tests.bench.load import percentile
-from tests.conftest import CLI, ROOT, wait_for_file
+from tests.processes import CLI, ROOT, service_env, start_service, wait_for_file
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "200000"))
 BATCH = int(os.environ.get("BENCH_BATCH", "500"))
@@ -65,24 +65,10 @@ def progress(message: str) -> None:
 
 
 def start(work: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "CC_DATA_DIR": str(work / "data"),
-        "CC_HTTP_PORT": str(free_port()),
-        "CC_PLANS": RAISED,
-        "CC_LOG_LEVEL": "info",
-    }
-    env.pop("CC_KAFKA_BOOTSTRAP", None)
-    env.pop("CC_CLICKHOUSE_URL", None)
-    with (work / "stack.log").open("wb") as log:
-        return subprocess.Popen(
-            [CLI, "up"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    env = service_env(
+        work / "data", http_port=free_port(), log_level="info", settings={"CC_PLANS": RAISED}
+    )
+    return start_service([CLI, "up"], env, work / "stack.log", own_session=True)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

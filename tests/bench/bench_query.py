@@ -25,7 +25,8 @@ from services.common.clickhouse import ClickHouse
 from services.common.kafka import free_port
 from tests.bench.load import percentile
 from tests.bench.querydata import DataSet, fill_clickhouse, fill_postgres, progress
-from tests.conftest import PG_DSN, Stack, start_stack, stop_stack
+from tests.conftest import PG_DSN
+from tests.processes import Stack, start_stack, stop_stack
 
 ROWS = int(os.environ.get("BENCH_ROWS", "10000000"))
 PROJECTS = int(os.environ.get("BENCH_PROJECTS", "1000"))

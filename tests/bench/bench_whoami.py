@@ -17,7 +17,7 @@ import aiohttp
 
 from services.common.kafka import free_port
 from tests.bench.load import median_of, run_load
-from tests.conftest import CLI, ROOT, wait_for_file
+from tests.processes import CLI, ROOT, service_env, start_service, wait_for_file
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 DURATION_S = float(os.environ.get("BENCH_SECONDS", "5"))
@@ -56,16 +56,10 @@ async def measured(url: str, headers: dict[str, str], pid: int) -> dict[str, flo
 
 async def main() -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="cc-bench-"))
-    env = {
-        **os.environ,
-        "CC_DATA_DIR": str(work / "data"),
-        "CC_HTTP_PORT": str(free_port()),
-        "CC_PLANS": RAISED,
-    }
-    with (work / "stack.log").open("wb") as log:
-        stack = subprocess.Popen(
-            [CLI, "up"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+    env = service_env(
+        work / "data", http_port=free_port(), log_level="info", settings={"CC_PLANS": RAISED}
+    )
+    stack = start_service([CLI, "up"], env, work / "stack.log")
     bare_port = free_port()
     bare = subprocess.Popen(
         [sys.executable, "-m", "tests.bench.bare_server", str(bare_port)], cwd=ROOT

@@ -5,7 +5,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.conftest import Stack
+from tests.processes import Stack
 
 
 async def call(

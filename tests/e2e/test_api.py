@@ -5,8 +5,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from tests.conftest import Stack
 from tests.e2e.helpers import call, new_key, new_project
+from tests.processes import Stack
 
 WHOAMI_FIELDS = {"keyId", "projectId", "name", "scopes", "createdAt", "lastUsedAt"}
 

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from tests.conftest import Stack
 from tests.e2e.helpers import call, completed, new_project, post_events
+from tests.processes import Stack
 
 DEEP = "[" * 3000 + "]" * 3000
 

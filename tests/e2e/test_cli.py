@@ -3,7 +3,7 @@
 import json
 import subprocess
 
-from tests.conftest import CLI, Stack
+from tests.processes import CLI, Stack
 
 
 def run(stack: Stack, *args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 
 from services.clientcmds import batches, file_lines, log_line
-from tests.conftest import CLI, Stack
 from tests.e2e.helpers import call, new_project
+from tests.processes import CLI, Stack
 
 READ_TIMEOUT_S = 15.0
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import Stack, start_stack, stop_stack
 from tests.e2e.helpers import call, completed, new_project, post_events, read_all
+from tests.processes import Stack, running_stack
 from tests.receivers import HttpReceiver
 
 SERVICES = {"services.cli alerts": "alerts", "services.cli dispatcher": "dispatcher"}
@@ -21,9 +21,8 @@ SERVICES = {"services.cli alerts": "alerts", "services.cli dispatcher": "dispatc
 @pytest.fixture(scope="module")
 def crash_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack of its own: killing children of the shared one would slow the other tests."""
-    running = start_stack(tmp_path_factory.mktemp("crashes") / "data")
-    yield running
-    stop_stack(running)
+    with running_stack(tmp_path_factory.mktemp("crashes") / "data") as running:
+        yield running
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from schemas import topics
 from schemas.deliveries import DeliveryAttempt
 from services.common.clock import iso_ms, now_ms
 from services.common.ids import new_id
-from tests.conftest import Stack
 from tests.e2e.helpers import call, consume_all, new_key, new_project
+from tests.processes import Stack
 
 T = now_ms() - 60_000  # attempts a minute old, well inside the retention
 ROUND = T + 30_000  # a redelivery's round is its time in ms

@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 
-from tests.conftest import Stack
 from tests.e2e.helpers import call, new_project
+from tests.processes import Stack
 from tests.receivers import HttpReceiver, NodeWebhookReceiver, Reply
 
 T = TypeVar("T")

@@ -6,7 +6,6 @@ seed, derandomized) and bounded (a fixed number of examples per operation).
 """
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import schemathesis
@@ -20,9 +19,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import Stack, start_stack, stop_stack
+from tests.processes import ROOT, Stack, running_stack
 
-ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = 50
 # Rate limits are tested elsewhere; here every request should reach its handler.
 PLANS = '{"enterprise": {"apiPerMinute": 1000000, "apiBurst": 1000000}}'
@@ -42,9 +40,8 @@ schema = schemathesis.openapi.from_path(ROOT / "docs" / "openapi.json", config=c
 @pytest.fixture(scope="module")
 def fuzz_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack of its own, with rate limits out of the way."""
-    running = start_stack(tmp_path_factory.mktemp("fuzz") / "data", {"CC_PLANS": PLANS})
-    yield running
-    stop_stack(running)
+    with running_stack(tmp_path_factory.mktemp("fuzz") / "data", {"CC_PLANS": PLANS}) as running:
+        yield running
 
 
 @schema.parametrize()

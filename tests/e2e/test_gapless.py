@@ -12,8 +12,8 @@ import aiohttp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Stack
 from tests.e2e.helpers import call, completed, new_project, post_events
+from tests.processes import Stack
 
 Step = tuple[str, int, int]  # ("ingest", size, age_days) or ("read", limit, sleep_ms)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from services.common.kafka import free_port
-from tests.conftest import ROOT, wait_for_file
+from tests.processes import service_env, start_service, wait_for_file
 
 
 def _pids_with(fragment: str) -> list[int]:
@@ -63,23 +63,14 @@ def _as_at_a_terminal() -> None:
 
 def _start_make_run(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, int]:
     kafka_port = free_port()
-    env = {
-        **os.environ,
-        "CC_DATA_DIR": str(tmp_path / "data"),
-        "CC_HTTP_PORT": str(free_port()),
-        "CC_KAFKA_PORT": str(kafka_port),
-        "CC_LOG_LEVEL": "warning",
-    }
-    with (tmp_path / "run.log").open("wb") as log:
-        make = subprocess.Popen(
-            ["make", "-s", "run"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_as_at_a_terminal,
-        )
+    env = service_env(tmp_path / "data", http_port=free_port(), kafka_port=kafka_port)
+    make = start_service(
+        ["make", "-s", "run"],
+        env,
+        tmp_path / "run.log",
+        own_session=True,
+        preexec_fn=_as_at_a_terminal,
+    )
     creds = wait_for_file(tmp_path / "data" / "local.json", make)
     assert creds["apiKey"].startswith("cc_live_")
     mode = (tmp_path / "data" / "local.json").stat().st_mode & 0o777

@@ -8,7 +8,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import Stack
 from tests.e2e.helpers import (
     call,
     completed,
@@ -18,6 +17,7 @@ from tests.e2e.helpers import (
     post_events,
     read_all,
 )
+from tests.processes import Stack
 
 DAY = "2026-11-02"
 

@@ -13,17 +13,16 @@ import aiohttp
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.conftest import Stack, start_stack, stop_stack
 from tests.e2e.helpers import call, completed, new_project, post_events, read_all
+from tests.processes import Stack, running_stack
 from tests.receivers import HttpReceiver
 
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack of its own: the raw poison below stays off the topics other tests read."""
-    running = start_stack(tmp_path_factory.mktemp("noisy") / "data")
-    yield running
-    stop_stack(running)
+    with running_stack(tmp_path_factory.mktemp("noisy") / "data") as running:
+        yield running
 
 
 @pytest.fixture

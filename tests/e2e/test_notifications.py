@@ -9,7 +9,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import Stack
 from tests.e2e.helpers import (
     call,
     completed,
@@ -19,6 +18,7 @@ from tests.e2e.helpers import (
     post_events,
     read_all,
 )
+from tests.processes import Stack
 
 URL = "/api/v1/notifications"
 

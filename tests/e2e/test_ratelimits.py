@@ -13,8 +13,9 @@ import asyncpg
 import pytest
 
 from services.common.kafka import free_port
-from tests.conftest import CLI, PG_DSN, ROOT, Stack, _skip_or_fail, pg_execute
+from tests.conftest import PG_DSN, _skip_or_fail, pg_execute
 from tests.e2e.helpers import call, new_project
+from tests.processes import CLI, Stack, service_env, start_service
 
 ADMIN = "cc_admin_e2e_shared_bucket_token"
 
@@ -72,22 +73,8 @@ def pg_database() -> Iterator[str]:
 
 def _start_api(tmp_path, name: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    full = {
-        **os.environ,
-        **env,
-        "CC_HTTP_PORT": str(port),
-        "CC_DATA_DIR": str(tmp_path / name),
-        "CC_LOG_LEVEL": "warning",
-    }
-    with (tmp_path / f"{name}.log").open("wb") as log:
-        process = subprocess.Popen(
-            [CLI, "api"],
-            cwd=ROOT,
-            env=full,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    full = service_env(tmp_path / name, http_port=port, settings=env)
+    process = start_service([CLI, "api"], full, tmp_path / f"{name}.log", own_session=True)
     return process, f"http://127.0.0.1:{port}"
 
 

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import pytest
 
-from tests.conftest import Stack, start_stack, stop_stack
 from tests.e2e.helpers import call, completed, new_project, post_events, read_all
+from tests.processes import Stack, running_stack
 
 PAGE_MAX_BYTES = 20_000
 LIMITS = {"runs": {"maxExecutionSeconds": 1e-6}, "workflows": {"maxRowsToRead": 1}}
@@ -18,9 +18,8 @@ LIMITS = {"runs": {"maxExecutionSeconds": 1e-6}, "workflows": {"maxRowsToRead": 
 def small_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack whose logs pages hold 20 kB and whose runs and workflows reads cannot succeed."""
     env = {"CC_LOGS_PAGE_MAX_BYTES": str(PAGE_MAX_BYTES), "CC_QUERY_LIMITS": json.dumps(LIMITS)}
-    running = start_stack(tmp_path_factory.mktemp("small") / "data", env)
-    yield running
-    stop_stack(running)
+    with running_stack(tmp_path_factory.mktemp("small") / "data", env) as running:
+        yield running
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 
 from schemas import topics
-from tests.conftest import Stack, start_stack, stop_stack
 from tests.e2e.helpers import call, completed, consume_all, new_project, post_events
+from tests.processes import Stack, start_stack, stop_stack
 
 
 @pytest.fixture

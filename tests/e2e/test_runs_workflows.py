@@ -5,7 +5,6 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from tests.conftest import Stack
 from tests.e2e.helpers import (
     call,
     completed,
@@ -15,6 +14,7 @@ from tests.e2e.helpers import (
     post_events,
     read_all,
 )
+from tests.processes import Stack
 
 
 @pytest.fixture

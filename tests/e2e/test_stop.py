@@ -12,8 +12,8 @@ import aiohttp
 import msgspec
 import pytest
 
-from tests.conftest import Stack, start_stack, stop_stack
 from tests.e2e.helpers import call, completed, new_project, post_events, read_all
+from tests.processes import Stack, start_stack, stop_stack
 from tests.receivers import HttpReceiver
 
 STOP_BOUND_S = 30.0

@@ -16,8 +16,8 @@ from aiokafka.structs import TopicPartition
 
 from schemas import topics
 from services.alerts.ticks import OffsetReader
-from tests.conftest import Stack
 from tests.e2e.helpers import call, completed, consume_all, new_project, post_events
+from tests.processes import Stack
 from tests.receivers import HttpReceiver
 
 ROUNDS = 5

@@ -7,7 +7,6 @@ project, so tests sharing a worker cannot see each other's notifications.
 
 import asyncio
 import contextlib
-import os
 import secrets
 import signal
 import subprocess
@@ -28,7 +27,7 @@ from schemas.notifications import SubscriptionRecord
 from services.alerts.engine import partition_of
 from services.alerts.ticks import OffsetReader, Tick, TickGate
 from services.common.kafka import EmbeddedBroker, ensure_topics
-from tests.conftest import CLI, ROOT
+from tests.processes import CLI, service_env, start_service
 
 Note = dict[str, Any]
 MINUTE_H = 1 / 60
@@ -39,25 +38,19 @@ class Worker:
     """A `codecourier alerts` child process."""
 
     def __init__(self, bootstrap: str, partitions: int, group: str, log_path: Path, **env: str):
-        self.env = {
-            **os.environ,
-            "CC_KAFKA_BOOTSTRAP": bootstrap,
+        settings = {
             "CC_KAFKA_PARTITIONS": str(partitions),
             "CC_ALERTS_GROUP": group,
-            "CC_DATA_DIR": str(log_path.parent / "data"),
             "CC_TICK_SECONDS": "1",
-            "CC_LOG_LEVEL": "warning",
             **env,
         }
+        self.env = service_env(log_path.parent / "data", bootstrap=bootstrap, settings=settings)
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "Worker":
         """Start the process (a second start after a kill reuses group and settings)."""
-        with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                [CLI, "alerts"], cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
-            )
+        self.process = start_service([CLI, "alerts"], self.env, self.log_path, append=True)
         return self
 
     def kill(self, sig: int = signal.SIGKILL) -> None:

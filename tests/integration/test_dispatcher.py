@@ -7,7 +7,6 @@ Receivers are real aiohttp servers on loopback; the egress allow-list opens loop
 
 import asyncio
 import itertools
-import os
 import signal
 import subprocess
 import time
@@ -31,9 +30,8 @@ from services.common.controlplane import ControlPlane, SubscriptionRow, make_eng
 from services.common.kafka import EmbeddedBroker, ensure_topics, free_port
 from services.common.sealing import seal, sealing_key
 from services.common.subscriptions import StoredConfig
+from tests.processes import CLI, service_env, start_service
 
-ROOT = Path(__file__).resolve().parents[2]
-CLI = str(ROOT / ".venv" / "bin" / "codecourier")
 PARTITIONS = 2
 DELAYS = (0.3, 0.6, 0.9, 1.2, 1.5)
 SECRET_KEY = "dispatcher-test-secret-key-0123456789"
@@ -87,10 +85,7 @@ class World:
 
     def start(self) -> None:
         assert self.log_path is not None
-        with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                [CLI, "dispatcher"], cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
-            )
+        self.process = start_service([CLI, "dispatcher"], self.env, self.log_path, append=True)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -128,23 +123,20 @@ async def world(broker_dir: Path) -> AsyncIterator[World]:
     log: list[DeliveryAttempt] = []
     starts: list[AttemptsStarted] = []
     reader = asyncio.create_task(_read_log(bootstrap, log, starts))
-    env = {
-        **os.environ,
-        "CC_KAFKA_BOOTSTRAP": bootstrap,
+    settings = {
         "CC_KAFKA_PARTITIONS": str(PARTITIONS),
         "CC_SECRET_KEY": SECRET_KEY,
         "CC_DATABASE_URL": db_url,
-        "CC_DATA_DIR": str(broker_dir / "data"),
         "CC_RETRY_DELAYS": ",".join(str(d) for d in DELAYS),
         "CC_EGRESS_ALLOW_CIDRS": "127.0.0.0/8",
         "CC_DELIVERY_TIMEOUT_SECONDS": "5",
-        "CC_LOG_LEVEL": "warning",
         "CC_METRICS_PORT": str(free_port()),
         # small lanes, so that a slow receiver fills its own
         "CC_DISPATCHER_LANE_IN_FLIGHT": "4",
         "CC_DISPATCHER_LANE_QUEUE": "4",
         "CC_DISPATCHER_LANE_STALL_SECONDS": "0.3",
     }
+    env = service_env(broker_dir / "data", bootstrap=bootstrap, settings=settings)
     world = World(bootstrap, receiver, producer, log, starts, db_url, env,
                   log_path=broker_dir / "dispatcher.log")  # fmt: skip
     world.reader = reader

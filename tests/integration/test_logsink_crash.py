@@ -1,7 +1,6 @@
 """kill -9 of a log sink process mid-stream: after a restart every execution is stored once."""
 
 import asyncio
-import os
 import signal
 import subprocess
 import time
@@ -17,7 +16,7 @@ from schemas import topics
 from schemas.events import ExecutionCompleted, ExecutionRecord, topic_key
 from services.common.clickhouse import ClickHouse
 from services.common.kafka import EmbeddedBroker, ensure_topics
-from tests.conftest import CLI, ROOT
+from tests.processes import CLI, service_env, start_service
 
 TOTAL = 50_000
 RESENT = 2_000  # resent executions: must not become second rows either
@@ -41,18 +40,12 @@ def _record(i: int) -> tuple[bytes, bytes]:
 
 
 def _start_sink(tmp_path: Path, bootstrap: str, name: str) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "CC_KAFKA_BOOTSTRAP": bootstrap,
-        "CC_DATA_DIR": str(tmp_path),
+    settings = {
         "CC_CLICKHOUSE_URL": f"chdb://{tmp_path / 'ch'}",
         "CC_KAFKA_PARTITIONS": str(PARTITIONS),
-        "CC_LOG_LEVEL": "info",
     }
-    with (tmp_path / f"{name}.log").open("wb") as log:
-        return subprocess.Popen(
-            [CLI, "logsink"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+    env = service_env(tmp_path, bootstrap=bootstrap, log_level="info", settings=settings)
+    return start_service([CLI, "logsink"], env, tmp_path / f"{name}.log")
 
 
 async def _committed(bootstrap: str) -> dict[int, int]:

@@ -1,9 +1,7 @@
 """`codecourier logsink` stores `delivery-log` next to `executions` and commits both."""
 
 import asyncio
-import os
 import signal
-import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,8 +17,8 @@ from schemas.events import ExecutionCompleted, ExecutionRecord, topic_key
 from services.common.clickhouse import ClickHouse
 from services.common.clock import now_ms
 from services.common.kafka import EmbeddedBroker, ensure_topics
-from tests.conftest import CLI, ROOT
 from tests.e2e.helpers import consume_all
+from tests.processes import CLI, service_env, start_service
 
 PARTITIONS = 2
 DELIVERIES = 100  # three attempts each, the first carrying the payload
@@ -109,14 +107,12 @@ async def test_the_sink_stores_each_attempt_once_dead_letters_poison_and_commits
     try:
         await ensure_topics(bootstrap, PARTITIONS)
         totals = await _produce(bootstrap)
-        env = {
-            **os.environ, "CC_KAFKA_BOOTSTRAP": bootstrap, "CC_DATA_DIR": str(tmp_path),
-            "CC_CLICKHOUSE_URL": f"chdb://{tmp_path / 'ch'}", "CC_KAFKA_PARTITIONS": str(PARTITIONS),
-        }  # fmt: skip
-        with (tmp_path / "sink.log").open("wb") as log:
-            sink = subprocess.Popen(
-                [CLI, "logsink"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
+        settings = {
+            "CC_CLICKHOUSE_URL": f"chdb://{tmp_path / 'ch'}",
+            "CC_KAFKA_PARTITIONS": str(PARTITIONS),
+        }
+        env = service_env(tmp_path, bootstrap=bootstrap, log_level="info", settings=settings)
+        sink = start_service([CLI, "logsink"], env, tmp_path / "sink.log")
         deadline = time.monotonic() + 90
         committed = {}
         while time.monotonic() < deadline:
