@@ -1,11 +1,16 @@
 """HTTP helpers for tests against a running stack."""
 
+import asyncio
 import io
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import aiohttp
 
 from tests.processes import Stack
+
+T = TypeVar("T")
 
 
 async def call(
@@ -53,6 +58,23 @@ async def new_key(
     return dict(body["data"])
 
 
+async def subscribe(
+    session: aiohttp.ClientSession,
+    stack: Stack,
+    key: str,
+    url: str = "https://hooks.example.com/cc",
+    **fields: Any,
+) -> tuple[str, str]:
+    """Subscribe a webhook at `url` to every workflow (any body field overridden); returns
+    (subscription id, signing secret)."""
+    body = {"notificationType": "webhook", "allWorkflows": True, "webhookConfig": {"url": url}}
+    status, _, created = await call(
+        session, "POST", f"{stack.base_url}/api/v1/notifications", key, json=body | fields
+    )
+    assert status == 201, created
+    return created["data"]["subscription"]["id"], created["data"]["signingSecret"]
+
+
 def completed(execution_id: str, workflow_id: str = "wf-1", **fields: Any) -> dict[str, Any]:
     """A completed-execution event that ended a moment ago (override any field)."""
     from datetime import UTC, datetime, timedelta
@@ -87,9 +109,6 @@ async def read_all(
     timeout_s: float = 30.0,
 ) -> list[dict[str, Any]]:
     """Follow the asc cursor until `expected` logs were seen (or fail after `timeout_s`)."""
-    import asyncio
-    import time
-
     seen: list[dict[str, Any]] = []
     cursor = None
     deadline = time.monotonic() + timeout_s
@@ -122,3 +141,14 @@ async def consume_all(bootstrap: str, topic: str, wait_ms: int = 5000) -> list[A
     finally:
         await consumer.stop()
     return [record for records in fetched.values() for record in records]
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], timeout_s: float = 45) -> T:
+    """Poll until `probe` answers something truthy."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = await probe()
+        if found:
+            return found
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.2)

@@ -1,20 +1,9 @@
 """The API foundation over HTTP against the real stack (`codecourier up`)."""
 
-from collections.abc import AsyncIterator
-
-import aiohttp
-import pytest
-
 from tests.e2e.helpers import call, new_key, new_project
 from tests.processes import Stack
 
 WHOAMI_FIELDS = {"keyId", "projectId", "name", "scopes", "createdAt", "lastUsedAt"}
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 async def test_admin_creates_a_project_with_an_all_scopes_key(session, stack: Stack) -> None:

@@ -1,21 +1,13 @@
 """Bounds at the edge over HTTP: hostile values are a 400 naming the field, never a 500."""
 
 import json
-from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
 
-from tests.e2e.helpers import call, completed, new_project, post_events
+from tests.e2e.helpers import call, completed, new_project, post_events, subscribe
 from tests.processes import Stack
 
 DEEP = "[" * 3000 + "]" * 3000
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 async def test_a_final_output_3000_levels_deep_is_a_400_naming_it(session, stack: Stack) -> None:
@@ -75,13 +67,8 @@ async def test_query_numbers_beyond_their_type_are_400(session, stack: Stack, qu
 
 async def test_patch_bounds_the_trigger_filter_as_create_does(session, stack: Stack) -> None:
     _, key = await new_project(session, stack)
-    status, _, created = await call(
-        session, "POST", f"{stack.base_url}/api/v1/notifications", key,
-        json={"notificationType": "webhook", "allWorkflows": True,
-              "webhookConfig": {"url": "https://hooks.example.com/cc"}},
-    )  # fmt: skip
-    assert status == 201, created
-    url = f"{stack.base_url}/api/v1/notifications/{created['data']['subscription']['id']}"
+    subscription, _ = await subscribe(session, stack, key)
+    url = f"{stack.base_url}/api/v1/notifications/{subscription}"
     huge = [f"t{i:05d}-" + "x" * 50 for i in range(12_000)]  # a record near the broker's limit
     for triggers in (huge, [f"t{i}" for i in range(51)]):
         status, _, answer = await call(session, "PATCH", url, key, json={"triggerFilter": triggers})

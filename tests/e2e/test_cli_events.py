@@ -7,25 +7,17 @@ import pty
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from services.clientcmds import batches, file_lines, log_line
 from tests.e2e.helpers import call, new_project
 from tests.processes import CLI, Stack
 
 READ_TIMEOUT_S = 15.0
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 def completed(execution_id: str, workflow_id: str = "wf-cli", **fields: Any) -> dict[str, Any]:

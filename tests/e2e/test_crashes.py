@@ -5,13 +5,13 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.e2e.helpers import call, completed, new_project, post_events, read_all
+from tests.e2e.helpers import call, completed, new_project, post_events, read_all, subscribe
 from tests.processes import Stack, running_stack
 from tests.receivers import HttpReceiver
 
@@ -23,12 +23,6 @@ def crash_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack of its own: killing children of the shared one would slow the other tests."""
     with running_stack(tmp_path_factory.mktemp("crashes") / "data") as running:
         yield running
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 def children(parent: int) -> dict[str, int]:
@@ -81,12 +75,7 @@ async def subscribed(
 ) -> str:
     """A fresh project whose every execution is notified to `receiver`; its key."""
     _, key = await new_project(session, stack, name=tag)
-    status, _, body = await call(
-        session, "POST", f"{stack.base_url}/api/v1/notifications", key,
-        json={"notificationType": "webhook", "allWorkflows": True,
-              "webhookConfig": {"url": receiver.url}},
-    )  # fmt: skip
-    assert status == 201, body
+    await subscribe(session, stack, key, receiver.url)
     return key
 
 

@@ -3,7 +3,6 @@
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -15,17 +14,11 @@ from schemas import topics
 from schemas.deliveries import DeliveryAttempt
 from services.common.clock import iso_ms, now_ms
 from services.common.ids import new_id
-from tests.e2e.helpers import call, consume_all, new_key, new_project
+from tests.e2e.helpers import call, consume_all, new_key, new_project, subscribe
 from tests.processes import Stack
 
 T = now_ms() - 60_000  # attempts a minute old, well inside the retention
 ROUND = T + 30_000  # a redelivery's round is its time in ms
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 def attempt(
@@ -56,18 +49,6 @@ async def produce(stack: Stack, attempts: list[DeliveryAttempt], key: bytes | No
             )
     finally:
         await producer.stop()
-
-
-async def subscribe(session: aiohttp.ClientSession, stack: Stack, key: str, **fields: Any) -> str:
-    body = {
-        "notificationType": "webhook", "allWorkflows": True,
-        "webhookConfig": {"url": "https://hooks.example.com/cc"}, **fields,
-    }  # fmt: skip
-    status, _, created = await call(
-        session, "POST", f"{stack.base_url}/api/v1/notifications", key, json=body
-    )
-    assert status == 201, created
-    return str(created["data"]["subscription"]["id"])
 
 
 async def listing(
@@ -107,7 +88,7 @@ async def dataset(stack: Stack) -> Dataset:
     failed without a response, delivered at once; plus a replay of one attempt."""
     async with aiohttp.ClientSession() as session:
         project, key = await new_project(session, stack)
-        sid = await subscribe(session, stack, key)
+        sid, _ = await subscribe(session, stack, key)
         d1, d2, d3, d4 = (new_id("dlv_") for _ in range(4))
         first = attempt(
             project, sid, d1, 1, T, outcome="retrying", responseCode=500,
@@ -135,7 +116,7 @@ async def dataset(stack: Stack) -> Dataset:
         await wait_listed(session, stack, key, sid, 6)
         # The replay lands in a later insert; a sentinel behind it in the same partition, for
         # another subscription, tells when the sink has passed it.
-        other = await subscribe(session, stack, key)
+        other, _ = await subscribe(session, stack, key)
         await produce(
             stack, [first, attempt(project, other, new_id("dlv_"), 1, T)], key=d1.encode()
         )
@@ -273,7 +254,7 @@ async def test_redeliver_queues_the_original_payload_under_the_same_delivery_id(
     session: aiohttp.ClientSession, stack: Stack
 ) -> None:
     project, key = await new_project(session, stack)
-    sid = await subscribe(session, stack, key)
+    sid, _ = await subscribe(session, stack, key)
     delivery = new_id("dlv_")
     first = attempt(
         project, sid, delivery, 1, T, outcome="retrying", responseCode=502, nextAttemptAtMs=T + 5000
@@ -324,7 +305,7 @@ async def test_redelivering_to_a_deleted_subscription_is_a_conflict(
     session: aiohttp.ClientSession, stack: Stack
 ) -> None:
     project, key = await new_project(session, stack)
-    sid = await subscribe(session, stack, key)
+    sid, _ = await subscribe(session, stack, key)
     delivery = new_id("dlv_")
     await produce(stack, [attempt(project, sid, delivery, 1, T)])
     await wait_listed(session, stack, key, sid, 1)

@@ -2,45 +2,13 @@
 then `delivery-log` -> logsink -> ClickHouse -> the deliveries route."""
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
-import pytest
 
-from tests.e2e.helpers import call, new_project
+from tests.e2e.helpers import call, eventually, new_project, subscribe
 from tests.processes import Stack
 from tests.receivers import HttpReceiver, NodeWebhookReceiver, Reply
-
-T = TypeVar("T")
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], timeout_s: float = 45) -> T:
-    """Poll until `probe` answers something truthy."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = await probe()
-        if found:
-            return found
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.2)
-
-
-async def subscribe(
-    session: aiohttp.ClientSession, stack: Stack, key: str, url: str, **webhook: Any
-) -> tuple[str, str]:
-    status, _, body = await call(session, "POST", f"{stack.base_url}/api/v1/notifications", key,
-                                 json={"notificationType": "webhook", "allWorkflows": True,
-                                       "webhookConfig": {"url": url, **webhook}})  # fmt: skip
-    assert status == 201, body
-    return body["data"]["subscription"]["id"], body["data"]["signingSecret"]
 
 
 async def queue_test(session: aiohttp.ClientSession, stack: Stack, key: str, sub: str) -> str:
@@ -55,7 +23,9 @@ async def test_webhooks_verify_at_a_node_receiver_across_a_rotation_and_are_list
 ) -> None:
     _, key = await new_project(session, stack)
     async with NodeWebhookReceiver() as receiver:
-        sub, secret = await subscribe(session, stack, key, receiver.url, standardWebhooks=True)
+        sub, secret = await subscribe(
+            session, stack, key, webhookConfig={"url": receiver.url, "standardWebhooks": True}
+        )
         await receiver.program(secrets=[secret])
         delivery = await queue_test(session, stack, key, sub)
         (got,) = await eventually(receiver.received)

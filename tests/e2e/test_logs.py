@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -51,12 +50,6 @@ DATASET = [
     completed("e6", "wf-c", trigger="api", level="error", **at("D-1 08:00:00.000", 60000)),
 ]
 # fmt: on
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 @pytest.fixture

@@ -1,11 +1,9 @@
 """One tenant's hostile input never hurts another: project A throws everything it can at the
 shared stack while project B's ordinary executions keep being stored, notified and alerted on."""
 
-import asyncio
 import json
 import secrets
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +11,15 @@ import aiohttp
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.e2e.helpers import call, completed, new_project, post_events, read_all
+from tests.e2e.helpers import (
+    call,
+    completed,
+    eventually,
+    new_project,
+    post_events,
+    read_all,
+    subscribe,
+)
 from tests.processes import Stack, running_stack
 from tests.receivers import HttpReceiver
 
@@ -23,12 +29,6 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack of its own: the raw poison below stays off the topics other tests read."""
     with running_stack(tmp_path_factory.mktemp("noisy") / "data") as running:
         yield running
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 @pytest.fixture
@@ -77,27 +77,6 @@ def hostile_events() -> list[tuple[str, list[dict[str, Any]]]]:
         ("id too long", [completed("i" * 257, "wf-a")]),
         ("ended before started", [completed("rev", "wf-a", startedAt=iso(now), endedAt=iso(now - timedelta(seconds=1)))]),
     ]  # fmt: skip
-
-
-async def eventually(probe: Callable[[], Awaitable[Any]], timeout_s: float = 60) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = await probe()
-        if found:
-            return found
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.2)
-
-
-async def subscribe(
-    session: aiohttp.ClientSession, stack: Stack, key: str, url: str, **fields: Any
-) -> str:
-    body = {"notificationType": "webhook", "allWorkflows": True, "webhookConfig": {"url": url}}
-    status, _, data = await call(
-        session, "POST", f"{stack.base_url}/api/v1/notifications", key, json={**body, **fields}
-    )
-    assert status == 201, data
-    return str(data["data"]["subscription"]["id"])
 
 
 async def attack(
@@ -177,7 +156,7 @@ async def test_a_hostile_tenant_does_not_stall_crash_or_starve_another(
     _, attacker = await new_project(session, stack, name="noisy")
     _, victim = await new_project(session, stack, name="quiet")
     async with HttpReceiver() as every, HttpReceiver() as alerts, HttpReceiver() as noisy:
-        a_sub = await subscribe(
+        a_sub, _ = await subscribe(
             session, stack, attacker, noisy.url,
             alertConfig={"rule": "latency_spike", "latencySpikePercent": 10},
         )  # fmt: skip
@@ -208,12 +187,12 @@ async def test_a_hostile_tenant_does_not_stall_crash_or_starve_another(
         async def all_delivered() -> bool:
             return delivered() >= {e["executionId"] for e in ordinary}
 
-        await eventually(all_delivered)
+        await eventually(all_delivered, timeout_s=60)
 
         async def alerted() -> list[Any]:
             return [r.json() for r in alerts.requests]
 
-        (alert,) = await eventually(alerted)
+        (alert,) = await eventually(alerted, timeout_s=60)
         assert alert["data"]["executionId"] == "b-slow"
         assert alert["data"]["alert"]["rule"] == "latency_threshold"
         status, _, body = await call(session, "GET", f"{stack.base_url}/readyz")

@@ -3,11 +3,7 @@
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator
 from typing import Any
-
-import aiohttp
-import pytest
 
 from tests.e2e.helpers import (
     call,
@@ -21,12 +17,6 @@ from tests.e2e.helpers import (
 from tests.processes import Stack
 
 URL = "/api/v1/notifications"
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 def webhook(**fields: Any) -> dict[str, Any]:

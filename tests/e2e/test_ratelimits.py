@@ -5,7 +5,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 
 import aiohttp
@@ -18,12 +18,6 @@ from tests.e2e.helpers import call, new_project
 from tests.processes import CLI, Stack, service_env, start_service
 
 ADMIN = "cc_admin_e2e_shared_bucket_token"
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 async def test_free_plan_refuses_the_21st_request_in_a_second(session, stack: Stack) -> None:

@@ -2,7 +2,7 @@
 stay gapless, and ClickHouse query limits answered as 503 (time) and 400 (rows)."""
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -20,12 +20,6 @@ def small_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     env = {"CC_LOGS_PAGE_MAX_BYTES": str(PAGE_MAX_BYTES), "CC_QUERY_LIMITS": json.dumps(LIMITS)}
     with running_stack(tmp_path_factory.mktemp("small") / "data", env) as running:
         yield running
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 async def test_logs_pages_stay_within_the_byte_bound_and_gapless(

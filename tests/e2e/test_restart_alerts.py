@@ -6,36 +6,21 @@ every start; tables kept on disk would be ahead of them, which faust refuses.
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from schemas import topics
-from tests.e2e.helpers import call, completed, consume_all, new_project, post_events
+from tests.e2e.helpers import completed, consume_all, new_project, post_events, subscribe
 from tests.processes import Stack, start_stack, stop_stack
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 async def notified(session: aiohttp.ClientSession, stack: Stack, execution_id: str) -> None:
     """Subscribe to every workflow of a new project, send three executions, wait for the last
     one's notification on the `notifications` topic (the alert engine handled them)."""
     _, key = await new_project(session, stack)
-    body = {
-        "notificationType": "webhook",
-        "allWorkflows": True,
-        "webhookConfig": {"url": "https://hooks.example.com/cc"},
-    }
-    status, _, _ = await call(
-        session, "POST", f"{stack.base_url}/api/v1/notifications", key, json=body
-    )
-    assert status == 201
+    await subscribe(session, stack, key)
     await asyncio.sleep(1)  # the outbox relay publishes the subscription
     for n in range(3):  # a state write each: more than one changelog record on the partition
         status, _, _ = await post_events(session, stack, key, [completed(f"{execution_id}-{n}")])

@@ -1,10 +1,5 @@
 """Workflows and runs over HTTP: listing, paging, running vs completed, cancellation."""
 
-from collections.abc import AsyncIterator
-
-import aiohttp
-import pytest
-
 from tests.e2e.helpers import (
     call,
     completed,
@@ -15,12 +10,6 @@ from tests.e2e.helpers import (
     read_all,
 )
 from tests.processes import Stack
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 def started(execution_id: str, workflow_id: str, name: str | None = None) -> dict[str, object]:

@@ -5,25 +5,18 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import msgspec
 import pytest
 
-from tests.e2e.helpers import call, completed, new_project, post_events, read_all
+from tests.e2e.helpers import completed, new_project, post_events, read_all, subscribe
 from tests.processes import Stack, start_stack, stop_stack
 from tests.receivers import HttpReceiver
 
 STOP_BOUND_S = 30.0
 SIGNALS = [pytest.param(signal.SIGINT, id="SIGINT"), pytest.param(signal.SIGTERM, id="SIGTERM")]
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 def signal_group_and_wait(stack: Stack, sig: int) -> float:
@@ -128,12 +121,7 @@ async def test_a_restarted_stack_stores_new_events_and_keeps_its_subscriptions(
         first = start_stack(data_dir)
         try:
             _, key = await new_project(session, first)
-            status, _, body = await call(
-                session, "POST", f"{first.base_url}/api/v1/notifications", key,
-                json={"notificationType": "webhook", "allWorkflows": True,
-                      "webhookConfig": {"url": receiver.url}},
-            )  # fmt: skip
-            assert status == 201, body
+            await subscribe(session, first, key, receiver.url)
             status, _, body = await post_events(session, first, key, [completed("first", "wf")])
             assert status == 202, body
             await read_all(session, first, key, 1)

@@ -8,15 +8,13 @@ engine has the subscription whatever the order in which it reads its topics.
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
-import pytest
 from aiokafka.structs import TopicPartition
 
 from schemas import topics
 from services.alerts.ticks import OffsetReader
-from tests.e2e.helpers import call, completed, consume_all, new_project, post_events
+from tests.e2e.helpers import completed, consume_all, new_project, post_events, subscribe
 from tests.processes import Stack
 from tests.receivers import HttpReceiver
 
@@ -24,21 +22,11 @@ ROUNDS = 5
 MARKER = b'{"kind":"subscription"'
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
 async def subscribe_and_send_at_once(
     session: aiohttp.ClientSession, stack: Stack, url: str, execution_id: str
 ) -> None:
     _, key = await new_project(session, stack)
-    body = {"notificationType": "webhook", "allWorkflows": True, "webhookConfig": {"url": url}}
-    status, _, created = await call(
-        session, "POST", f"{stack.base_url}/api/v1/notifications", key, json=body
-    )
-    assert status == 201, created
+    await subscribe(session, stack, key, url)
     status, _, accepted = await post_events(session, stack, key, [completed(execution_id)])
     assert status == 202, accepted
 
@@ -75,13 +63,8 @@ async def test_the_answer_to_a_subscription_change_comes_after_its_markers_and_r
         await reader.ends(tps)  # connected before the change: the ends below are read at once
         created = []
         for _ in range(3):
-            body = {"notificationType": "webhook", "allWorkflows": True,
-                    "webhookConfig": {"url": "https://hooks.example.com/cc"}}  # fmt: skip
-            status, _, answer = await call(
-                session, "POST", f"{stack.base_url}/api/v1/notifications", key, json=body
-            )
-            assert status == 201, answer
-            created.append((answer["data"]["subscription"]["id"], await reader.ends(tps)))
+            subscription, _ = await subscribe(session, stack, key)
+            created.append((subscription, await reader.ends(tps)))
     finally:
         await reader.stop()
     records = await consume_all(stack.kafka_bootstrap, topics.SUBSCRIPTIONS)
