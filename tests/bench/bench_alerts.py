@@ -41,7 +41,8 @@ from services.common.config import Settings
 from services.common.kafka import EmbeddedBroker, ensure_topics
 from services.common.log import configure_logging
 from tests.bench.load import percentile
-from tests.integration.test_alerts_app import Worker, completed, sub
+from tests.factories import execution
+from tests.integration.test_alerts_app import Worker, sub
 
 PARTITIONS = int(os.environ.get("BENCH_PARTITIONS", "8"))
 EVENTS = int(os.environ.get("BENCH_ALERT_EVENTS", "50000"))
@@ -100,8 +101,8 @@ def load_records(count: int, per_record: int = 1, seed: int = 7) -> Pairs:
     for r in range(count // per_record):
         project, workflow = rng.choice(pairs)
         events = [
-            completed(
-                workflow, f"exe-{seed}-{r}-{j}",
+            execution(
+                f"exe-{seed}-{r}-{j}", workflow,
                 ended=start + timedelta(milliseconds=20 * (r * per_record + j)),
                 level="error" if rng.random() < 0.1 else "info",
                 duration_ms=rng.randint(50, 800), cost=round(rng.uniform(0.001, 0.02), 4),
@@ -134,7 +135,7 @@ def sentinel_workflows() -> list[str]:
 
 def sentinels(prefix: str) -> Pairs:
     """A sentinel execution on every partition."""
-    return [record_of(SENTINEL, completed(s, f"{prefix}-{s}")) for s in sentinel_workflows()]
+    return [record_of(SENTINEL, execution(f"{prefix}-{s}", s)) for s in sentinel_workflows()]
 
 
 class Notes:
@@ -292,7 +293,7 @@ async def latency(stack: Stack, background_per_s: int, per_record: int) -> dict[
             for _ in range(round(background_per_s * step / per_record)):
                 project, workflow = rng.choice(pairs)
                 events = [
-                    completed(workflow, f"bg-{phase}-{background + j}",
+                    execution(f"bg-{phase}-{background + j}", workflow,
                               duration_ms=rng.randint(50, 800),
                               level="error" if rng.random() < 0.1 else "info")
                     for j in range(per_record)
@@ -306,10 +307,10 @@ async def latency(stack: Stack, background_per_s: int, per_record: int) -> dict[
     async def probes() -> None:
         i = 0
         while time.perf_counter() < stop_at:
-            execution = f"probe-{phase}-{i}"
-            probe = completed(f"probe-wf-{i}", execution, duration_ms=5000)
+            execution_id = f"probe-{phase}-{i}"
+            probe = execution(execution_id, f"probe-wf-{i}", duration_ms=5000)
             key, value = record_of(probe_project, probe)
-            sent[execution] = time.perf_counter()
+            sent[execution_id] = time.perf_counter()
             await stack.producer.send(topics.EXECUTIONS, value, key=key)
             i += 1
             await asyncio.sleep(1 / PROBES_PER_S)

@@ -75,22 +75,6 @@ async def subscribe(
     return created["data"]["subscription"]["id"], created["data"]["signingSecret"]
 
 
-def completed(execution_id: str, workflow_id: str = "wf-1", **fields: Any) -> dict[str, Any]:
-    """A completed-execution event that ended a moment ago (override any field)."""
-    from datetime import UTC, datetime, timedelta
-
-    ended = datetime.now(UTC) - timedelta(seconds=1)
-    started = ended - timedelta(milliseconds=int(fields.pop("durationMs", 1500)))
-    event = {
-        "type": "workflow.execution.completed", "executionId": execution_id,
-        "workflowId": workflow_id, "trigger": "api", "level": "info",
-        "startedAt": started.isoformat().replace("+00:00", "Z"),
-        "endedAt": ended.isoformat().replace("+00:00", "Z"), "cost": {"total": 0.01},
-    }  # fmt: skip
-    event.update(fields)
-    return event
-
-
 async def post_events(
     session: aiohttp.ClientSession, stack: Stack, key: str, events: list[dict[str, Any]]
 ) -> tuple[int, dict[str, Any], Any]:

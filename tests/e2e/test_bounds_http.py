@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from tests.e2e.helpers import call, completed, new_project, post_events, subscribe
+from tests.e2e.helpers import call, new_project, post_events, subscribe
+from tests.factories import completed
 from tests.processes import Stack
 
 DEEP = "[" * 3000 + "]" * 3000

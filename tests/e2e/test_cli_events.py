@@ -7,7 +7,6 @@ import pty
 import signal
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,26 +14,10 @@ import aiohttp
 
 from services.clientcmds import batches, file_lines, log_line
 from tests.e2e.helpers import call, new_project
+from tests.factories import completed
 from tests.processes import CLI, Stack
 
 READ_TIMEOUT_S = 15.0
-
-
-def completed(execution_id: str, workflow_id: str = "wf-cli", **fields: Any) -> dict[str, Any]:
-    """A completed-execution event that started two seconds ago and took a second."""
-    now = datetime.now(UTC)
-    iso = "{:%Y-%m-%dT%H:%M:%S.%f}".format
-    return {
-        "type": "workflow.execution.completed",
-        "executionId": execution_id,
-        "workflowId": workflow_id,
-        "trigger": "api",
-        "level": "info",
-        "startedAt": iso(now - timedelta(seconds=2))[:-3] + "Z",
-        "endedAt": iso(now - timedelta(seconds=1))[:-3] + "Z",
-        "cost": {"total": 0.01},
-        **fields,
-    }
 
 
 def write_ndjson(path: Path, lines: list[dict[str, Any] | str]) -> Path:
@@ -247,7 +230,12 @@ async def test_tail_since_start_prints_history_and_ctrl_c_exits_quietly(
     session, stack: Stack
 ) -> None:
     _, key = await new_project(session, stack)
-    await post_events(session, stack, key, [completed("first", level="error"), completed("second")])
+    await post_events(
+        session,
+        stack,
+        key,
+        [completed("first", "wf-cli", duration_ms=1000, level="error"), completed("second")],
+    )
     tail = await asyncio.create_subprocess_exec(
         CLI, "logs", "tail", "--since-start", "--level", "error",
         "--url", stack.base_url, "--api-key", key,

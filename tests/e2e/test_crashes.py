@@ -11,7 +11,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.e2e.helpers import call, completed, new_project, post_events, read_all, subscribe
+from tests.e2e.helpers import call, new_project, post_events, read_all, subscribe
+from tests.factories import completed
 from tests.processes import Stack, running_stack
 from tests.receivers import HttpReceiver
 

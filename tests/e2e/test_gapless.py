@@ -12,7 +12,8 @@ import aiohttp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.e2e.helpers import call, completed, new_project, post_events
+from tests.e2e.helpers import call, new_project, post_events
+from tests.factories import completed
 from tests.processes import Stack
 
 Step = tuple[str, int, int]  # ("ingest", size, age_days) or ("read", limit, sleep_ms)

@@ -7,15 +7,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.helpers import (
-    call,
-    completed,
-    consume_all,
-    new_key,
-    new_project,
-    post_events,
-    read_all,
-)
+from tests.e2e.helpers import call, consume_all, new_key, new_project, post_events, read_all
+from tests.factories import completed, iso, started
 from tests.processes import Stack
 
 DAY = "2026-11-02"
@@ -31,7 +24,6 @@ def at(clock: str, duration_ms: int = 1000) -> dict[str, Any]:
         day_offset = int(head[1:] or 0)
     start = datetime.fromisoformat(f"{DAY}T{clock}+00:00") + timedelta(days=day_offset)
     end = start + timedelta(milliseconds=duration_ms)
-    iso = lambda m: m.isoformat(timespec="milliseconds").replace("+00:00", "Z")  # noqa: E731
     return {"startedAt": iso(start), "endedAt": iso(end)}
 
 
@@ -322,22 +314,16 @@ async def test_ingest_needs_the_events_scope(session, stack: Stack) -> None:
 async def test_sync_execution_bucket_rejects_starts_beyond_the_burst(session, stack: Stack) -> None:
     _, key = await new_project(session, stack, plan="free")
 
-    def started(i: int, mode: str) -> dict[str, Any]:
-        return {
-            "type": "workflow.execution.started",
-            "executionId": f"s-{mode}-{i}",
-            "workflowId": "w",
-            "trigger": "api",
-            "mode": mode,
-            "startedAt": completed("x")["startedAt"],
-        }
-
-    status, _, _ = await post_events(session, stack, key, [started(i, "sync") for i in range(20)])
+    status, _, _ = await post_events(
+        session, stack, key, [started(f"s-sync-{i}", "w", mode="sync") for i in range(20)]
+    )
     assert status == 202  # the free plan's sync burst is 20
-    status, headers, body = await post_events(session, stack, key, [started(20, "sync")])
+    status, headers, body = await post_events(
+        session, stack, key, [started("s-sync-20", "w", mode="sync")]
+    )
     assert status == 429 and body["error"]["code"] == "RATE_LIMITED"
     assert int(headers["Retry-After"]) >= 1
-    status, _, _ = await post_events(session, stack, key, [started(0, "async")])
+    status, _, _ = await post_events(session, stack, key, [started("s-async-0", "w")])
     assert status == 202  # async has its own bucket
     _, _, logs = await call(session, "GET", f"{stack.base_url}/api/v1/logs", key)
     assert logs["limits"]["workflowExecutionRateLimit"]["sync"]["remaining"] == 0

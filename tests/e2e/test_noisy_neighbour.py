@@ -11,15 +11,8 @@ import aiohttp
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.e2e.helpers import (
-    call,
-    completed,
-    eventually,
-    new_project,
-    post_events,
-    read_all,
-    subscribe,
-)
+from tests.e2e.helpers import call, eventually, new_project, post_events, read_all, subscribe
+from tests.factories import completed, iso
 from tests.processes import Stack, running_stack
 from tests.receivers import HttpReceiver
 
@@ -55,10 +48,6 @@ def deep_body(events: list[dict[str, Any]], depth: int) -> bytes:
     for the json module to write)."""
     deep = '{"a":[' * (depth // 2) + "1" + "]}" * (depth // 2)
     return json.dumps({"events": events}).replace(f'"{DEEP}"', deep).encode()
-
-
-def iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def hostile_events() -> list[tuple[str, list[dict[str, Any]]]]:
@@ -169,7 +158,7 @@ async def test_a_hostile_tenant_does_not_stall_crash_or_starve_another(
         wrong = await attack(elsewhere, stack, attacker, a_sub)
         await poison_the_topics(stack.kafka_bootstrap)
         ordinary = [completed(f"b-{i}", "wf-b") for i in range(20)]
-        ordinary.append(completed("b-slow", "wf-b", durationMs=9000))
+        ordinary.append(completed("b-slow", "wf-b", duration_ms=9000))
         for start in range(0, len(ordinary), 7):  # interleaved with a second round of attacks
             status, _, body = await post_events(session, stack, victim, ordinary[start : start + 7])
             assert status == 202, body

@@ -5,15 +5,8 @@ import json
 import sqlite3
 from typing import Any
 
-from tests.e2e.helpers import (
-    call,
-    completed,
-    consume_all,
-    new_key,
-    new_project,
-    post_events,
-    read_all,
-)
+from tests.e2e.helpers import call, consume_all, new_key, new_project, post_events, read_all
+from tests.factories import completed
 from tests.processes import Stack
 
 URL = "/api/v1/notifications"

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
-from tests.e2e.helpers import call, completed, new_project, post_events, read_all
+from tests.e2e.helpers import call, new_project, post_events, read_all
+from tests.factories import completed
 from tests.processes import Stack, running_stack
 
 PAGE_MAX_BYTES = 20_000

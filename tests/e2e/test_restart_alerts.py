@@ -12,7 +12,8 @@ import aiohttp
 import pytest
 
 from schemas import topics
-from tests.e2e.helpers import completed, consume_all, new_project, post_events, subscribe
+from tests.e2e.helpers import consume_all, new_project, post_events, subscribe
+from tests.factories import completed
 from tests.processes import Stack, start_stack, stop_stack
 
 

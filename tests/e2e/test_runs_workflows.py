@@ -1,25 +1,8 @@
 """Workflows and runs over HTTP: listing, paging, running vs completed, cancellation."""
 
-from tests.e2e.helpers import (
-    call,
-    completed,
-    consume_all,
-    new_key,
-    new_project,
-    post_events,
-    read_all,
-)
+from tests.e2e.helpers import call, consume_all, new_key, new_project, post_events, read_all
+from tests.factories import completed, started
 from tests.processes import Stack
-
-
-def started(execution_id: str, workflow_id: str, name: str | None = None) -> dict[str, object]:
-    event: dict[str, object] = {
-        "type": "workflow.execution.started", "executionId": execution_id, "workflowId": workflow_id,
-        "trigger": "api", "mode": "async", "startedAt": completed("x")["startedAt"],
-    }  # fmt: skip
-    if name:
-        event["workflowName"] = name
-    return event
 
 
 async def _commands(stack: Stack) -> list[dict[str, object]]:
@@ -47,7 +30,7 @@ async def _wait_runs(session, stack: Stack, key: str, expected: int) -> None:
 async def test_runs_move_from_running_to_completed_and_cancel_rules(session, stack: Stack) -> None:
     _, key = await new_project(session, stack)
     events = [
-        started("r1", "wf-1", "Importer"),
+        started("r1", "wf-1", workflowName="Importer"),
         started("r2", "wf-1"),
         completed("r2", "wf-1", level="error"),
     ]
@@ -89,7 +72,7 @@ async def test_runs_move_from_running_to_completed_and_cancel_rules(session, sta
 
 async def test_runs_page_with_a_cursor(session, stack: Stack) -> None:
     _, key = await new_project(session, stack)
-    events = [completed(f"p{i}", "wf-1", durationMs=1000 + i) for i in range(5)]
+    events = [completed(f"p{i}", "wf-1", duration_ms=1000 + i) for i in range(5)]
     assert (await post_events(session, stack, key, events))[0] == 202
     await read_all(session, stack, key, 5)
     seen, cursor = [], None
@@ -129,7 +112,7 @@ async def test_workflows_are_listed_with_names_counts_and_paging(session, stack:
         completed(f"w{i}", f"wf-{i % 3}", workflowName=f"Flow {i % 3}", folderId="fold")
         for i in range(7)
     ]
-    events.append(started("s1", "wf-new", "Brand new"))
+    events.append(started("s1", "wf-new", workflowName="Brand new"))
     assert (await post_events(session, stack, key, events))[0] == 202
     await read_all(session, stack, key, 7)
     import asyncio

@@ -11,7 +11,8 @@ import aiohttp
 import msgspec
 import pytest
 
-from tests.e2e.helpers import completed, new_project, post_events, read_all, subscribe
+from tests.e2e.helpers import new_project, post_events, read_all, subscribe
+from tests.factories import completed
 from tests.processes import Stack, start_stack, stop_stack
 from tests.receivers import HttpReceiver
 

@@ -22,11 +22,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from schemas import topics
-from schemas.events import Cost, ExecutionCompleted, ExecutionRecord, topic_key
+from schemas.events import ExecutionCompleted, topic_key
 from schemas.notifications import SubscriptionRecord
 from services.alerts.engine import partition_of
 from services.alerts.ticks import OffsetReader, Tick, TickGate
 from services.common.kafka import EmbeddedBroker, ensure_topics
+from tests.factories import execution, execution_record
 from tests.processes import CLI, service_env, start_service
 
 Note = dict[str, Any]
@@ -115,14 +116,11 @@ class Harness:
     async def execute(self, project: str, *events: ExecutionCompleted, plan: str = "pro") -> None:
         """Publish one ExecutionRecord per event (key: project/workflow)."""
         for event in events:
-            record = ExecutionRecord(
-                v=2, projectId=project, receivedAtMs=int(time.time() * 1000), retentionDays=7,
-                events=[msgspec.Raw(msgspec.json.encode(event))], plan=plan,
-            )  # fmt: skip
-            key = topic_key(project, event.workflowId)
-            await (
-                await self.producer.send(topics.EXECUTIONS, msgspec.json.encode(record), key=key)
+            record = execution_record(
+                project, event, received_at_ms=int(time.time() * 1000), retention_days=7, plan=plan
             )
+            key = topic_key(project, event.workflowId)
+            await (await self.producer.send(topics.EXECUTIONS, record, key=key))
 
     def of(self, sub_id: str, **match: Any) -> list[Note]:
         """Notifications of a subscription, optionally filtered by payload type."""
@@ -157,7 +155,7 @@ class Harness:
         while not self.of(probe_sub.id):
             if time.monotonic() > deadline:
                 raise AssertionError("the worker never applied the subscriptions")
-            await self.execute(project, completed(probe_wf, f"probe-{secrets.token_hex(4)}"))
+            await self.execute(project, execution(f"probe-{secrets.token_hex(4)}", probe_wf))
             with contextlib.suppress(AssertionError):
                 await self.wait_for(lambda: bool(self.of(probe_sub.id)), 1.0)
 
@@ -193,26 +191,6 @@ def sub(sub_id: str, project: str, **fields: Any) -> SubscriptionRecord:
         "destination": {"url": "https://hooks.example.com/cc"},
     }  # fmt: skip
     return msgspec.convert({**base, **fields}, SubscriptionRecord)
-
-
-def completed(
-    workflow_id: str,
-    execution_id: str,
-    *,
-    ended: datetime | None = None,
-    level: str = "info",
-    trigger: str = "api",
-    duration_ms: int = 100,
-    cost: float | None = None,
-    **extra: Any,
-) -> ExecutionCompleted:
-    """A completed execution that ended at `ended` (now by default)."""
-    ended = ended or datetime.now(UTC)
-    return ExecutionCompleted(
-        executionId=execution_id, workflowId=workflow_id, trigger=trigger, level=level,  # type: ignore[arg-type]
-        startedAt=ended - timedelta(milliseconds=duration_ms), endedAt=ended,
-        totalDurationMs=duration_ms, cost=None if cost is None else Cost(total=cost), **extra,
-    )  # fmt: skip
 
 
 def project_id() -> str:
@@ -327,12 +305,12 @@ async def test_plain_subscription_notifies_each_matching_execution_once(
     await harness.ready(project, "wf-a")
     await harness.ready(project, "wf-b")
     spans = [{"id": "s1", "name": "block"}]
-    match = completed("wf-a", "x1", level="error", cost=0.25, finalOutput={"ok": False},
+    match = execution("x1", "wf-a", level="error", cost=0.25, finalOutput={"ok": False},
                       traceSpans=spans)  # fmt: skip
     await harness.execute(project, match)
-    await harness.execute(project, completed("wf-a", "x2", level="info"))  # level filtered
-    await harness.execute(project, completed("wf-a", "x3", level="error", trigger="webhook"))
-    await harness.execute(project, completed("wf-b", "x4", level="error"))  # not listed
+    await harness.execute(project, execution("x2", "wf-a", level="info"))  # level filtered
+    await harness.execute(project, execution("x3", "wf-a", level="error", trigger="webhook"))
+    await harness.execute(project, execution("x4", "wf-b", level="error"))  # not listed
     await harness.execute(project, match)  # a resend of x1
 
     def executions(sub_id: str) -> list[str]:
@@ -395,7 +373,7 @@ async def test_consecutive_failures_alert_fires_once_with_the_alert_object(
     await harness.ready(project, "wf")
     start = datetime.now(UTC) - timedelta(minutes=5)
     failures = [
-        completed("wf", f"f{i}", level="error", ended=start + timedelta(seconds=i))
+        execution(f"f{i}", "wf", level="error", ended=start + timedelta(seconds=i))
         for i in range(5)
     ]
     await harness.execute(project, *failures)
@@ -427,19 +405,19 @@ async def test_poison_goes_to_the_dead_letter_topic_and_the_next_execution_still
     await harness.ready(project, "wf")
     start = datetime.now(UTC) - timedelta(minutes=5)
 
-    def execution(name: str, second: int, duration_ms: int) -> ExecutionCompleted:
-        event = completed("wf", name, ended=start + timedelta(seconds=second))
+    def run(name: str, second: int, duration_ms: int) -> ExecutionCompleted:
+        event = execution(name, "wf", ended=start + timedelta(seconds=second))
         return msgspec.structs.replace(event, totalDurationMs=duration_ms)
 
-    await harness.execute(project, *[execution(f"huge-{i}", i, 10**40) for i in range(7)])
+    await harness.execute(project, *[run(f"huge-{i}", i, 10**40) for i in range(7)])
     poison = (
         b'{"kind":"execution","v":2,"projectId":"' + project.encode() + b'","receivedAtMs":1,'
         b'"retentionDays":7,"events":[' + b"[" * 50_000 + b"]" * 50_000 + b"]}"
     )
     key = topic_key(project, "wf")
     await (await harness.producer.send(topics.EXECUTIONS, poison, key=key))
-    await harness.execute(project, *[execution(f"base-{i}", 10 + i, 1000) for i in range(5)])
-    await harness.execute(project, execution("spike", 30, 10_000))
+    await harness.execute(project, *[run(f"base-{i}", 10 + i, 1000) for i in range(5)])
+    await harness.execute(project, run("spike", 30, 10_000))
     await harness.wait_for(lambda: bool(harness.of(rule.id)), 30, "the alert after the poison")
     assert [n["payload"]["data"]["executionId"] for n in harness.of(rule.id)] == ["spike"]
 
@@ -494,7 +472,7 @@ async def test_no_activity_fires_from_ticks_then_resolves_on_the_next_execution(
     assert fired["_arrivedAt"] - deadline_s < 60  # detected within a minute of the deadline
     assert fired["payload"]["data"]["alert"]["rule"] == "no_activity"
     assert fired["payload"]["links"] == {}
-    await harness.execute(project, completed("wf", "back"))
+    await harness.execute(project, execution("back", "wf"))
     await harness.wait_for(lambda: len(harness.of(rule.id)) >= 2, 30, "the resolution")
     resolved = harness.of(rule.id)[1]
     assert resolved["payload"]["type"] == "workflow.alert.resolved"
@@ -528,14 +506,14 @@ async def test_no_false_no_activity_during_a_consumer_backlog(
         )  # fmt: skip
         await harness.subscribe(rule)
         await harness.ready(project, "wf")
-        await harness.execute(project, completed("wf", "before", ended=last))
+        await harness.execute(project, execution("before", "wf", ended=last))
         await harness.wait_for(lambda: bool(harness.of(seen.id)), 20, "the execution")
         await asyncio.sleep(2.5)  # the offset is committed
         worker.kill()
         # While it is down the workflow keeps running, behind a backlog on its partition.
         filler = harness.sibling(project, "wf")
-        await harness.execute(project, *(completed(filler, f"fill-{i}") for i in range(6000)))
-        await harness.execute(project, completed("wf", "during"))
+        await harness.execute(project, *(execution(f"fill-{i}", filler) for i in range(6000)))
+        await harness.execute(project, execution("during", "wf"))
         assert time.time() < deadline_s - 1, "too slow: the workflow really was idle for 1 min"
         await asyncio.sleep(deadline_s + 2 - time.time())
         worker.start()  # ticks from now on are past the deadline of "before"
@@ -558,25 +536,25 @@ async def test_cooldown_survives_kill_minus_nine(isolated: Harness, tmp_path: Pa
         await harness.subscribe(rule)
         await harness.ready(project, "wf")
         t0 = datetime.now(UTC) - timedelta(hours=2)
-        others = [completed(harness.sibling(project, "wf", n), f"o{n}") for n in range(1, 60)]
+        others = [execution(f"o{n}", harness.sibling(project, "wf", n)) for n in range(1, 60)]
         # The first failure's state write ends a burst: the tail of a multi-record changelog batch.
-        first = completed("wf", "a1", level="error", ended=t0)
+        first = execution("a1", "wf", level="error", ended=t0)
         await harness.execute(project, *others[:30], first)
         await _kill_after_commit(harness, worker, group, "wf", project)
         await harness.ready(project, "wf")
-        second = completed("wf", "a2", level="error", ended=t0 + timedelta(seconds=1))
+        second = execution("a2", "wf", level="error", ended=t0 + timedelta(seconds=1))
         await harness.execute(project, second, *others[30:])
         await harness.wait_for(lambda: bool(harness.of(rule.id)), 20, "the alert on a2")
         await _kill_after_commit(harness, worker, group, "wf", project)
         await harness.ready(project, "wf")
         again = [
-            completed("wf", f"a{i}", level="error", ended=t0 + timedelta(minutes=i))
+            execution(f"a{i}", "wf", level="error", ended=t0 + timedelta(minutes=i))
             for i in (3, 4, 59)
         ]  # still failing within the hour: suppressed
         await harness.execute(project, *again)
-        other = [completed("wf2", f"b{i}", level="error", ended=t0) for i in (1, 2)]
+        other = [execution(f"b{i}", "wf2", level="error", ended=t0) for i in (1, 2)]
         await harness.execute(project, *other)  # another workflow keeps its own cooldown
-        late = completed("wf", "a61", level="error", ended=t0 + timedelta(minutes=61))
+        late = execution("a61", "wf", level="error", ended=t0 + timedelta(minutes=61))
         await harness.execute(project, late)
         await harness.wait_for(lambda: len(_alert_ids(harness, rule.id)) >= 3, 30, "3 alerts")
         await asyncio.sleep(2)
@@ -670,7 +648,7 @@ async def test_replay_into_a_fresh_worker_reproduces_the_alert_ids(
         # 1 min, 10 s from now) is the same whichever of them a replay reads first.
         start = now - timedelta(seconds=58)
         runs = [
-            completed(f"wf{1 + i % 2}", f"r{i}", ended=start + timedelta(milliseconds=100 * i),
+            execution(f"r{i}", f"wf{1 + i % 2}", ended=start + timedelta(milliseconds=100 * i),
                       level="error" if i // 2 % 5 < 2 else "info", duration_ms=2000 if i % 7 == 0 else 50,
                       cost=0.75 if i % 6 == 0 else 0.01)
             for i in range(40)

@@ -7,15 +7,15 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from schemas import topics
-from schemas.events import ExecutionCompleted, ExecutionRecord, topic_key
+from schemas.events import topic_key
 from services.common.clickhouse import ClickHouse
 from services.common.kafka import EmbeddedBroker, ensure_topics
+from tests.factories import execution, execution_record
 from tests.processes import CLI, service_env, start_service
 
 TOTAL = 50_000
@@ -25,18 +25,9 @@ PARTITIONS = 4
 
 def _record(i: int) -> tuple[bytes, bytes]:
     ended = datetime.now(UTC) - timedelta(seconds=5)
-    event = ExecutionCompleted(
-        executionId=f"exec-{i}", workflowId=f"wf-{i % 37}", trigger="api",
-        level="error" if i % 10 == 0 else "info", startedAt=ended - timedelta(seconds=1), endedAt=ended,
-    )  # fmt: skip
-    record = ExecutionRecord(
-        v=2,
-        projectId="prj_crash",
-        receivedAtMs=0,
-        retentionDays=30,
-        events=[msgspec.Raw(msgspec.json.encode(event))],
-    )
-    return topic_key("prj_crash", event.workflowId), msgspec.json.encode(record)
+    level = "error" if i % 10 == 0 else "info"
+    event = execution(f"exec-{i}", f"wf-{i % 37}", ended=ended, duration_ms=1000, level=level)
+    return topic_key("prj_crash", event.workflowId), execution_record("prj_crash", event)
 
 
 def _start_sink(tmp_path: Path, bootstrap: str, name: str) -> subprocess.Popen[bytes]:

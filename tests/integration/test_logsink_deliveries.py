@@ -13,11 +13,12 @@ from aiokafka.structs import TopicPartition
 
 from schemas import topics
 from schemas.deliveries import DeliveryAttempt
-from schemas.events import ExecutionCompleted, ExecutionRecord, topic_key
+from schemas.events import topic_key
 from services.common.clickhouse import ClickHouse
 from services.common.clock import now_ms
 from services.common.kafka import EmbeddedBroker, ensure_topics
 from tests.e2e.helpers import consume_all
+from tests.factories import execution, execution_record
 from tests.processes import CLI, service_env, start_service
 
 PARTITIONS = 2
@@ -39,15 +40,8 @@ def _attempt(i: int, n: int, at_ms: int) -> DeliveryAttempt:
 
 def _execution(i: int) -> tuple[bytes, bytes]:
     ended = datetime.now(UTC) - timedelta(seconds=5)
-    event = ExecutionCompleted(
-        executionId=f"exec-{i}", workflowId="wf-it", trigger="api", level="info",
-        startedAt=ended - timedelta(seconds=1), endedAt=ended,
-    )  # fmt: skip
-    record = ExecutionRecord(
-        v=2, projectId="prj_it", receivedAtMs=0, retentionDays=30,
-        events=[msgspec.Raw(msgspec.json.encode(event))],
-    )  # fmt: skip
-    return topic_key("prj_it", "wf-it"), msgspec.json.encode(record)
+    event = execution(f"exec-{i}", "wf-it", ended=ended, duration_ms=1000)
+    return topic_key("prj_it", "wf-it"), execution_record("prj_it", event)
 
 
 async def _committed(bootstrap: str, topic: str) -> int:

@@ -17,20 +17,15 @@ from schemas import topics
 from services.common.clickhouse import ClickHouse
 from services.common.kafka import ensure_topics
 from services.logsink.sink import LogSink, SinkConfig
+from tests.factories import completed, execution_record
 
 PARTITIONS = 3  # the session broker's topics (see test_infrastructure)
 
 
 def _record(project: str, execution: str, **changes: Any) -> bytes:
     ended = datetime.now(UTC) - timedelta(seconds=5)
-    event: dict[str, Any] = {
-        "type": "workflow.execution.completed", "executionId": execution, "workflowId": "wf",
-        "trigger": "api", "level": "info", "startedAt": (ended - timedelta(seconds=1)).isoformat(),
-        "endedAt": ended.isoformat(), **changes,
-    }  # fmt: skip
-    record = {"kind": "execution", "v": 2, "projectId": project, "receivedAtMs": 0,
-              "retentionDays": 30, "events": [event]}  # fmt: skip
-    return msgspec.json.encode(record)
+    event = completed(execution, "wf", ended=ended, duration_ms=1000, cost=None) | changes
+    return execution_record(project, event)
 
 
 def _deep(depth: int) -> msgspec.Raw:

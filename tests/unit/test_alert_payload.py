@@ -1,20 +1,22 @@
 """The delivery payload and notification records the alert engine produces (pure)."""
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import msgspec
 import pytest
 
 from schemas.alerts import Alert
-from schemas.events import Cost, ExecutionCompleted
+from schemas.events import Cost
 from schemas.notifications import NotificationRecord, SubscriptionRecord
 from services.alerts import payload
 from services.alerts.payload import Extras
 from services.common.config import DEFAULT_PLANS
 from services.logsink.rows import log_id_for
+from tests.factories import execution
 
 ENDED = datetime(2026, 3, 1, 12, 0, 5, 250_000, tzinfo=UTC)
 ENDED_MS = int(ENDED.timestamp() * 1000)
@@ -33,12 +35,10 @@ def sub(**fields: Any) -> SubscriptionRecord:
     return msgspec.convert({**base, **fields}, SubscriptionRecord)
 
 
-def event(**fields: Any) -> ExecutionCompleted:
-    base: dict[str, Any] = {
-        "executionId": "exe_1", "workflowId": "wf_1", "trigger": "api", "level": "error",
-        "startedAt": ENDED - timedelta(seconds=2), "endedAt": ENDED,
-    }  # fmt: skip
-    return ExecutionCompleted(**{**base, **fields})
+# One failed execution; the runtime did not report its duration (the payload works it out).
+event = partial(
+    execution, "exe_1", "wf_1", ended=ENDED, duration_ms=2000, level="error", totalDurationMs=None
+)
 
 
 def alert(**fields: Any) -> Alert:

@@ -8,6 +8,7 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas import topics
-from schemas.events import Cost, ExecutionCompleted, ExecutionRecord, topic_key
+from schemas.events import ExecutionRecord, topic_key
 from schemas.notifications import NotificationRecord, SubscriptionRecord
 from services.alerts import engine as engine_module
 from services.alerts.engine import Engine, Tables, Views, decode_cost, partition_of
@@ -25,6 +26,8 @@ from services.alerts.state import digests_have, seen_digest
 from services.alerts.ticks import Tick, TickGate
 from services.common.config import Settings
 from services.common.errors import Unavailable
+from tests import factories
+from tests.factories import execution, execution_record
 
 PARTITIONS = 3
 PROJECT = "prj_engine"
@@ -100,19 +103,13 @@ class World:
 
     async def execution(self, execution_id: str, minutes: float, cost: float) -> None:
         ended = T0 + timedelta(minutes=minutes)
-        event = ExecutionCompleted(
-            executionId=execution_id, workflowId="wf1", trigger="api", level="info",
-            startedAt=ended - timedelta(milliseconds=50), endedAt=ended, totalDurationMs=50,
-            cost=Cost(total=cost),
-        )  # fmt: skip
-        record = ExecutionRecord(
-            v=2, projectId=PROJECT, receivedAtMs=int(ended.timestamp() * 1000), retentionDays=7,
-            events=[msgspec.Raw(msgspec.json.encode(event))], plan="pro",
+        event = execution(execution_id, "wf1", ended=ended, duration_ms=50, cost=cost)
+        record = execution_record(
+            PROJECT, event, received_at_ms=int(ended.timestamp() * 1000), retention_days=7,
+            plan="pro",
         )  # fmt: skip
         key = topic_key(PROJECT, "wf1")
-        message = self.message(
-            topics.EXECUTIONS, partition_of(key, PARTITIONS), key, msgspec.json.encode(record)
-        )
+        message = self.message(topics.EXECUTIONS, partition_of(key, PARTITIONS), key, record)
         await self.engine.handle(message)
 
     def alerts(self) -> list[str]:
@@ -243,17 +240,20 @@ async def test_a_record_without_marker_offset_falls_back_to_the_creation_time() 
 
 
 def execution_value(event: dict[str, Any], project: str = PROJECT) -> bytes:
-    record = {"kind": "execution", "v": 2, "projectId": project, "plan": "pro",
-              "receivedAtMs": int(T0.timestamp() * 1000), "retentionDays": 7, "events": [event]}  # fmt: skip
-    return msgspec.json.encode(record)
+    received_at_ms = int(T0.timestamp() * 1000)
+    return execution_record(
+        project, event, received_at_ms=received_at_ms, retention_days=7, plan="pro"
+    )
 
 
-def completed(execution_id: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "type": "workflow.execution.completed", "executionId": execution_id, "workflowId": "wf1",
-        "trigger": "api", "level": "info", "startedAt": "2026-11-02T10:00:00Z",
-        "endedAt": "2026-11-02T10:00:01Z", **fields,
-    }  # fmt: skip
+# The execution every test here sends when its time and cost do not matter.
+completed = partial(
+    factories.completed,
+    workflow_id="wf1",
+    ended=T0 + timedelta(seconds=1),
+    duration_ms=1000,
+    cost=None,
+)
 
 
 async def test_a_deep_value_is_dead_lettered_and_the_next_execution_still_notifies() -> None:

@@ -2,6 +2,8 @@
 
 import contextlib
 import json
+from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -20,17 +22,16 @@ from services.common import kafka
 from services.common.cursor import decode_cursor, encode_cursor
 from services.common.errors import InvalidCursor, InvalidInput, PayloadTooLarge
 from services.common.http import validation_error
+from tests import factories
 
 KEY = b"k" * 32
 
 
-def completed(**fields: Any) -> dict[str, Any]:
-    event = {
-        "type": "workflow.execution.completed", "executionId": "e1", "workflowId": "w1",
-        "trigger": "api", "level": "info", "startedAt": "2026-01-01T12:00:00Z",
-        "endedAt": "2026-01-01T12:00:01Z",
-    }  # fmt: skip
-    return event | fields
+# One execution for every test; each changes the fields it is about.
+completed = partial(
+    factories.completed, "e1", "w1", ended=datetime(2026, 1, 1, 12, 0, 1, tzinfo=UTC),
+    duration_ms=1000, cost=None,
+)  # fmt: skip
 
 
 def nested(depth: int) -> Any:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -29,6 +30,7 @@ from services.dispatcher.channels.base import Result
 from services.logsink import rows
 from services.logsink.batch import TABLES, Batch
 from services.logsink.sink import LogSink, SinkConfig
+from tests.factories import completed
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -113,11 +115,10 @@ class Producer:
 
 # ---- the log sink --------------------------------------------------------------------------
 
-EVENT = {
-    "type": "workflow.execution.completed", "executionId": "e1", "workflowId": "w1",
-    "trigger": "api", "level": "info", "startedAt": "2026-01-01T12:00:00Z",
-    "endedAt": "2026-01-01T12:00:02.500Z", "totalDurationMs": 5, "cost": {"total": 1},
-}  # fmt: skip
+EVENT = completed(
+    "e1", "w1", ended=datetime(2026, 1, 1, 12, 0, 2, 500_000, tzinfo=UTC), duration_ms=2500,
+    cost={"total": 1}, totalDurationMs=5,
+)  # fmt: skip
 EXECUTION = {
     "kind": "execution", "v": 2, "projectId": "prj_a", "receivedAtMs": 0, "retentionDays": 7,
     "events": [EVENT, {**EVENT, "type": "workflow.execution.started", "mode": "sync"}],

@@ -1,5 +1,7 @@
 """Records to rows, batch bookkeeping and the partition clock."""
 
+from datetime import UTC, datetime
+
 import msgspec
 from aiokafka.structs import TopicPartition
 
@@ -7,20 +9,14 @@ from schemas.events import ExecutionRecord
 from services.logsink import rows
 from services.logsink.batch import Batch, drop_duplicates
 from services.logsink.sink import PartitionClock
+from tests.factories import completed, execution_record
 
-BASE = {
-    "type": "workflow.execution.completed", "executionId": "e1", "workflowId": "w1",
-    "trigger": "api", "level": "info", "startedAt": "2026-01-01T12:00:00Z",
-    "endedAt": "2026-01-01T12:00:02.500Z",
-}  # fmt: skip
+ENDED = datetime(2026, 1, 1, 12, 0, 2, 500_000, tzinfo=UTC)
 
 
 def stored(**fields: object) -> tuple[ExecutionRecord, rows.Completed]:
-    raw = msgspec.json.encode({**BASE, **fields})
-    record = ExecutionRecord(
-        v=2, projectId="prj_a", receivedAtMs=0, retentionDays=7, events=[msgspec.Raw(raw)]
-    )
-    decoded, (event,) = rows.decode_record(msgspec.json.encode(record))
+    sent = completed("e1", "w1", ended=ENDED, duration_ms=2500, cost=None) | fields
+    decoded, (event,) = rows.decode_record(execution_record("prj_a", sent, retention_days=7))
     assert isinstance(event, rows.Completed)
     return decoded, event
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.alerts import Alert, AlertConfig
-from schemas.events import Cost, ExecutionCompleted
+from schemas.events import Cost
 from services.alerts.rules import arm, disarm, facts_of, on_execution, on_tick, window_ms
 from services.alerts.state import (
     HORIZON_MINUTES,
@@ -27,6 +27,7 @@ from services.alerts.state import (
     streak,
     window_totals,
 )
+from tests.factories import execution
 
 SECOND, MINUTE, HOUR = 1000, 60_000, 3_600_000
 T0 = int(datetime(2026, 1, 1, 10, 0, tzinfo=UTC).timestamp() * 1000)
@@ -133,9 +134,9 @@ def test_success_between_failures_restarts_the_streak() -> None:
 
 
 def test_cancelled_execution_counts_as_not_failed() -> None:
-    event = ExecutionCompleted(
-        executionId="e1", workflowId="w1", trigger="api", level="info", status="cancelled",
-        startedAt=datetime(2026, 1, 1, 10, tzinfo=UTC), endedAt=datetime(2026, 1, 1, 10, 0, 2, tzinfo=UTC),
+    event = execution(
+        "e1", "w1", ended=datetime(2026, 1, 1, 10, 0, 2, tzinfo=UTC), duration_ms=2000,
+        status="cancelled", totalDurationMs=None,  # the duration comes from the timestamps
     )  # fmt: skip
     facts = facts_of(event)
     assert not facts.failed
@@ -300,10 +301,9 @@ def test_cost_of_0_10_against_a_threshold_of_0_1_does_not_fire() -> None:
         b'{"rule":"cost_threshold","costThresholdDollars":0.1}', type=AlertConfig
     )
     sub = Subscription(id="ntf_a", config=config)
-    event = ExecutionCompleted(
-        executionId="e1", workflowId="w1", trigger="api", level="info",
-        startedAt=datetime(2026, 1, 1, 10, tzinfo=UTC), endedAt=datetime(2026, 1, 1, 10, 0, 1, tzinfo=UTC),
-        cost=msgspec.json.decode(b'{"total":0.10}', type=Cost),
+    event = execution(
+        "e1", "w1", ended=datetime(2026, 1, 1, 10, 0, 1, tzinfo=UTC), duration_ms=1000,
+        totalDurationMs=None, cost=msgspec.json.decode(b'{"total":0.10}', type=Cost),
     )  # fmt: skip
     _, alerts = replay([sub], [facts_of(event), run(T0 + 1, cost="0.10")])
     assert alerts == []
