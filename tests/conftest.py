@@ -3,6 +3,7 @@
 import asyncio
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -17,6 +18,13 @@ from tests.processes import Stack, running_stack
 
 PG_DSN = os.environ.get("CC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("CC_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+def _require_marker(request: pytest.FixtureRequest, service: str) -> None:
+    """Fail a test that reaches `service` unmarked: `-m "not <service>"` must leave out every
+    test that needs the service."""
+    if request.node.get_closest_marker(service) is None:
+        pytest.fail(f"{request.node.nodeid} needs {service}: mark it @pytest.mark.{service}")
 
 
 def _skip_or_fail(reason: str) -> None:
@@ -46,8 +54,9 @@ def pg_execute(sql: str) -> None:
 
 
 @pytest.fixture
-def pg_url() -> Iterator[tuple[str, str]]:
+def pg_url(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     """A fresh schema in the machine's PostgreSQL: (SQLAlchemy URL, schema name)."""
+    _require_marker(request, "postgres")
     schema = f"cc_test_{secrets.token_hex(6)}"
     try:
         pg_execute(f'CREATE SCHEMA "{schema}"')
@@ -60,8 +69,22 @@ def pg_url() -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture
-def redis_url() -> Iterator[str]:
-    """The machine's Redis (database 15, flushed before and after)."""
+def pg_database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A throwaway database in the machine's PostgreSQL: its URL."""
+    _require_marker(request, "postgres")
+    name = f"cc_e2e_{os.getpid()}_{int(time.time())}"
+    try:
+        pg_execute(f'CREATE DATABASE "{name}"')
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        _skip_or_fail(f"PostgreSQL unreachable at {PG_DSN}: {exc!r}")
+    yield PG_DSN.rsplit("/", 1)[0] + f"/{name}"
+    pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The machine's Redis (database 15 unless CC_TEST_REDIS says, flushed before and after)."""
+    _require_marker(request, "redis")
     client = SyncRedis.from_url(REDIS_URL, socket_connect_timeout=2)
     try:
         client.ping()

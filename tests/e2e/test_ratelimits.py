@@ -1,19 +1,15 @@
 """Rate limits over HTTP: burst, smooth refill, headers; one bucket shared by two API processes."""
 
 import asyncio
-import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import datetime
 
 import aiohttp
-import asyncpg
 import pytest
 
 from services.common.kafka import free_port
-from tests.conftest import PG_DSN, _skip_or_fail, pg_execute
 from tests.e2e.helpers import call, new_project
 from tests.processes import CLI, Stack, service_env, start_service
 
@@ -52,19 +48,6 @@ async def test_tokens_refill_smoothly_not_per_minute(session, stack: Stack) -> N
     assert (await call(session, "GET", url, secret))[0] == 429
 
 
-@pytest.fixture
-def pg_database() -> Iterator[str]:
-    """A throwaway database in the machine's PostgreSQL."""
-    name = f"cc_e2e_{os.getpid()}_{int(time.time())}"
-
-    try:
-        pg_execute(f'CREATE DATABASE "{name}"')
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        _skip_or_fail(f"PostgreSQL unreachable at {PG_DSN}: {exc!r}")
-    yield PG_DSN.rsplit("/", 1)[0] + f"/{name}"
-    pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def _start_api(tmp_path, name: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     full = service_env(tmp_path / name, http_port=port, settings=env)
@@ -85,6 +68,8 @@ async def _wait_healthy(session: aiohttp.ClientSession, url: str, process) -> No
     raise TimeoutError(url)
 
 
+@pytest.mark.postgres
+@pytest.mark.redis
 async def test_two_api_processes_share_one_bucket_and_revocations(
     session, tmp_path, broker: str, redis_url: str, pg_database: str
 ) -> None:

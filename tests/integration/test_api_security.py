@@ -12,8 +12,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from services.common import kafka
-from services.common.controlplane import ControlPlane, make_engine
+from services.common.controlplane import ControlPlane
 from tests.integration.apiserver import ADMIN_TOKEN, deps_for, serving, settings_for
+from tests.integration.conftest import control_plane_engine
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -22,25 +23,10 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 
 
-def _engine(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> Any:
-    if kind == "sqlite":
-        return make_engine(f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}")
-    url, schema = request.getfixturevalue("pg_url")
-    return make_engine(url, {"server_settings": {"search_path": schema}})
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def cp(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ControlPlane]:
-    plane = ControlPlane(_engine(request, request.param, tmp_path))
-    await plane.migrate(1)
-    yield plane
-    await plane.close()
-
-
 @pytest.fixture
 async def sqlite_cp(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ControlPlane]:
     """For route logic that does not depend on the database."""
-    plane = ControlPlane(_engine(request, "sqlite", tmp_path))
+    plane = ControlPlane(control_plane_engine(request, "sqlite", tmp_path))
     await plane.migrate(1)
     yield plane
     await plane.close()

@@ -1,24 +1,10 @@
 """One contract for the control plane, run against SQLite and the machine's PostgreSQL."""
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from services.common.controlplane import ControlPlane, make_engine
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def cp(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ControlPlane]:
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}")
-    else:
-        url, schema = request.getfixturevalue("pg_url")
-        engine = make_engine(url, {"server_settings": {"search_path": schema}})
-    plane = ControlPlane(engine)
-    await plane.migrate(1)
-    yield plane
-    await plane.close()
 
 
 async def _key(cp: ControlPlane, project_id: str, name: str, created: int, digest: str) -> str:

@@ -2,8 +2,7 @@
 reaches other replicas through the control plane's `keys` version (SQLite and PostgreSQL)."""
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -11,23 +10,10 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from services.common import apikeys
 from services.common.auth import KeyAuthenticator
-from services.common.controlplane import ControlPlane, KeyRecord, make_engine
+from services.common.controlplane import ControlPlane, KeyRecord
 from services.common.errors import Unauthenticated
 
 SERVER_KEY = "key-cache-test-secret-0123456789-abcdef"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def cp(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ControlPlane]:
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}")
-    else:
-        url, schema = request.getfixturevalue("pg_url")
-        engine = make_engine(url, {"server_settings": {"search_path": schema}})
-    plane = ControlPlane(engine)
-    await plane.migrate(1)
-    yield plane
-    await plane.close()
 
 
 class CountingPlane:

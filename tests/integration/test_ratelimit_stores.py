@@ -12,7 +12,7 @@ FREE = Bucket(per_minute=10, burst=20)
 FAST = Bucket(per_minute=600, burst=5)  # one token every 100 ms keeps refill tests short
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[RateLimiter]:
     store: RateLimiter
     if request.param == "memory":
@@ -55,6 +55,7 @@ async def test_remaining_counts_down_and_reset_is_ahead(limiter: RateLimiter) ->
     assert before < decision.reset_at_s <= before + 6.5
 
 
+@pytest.mark.redis
 async def test_two_redis_clients_share_one_bucket(redis_url: str) -> None:
     one, two = RedisRateLimiter(redis_url), RedisRateLimiter(redis_url)
     try:
