@@ -112,21 +112,6 @@ async def read_all(
     raise AssertionError(f"saw {len(seen)} of {expected} logs within {timeout_s} s")
 
 
-async def consume_all(bootstrap: str, topic: str, wait_ms: int = 5000) -> list[Any]:
-    """Every record of a topic from the start (aiokafka ConsumerRecords)."""
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        fetched = await consumer.getmany(timeout_ms=wait_ms)
-    finally:
-        await consumer.stop()
-    return [record for records in fetched.values() for record in records]
-
-
 async def eventually(probe: Callable[[], Awaitable[T | None]], timeout_s: float = 45) -> T:
     """Poll until `probe` answers something truthy."""
     deadline = time.monotonic() + timeout_s

@@ -14,8 +14,9 @@ from schemas import topics
 from schemas.deliveries import DeliveryAttempt
 from services.common.clock import iso_ms, now_ms
 from services.common.ids import new_id
-from tests.e2e.helpers import call, consume_all, new_key, new_project, subscribe
+from tests.e2e.helpers import call, new_key, new_project, subscribe
 from tests.processes import Stack
+from tests.records import consume_all
 
 T = now_ms() - 60_000  # attempts a minute old, well inside the retention
 ROUND = T + 30_000  # a redelivery's round is its time in ms

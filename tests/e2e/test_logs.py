@@ -7,9 +7,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.helpers import call, consume_all, new_key, new_project, post_events, read_all
+from tests.e2e.helpers import call, new_key, new_project, post_events, read_all
 from tests.factories import completed, iso, started
 from tests.processes import Stack
+from tests.records import consume_all
 
 DAY = "2026-11-02"
 

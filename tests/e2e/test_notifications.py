@@ -5,9 +5,10 @@ import json
 import sqlite3
 from typing import Any
 
-from tests.e2e.helpers import call, consume_all, new_key, new_project, post_events, read_all
+from tests.e2e.helpers import call, new_key, new_project, post_events, read_all
 from tests.factories import completed
 from tests.processes import Stack
+from tests.records import consume_all
 
 URL = "/api/v1/notifications"
 

@@ -12,9 +12,10 @@ import aiohttp
 import pytest
 
 from schemas import topics
-from tests.e2e.helpers import consume_all, new_project, post_events, subscribe
+from tests.e2e.helpers import new_project, post_events, subscribe
 from tests.factories import completed
 from tests.processes import Stack, start_stack, stop_stack
+from tests.records import consume_all
 
 
 async def notified(session: aiohttp.ClientSession, stack: Stack, execution_id: str) -> None:

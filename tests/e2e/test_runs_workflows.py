@@ -1,8 +1,9 @@
 """Workflows and runs over HTTP: listing, paging, running vs completed, cancellation."""
 
-from tests.e2e.helpers import call, consume_all, new_key, new_project, post_events, read_all
+from tests.e2e.helpers import call, new_key, new_project, post_events, read_all
 from tests.factories import completed, started
 from tests.processes import Stack
+from tests.records import consume_all
 
 
 async def _commands(stack: Stack) -> list[dict[str, object]]:

@@ -14,10 +14,11 @@ from aiokafka.structs import TopicPartition
 
 from schemas import topics
 from services.alerts.ticks import OffsetReader
-from tests.e2e.helpers import consume_all, new_project, post_events, subscribe
+from tests.e2e.helpers import new_project, post_events, subscribe
 from tests.factories import completed
 from tests.processes import Stack
 from tests.receivers import HttpReceiver
+from tests.records import consume_all
 
 ROUNDS = 5
 MARKER = b'{"kind":"subscription"'

@@ -31,6 +31,7 @@ from services.common.kafka import EmbeddedBroker, ensure_topics, free_port
 from services.common.sealing import seal, sealing_key
 from services.common.subscriptions import StoredConfig
 from tests.processes import CLI, service_env, start_service
+from tests.records import matching_records
 
 PARTITIONS = 2
 DELAYS = (0.3, 0.6, 0.9, 1.2, 1.5)
@@ -458,20 +459,9 @@ async def _metric(world: World, name: str) -> float:
 
 
 async def _dead_letters(world: World, topic: str, marker: bytes, count: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=world.bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    found: list[Any] = []
-    try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        deadline = time.monotonic() + 20
-        while len(found) < count and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
-            found += [r for rs in batch.values() for r in rs if marker in (r.value or b"")]
-    finally:
-        await consumer.stop()
-    return found
+    return await matching_records(
+        world.bootstrap, topic, PARTITIONS, lambda r: marker in (r.value or b""), count
+    )
 
 
 async def test_records_that_raise_anywhere_are_dead_lettered_with_the_error(world: World) -> None:

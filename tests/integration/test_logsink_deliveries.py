@@ -17,9 +17,9 @@ from schemas.events import topic_key
 from services.common.clickhouse import ClickHouse
 from services.common.clock import now_ms
 from services.common.kafka import EmbeddedBroker, ensure_topics
-from tests.e2e.helpers import consume_all
 from tests.factories import execution, execution_record
 from tests.processes import CLI, service_env, start_service
+from tests.records import consume_all
 
 PARTITIONS = 2
 DELIVERIES = 100  # three attempts each, the first carrying the payload

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import TopicPartition
+from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 
 from schemas import topics
@@ -18,6 +17,7 @@ from services.common.clickhouse import ClickHouse
 from services.common.kafka import ensure_topics
 from services.logsink.sink import LogSink, SinkConfig
 from tests.factories import completed, execution_record
+from tests.records import matching_records
 
 PARTITIONS = 3  # the session broker's topics (see test_infrastructure)
 
@@ -33,20 +33,9 @@ def _deep(depth: int) -> msgspec.Raw:
 
 
 async def _dead_letters(bootstrap: str, marker: bytes, count: int) -> list[Any]:
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await reader.start()
-    found: list[Any] = []
-    try:
-        tps = [TopicPartition(topics.EXECUTIONS_DLQ, p) for p in range(PARTITIONS)]
-        reader.assign(tps)
-        await reader.seek_to_beginning(*tps)
-        deadline = time.monotonic() + 30
-        while len(found) < count and time.monotonic() < deadline:
-            batch = await reader.getmany(timeout_ms=200)
-            found += [r for rs in batch.values() for r in rs if r.key == marker]
-    finally:
-        await reader.stop()
-    return found
+    return await matching_records(
+        bootstrap, topics.EXECUTIONS_DLQ, PARTITIONS, lambda r: r.key == marker, count, 30
+    )
 
 
 def _metric(name: str) -> float:

@@ -4,13 +4,10 @@ are published."""
 
 import asyncio
 import secrets
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import TopicPartition
 from prometheus_client import REGISTRY
 
 from schemas import topics
@@ -19,25 +16,15 @@ from services.api.outbox import relay_once
 from services.common.clock import system_clock
 from services.common.controlplane import ControlPlane, make_engine, outbox
 from services.common.kafka import ensure_topics, make_producer
+from tests.records import matching_records
 
 PARTITIONS = 3  # the session broker's topics (see test_infrastructure)
 
 
 async def _read(bootstrap: str, topic: str, marker: bytes, count: int) -> list[Any]:
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await reader.start()
-    found: list[Any] = []
-    try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        reader.assign(tps)
-        await reader.seek_to_beginning(*tps)
-        deadline = time.monotonic() + 20
-        while len(found) < count and time.monotonic() < deadline:
-            batch = await reader.getmany(timeout_ms=200)
-            found += [r for rs in batch.values() for r in rs if marker in (r.key or b"")]
-    finally:
-        await reader.stop()
-    return found
+    return await matching_records(
+        bootstrap, topic, PARTITIONS, lambda r: marker in (r.key or b""), count
+    )
 
 
 async def test_a_message_the_broker_refuses_is_dead_lettered_and_the_next_is_published(
