@@ -9,6 +9,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 import structlog
 
@@ -47,25 +48,30 @@ class OffsetTracker:
         return len(self._order)
 
 
-# A job returns what is left to do once its lane slot may go to the next job (or None).
-Job = Callable[[], Awaitable[Awaitable[None] | None]]
+# What a job calls once its lane slot may go to the next job while it goes on (writing down what
+# it did); a job that never calls it leaves its slot when it ends.
+Leave = Callable[[], None]
+Job = Callable[[Leave], Awaitable[None]]
 # Called once a job is among the next `in_flight` of its lane to run (or runs at once): time to
 # get ready, so that the job does not wait for it in its slot.
 Prepare = Callable[[], None]
+# A lane takes a job now, is busy (wait for it), or has stalled (put its work elsewhere).
+Room = Literal["free", "busy", "stalled"]
 
 
 class Lanes:
     """One lane per destination: at most `in_flight` jobs running and `queued` waiting.
 
-    A full lane refuses work (`offer` returns False) instead of blocking the caller; `stalled`
-    tells a lane that is merely busy (wait for it) from one whose receiver has stopped answering
-    (put its work elsewhere), so other lanes keep going. A job's `prepare` runs once the job is
-    among the next `in_flight` of its lane, never earlier.
+    A full lane refuses work (`offer` returns False) instead of blocking the caller; `room` tells
+    a lane that is merely busy (wait for it) from one whose receiver has stopped answering for
+    `stall_s` (put its work elsewhere), so other lanes keep going. A job's `prepare` runs once the
+    job is among the next `in_flight` of its lane, never earlier.
     """
 
-    def __init__(self, in_flight: int, queued: int) -> None:
+    def __init__(self, in_flight: int, queued: int, stall_s: float = 1.0) -> None:
         self.in_flight = in_flight
         self.queued = queued
+        self.stall_s = stall_s
         self._running: dict[str, int] = {}
         self._waiting: dict[str, deque[tuple[Job, Prepare | None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -86,10 +92,16 @@ class Lanes:
         waiting.append((job, prepare))
         return True
 
-    def stalled(self, lane: str, after_s: float) -> bool:
-        """Whether `lane` is busy and none of its jobs ended for `after_s` (a slow receiver)."""
+    def room(self, lane: str) -> Room:
+        """Whether `lane` takes a job now, is busy, or has stalled (full, and none of its jobs
+        ended for `stall_s`: a slow receiver)."""
+        if self._running.get(lane, 0) < self.in_flight:
+            return "free"
+        if len(self._waiting.get(lane, ())) < self.queued:
+            return "free"
         moved = self._moved.get(lane)
-        return moved is not None and time.monotonic() - moved > after_s
+        stalled = moved is not None and time.monotonic() - moved > self.stall_s
+        return "stalled" if stalled else "busy"
 
     def _start(self, lane: str, job: Job) -> None:
         if lane not in self._running:
@@ -100,30 +112,36 @@ class Lanes:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, lane: str, job: Job) -> None:
-        tail = None
+        left = False
+
+        def leave() -> None:
+            nonlocal left
+            if not left:
+                left = True
+                self._leave(lane)
+
         try:
-            tail = await job()
+            await job(leave)
         except Exception:  # a job's record stays unfinished: redone after a restart
             log.exception("dispatcher.job_failed", lane=lane)
         finally:
-            self._moved[lane] = time.monotonic()
-            self._running[lane] -= 1
-            waiting = self._waiting.get(lane)
-            if waiting:
-                self._start(lane, waiting.popleft()[0])
-                if len(waiting) >= self.in_flight:  # one more job among the next to run
-                    prepare = waiting[self.in_flight - 1][1]
-                    if prepare is not None:
-                        prepare()
-            if not self._running[lane] and not waiting:
-                del self._running[lane]
-                self._waiting.pop(lane, None)
-                self._moved.pop(lane, None)
-        if tail is not None:  # the slot is free: the rest runs in this task
-            try:
-                await tail
-            except Exception:
-                log.exception("dispatcher.job_failed", lane=lane)
+            leave()
+
+    def _leave(self, lane: str) -> None:
+        """A job's slot is free: the lane's next job starts, and one more gets ready."""
+        self._moved[lane] = time.monotonic()
+        self._running[lane] -= 1
+        waiting = self._waiting.get(lane)
+        if waiting:
+            self._start(lane, waiting.popleft()[0])
+            if len(waiting) >= self.in_flight:  # one more job among the next to run
+                prepare = waiting[self.in_flight - 1][1]
+                if prepare is not None:
+                    prepare()
+        if not self._running[lane] and not waiting:
+            del self._running[lane]
+            self._waiting.pop(lane, None)
+            self._moved.pop(lane, None)
 
     async def drain(self, timeout_s: float) -> None:
         """Wait for running and queued jobs, at most `timeout_s`."""

@@ -51,7 +51,7 @@ from services.dispatcher.channels import email, slack, webhook
 from services.dispatcher.channels.base import Context, Result, Secrets
 from services.dispatcher.current import Subscriptions
 from services.dispatcher.journal import STARTED, Journal, Starts, read_tail
-from services.dispatcher.progress import Job, Lanes, OffsetTracker, Prepare
+from services.dispatcher.progress import Job, Lanes, Leave, OffsetTracker, Prepare
 
 log = structlog.get_logger(__name__)
 
@@ -221,7 +221,7 @@ class Dispatcher:
         self.key = sealing_key(require_secret_key(settings))
         self.on_gone = on_gone
         self.rng = rng or random.Random()  # noqa: S311 (jitter, not a secret)
-        self.lanes = Lanes(config.in_flight_per_lane, config.queued_per_lane)
+        self.lanes = Lanes(config.in_flight_per_lane, config.queued_per_lane, config.lane_stall_s)
         self.parts: dict[TopicPartition, _Partition] = {}
         self.journal = Journal()
         self.starts = Starts(lambda value: self._produce(topics.DELIVERY_LOG, value, None))
@@ -399,7 +399,7 @@ class Dispatcher:
             part.buffer.popleft()
             return True
         self.journal.claimed.discard(key)
-        if not self.lanes.stalled(lane, self.config.lane_stall_s):
+        if self.lanes.room(lane) != "stalled":
             return False  # a busy lane: the partition waits for it (paused) and goes on soon
         # A full lane whose receiver stopped answering: the record waits on the first tier
         # instead of here, so the partition goes on for everyone else.
@@ -420,7 +420,7 @@ class Dispatcher:
         def prepare() -> None:
             started.append(self.starts.mark(key))
 
-        async def job() -> Awaitable[None] | None:
+        async def job(leave: Leave) -> None:
             if not started:
                 prepare()
             await asyncio.shield(started[0])
@@ -431,10 +431,11 @@ class Dispatcher:
                     raise  # unfinished: redone after a restart
                 await self._dead_letter(message, exc)
                 part.tracker.finish(message.offset)
-                return None
+                return
             # The lane's slot is free once the receiver answered; the record is written behind.
             await self._recording.acquire()
-            return self._record(part, message, current, entry)
+            leave()
+            await self._record(part, message, current, entry)
 
         return job, prepare
 

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from services.dispatcher.progress import Lanes, OffsetTracker
+from services.dispatcher.progress import Lanes, Leave, OffsetTracker
 from services.dispatcher.retry import (
     MAX_DELAY_S,
     Schedule,
@@ -88,7 +88,7 @@ async def test_lanes_bound_work_per_destination_and_isolate_destinations() -> No
     done: list[str] = []
 
     def job(lane: str, wait: bool):  # type: ignore[no-untyped-def]
-        async def run() -> None:
+        async def run(leave: Leave) -> None:
             running[lane] += 1
             peak[lane] = max(peak[lane], running[lane])
             if wait:
@@ -121,7 +121,7 @@ async def test_a_job_is_prepared_once_it_is_among_the_next_to_run_and_not_before
     ran: list[int] = []
 
     def job(n: int):  # type: ignore[no-untyped-def]
-        async def run() -> None:
+        async def run(leave: Leave) -> None:
             assert n in prepared  # never run unprepared
             ran.append(n)
             await gate.wait()
