@@ -25,7 +25,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 import structlog
@@ -45,13 +44,14 @@ from services.common.kafka import (
     describe_error,
     make_producer,
 )
-from services.common.sealing import sealing_key, unseal
+from services.common.sealing import sealing_key
 from services.dispatcher import egress, retry
 from services.dispatcher.channels import email, slack, webhook
 from services.dispatcher.channels.base import Context, Result, Secrets
 from services.dispatcher.current import Subscriptions
 from services.dispatcher.journal import STARTED, Journal, Starts, read_tail
 from services.dispatcher.progress import Job, Lanes, Leave, OffsetTracker, Prepare
+from services.dispatcher.records import attempt_record, decode, encoder, lane_of, open_secrets
 
 log = structlog.get_logger(__name__)
 
@@ -66,18 +66,6 @@ ATTEMPT_SECONDS = Histogram("cc_dispatcher_attempt_seconds", "Attempt duration",
 Send = Callable[[NotificationRecord, Secrets, Context], Awaitable[Result]]
 CHANNELS: dict[str, Send] = {"webhook": webhook.send, "email": email.send, "slack": slack.send}
 OnGone = Callable[[NotificationRecord, str], Awaitable[None]]
-
-_decoder = msgspec.json.Decoder(NotificationRecord)
-_encoder = msgspec.json.Encoder(decimal_format="number")
-
-
-def decode(value: bytes | None) -> NotificationRecord | Exception:
-    """A topic record as a notification, or why it is not one (whatever raised: a deep value
-    raises RecursionError, not a msgspec error)."""
-    try:
-        return _decoder.decode(value or b"")
-    except Exception as exc:
-        return exc
 
 
 @dataclass(frozen=True)
@@ -122,67 +110,6 @@ class _Partition:
 def _is_infrastructure(error: Exception) -> bool:
     """Whether an error is the broker's (waited for), not the record's (a dead letter)."""
     return isinstance(error, KafkaError) and not isinstance(error, REFUSED_RECORD_ERRORS)
-
-
-def lane_of(record: NotificationRecord) -> str:
-    """The destination a record is bounded by: a webhook's origin, else its subscription."""
-    if record.notificationType == "webhook":
-        parts = urlsplit(str(record.destination.get("url", "")))
-        return f"webhook {parts.scheme}://{parts.netloc.rpartition('@')[2]}"
-    return f"{record.notificationType} {record.subscriptionId}"
-
-
-def target_of(record: NotificationRecord) -> str:
-    """The receiver as the delivery log shows it: no secrets, no query strings."""
-    if record.notificationType == "webhook":
-        parts = urlsplit(str(record.destination.get("url", "")))
-        port = f":{parts.port}" if parts.port else ""
-        return f"{parts.scheme}://{parts.hostname or ''}{port}"
-    if record.notificationType == "email":
-        return ",".join(record.destination.get("recipients") or [])
-    return "slack incoming webhook"
-
-
-def event_type(record: NotificationRecord) -> str:
-    """The payload's type, for the delivery log."""
-    payload = record.payload
-    return str(payload.get("type", "")) if isinstance(payload, dict) else ""
-
-
-def open_secrets(record: NotificationRecord, key: bytes, now_ms: int) -> Secrets:
-    """The record's sealed secrets, opened; the previous one only while its grace lasts."""
-    current = (
-        unseal(record.secretCiphertext, key, record.subscriptionId)
-        if record.secretCiphertext
-        else None
-    )
-    previous = None
-    sealed = record.destination.get("previousSecretCiphertext")
-    until = record.destination.get("previousSecretUntilMs") or 0
-    if sealed and until > now_ms:
-        previous = unseal(str(sealed), key, record.subscriptionId)
-    return Secrets(current=current, previous=previous)
-
-
-def attempt_record(
-    record: NotificationRecord,
-    result: Result,
-    outcome: Outcome,
-    started_ms: int,
-    duration_ms: int,
-    next_attempt_ms: int | None,
-) -> DeliveryAttempt:
-    """The `delivery-log` record of one attempt."""
-    first = record.attempt == 1
-    return DeliveryAttempt(
-        v=1, deliveryId=record.deliveryId, eventId=record.eventId, eventType=event_type(record),
-        subscriptionId=record.subscriptionId, projectId=record.projectId,
-        notificationType=record.notificationType, round=record.round, attempt=record.attempt,
-        outcome=outcome, attemptedAtMs=started_ms, durationMs=duration_ms,
-        target=target_of(record), responseCode=result.status, responseBody=result.body,
-        error=result.error, nextAttemptAtMs=next_attempt_ms,
-        payload=msgspec.Raw(_encoder.encode(record.payload) if first else b"null"),
-    )  # fmt: skip
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -497,7 +424,7 @@ class Dispatcher:
         broker refuses what it would take: too large a record)."""
         try:
             # The log first: a kill before the tier record is repaired from the log (journal).
-            await self._produce(topics.DELIVERY_LOG, _encoder.encode(entry), record.deliveryId)
+            await self._produce(topics.DELIVERY_LOG, encoder.encode(entry), record.deliveryId)
             self.journal.note(entry)
             if entry.nextAttemptAtMs is not None:
                 await self._retry_later(record, entry.nextAttemptAtMs)
@@ -528,14 +455,14 @@ class Dispatcher:
         again = msgspec.structs.replace(record, attempt=record.attempt + 1, dueAtMs=due_ms)
         delay_s = max(0.0, (due_ms - time.time() * 1000) / 1000)
         tier = topics.retry_tier(retry.tier_for(self.schedule, delay_s))
-        await self._produce(tier, _encoder.encode(again), record.subscriptionId)
+        await self._produce(tier, encoder.encode(again), record.subscriptionId)
 
     async def _defer(self, part: _Partition, offset: int, record: NotificationRecord) -> None:
         """Put an attempt that found its lane full on the first tier, its number unchanged."""
         DEFERRED.inc()
         due_ms = int((time.time() + self.schedule.tier_delays()[0]) * 1000)
         again = msgspec.structs.replace(record, dueAtMs=due_ms)
-        await self._produce(topics.retry_tier(1), _encoder.encode(again), record.subscriptionId)
+        await self._produce(topics.retry_tier(1), encoder.encode(again), record.subscriptionId)
         part.tracker.finish(offset)
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
@@ -545,7 +472,7 @@ class Dispatcher:
 
     async def _hop(self, record: NotificationRecord, remaining_ms: int) -> None:
         tier = retry.tier_for(self.schedule, remaining_ms / 1000)
-        await self._produce(topics.retry_tier(tier), _encoder.encode(record), record.subscriptionId)
+        await self._produce(topics.retry_tier(tier), encoder.encode(record), record.subscriptionId)
 
     async def _dead_letter(
         self, message: ConsumerRecord[bytes, bytes], error: BaseException

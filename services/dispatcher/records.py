@@ -1,0 +1,84 @@
+"""What the dispatcher reads off a notification record, and the `delivery-log` record it writes
+for an attempt (pure)."""
+
+from urllib.parse import urlsplit
+
+import msgspec
+
+from schemas.deliveries import DeliveryAttempt, Outcome
+from schemas.notifications import NotificationRecord
+from services.common.sealing import unseal
+from services.dispatcher.channels.base import Result, Secrets
+
+_decoder = msgspec.json.Decoder(NotificationRecord)
+encoder = msgspec.json.Encoder(decimal_format="number")
+
+
+def decode(value: bytes | None) -> NotificationRecord | Exception:
+    """A topic record as a notification, or why it is not one (whatever raised: a deep value
+    raises RecursionError, not a msgspec error)."""
+    try:
+        return _decoder.decode(value or b"")
+    except Exception as exc:
+        return exc
+
+
+def lane_of(record: NotificationRecord) -> str:
+    """The destination a record is bounded by: a webhook's origin, else its subscription."""
+    if record.notificationType == "webhook":
+        parts = urlsplit(str(record.destination.get("url", "")))
+        return f"webhook {parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    return f"{record.notificationType} {record.subscriptionId}"
+
+
+def target_of(record: NotificationRecord) -> str:
+    """The receiver as the delivery log shows it: no secrets, no query strings."""
+    if record.notificationType == "webhook":
+        parts = urlsplit(str(record.destination.get("url", "")))
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{parts.hostname or ''}{port}"
+    if record.notificationType == "email":
+        return ",".join(record.destination.get("recipients") or [])
+    return "slack incoming webhook"
+
+
+def event_type(record: NotificationRecord) -> str:
+    """The payload's type, for the delivery log."""
+    payload = record.payload
+    return str(payload.get("type", "")) if isinstance(payload, dict) else ""
+
+
+def open_secrets(record: NotificationRecord, key: bytes, now_ms: int) -> Secrets:
+    """The record's sealed secrets, opened; the previous one only while its grace lasts."""
+    current = (
+        unseal(record.secretCiphertext, key, record.subscriptionId)
+        if record.secretCiphertext
+        else None
+    )
+    previous = None
+    sealed = record.destination.get("previousSecretCiphertext")
+    until = record.destination.get("previousSecretUntilMs") or 0
+    if sealed and until > now_ms:
+        previous = unseal(str(sealed), key, record.subscriptionId)
+    return Secrets(current=current, previous=previous)
+
+
+def attempt_record(
+    record: NotificationRecord,
+    result: Result,
+    outcome: Outcome,
+    started_ms: int,
+    duration_ms: int,
+    next_attempt_ms: int | None,
+) -> DeliveryAttempt:
+    """The `delivery-log` record of one attempt."""
+    first = record.attempt == 1
+    return DeliveryAttempt(
+        v=1, deliveryId=record.deliveryId, eventId=record.eventId, eventType=event_type(record),
+        subscriptionId=record.subscriptionId, projectId=record.projectId,
+        notificationType=record.notificationType, round=record.round, attempt=record.attempt,
+        outcome=outcome, attemptedAtMs=started_ms, durationMs=duration_ms,
+        target=target_of(record), responseCode=result.status, responseBody=result.body,
+        error=result.error, nextAttemptAtMs=next_attempt_ms,
+        payload=msgspec.Raw(encoder.encode(record.payload) if first else b"null"),
+    )  # fmt: skip
