@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 import msgspec
 import structlog
-from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from schemas import topics
 from schemas.notifications import NotificationRecord, SubscriptionRecord
+from services.dispatcher.broker import Consumer
 
 log = structlog.get_logger(__name__)
 
@@ -71,11 +71,9 @@ class Subscriptions:
             subscriptionVersion=now.version,
         )  # fmt: skip
 
-    async def follow(self, bootstrap: str, ready: asyncio.Event, stop: asyncio.Event) -> None:
-        """Read the topic from the start, then keep up with it until `stop`."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, metadata_max_age_ms=5000
-        )
+    async def follow(self, consumer: Consumer, ready: asyncio.Event, stop: asyncio.Event) -> None:
+        """Read the topic from the start with `consumer` (a reader outside any group, started
+        here), then keep up with it until `stop`."""
         await consumer.start()
         tp = TopicPartition(topics.SUBSCRIPTIONS, 0)
         try:

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 
 import msgspec
 import structlog
-from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from schemas import topics
 from schemas.deliveries import AttemptsStarted, DeliveryAttempt, LogEntry
+from services.common.clock import Clock, now_ms, system_clock
+from services.dispatcher.broker import Consumer
 
 log = structlog.get_logger(__name__)
 
@@ -74,8 +75,11 @@ class Starts:
     """Puts attempts' starts on the log: the attempts marked in one turn of the event loop go out
     as one record, and each mark is a future that is done once that record is acknowledged."""
 
-    def __init__(self, write: Callable[[bytes], Awaitable[None]]) -> None:
+    def __init__(
+        self, write: Callable[[bytes], Awaitable[None]], clock: Clock = system_clock
+    ) -> None:
         self.write = write
+        self.clock = clock
         self._keys: list[Key] = []
         self._written: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -97,7 +101,7 @@ class Starts:
         keys, written = self._keys, self._written
         self._keys, self._written = [], None
         assert written is not None
-        record = AttemptsStarted(v=1, attempts=keys, startedAtMs=int(time.time() * 1000))
+        record = AttemptsStarted(v=1, attempts=keys, startedAtMs=now_ms(self.clock))
         task = asyncio.create_task(self._send(self._encoder.encode(record), written))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -124,12 +128,10 @@ _decoder = msgspec.json.Decoder(LogEntry)
 
 
 async def read_tail(
-    bootstrap: str, per_partition: int, quiet_s: float = 0.3, timeout_s: float = 30.0
+    consumer: Consumer, per_partition: int, quiet_s: float = 0.3, timeout_s: float = 30.0
 ) -> list[LogEntry]:
-    """The last `per_partition` records of every `delivery-log` partition, oldest first."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=25
-    )
+    """The last `per_partition` records of every `delivery-log` partition, oldest first (read
+    with `consumer`, a reader outside any group, started here and stopped when done)."""
     await consumer.start()
     started = time.monotonic()
     found: list[LogEntry] = []
@@ -170,7 +172,7 @@ async def read_tail(
     return found
 
 
-async def _at_ends(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+async def _at_ends(consumer: Consumer, ends: dict[TopicPartition, int]) -> bool:
     for tp, end in ends.items():
         if await consumer.position(tp) < end:
             return False

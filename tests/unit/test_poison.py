@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas import topics
+from schemas.notifications import NotificationRecord
 from services.api import outbox
 from services.api.deps import Deps
 from services.common.clickhouse import ClickHouse, RefusedData
@@ -27,6 +28,8 @@ from services.common.controlplane import OutboxMessage
 from services.common.errors import Unavailable
 from services.dispatcher import service
 from services.dispatcher.channels.base import Result
+from services.dispatcher.loop import Partition
+from services.dispatcher.records import decode
 from services.logsink import rows
 from services.logsink.batch import TABLES, Batch
 from services.logsink.sink import LogSink, SinkConfig
@@ -256,25 +259,26 @@ async def _dispatch(
 ) -> tuple[Any, Producer, Any]:
     settings_ = Settings(data_dir=Path("unused"), clickhouse_url="", database_url="",
                          secret_key="unit-test-secret-key-0123456789abcdef")  # fmt: skip
-    dispatcher = service.Dispatcher(settings_, service.DispatcherConfig(), "unused:9092")
-    producer = producer or Producer()
-    dispatcher.producer = cast(Any, producer)
-    dispatcher.context = cast(Any, SimpleNamespace())
 
-    async def send(record: Any, now_ms: int) -> Result:
+    async def send(record: Any, secrets: Any, context: Any) -> Result:
         return Result(delivered=delivered, retryable=not delivered, error=None)
 
-    dispatcher._send = send  # type: ignore[method-assign]
+    channels = dict.fromkeys(("webhook", "email", "slack"), send)
+    dispatcher = service.Dispatcher(
+        settings_, service.DispatcherConfig(), "unused:9092", channels=channels
+    )
+    producer = producer or Producer()
+    unused = cast(Any, None)
+    clients = service.Clients(unused, cast(Any, producer), unused, unused,
+                              cast(Any, SimpleNamespace()))  # fmt: skip
+    loop = dispatcher.loop(clients)
     tp = TopicPartition(topic, 0)
-    part = dispatcher.parts[tp] = service._Partition()
+    part = loop.parts[tp] = Partition()
     message = consumer_record(topic, value, offset=0)
     message.timestamp = 1  # a tier record enqueued long ago: due now
-    part.tracker.add(0)
-    part.buffer.append((message, service.decode(value)))
-    await dispatcher._pump(tp, part)
-    await dispatcher.lanes.drain(5)
-    while dispatcher._background:
-        await asyncio.wait(set(dispatcher._background), timeout=5)
+    part.take(message)
+    await loop.pump(part)
+    await loop.drain(5)
     await asyncio.sleep(0)  # the starts written in the last turn
     return dispatcher, producer, part
 
@@ -292,12 +296,12 @@ def test_the_dispatcher_delivers_or_dead_letters_any_record(
     _, producer, part = asyncio.run(_dispatch(topic, value, delivered))
     assert time.monotonic() - started < 10
     if part.buffer:  # only a well-formed tier record may wait: for its due time
-        assert isinstance(part.buffer[0][1], service.NotificationRecord)
+        assert isinstance(part.buffer[0][1], NotificationRecord)
         return
     assert part.tracker.take_commit() == 1  # finished: the partition goes on
     dlq = topics.RETRY_TIERS_DLQ if topic != topics.NOTIFICATIONS else topics.DELIVERIES_DLQ
     dead = [(v, h) for t, v, h in producer.sent if t == dlq]
-    if isinstance(service.decode(value), Exception):
+    if isinstance(decode(value), Exception):
         assert [v for v, _ in dead] == [value]
     for _, headers in dead:
         assert dict(headers)["error"] and dict(headers)["source"].startswith(topic.encode())
