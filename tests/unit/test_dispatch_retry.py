@@ -135,3 +135,50 @@ async def test_a_job_is_prepared_once_it_is_among_the_next_to_run_and_not_before
     gate.set()
     await lanes.drain(5)
     assert prepared == ran == list(range(6))
+
+
+async def test_a_lane_has_room_until_full_then_is_busy_until_it_stalls() -> None:
+    lanes = Lanes(in_flight=1, queued=1, stall_s=0.05)
+    gate = asyncio.Event()
+
+    async def held(leave: Leave) -> None:
+        await gate.wait()
+
+    assert lanes.room("a") == "free"
+    assert lanes.offer("a", held)
+    assert lanes.room("a") == "free"  # one more may queue
+    assert lanes.offer("a", held)
+    assert lanes.room("a") == "busy"
+    assert lanes.room("b") == "free"  # another destination
+    await asyncio.sleep(0.1)
+    assert lanes.room("a") == "stalled"  # nothing of it ended for longer than stall_s
+    gate.set()
+    await lanes.drain(5)
+    assert lanes.room("a") == "free"
+
+
+async def test_a_job_that_leaves_gives_its_slot_to_the_next_while_it_goes_on() -> None:
+    lanes = Lanes(in_flight=1, queued=5)
+    left, finish = asyncio.Event(), asyncio.Event()
+    order: list[str] = []
+
+    async def first(leave: Leave) -> None:
+        await left.wait()
+        leave()
+        leave()  # a second call changes nothing
+        await finish.wait()
+        order.append("first ended")
+
+    async def second(leave: Leave) -> None:
+        order.append("second ran")
+
+    assert lanes.offer("a", first) and lanes.offer("a", second)
+    await asyncio.sleep(0.01)
+    assert order == []  # the slot is taken until the first job leaves it
+    left.set()
+    await asyncio.sleep(0.01)
+    assert order == ["second ran"]
+    finish.set()
+    await lanes.drain(5)
+    assert order == ["second ran", "first ended"]
+    assert lanes.room("a") == "free"
