@@ -21,6 +21,7 @@ from services.common.clock import now_ms
 from services.common.config import Settings, require_secret_key
 from services.common.cursor import derive_key
 from services.common.http import METRICS, HttpMetrics, envelope_middleware
+from services.common.kafkaclients import KafkaClients
 from services.common.sealing import sealing_key
 
 MAX_REQUEST_LINE_BYTES = 128 * 1024  # holds every documented query parameter at its bound
@@ -79,7 +80,7 @@ async def prepare(settings: Settings, kafka_bootstrap: str) -> Deps:
     created = await kafka.ensure_topics(
         kafka_bootstrap, settings.kafka_partitions, retry_tiers=len(settings.retry_delays_s)
     )
-    producer = kafka.make_producer(kafka_bootstrap)
+    producer = KafkaClients(kafka_bootstrap).request_producer()
     await producer.start()
     partitions = len(await producer.partitions_for(topics.EXECUTIONS))
     log.info(

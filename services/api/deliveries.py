@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from aiokafka.errors import KafkaError
 from msgspec import Struct
 
 from schemas import topics
@@ -28,7 +27,7 @@ from services.api.routing import (
 )
 from services.common.clock import iso_ms, now_ms
 from services.common.cursor import decode_cursor, encode_cursor
-from services.common.errors import Conflict, InvalidCursor, InvalidInput, NotFound, Unavailable
+from services.common.errors import Conflict, InvalidCursor, InvalidInput, NotFound
 from services.common.kafka import check_record_size
 from services.common.subscriptions import record
 
@@ -207,10 +206,7 @@ async def redeliver(call: Call) -> Redelivery:
     )  # fmt: skip
     value = _json.encode(notification)
     check_record_size(value, row.id.encode(), "redelivery")
-    try:
-        await call.deps.producer.send_and_wait(topics.NOTIFICATIONS, value, key=row.id.encode())
-    except (KafkaError, OSError) as exc:
-        raise Unavailable(f"The notification log is unavailable ({type(exc).__name__}).") from exc
+    await call.deps.producer.send_and_wait(topics.NOTIFICATIONS, value, key=row.id.encode())
     return Redelivery(deliveryId=delivery_id, round=round_ms)
 
 

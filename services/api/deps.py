@@ -3,8 +3,6 @@
 import asyncio
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaProducer
-
 from services.api.intake import Intake
 from services.api.visibility import Visibility
 from services.common.auth import KeyAuthenticator
@@ -12,6 +10,7 @@ from services.common.clickhouse import ClickHouse
 from services.common.clock import Clock, system_clock
 from services.common.config import Settings
 from services.common.controlplane import ControlPlane
+from services.common.kafkaclients import Producer
 from services.common.ratelimit import RateLimiter, RedisRateLimiter
 
 
@@ -27,7 +26,7 @@ class Deps:
     kafka_bootstrap: str
     cursor_key: bytes
     sealing_key: bytes  # seals destination secrets at rest (from the server secret)
-    producer: AIOKafkaProducer
+    producer: Producer
     visibility: Visibility
     clock: Clock = system_clock
     background: list[object] = field(default_factory=list)

@@ -1,9 +1,6 @@
 """Route: `POST /api/v1/events`: validate, rate limit, put on Kafka, then answer 202."""
 
-import asyncio
-
 import msgspec
-from aiokafka.errors import KafkaError
 from msgspec import UNSET, Struct, UnsetType
 
 from schemas import topics
@@ -24,7 +21,6 @@ from services.common.errors import (
     InvalidInput,
     PayloadTooLarge,
     RateLimited,
-    Unavailable,
     UnsupportedMediaType,
 )
 from services.common.http import validation_error
@@ -276,15 +272,7 @@ async def ingest(call: Call) -> Accepted:
     ]
     for value, record_key in records:
         check_record_size(value, record_key, "events of one workflow")
-    producer = call.deps.producer
-    try:
-        futures = [
-            await producer.send(topics.EXECUTIONS, value, key=record_key)
-            for value, record_key in records
-        ]
-        await asyncio.gather(*futures)
-    except (KafkaError, OSError) as exc:
-        raise Unavailable(f"The event log is unavailable ({type(exc).__name__}); retry.") from exc
+    await call.deps.producer.send_all(topics.EXECUTIONS, records)
     return Accepted(accepted=len(events))
 
 

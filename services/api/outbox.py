@@ -17,7 +17,6 @@ from typing import Any
 
 import msgspec
 import structlog
-from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
 from schemas import topics
@@ -25,7 +24,8 @@ from schemas.notifications import SubscriptionRecord
 from services.api.deps import Deps
 from services.common.clock import now_ms
 from services.common.controlplane import OutboxMessage
-from services.common.kafka import REFUSED_RECORD_ERRORS, dead_letter_headers, describe_error
+from services.common.kafka import dead_letter_headers, describe_error
+from services.common.kafkaclients import is_refused
 
 log = structlog.get_logger(__name__)
 
@@ -38,12 +38,6 @@ _subscription = msgspec.json.Decoder(SubscriptionRecord)
 _json = msgspec.json.Encoder(decimal_format="number")
 
 
-def refused(error: BaseException) -> bool:
-    """Whether producing a message failed because of the message itself (a broker that is
-    down, without a leader or slow is retried with the whole batch)."""
-    return isinstance(error, REFUSED_RECORD_ERRORS) or not isinstance(error, KafkaError)
-
-
 async def _send(
     deps: Deps, m: OutboxMessage, topic: str | None = None
 ) -> "asyncio.Future[Any] | Exception":
@@ -54,7 +48,7 @@ async def _send(
             topic or m.topic, m.value, key=m.key.encode(), partition=m.partition
         )
     except Exception as exc:
-        if not refused(exc):
+        if not is_refused(exc):
             raise
         return exc
     return future
@@ -68,7 +62,7 @@ async def _outcome(sent: "asyncio.Future[Any] | Exception") -> Any:
     try:
         return await sent
     except Exception as exc:
-        if not refused(exc):
+        if not is_refused(exc):
             raise
         return exc
 
@@ -136,7 +130,7 @@ async def _dead_letter(deps: Deps, m: OutboxMessage, error: Exception) -> None:
             topics.SUBSCRIPTIONS_DLQ, m.value, key=key, headers=headers
         )
     except Exception as exc:
-        if not refused(exc):
+        if not is_refused(exc):
             raise
         await deps.producer.send_and_wait(topics.SUBSCRIPTIONS_DLQ, None, key=key, headers=headers)
 

@@ -3,7 +3,6 @@
 import hashlib
 from typing import Any
 
-from aiokafka.errors import KafkaError
 from msgspec import Struct, json
 
 from schemas import topics
@@ -23,7 +22,7 @@ from services.api.routing import (
 )
 from services.common.clock import iso_ms, now_ms
 from services.common.cursor import decode_cursor, encode_cursor
-from services.common.errors import Conflict, InvalidCursor, InvalidInput, NotFound, Unavailable
+from services.common.errors import Conflict, InvalidCursor, InvalidInput, NotFound
 from services.common.http import request_id_of
 
 # One run by id (`_find`). Both branches yield: execution_id, workflow_id, workflow_name, status,
@@ -214,12 +213,9 @@ async def cancel_run(call: Call) -> CancelAccepted:
         v=1, projectId=key.project_id, executionId=run.executionId, workflowId=run.workflowId,
         requestedAtMs=now_ms(call.deps.clock), requestId=request_id_of(call.request),
     )  # fmt: skip
-    try:
-        await call.deps.producer.send_and_wait(
-            topics.COMMANDS, json.encode(command), key=topic_key(key.project_id, run.workflowId)
-        )
-    except (KafkaError, OSError) as exc:
-        raise Unavailable(f"The command log is unavailable ({type(exc).__name__}); retry.") from exc
+    await call.deps.producer.send_and_wait(
+        topics.COMMANDS, json.encode(command), key=topic_key(key.project_id, run.workflowId)
+    )
     return CancelAccepted(executionId=run.executionId, status="cancel_requested")
 
 
