@@ -4,12 +4,11 @@ import argparse
 import asyncio
 import gc
 import json
-import os
 import signal
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import prometheus_client
@@ -27,19 +26,17 @@ class CliError(Exception):
 # ---- talking to a running API -------------------------------------------------------------
 
 
-def _endpoint(
-    args: argparse.Namespace, settings: Settings, env: Mapping[str, str]
-) -> dict[str, str]:
+def _endpoint(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
     from services.common.localfile import read_credentials
 
     saved = read_credentials(settings.data_dir)
     return {
-        "url": (args.url or env.get("CC_URL") or (saved.baseUrl if saved else "")).rstrip("/")
+        "url": (args.url or settings.client_url or (saved.baseUrl if saved else "")).rstrip("/")
         or f"http://127.0.0.1:{settings.http_port}",
         "admin": getattr(args, "admin_token", None)
-        or env.get("CC_ADMIN_TOKEN")
+        or settings.admin_token
         or (saved.adminToken if saved else ""),
-        "key": args.api_key or env.get("CC_API_KEY") or (saved.apiKey if saved else ""),
+        "key": args.api_key or settings.api_key or (saved.apiKey if saved else ""),
     }
 
 
@@ -191,17 +188,23 @@ def cmd_up(settings: Settings) -> int:
     return asyncio.run(run_local(settings))
 
 
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    return stop
+
+
 async def _run_api(settings: Settings) -> int:
-    from services.api.app import prepare, serve
+    from services.common import wiring
 
     if not settings.kafka_bootstrap:
         raise CliError(
             "`codecourier api` needs CC_KAFKA_BOOTSTRAP; `codecourier up` runs everything"
         )
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    api = await serve(await prepare(ensure_secret_key(settings), settings.kafka_bootstrap))
+    stop = _stop_on_signals()
+    api = await wiring.api(ensure_secret_key(settings), settings.kafka_bootstrap)
     print(f"CodeCourier API listening on http://{settings.http_host}:{api.port}", flush=True)
     try:
         await stop.wait()
@@ -211,38 +214,26 @@ async def _run_api(settings: Settings) -> int:
 
 
 async def _run_logsink(settings: Settings) -> int:
-    from services.common import kafka, wiring
-    from services.logsink.sink import LogSink, SinkConfig
+    from services.common import wiring
 
     if not settings.kafka_bootstrap:
         raise CliError("`codecourier logsink` needs CC_KAFKA_BOOTSTRAP; `codecourier up` runs all")
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    ch = wiring.clickhouse(settings)
-    try:
-        await ch.migrate()
-        await kafka.ensure_topics(settings.kafka_bootstrap, settings.kafka_partitions)
-        config = SinkConfig(settings.kafka_bootstrap, dedup_scope=settings.logsink_dedup_scope)
-        await LogSink(config, ch).run(stop)
-    finally:
-        ch.close()
+    stop = _stop_on_signals()
+    async with wiring.standalone_log_sink(settings) as sink:
+        await sink.run(stop)
     return 0
 
 
 def _run_alerts(settings: Settings) -> int:
-    from services.alerts.app import AlertsConfig, run_worker
+    from services.common import wiring
 
     if not settings.kafka_bootstrap:
         raise CliError("`codecourier alerts` needs CC_KAFKA_BOOTSTRAP; `codecourier up` runs all")
-    return run_worker(settings, AlertsConfig.from_env(os.environ))
+    return wiring.run_alerts(settings)
 
 
 async def _run_dispatcher(settings: Settings) -> int:
-    from schemas import topics
-    from services.common import kafka, wiring
-    from services.dispatcher.gone import Disabler
-    from services.dispatcher.service import Dispatcher, DispatcherConfig
+    from services.common import wiring
 
     if not settings.kafka_bootstrap:
         raise CliError(
@@ -250,26 +241,10 @@ async def _run_dispatcher(settings: Settings) -> int:
         )
     if not settings.secret_key and not (settings.data_dir / "secret.key").exists():
         raise CliError("`codecourier dispatcher` needs the API's CC_SECRET_KEY to open secrets")
-    bootstrap = settings.kafka_bootstrap
     settings = ensure_secret_key(settings)
-    config = DispatcherConfig.from_env(os.environ)
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    await kafka.ensure_topics(
-        bootstrap, settings.kafka_partitions, retry_tiers=len(settings.retry_delays_s)
-    )
-    producer = kafka.make_producer(bootstrap)
-    await producer.start()
-    try:
-        partitions = sorted(await producer.partitions_for(topics.SUBSCRIPTIONS))
-    finally:
-        await producer.stop()
-    cp = wiring.controlplane(settings)
-    try:
-        await Dispatcher(settings, config, bootstrap, Disabler(cp, partitions)).run(stop)
-    finally:
-        await cp.close()
+    stop = _stop_on_signals()
+    async with wiring.dispatcher(settings) as (dispatcher, clients):
+        await dispatcher.run(stop, clients)
     return 0
 
 
@@ -456,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `codecourier` console script."""
     args = parser().parse_args(argv)
     try:
-        settings = load_settings(os.environ)
+        settings = load_settings()
         configure_logging(settings.log_level)
         if args.command in SERVICES:
             tune_gc()
@@ -475,7 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run_dispatcher(settings))
         if args.command == "migrate":
             return asyncio.run(_migrate(settings))
-        args.run(args, _endpoint(args, settings, os.environ))
+        args.run(args, _endpoint(args, settings))
         return 0
     except (CliError, ConfigError) as exc:
         print(f"codecourier: {exc}", file=sys.stderr)

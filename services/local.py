@@ -14,18 +14,17 @@ from pathlib import Path
 import msgspec
 import structlog
 
-from services.api.app import RunningApi, prepare, serve
+from services.api.app import RunningApi
 from services.api.keys import issue_key
 from services.api.outbox import publish_all
-from services.common import apikeys, kafka
+from services.common import apikeys, kafka, wiring
 from services.common.auth import check_usable
 from services.common.clock import now_ms
 from services.common.config import Settings, ensure_secret_key
 from services.common.ids import random_base62
-from services.common.kafka import EmbeddedBroker, die_with_parent
+from services.common.kafka import die_with_parent
 from services.common.localfile import LocalCredentials, read_credentials, write_credentials
 from services.localstop import StopSignals, stop_stack
-from services.logsink.sink import LogSink, SinkConfig
 from services.supervisor import RESTARTS, Child, Crashed, Job, Service
 
 log = structlog.get_logger(__name__)
@@ -83,7 +82,7 @@ class LocalStack:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.broker = EmbeddedBroker(settings.kafka_port, settings.data_dir / "broker.log")
+        self.broker = wiring.embedded_broker(settings)
         self.bootstrap = settings.kafka_bootstrap or ""
         self.api: RunningApi | None = None
         self.services: dict[str, Service] = {}
@@ -97,7 +96,7 @@ class LocalStack:
         """Start the broker, the API and every service; the credentials to print."""
         if self.embedded_broker:
             self.bootstrap = await self.broker.start()
-        self.api = api = await serve(await prepare(self.settings, self.bootstrap))
+        self.api = api = await wiring.api(self.settings, self.bootstrap)
         if self.embedded_broker:
             await self._republish()
         if api.deps.clickhouse.embedded:
@@ -144,8 +143,8 @@ class LocalStack:
 
     async def _run_sink(self, stop: asyncio.Event) -> None:
         assert self.api is not None
-        config = SinkConfig(self.bootstrap, dedup_scope=self.dedup_scope)
-        sink = LogSink(config, self.api.deps.clickhouse)
+        ch = self.api.deps.clickhouse
+        sink = wiring.log_sink(self.settings, self.bootstrap, ch, self.dedup_scope)
         try:
             await sink.run(stop)
         except Exception:

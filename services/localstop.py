@@ -18,7 +18,6 @@ from prometheus_client import REGISTRY
 from schemas import topics
 from services.common import kafka
 from services.common.errors import AppError
-from services.logsink.sink import GROUP_ID
 from services.supervisor import Child
 
 if TYPE_CHECKING:
@@ -147,7 +146,8 @@ class Stopper:
         `delivery-log` taken once `workers` (the dispatcher logs its attempts) have stopped."""
         since, before = time.monotonic(), _inserted()
         try:
-            async with kafka.GroupOffsets(self.stack.bootstrap, GROUP_ID) as group:
+            group_id = self.stack.settings.logsink.group_id
+            async with kafka.GroupOffsets(self.stack.bootstrap, group_id) as group:
                 ends = await self.ends(topics.EXECUTIONS)
                 pending = _behind(ends, await group.committed(ends))
                 left = await self.wait_stored(group, ends)

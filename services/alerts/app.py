@@ -57,7 +57,6 @@ answers a waiting fetch only when the fetch's maximum wait is up, so that wait i
 import asyncio
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
@@ -80,9 +79,11 @@ from services.alerts.engine import (
     partition_of,
 )
 from services.alerts.ticks import OffsetReader, TickGate, TickProducer
-from services.common.config import ConfigError, Settings, env_number
+from services.common.config import ConfigError, Settings
 from services.common.errors import Unavailable
-from services.common.kafka import ensure_topics, make_producer
+from services.common.kafka import ensure_topics
+from services.common.kafkaclients import KafkaClients
+from services.common.workers import AlertsConfig
 
 log = structlog.get_logger(__name__)
 
@@ -97,26 +98,6 @@ FAUST_SETTINGS: dict[str, Any] = {
     "web_enabled": False,
     "autodiscover": False,
 }
-
-
-@dataclass(frozen=True)
-class AlertsConfig:
-    """The engine's own knobs: consumer group (= faust app id), table store, tick interval."""
-
-    group: str = "codecourier-alerts"
-    store: str = "rocksdb://"
-    tick_s: float = 15.0
-    commit_interval_s: float = 1.0
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "AlertsConfig":
-        """Read `CC_ALERTS_GROUP`, `_STORE`, `_COMMIT_SECONDS` and `CC_TICK_SECONDS`."""
-        return cls(
-            group=env.get("CC_ALERTS_GROUP") or cls.group,
-            store=env.get("CC_ALERTS_STORE") or cls.store,
-            tick_s=env_number(env, "CC_TICK_SECONDS", cls.tick_s),
-            commit_interval_s=env_number(env, "CC_ALERTS_COMMIT_SECONDS", cls.commit_interval_s),
-        )
 
 
 # ---- faust wiring ---------------------------------------------------------------------------
@@ -162,9 +143,11 @@ class AlertsApp(faust.App):
         return _Transport(self.conf.broker_consumer, self)
 
 
-def build_app(settings: Settings, config: AlertsConfig, partitions: int) -> AlertsApp:
+def build_app(
+    settings: Settings, config: AlertsConfig, partitions: int, kafka: KafkaClients
+) -> AlertsApp:
     """The faust app: one agent over the co-partitioned topics, three tables, the tick timer."""
-    bootstrap = settings.kafka_bootstrap or ""
+    bootstrap = kafka.bootstrap
     # One store per consumer group: a store's offsets belong to that group's changelogs.
     datadir = settings.data_dir / "alerts" / config.group
     datadir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
@@ -191,7 +174,7 @@ def build_app(settings: Settings, config: AlertsConfig, partitions: int) -> Aler
     )  # fmt: skip
     gate = TickGate(lambda p: _start_offset(app.offsets, p))
     engine = Engine(settings, partitions, tables, views, _sender(app), gate, _dead_letter(app))
-    _wire(app, engine, bootstrap, config)
+    _wire(app, engine, kafka, config)
     return app
 
 
@@ -283,7 +266,7 @@ async def _start_offset(reader: OffsetReader, partition: int) -> int:
     return committed if committed is not None else await reader.beginning(tp)
 
 
-def _wire(app: AlertsApp, engine: Engine, bootstrap: str, config: AlertsConfig) -> None:
+def _wire(app: AlertsApp, engine: Engine, kafka: KafkaClients, config: AlertsConfig) -> None:
     partitions = engine.partitions
     # Raw bytes in: faust's codecs would crash the agent on a record that is not UTF-8 JSON;
     # the engine decodes with msgspec and skips (logs) what it cannot read.
@@ -304,7 +287,7 @@ def _wire(app: AlertsApp, engine: Engine, bootstrap: str, config: AlertsConfig) 
         async for event in stream.events():
             await engine.handle(event.message)
 
-    ticks = TickProducer(lambda: make_producer(bootstrap), app.offsets, partitions)
+    ticks = TickProducer(kafka.producer, app.offsets, partitions)
 
     @app.timer(config.tick_s, on_leader=True)  # type: ignore[untyped-decorator] # bare Callable
     async def tick() -> None:
@@ -353,12 +336,12 @@ async def prepare(settings: Settings) -> int:
     return next(iter(counts.values()))
 
 
-def run_worker(settings: Settings, config: AlertsConfig) -> int:
+def run_worker(settings: Settings, config: AlertsConfig, kafka: KafkaClients) -> int:
     """Run the engine in the foreground until SIGINT or SIGTERM (faust owns the event loop)."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     partitions = loop.run_until_complete(prepare(settings))
-    app = build_app(settings, config, partitions)
+    app = build_app(settings, config, partitions, kafka)
     level = settings.log_level.upper()
     worker = faust.Worker(app, loop=loop, loglevel=level, redirect_stdouts=False)
     # faust's progress spinner sets the root logger to DEBUG whenever the level is WARNING or

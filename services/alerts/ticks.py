@@ -27,6 +27,7 @@ from msgspec import Struct
 
 from schemas import topics
 from services.common.clock import Clock, now_ms, system_clock
+from services.common.kafkaclients import KafkaClients
 
 TICK_VERSION = 1
 MAX_PENDING = 1000  # per partition: ten hours of backlog at the 15 s default
@@ -79,8 +80,8 @@ class OffsetReader:
         # Created here, not in __init__: aiokafka clients bind to the running loop.
         client = self._clients.get(group_id)
         if client is None:
-            client = AIOKafkaConsumer(
-                bootstrap_servers=self._bootstrap, group_id=group_id, enable_auto_commit=False
+            client = KafkaClients(self._bootstrap).consumer(
+                group_id=group_id, enable_auto_commit=False
             )
             await client.start()
             self._clients[group_id] = client

@@ -8,21 +8,13 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from schemas import topics
 from services.api.deps import Deps
 from services.api.intake import INGEST_PATH, gated
 from services.api.ops import READINESS, Readiness
 from services.api.outbox import run_relay
 from services.api.routing import bind
 from services.api.table import ROUTES
-from services.api.visibility import Visibility
-from services.common import kafka, wiring
-from services.common.clock import now_ms
-from services.common.config import Settings, require_secret_key
-from services.common.cursor import derive_key
 from services.common.http import METRICS, HttpMetrics, envelope_middleware
-from services.common.kafkaclients import KafkaClients
-from services.common.sealing import sealing_key
 
 MAX_REQUEST_LINE_BYTES = 128 * 1024  # holds every documented query parameter at its bound
 
@@ -68,40 +60,6 @@ def build_app(deps: Deps, background: bool = True) -> web.Application:
 
     app.on_cleanup.append(close_readiness)
     return app
-
-
-async def prepare(settings: Settings, kafka_bootstrap: str) -> Deps:
-    """Connect every adapter, apply migrations and create topics."""
-    secret_key = require_secret_key(settings)  # before anything is connected
-    cp = wiring.controlplane(settings)
-    applied = await cp.migrate(now_ms())
-    ch = wiring.clickhouse(settings)
-    ch_applied = await ch.migrate()
-    created = await kafka.ensure_topics(
-        kafka_bootstrap, settings.kafka_partitions, retry_tiers=len(settings.retry_delays_s)
-    )
-    producer = KafkaClients(kafka_bootstrap).request_producer()
-    await producer.start()
-    partitions = len(await producer.partitions_for(topics.EXECUTIONS))
-    log.info(
-        "api.prepared",
-        sql_migrations=applied,
-        clickhouse_migrations=ch_applied,
-        topics_created=created,
-        partitions=partitions,
-    )
-    return Deps(
-        producer=producer,
-        visibility=Visibility(ch, partitions),
-        settings=settings,
-        controlplane=cp,
-        auth=wiring.key_authenticator(settings, cp),
-        limiter=wiring.rate_limiter(settings),
-        clickhouse=ch,
-        kafka_bootstrap=kafka_bootstrap,
-        cursor_key=derive_key(secret_key, "cursor"),
-        sealing_key=sealing_key(secret_key),
-    )
 
 
 @dataclass

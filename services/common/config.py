@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from msgspec import Struct
+from msgspec import Struct, field
 
 from schemas.api import Plan
+from services.common.workers import AlertsConfig, DispatcherConfig, SinkConfig
 
 
 class PlanLimits(Struct, frozen=True, rename="camel"):
@@ -79,10 +80,15 @@ class Settings(Struct, frozen=True, kw_only=True):
     public_base_url: str | None = None
     metrics_port: int | None = None
     stop_timeout_s: float = 30.0
-    logsink_dedup_scope: str = ""
     plans: dict[str, PlanLimits] = {}
     logs_page_max_bytes: int = 8 * 1024 * 1024
     query_limits: dict[str, QueryLimits] = {}
+    logsink: SinkConfig = field(default_factory=SinkConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    dispatcher: DispatcherConfig = field(default_factory=DispatcherConfig)
+    # Where client commands find a running API and their key (`CC_URL`, `CC_API_KEY`).
+    client_url: str | None = None
+    api_key: str | None = None
 
     def plan(self, name: Plan | str) -> PlanLimits:
         """The limits of a plan, falling back to the defaults table."""
@@ -246,10 +252,39 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         public_base_url=env.get("CC_PUBLIC_BASE_URL") or None,
         metrics_port=_int(env, "CC_METRICS_PORT", 0) or None,
         stop_timeout_s=env_number(env, "CC_STOP_TIMEOUT_SECONDS", 30.0),
-        logsink_dedup_scope=env.get("CC_LOGSINK_DEDUP_SCOPE") or "",
         plans=load_plans(env),
         logs_page_max_bytes=_int(env, "CC_LOGS_PAGE_MAX_BYTES", 8 * 1024 * 1024),
         query_limits=load_query_limits(env),
+        logsink=SinkConfig(dedup_scope=env.get("CC_LOGSINK_DEDUP_SCOPE") or ""),
+        alerts=load_alerts_config(env),
+        dispatcher=load_dispatcher_config(env),
+        client_url=env.get("CC_URL") or None,
+        api_key=env.get("CC_API_KEY") or None,
+    )
+
+
+def load_alerts_config(env: Mapping[str, str]) -> AlertsConfig:
+    """Read `CC_ALERTS_GROUP`, `_STORE`, `_COMMIT_SECONDS` and `CC_TICK_SECONDS`."""
+    default = AlertsConfig()
+    return AlertsConfig(
+        group=env.get("CC_ALERTS_GROUP") or default.group,
+        store=env.get("CC_ALERTS_STORE") or default.store,
+        tick_s=env_number(env, "CC_TICK_SECONDS", default.tick_s),
+        commit_interval_s=env_number(env, "CC_ALERTS_COMMIT_SECONDS", default.commit_interval_s),
+    )
+
+
+def load_dispatcher_config(env: Mapping[str, str]) -> DispatcherConfig:
+    """Read `CC_DISPATCHER_*` and `CC_DELIVERY_TIMEOUT_SECONDS`; the rest keep their defaults."""
+    default = DispatcherConfig()
+    in_flight = env_number(env, "CC_DISPATCHER_LANE_IN_FLIGHT", default.in_flight_per_lane)
+    queued = env_number(env, "CC_DISPATCHER_LANE_QUEUE", default.queued_per_lane)
+    return DispatcherConfig(
+        group=env.get("CC_DISPATCHER_GROUP") or default.group,
+        in_flight_per_lane=int(in_flight),
+        queued_per_lane=int(queued),
+        timeout_s=env_number(env, "CC_DELIVERY_TIMEOUT_SECONDS", default.timeout_s),
+        lane_stall_s=env_number(env, "CC_DISPATCHER_LANE_STALL_SECONDS", default.lane_stall_s),
     )
 
 

@@ -29,6 +29,8 @@ from prometheus_client import Counter, Histogram
 from schemas import topics
 from services.common.clickhouse import ClickHouse, RefusedData
 from services.common.kafka import REFUSED_RECORD_ERRORS, dead_letter_headers, describe_error
+from services.common.kafkaclients import KafkaClients
+from services.common.workers import SinkConfig
 from services.logsink import rows
 from services.logsink.batch import TABLES, Batch
 
@@ -47,7 +49,6 @@ ATTEMPT_DEAD_LETTERS = Counter(
 )
 INSERT_SECONDS = Histogram("cc_logsink_insert_seconds", "Batch insert latency")
 
-GROUP_ID = "logsink"
 _DLQ = {
     topics.EXECUTIONS: (topics.EXECUTIONS_DLQ, DEAD_LETTERS),
     topics.DELIVERY_LOG: (topics.DELIVERY_LOG_DLQ, ATTEMPT_DEAD_LETTERS),
@@ -119,24 +120,6 @@ def _without(
     return [data[i] for i in keep], [origins[i] for i in keep]
 
 
-@dataclass(frozen=True)
-class SinkConfig:
-    """Flush thresholds and concurrency of the sink."""
-
-    bootstrap: str
-    flush_rows: int = 20_000
-    flush_bytes: int = 32 * 1024 * 1024
-    flush_s: float = 0.5
-    max_inflight: int = 2
-    watermark_every_s: float = 0.2
-    quiet_watermark_every_s: float = 5.0
-    group_id: str = GROUP_ID
-    # Prefixes every insert deduplication token: a broker whose offsets start again at 0 (the
-    # embedded one, restarted) must get a new scope, or its batches would repeat old tokens and
-    # ClickHouse would silently drop them as duplicates.
-    dedup_scope: str = ""
-
-
 @dataclass
 class PartitionClock:
     """Per-partition ingest time: the last assigned ts and the published watermark."""
@@ -177,10 +160,12 @@ class LogSink:
         self,
         config: SinkConfig,
         clickhouse: ClickHouse,
+        kafka: KafkaClients,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.ch = clickhouse
+        self.kafka = kafka
         self.wall = wall_clock
         self.clock = PartitionClock()
         self.batch = Batch(opened_at=time.monotonic())
@@ -198,13 +183,13 @@ class LogSink:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, then flush, commit and leave the group."""
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.config.bootstrap, group_id=self.config.group_id,
-            enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=5000,
-            session_timeout_ms=10_000, heartbeat_interval_ms=1_000, rebalance_timeout_ms=10_000,
-            fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024,
+        self.consumer = self.kafka.consumer(
+            group_id=self.config.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
+            max_poll_records=5000, session_timeout_ms=10_000, heartbeat_interval_ms=1_000,
+            rebalance_timeout_ms=10_000, fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
         )  # fmt: skip
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.config.bootstrap, acks="all")
+        self.producer = self.kafka.producer()
         await self.producer.start()
         await self.consumer.start()
         self.consumer.subscribe([topics.EXECUTIONS, topics.DELIVERY_LOG], listener=_Rebalance(self))

@@ -301,7 +301,7 @@ async def insert_batches(
 ) -> dict[str, float]:
     """Insert into a fresh chDB of the same schema in the sink's batches: payloads, executions."""
     ch = ClickHouse(f"chdb://{target}")
-    flush = SinkConfig("").flush_rows
+    flush = SinkConfig().flush_rows
     encoder = msgspec.json.Encoder()
     try:
         await ch.migrate()

@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 from schemas import topics
 from services.common.clickhouse import ClickHouse
 from services.common.kafka import ensure_topics
+from services.common.kafkaclients import KafkaClients
 from services.logsink.sink import LogSink, SinkConfig
 from tests.factories import completed, execution_record
 from tests.records import matching_records
@@ -70,7 +71,7 @@ async def test_poison_records_go_to_the_dlq_and_the_records_after_them_are_store
     before = _metric("cc_logsink_dead_letters_total")
     ch = ClickHouse(f"chdb://{tmp_path / 'ch'}")
     await ch.migrate()
-    sink = LogSink(SinkConfig(broker, group_id=f"sink-{project}", flush_s=0.1), ch)
+    sink = LogSink(SinkConfig(group_id=f"sink-{project}", flush_s=0.1), ch, KafkaClients(broker))
     stop = asyncio.Event()
     running = asyncio.create_task(sink.run(stop))
     try:

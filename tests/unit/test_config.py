@@ -16,6 +16,7 @@ from services.common.config import (
     load_settings,
     require_secret_key,
 )
+from services.common.workers import AlertsConfig, DispatcherConfig, SinkConfig
 
 
 def test_defaults_are_embedded(tmp_path: Path) -> None:
@@ -135,6 +136,51 @@ def test_services_refuse_to_start_without_a_secret_key(tmp_path: Path) -> None:
 
     settings = load_settings({"CC_DATA_DIR": str(tmp_path)})
     with pytest.raises(ConfigError, match="CC_SECRET_KEY"):
-        Dispatcher(settings, DispatcherConfig(), "127.0.0.1:9")
+        Dispatcher(settings, DispatcherConfig())
     with pytest.raises(ConfigError, match="CC_SECRET_KEY"):
         wiring.key_authenticator(settings, None)  # type: ignore[arg-type]
+
+
+def test_the_workers_settings_have_their_defaults(tmp_path: Path) -> None:
+    settings = load_settings({"CC_DATA_DIR": str(tmp_path)})
+    assert settings.alerts == AlertsConfig("codecourier-alerts", "rocksdb://", 15.0, 1.0)
+    dispatcher = settings.dispatcher
+    assert (dispatcher.group, dispatcher.in_flight_per_lane, dispatcher.queued_per_lane) == (
+        "codecourier-dispatcher", 16, 2000,
+    )  # fmt: skip
+    assert (dispatcher.timeout_s, dispatcher.lane_stall_s) == (30.0, 1.0)
+    assert settings.logsink == SinkConfig() and settings.logsink.dedup_scope == ""
+    assert settings.client_url is None and settings.api_key is None
+
+
+def test_the_workers_settings_are_read_from_their_variables(tmp_path: Path) -> None:
+    env = {
+        "CC_DATA_DIR": str(tmp_path),
+        "CC_ALERTS_GROUP": "alerts-b", "CC_ALERTS_STORE": "memory://", "CC_TICK_SECONDS": "1",
+        "CC_ALERTS_COMMIT_SECONDS": "0.5", "CC_DISPATCHER_GROUP": "dispatch-b",
+        "CC_DISPATCHER_LANE_IN_FLIGHT": "4", "CC_DISPATCHER_LANE_QUEUE": "8",
+        "CC_DELIVERY_TIMEOUT_SECONDS": "5", "CC_DISPATCHER_LANE_STALL_SECONDS": "0.3",
+        "CC_LOGSINK_DEDUP_SCOPE": "17:", "CC_URL": "http://api:8080", "CC_API_KEY": "cc_live_x",
+    }  # fmt: skip
+    settings = load_settings(env)
+    assert settings.alerts == AlertsConfig("alerts-b", "memory://", 1.0, 0.5)
+    assert settings.dispatcher == DispatcherConfig(
+        group="dispatch-b", in_flight_per_lane=4, queued_per_lane=8, timeout_s=5.0,
+        lane_stall_s=0.3,
+    )  # fmt: skip
+    assert settings.logsink == SinkConfig(dedup_scope="17:")
+    assert (settings.client_url, settings.api_key) == ("http://api:8080", "cc_live_x")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CC_TICK_SECONDS", "0"),
+        ("CC_ALERTS_COMMIT_SECONDS", "soon"),
+        ("CC_DISPATCHER_LANE_QUEUE", "-1"),
+        ("CC_DELIVERY_TIMEOUT_SECONDS", "x"),
+    ],
+)
+def test_bad_worker_values_are_config_errors(tmp_path: Path, name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings({"CC_DATA_DIR": str(tmp_path), name: value})

@@ -102,7 +102,7 @@ async def running(
     broker: MemoryBroker, channel: Channel, config: DispatcherConfig = CONFIG
 ) -> AsyncIterator[Dispatcher]:
     """A dispatcher over `broker`, delivering through `channel`, until the block ends."""
-    dispatcher = Dispatcher(SETTINGS, config, "unused", channels={"webhook": channel.send})
+    dispatcher = Dispatcher(SETTINGS, config, channels={"webhook": channel.send})
     clients = Clients(
         consumer=broker.consumer(group_id=config.group, auto_offset_reset="earliest",
                                  max_poll_records=2000),

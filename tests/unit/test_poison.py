@@ -26,6 +26,7 @@ from services.common.clickhouse import ClickHouse, RefusedData
 from services.common.config import Settings
 from services.common.controlplane import OutboxMessage
 from services.common.errors import Unavailable
+from services.common.kafkaclients import KafkaClients
 from services.dispatcher import service
 from services.dispatcher.channels.base import Result
 from services.dispatcher.loop import Partition
@@ -135,7 +136,7 @@ ATTEMPT = {
 
 
 def a_sink() -> LogSink:
-    sink = LogSink(SinkConfig("unused:9092"), cast(Any, None))
+    sink = LogSink(SinkConfig(), cast(Any, None), KafkaClients("unused:9092"))
     sink.producer = cast(Any, Producer())
     return sink
 
@@ -266,9 +267,7 @@ async def _dispatch(
         return Result(delivered=delivered, retryable=not delivered, error=None)
 
     channels = dict.fromkeys(("webhook", "email", "slack"), send)
-    dispatcher = service.Dispatcher(
-        settings_, service.DispatcherConfig(), "unused:9092", channels=channels
-    )
+    dispatcher = service.Dispatcher(settings_, service.DispatcherConfig(), channels=channels)
     producer = producer or Producer()
     unused = cast(Any, None)
     clients = service.Clients(unused, cast(Any, producer), unused, unused,
