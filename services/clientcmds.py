@@ -1,438 +1,91 @@
-"""Streaming client commands: `events send` (NDJSON in batches) and `logs tail` (follow logs).
+"""Client commands: `events send` (NDJSON in batches) and `logs tail` (follow logs).
 
-Both speak HTTP with the standard library only, so the CLI stays fast to start. Every event is
-idempotent on `(type, executionId)`, which is why resending a batch after a timeout, a 429 or a
-5xx is always safe.
+Both speak HTTP with the standard library only (`services.apiclient`), so the CLI stays fast
+to start.
 """
 
-import http.client
-import json
-import os
-import re
-import sys
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, Any, NamedTuple
+import argparse
 
-from services.cli import CliError
-
-MAX_EVENT_BYTES = 256 * 1024
-# The server's default CC_MAX_BODY_BYTES; a 413 on a smaller server limit halves the batch.
-MAX_BODY_BYTES = 1024 * 1024
-BACKOFF_S = (1.0, 2.0, 4.0, 8.0)
-PROGRESS_EVERY_S = 2.0
-SKIP_PAGE = 1000
-_EVENT_FIELD = re.compile(r"events\[(\d+)\]((?:\.[A-Za-z0-9_$]+|\[\d+\])*)")
-
-Line = tuple[int, bytes]
+from services.apiclient import endpoint
+from services.command import Command, bounded
+from services.common.config import Settings
+from services.eventsend import send_events
+from services.logtail import TailOptions, tail_logs
 
 
-class Reply(NamedTuple):
-    """An HTTP answer: status, `Retry-After` in seconds (0 when absent) and the JSON body."""
-
-    status: int
-    retry_after_s: float
-    body: Any
+def _keyed(parser: argparse.ArgumentParser) -> None:
+    """Where the API is and the key to call it with."""
+    parser.add_argument("--url", help="API base URL (default: CC_URL, then local.json)")
+    parser.add_argument("--api-key", help="API key (default: CC_API_KEY, then local.json)")
 
 
-class Unreachable(Exception):
-    """The request got no HTTP answer (refused, reset, timed out)."""
+def send(args: argparse.Namespace, settings: Settings) -> int:
+    """`events send`: post an NDJSON file in batches and print a summary."""
+    ep = endpoint(args, settings)
+    send_events(ep.url, ep.key, args.file, args.batch_size, args.json)
+    return 0
 
 
-def call(url: str, token: str, data: bytes | None = None, content_type: str = "") -> Reply:
-    """One HTTP exchange; every status is a Reply, only a missing answer raises Unreachable."""
-    method = "POST" if data is not None else "GET"
-    req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - operator's URL
-    req.add_header("Authorization", f"Bearer {token}")
-    if content_type:
-        req.add_header("Content-Type", content_type)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as response:  # noqa: S310
-            return Reply(response.status, 0.0, json.loads(response.read() or b"null"))
-    except urllib.error.HTTPError as exc:
-        try:
-            body = json.loads(exc.read() or b"null")
-        except ValueError:
-            body = None
-        return Reply(exc.code, _seconds(exc.headers.get("Retry-After")), body)
-    except urllib.error.URLError as exc:
-        raise Unreachable(f"cannot reach {url}: {exc.reason}") from None
-    except (OSError, http.client.HTTPException) as exc:
-        raise Unreachable(f"no answer from {url}: {exc!r}") from None
-
-
-def _seconds(header: str | None) -> float:
-    try:
-        return max(0.0, float(header or 0))
-    except ValueError:
-        return 0.0
-
-
-def describe(reply: Reply, rename: Callable[[str], str] = lambda text: text) -> str:
-    """An error reply in one line: code, message, details and request id."""
-    error = reply.body.get("error") if isinstance(reply.body, dict) else None
-    if not isinstance(error, dict) or "code" not in error:
-        return f"HTTP {reply.status}"
-    details = "; ".join(
-        f"{rename(d.get('field', ''))}: {d.get('message', '')}" for d in error.get("details") or []
+def _send_arguments(parser: argparse.ArgumentParser) -> None:
+    _keyed(parser)
+    parser.add_argument("file", metavar="FILE", help="NDJSON events; - reads standard input")
+    parser.add_argument(
+        "--batch-size",
+        type=bounded(int, 1, 1000),
+        default=500,
+        help="events per request, 1..1000 (default 500)",
     )
-    return (
-        f"{error['code']}: {rename(str(error.get('message', '')))}"
-        + (f" ({details})" if details else "")
-        + f" [request {error.get('requestId', '?')}]"
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def tail(args: argparse.Namespace, settings: Settings) -> int:
+    """`logs tail`: print every new completed execution until interrupted."""
+    ep = endpoint(args, settings)
+    filters = {"level": args.level, "workflowIds": args.workflow_ids}
+    tail_logs(
+        ep.url,
+        ep.key,
+        {name: value for name, value in filters.items() if value},
+        TailOptions(args.since_start, args.interval, args.limit, args.json),
+    )
+    return 0
+
+
+def _tail_arguments(parser: argparse.ArgumentParser) -> None:
+    _keyed(parser)
+    parser.add_argument(
+        "--since-start", action="store_true", help="print existing logs first, oldest first"
+    )
+    parser.add_argument(
+        "--interval",
+        type=bounded(float, 0.05, 3600),
+        default=1.0,
+        help="seconds between polls once caught up (default 1.0)",
+    )
+    parser.add_argument("--level", choices=("info", "error"), help="only this level")
+    parser.add_argument("--workflow-ids", help="comma list of workflow ids to follow")
+    parser.add_argument("--json", action="store_true", help="print each log as one JSON line")
+    parser.add_argument(
+        "--limit", type=bounded(int, 1, 1000), default=100, help="page size (default 100)"
     )
 
 
-# ---- events send: reading and batching (pure) ----------------------------------------------
-
-
-def numbered_events(
-    stream: Iterable[bytes], max_event_bytes: int = MAX_EVENT_BYTES
-) -> Iterator[Line]:
-    """(line number, event) for every non-blank line; an oversized line stops with its number."""
-    for number, raw in enumerate(stream, start=1):
-        line = raw.strip()
-        if not line:
-            continue
-        if len(line) > max_event_bytes:
-            raise CliError(
-                f"line {number}: event is {len(line)} bytes; the limit is {max_event_bytes} "
-                f"({max_event_bytes // 1024} KiB)"
-            )
-        yield number, line
-
-
-def batches(
-    lines: Iterable[Line], size: int, max_bytes: int = MAX_BODY_BYTES
-) -> Iterator[list[Line]]:
-    """Consecutive batches of at most `size` events and `max_bytes` of NDJSON body."""
-    batch: list[Line] = []
-    nbytes = 0
-    for line in lines:
-        if batch and (len(batch) >= size or nbytes + len(line[1]) + 1 > max_bytes):
-            yield batch
-            batch, nbytes = [], 0
-        batch.append(line)
-        nbytes += len(line[1]) + 1
-    if batch:
-        yield batch
-
-
-def file_lines(lines: list[Line]) -> Callable[[str], str]:
-    """Rewrite `events[i].field` (relative to a batch) as `line N, field` of the file."""
-
-    def rename(text: str) -> str:
-        def one(match: re.Match[str]) -> str:
-            index = int(match.group(1))
-            if index >= len(lines):
-                return match.group(0)
-            path = match.group(2).lstrip(".")
-            return f"line {lines[index][0]}" + (f", {path}" if path else "")
-
-        return _EVENT_FIELD.sub(one, text)
-
-    return rename
-
-
-def span(lines: list[Line]) -> str:
-    """The file lines a batch covers, for messages."""
-    first, last = lines[0][0], lines[-1][0]
-    return f"line {first}" if first == last else f"lines {first}-{last}"
-
-
-# ---- events send: progress and summary -----------------------------------------------------
-
-
-class Progress:
-    """Events sent so far on stderr: a redrawn bar on a terminal, a line every few s elsewhere."""
-
-    def __init__(self, total: int | None, stream: IO[str] = sys.stderr) -> None:
-        self.total = total
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.started = time.monotonic()
-        self.shown_at = self.started
-        self.sent = 0
-
-    def rate(self) -> float:
-        """Events per second since the start."""
-        return self.sent / max(time.monotonic() - self.started, 1e-6)
-
-    def update(self, sent: int) -> None:
-        """Record `sent` events and show them when it is time to."""
-        self.sent = sent
-        if self.tty:
-            self.stream.write("\r" + self._bar())
-            self.stream.flush()
-        elif time.monotonic() - self.shown_at >= PROGRESS_EVERY_S:
-            self.stream.write(f"sent {self._count()} events, {self.rate():,.0f} events/s\n")
-            self.stream.flush()
-            self.shown_at = time.monotonic()
-
-    def note(self, text: str) -> None:
-        """A message between progress updates (retries, waits)."""
-        self.stream.write(("\r\033[K" if self.tty else "") + text + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        """End the bar's line so that what follows starts on a fresh one."""
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-    def _count(self) -> str:
-        return f"{self.sent:,}/{self.total:,}" if self.total is not None else f"{self.sent:,}"
-
-    def _bar(self, width: int = 30) -> str:
-        text = f"{self._count()} events  {self.rate():,.0f} events/s"
-        if not self.total:
-            return text
-        done = width * self.sent // self.total
-        return f"[{'#' * done}{'-' * (width - done)}] {text}"
-
-
-@dataclass
-class Sender:
-    """Posts batches of one file, retrying what can be retried and counting what was accepted."""
-
-    url: str
-    key: str
-    progress: Progress
-    accepted: int = 0
-    requests: int = 0
-    retries: int = 0
-    answered: bool = False
-
-    def send(self, lines: list[Line]) -> None:
-        """Post one batch until it is accepted; raise CliError when it cannot be."""
-        failures = 0
-        while True:
-            reply = self._post(lines, failures)
-            if reply is None or reply.status >= 500:
-                failures += 1
-                self._back_off(lines, reply, failures)
-            elif reply.status == 429:
-                self._wait(lines, reply)
-            elif reply.status == 413 and len(lines) > 1:
-                half = len(lines) // 2
-                self.progress.note(f"{span(lines)}: body too large; splitting the batch in two")
-                self.send(lines[:half])
-                self.send(lines[half:])
-                return
-            elif reply.status == 202:
-                self._accepted(reply)
-                return
-            else:
-                raise CliError(describe(reply, file_lines(lines)))
-
-    def _post(self, lines: list[Line], failures: int) -> Reply | None:
-        body = b"\n".join(line for _, line in lines) + b"\n"
-        try:
-            reply = call(f"{self.url}/api/v1/events", self.key, body, "application/x-ndjson")
-        except Unreachable as exc:
-            # Before any answer this is a wrong URL or a stopped server: say so at once.
-            if not self.answered or failures >= len(BACKOFF_S):
-                raise CliError(str(exc)) from None
-            return None
-        self.answered = True
-        return reply
-
-    def _back_off(self, lines: list[Line], reply: Reply | None, failures: int) -> None:
-        what = "no answer" if reply is None else f"HTTP {reply.status}"
-        if failures > len(BACKOFF_S):
-            raise CliError(f"{describe(reply) if reply else what} after {failures} attempts")
-        delay = max(BACKOFF_S[failures - 1], reply.retry_after_s if reply else 0.0)
-        self.progress.note(f"{what} for {span(lines)}; retrying in {delay:g} s")
-        self.retries += 1
-        time.sleep(delay)
-
-    def _wait(self, lines: list[Line], reply: Reply) -> None:
-        delay = reply.retry_after_s or 1.0
-        self.progress.note(f"rate limited; resending {span(lines)} in {delay:g} s")
-        self.retries += 1
-        time.sleep(delay)
-
-    def _accepted(self, reply: Reply) -> None:
-        self.requests += 1
-        self.accepted += int(reply.body["data"]["accepted"])
-        self.progress.update(self.accepted)
-
-    def so_far(self) -> str:
-        """What was accepted before a failure, for its message."""
-        if not self.accepted:
-            return "; no events were accepted"
-        return (
-            f"; {self.accepted} events before it were accepted "
-            "(resending the whole file is safe: events are idempotent)"
-        )
-
-
-def _open(path: str) -> IO[bytes]:
-    if path == "-":
-        return sys.stdin.buffer
-    try:
-        return Path(path).open("rb")
-    except OSError as exc:
-        raise CliError(f"cannot read: {exc.strerror}") from None
-
-
-def _count(stream: IO[bytes]) -> int | None:
-    """How many events a regular file holds, every size checked before anything is sent."""
-    if not stream.seekable():
-        return None
-    total = sum(1 for _ in numbered_events(stream))
-    stream.seek(0)
-    return total
-
-
-def send_events(url: str, key: str, path: str, batch_size: int, as_json: bool) -> None:
-    """`codecourier events send`: post an NDJSON file in batches and print a summary."""
-    try:
-        sender, elapsed_s = _send_file(url, key, path, batch_size)
-    except CliError as exc:
-        raise CliError(f"{path}: {exc}") from None
-    _summary(sender, elapsed_s, as_json)
-
-
-def _send_file(url: str, key: str, path: str, batch_size: int) -> tuple[Sender, float]:
-    with _open(path) as stream:
-        try:
-            total = _count(stream)
-        except CliError as exc:
-            raise CliError(f"{exc}; nothing was sent") from None
-        progress = Progress(total)
-        sender = Sender(url, key, progress)
-        try:
-            for batch in batches(numbered_events(stream), batch_size):
-                sender.send(batch)
-        except CliError as exc:
-            raise CliError(f"{exc}{sender.so_far()}") from None
-        finally:
-            progress.close()
-    return sender, time.monotonic() - progress.started
-
-
-def _summary(sender: Sender, elapsed_s: float, as_json: bool) -> None:
-    rate = sender.accepted / max(elapsed_s, 1e-6)
-    if as_json:
-        summary = {
-            "accepted": sender.accepted,
-            "requests": sender.requests,
-            "retries": sender.retries,
-            "elapsedS": round(elapsed_s, 3),
-            "eventsPerS": round(rate, 1),
-        }
-        print(json.dumps(summary))
-        return
-    retried = f" ({sender.retries} retried)" if sender.retries else ""
-    requests = "1 request" if sender.requests == 1 else f"{sender.requests} requests"
-    print(
-        f"accepted {sender.accepted} events in {requests}{retried}, "
-        f"{elapsed_s:.2f} s, {rate:,.0f} events/s"
-    )
-
-
-# ---- logs tail ----------------------------------------------------------------------------
-
-
-@dataclass
-class Follower:
-    """Follows `GET /api/v1/logs?order=asc` by cursor; the cursor is the only state."""
-
-    url: str
-    key: str
-    filters: Mapping[str, str]
-    cursor: str | None = None
-
-    def page(self, limit: int) -> Any:
-        """The next page after the cursor, waiting out rate limits and transient failures."""
-        failures = 0
-        while True:
-            try:
-                reply = call(self._url(limit), self.key)
-            except Unreachable as exc:
-                if self.cursor is None:
-                    raise CliError(str(exc)) from None
-                reply = Reply(0, 0.0, None)
-            if reply.status == 200:
-                return self._advance(reply.body)
-            if reply.status == 429:
-                _pause("rate limited", reply.retry_after_s or 1.0)
-            elif reply.status >= 500 or reply.status == 0:
-                failures += 1
-                what = f"HTTP {reply.status}" if reply.status else "no answer"
-                _pause(what, max(reply.retry_after_s, min(2.0**failures, 30.0)))
-            else:
-                raise CliError(describe(reply))
-
-    def _advance(self, page: Any) -> Any:
-        # Following without a cursor would restart from the oldest log and print repeats.
-        if not page.get("nextCursor"):
-            raise CliError("the server sent no nextCursor for order=asc; cannot follow")
-        self.cursor = page["nextCursor"]
-        return page
-
-    def _url(self, limit: int) -> str:
-        query = {"order": "asc", "limit": str(limit), **self.filters}
-        if self.cursor:
-            query["cursor"] = self.cursor
-        return f"{self.url}/api/v1/logs?{urllib.parse.urlencode(query)}"
-
-
-def _pause(reason: str, delay_s: float) -> None:
-    print(f"{reason}; next poll in {delay_s:g} s", file=sys.stderr, flush=True)
-    time.sleep(delay_s)
-
-
-def log_line(item: Mapping[str, Any]) -> str:
-    """One log as a line: completion time, level, workflow, execution, duration, cost."""
-    cost = (item.get("cost") or {}).get("total", 0)
-    return (
-        f"{item['endedAt']}  {item['level']:<5}  {item['workflowId']}  {item['executionId']}  "
-        f"{item['totalDurationMs']} ms  ${cost:.6g}"
-    )
-
-
-def _skip_history(follower: Follower) -> int:
-    skipped = 0
-    while True:
-        page = follower.page(SKIP_PAGE)
-        skipped += len(page["data"])
-        if not page["hasMore"]:
-            return skipped
-
-
-@dataclass(frozen=True)
-class TailOptions:
-    """How `logs tail` pages and prints."""
-
-    since_start: bool
-    interval_s: float
-    limit: int
-    as_json: bool
-
-
-def tail_logs(url: str, key: str, filters: Mapping[str, str], options: TailOptions) -> None:
-    """`codecourier logs tail`: print every new completed execution until interrupted."""
-    follower = Follower(url, key, filters)
-    try:
-        if not options.since_start:
-            skipped = _skip_history(follower)
-            if sys.stderr.isatty():
-                print(f"skipped {skipped} earlier logs; following (Ctrl-C stops)", file=sys.stderr)
-        while True:
-            page = follower.page(options.limit)
-            for item in page["data"]:
-                print(json.dumps(item) if options.as_json else log_line(item), flush=True)
-            if not page["hasMore"]:
-                time.sleep(options.interval_s)
-    except KeyboardInterrupt:
-        return
-    except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly, and keep Python from complaining at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+COMMANDS = (
+    Command(
+        "events send",
+        "send an NDJSON file of events in batches",
+        send,
+        _send_arguments,
+        description="Post FILE (one event per line, blank lines skipped) to /api/v1/events "
+        "in batches; waits out 429s, retries 5xx, and names the file's line of a bad event. "
+        "Resending is safe: events are idempotent on (type, executionId).",
+    ),
+    Command(
+        "logs tail",
+        "print new completed executions as they arrive",
+        tail,
+        _tail_arguments,
+        description="Follow GET /api/v1/logs with order=asc and its cursor: every completed "
+        "execution is printed exactly once, in completion order. Ctrl-C stops.",
+    ),
+)

@@ -12,7 +12,8 @@ from typing import Any
 
 import aiohttp
 
-from services.clientcmds import batches, file_lines, log_line
+from services.eventsend import batches, file_lines
+from services.logtail import log_line
 from tests.e2e.helpers import call, new_project
 from tests.factories import completed
 from tests.processes import CLI, Stack
