@@ -70,16 +70,11 @@ from mode import CrashingSupervisor
 from schemas import topics
 from schemas.notifications import NotificationRecord
 from services.alerts import payload
-from services.alerts.engine import (
-    DeadLetter,
-    Engine,
-    Message,
-    Send,
-    Tables,
-    Views,
-    partition_of,
-)
+from services.alerts.engine import Engine, Send
+from services.alerts.records import DeadLetter, Message
+from services.alerts.tables import Tables
 from services.alerts.ticks import OffsetReader, TickGate, TickProducer
+from services.alerts.views import Views, partition_of
 from services.common.config import ConfigError, Settings, env_number
 from services.common.errors import Unavailable
 from services.common.kafka import ensure_topics, make_producer

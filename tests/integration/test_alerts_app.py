@@ -24,8 +24,8 @@ from aiokafka.structs import TopicPartition
 from schemas import topics
 from schemas.events import ExecutionCompleted, topic_key
 from schemas.notifications import SubscriptionRecord
-from services.alerts.engine import partition_of
 from services.alerts.ticks import OffsetReader, Tick, TickGate
+from services.alerts.views import partition_of
 from services.common.kafka import EmbeddedBroker, ensure_topics
 from tests.factories import execution, execution_record
 from tests.processes import CLI, service_env, start_service
