@@ -19,11 +19,12 @@ from services.api.keys import issue_key
 from services.api.outbox import publish_all
 from services.common import apikeys, kafka
 from services.common.auth import check_usable
+from services.common.broker import EmbeddedBroker
 from services.common.clock import now_ms
 from services.common.config import Settings, ensure_secret_key
 from services.common.ids import random_base62
-from services.common.kafka import EmbeddedBroker, die_with_parent
 from services.common.localfile import LocalCredentials, read_credentials, write_credentials
+from services.common.processes import die_with_parent
 from services.localstop import StopSignals, stop_stack
 from services.logsink.sink import LogSink, SinkConfig
 from services.supervisor import RESTARTS, Child, Crashed, Job, Service

@@ -39,8 +39,9 @@ from services.alerts.engine import Engine
 from services.alerts.tables import Tables
 from services.alerts.ticks import OffsetReader, TickGate
 from services.alerts.views import Views, partition_of
+from services.common.broker import EmbeddedBroker
 from services.common.config import Settings
-from services.common.kafka import EmbeddedBroker, ensure_topics
+from services.common.kafka import ensure_topics
 from services.common.log import configure_logging
 from tests.bench.load import percentile
 from tests.factories import execution

@@ -22,7 +22,7 @@ from msgspec import Struct
 
 from services.api import logquery
 from services.common.clickhouse import ClickHouse
-from services.common.kafka import free_port
+from services.common.processes import free_port
 from tests.bench.load import percentile
 from tests.bench.querydata import DataSet, fill_clickhouse, fill_postgres, progress
 from tests.conftest import PG_DSN

@@ -26,7 +26,8 @@ from schemas.events import ExecutionCompleted, topic_key
 from schemas.notifications import SubscriptionRecord
 from services.alerts.ticks import OffsetReader, Tick, TickGate
 from services.alerts.views import partition_of
-from services.common.kafka import EmbeddedBroker, ensure_topics
+from services.common.broker import EmbeddedBroker
+from services.common.kafka import ensure_topics
 from tests.factories import execution, execution_record
 from tests.processes import CLI, service_env, start_service
 
