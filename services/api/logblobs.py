@@ -6,7 +6,7 @@ from typing import Any
 import msgspec
 
 from schemas.logs import ExecutionData
-from services.api import logquery
+from services.api import logquery, logsql
 from services.api.routing import Call
 from services.common.config import QueryLimits
 
@@ -44,7 +44,7 @@ def blob_columns(asked: tuple[bool, bool], inline: int | None) -> str:
         if not wanted:
             columns.append(f"'' AS {name}" + (", 0" if inline is not None else ""))
         elif inline is not None:
-            limit = int(inline)  # a literal: see logquery.build_sql
+            limit = int(inline)  # a literal: see logsql.build_sql
             columns.append(f"if(length({name}) <= {limit}, {name}, ''), length({name})")
         else:
             columns.append(name)
@@ -63,7 +63,7 @@ async def payloads(
     if not page or not any(asked):
         return {}, len(page)
     max_bytes = call.deps.settings.logs_page_max_bytes
-    inline = logquery.inline_bytes(max_bytes, len(page))
+    inline = logsql.inline_bytes(max_bytes, len(page))
     ids = [r[2] for r in page]
     found = await call.deps.clickhouse.rows(
         PAYLOAD_ROWS.format(columns=blob_columns(asked, inline)),
@@ -73,7 +73,7 @@ async def payloads(
     blobs = {row[0]: [row[1], row[3]] for row in found}
     lengths = {row[0]: (int(row[2]), int(row[4])) for row in found}
     sizes = [size + sum(lengths.get(i, (0, 0))) for size, i in zip(spent, ids, strict=True)]
-    fits = logquery.fitting(sizes, max_bytes)
+    fits = logsql.fitting(sizes, max_bytes)
     missing = [i for i in ids[:fits] if max(lengths.get(i, (0, 0))) > inline]
     if missing:
         again = await call.deps.clickhouse.rows(
@@ -95,7 +95,7 @@ async def restore_withheld(
     call: Call, project_id: str, page: list[tuple[Any, ...]], full: bool, inline: int
 ) -> list[tuple[Any, ...]]:
     """The page with the large `files`/`cost_json` values the page query left out."""
-    short = [r for r in page if logquery.withheld(r, full, inline)]
+    short = [r for r in page if logsql.withheld(r, full, inline)]
     if not short:
         return page
     found = await call.deps.clickhouse.rows(
@@ -105,9 +105,7 @@ async def restore_withheld(
     values = {(ts, p, off): (files, cost) for ts, p, off, files, cost in found}
     restored = []
     for row in page:
-        if (got := values.get((row[10], row[11], row[12]))) and logquery.withheld(
-            row, full, inline
-        ):
+        if (got := values.get((row[10], row[11], row[12]))) and logsql.withheld(row, full, inline):
             fixed = list(row)
             fixed[9] = got[0]
             if full:

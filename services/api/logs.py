@@ -16,7 +16,7 @@ from schemas.logs import (
     LogItem,
     WorkflowRef,
 )
-from services.api import logquery
+from services.api import logquery, logsql
 from services.api.logblobs import (
     NARROW,
     NULL,
@@ -43,7 +43,7 @@ from services.common.errors import Forbidden, NotFound
 
 _cost_decoder = msgspec.json.Decoder(Cost)
 
-_FULL = ", ".join(logquery.FULL_COLUMNS)
+_FULL = ", ".join(logsql.FULL_COLUMNS)
 _BY_LOG_ID = f"SELECT {_FULL} FROM executions WHERE project_id = {{project:String}} AND log_id = {{id:String}} LIMIT 1"  # noqa: E501, S608
 _BY_EXECUTION = f"SELECT {_FULL} FROM executions WHERE project_id = {{project:String}} AND execution_id = {{id:String}} LIMIT 1"  # noqa: E501, S608
 
@@ -96,11 +96,11 @@ async def list_logs(call: Call) -> Any:
     q = logquery.parse_query(call.query, key.project_id, call.deps.cursor_key)
     bound = await call.deps.visibility.bound()
     max_bytes = call.deps.settings.logs_page_max_bytes
-    inline = logquery.inline_bytes(max_bytes, q.limit + 1)
-    sql, params = logquery.build_sql(key.project_id, q, bound, inline)
+    inline = logsql.inline_bytes(max_bytes, q.limit + 1)
+    sql, params = logsql.build_sql(key.project_id, q, bound, inline)
     rows = await call.deps.clickhouse.rows(sql, params, limits=query_limits(call), narrow=NARROW)
-    sizes = [logquery.row_bytes(r, q.full) for r in rows[: q.limit]]
-    page = rows[: logquery.fitting(sizes, max_bytes)]
+    sizes = [logsql.row_bytes(r, q.full) for r in rows[: q.limit]]
+    page = rows[: logsql.fitting(sizes, max_bytes)]
     data, fits = await payloads(call, key.project_id, page, sizes[: len(page)], q)
     has_more = fits < len(page) or len(page) < len(rows[: q.limit]) or len(rows) > q.limit
     page = await restore_withheld(call, key.project_id, page[:fits], q.full, inline)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from services.api import logblobs, logquery, runs, workflows
+from services.api import logblobs, logquery, logsql, runs, workflows
 from services.common import chschema
 from services.common.clickhouse import ClickHouse
 from services.common.config import QueryLimits
@@ -88,12 +88,12 @@ async def test_large_values_are_left_out_of_the_page_query_and_read_back(
     files = '[{"name":"' + "x" * 3000 + '"}]'
     await _insert_executions(ch, [_completed(n, files if n % 2 else "null") for n in range(10)])
     q = logquery.parse_query({"order": "asc", "limit": "5"}, PROJECT, b"k" * 32)
-    sql, params = logquery.build_sql(PROJECT, q, 2**62, inline_bytes=1024)
+    sql, params = logsql.build_sql(PROJECT, q, 2**62, inline_bytes=1024)
     rows = await ch.rows(sql, params)
     assert [r[9] for r in rows] == ["null", "", "null", "", "null", ""]
     assert [r[13] for r in rows] == [4, len(files)] * 3
-    sizes = [logquery.row_bytes(r, full=False) for r in rows[:5]]
-    assert logquery.fitting(sizes, 7000) == 3
+    sizes = [logsql.row_bytes(r, full=False) for r in rows[:5]]
+    assert logsql.fitting(sizes, 7000) == 3
     found = await ch.rows(logblobs.WITHHELD, {"project": PROJECT, "ts": [rows[1][10]]})
     assert [(r[:3], r[3]) for r in found] == [(tuple(rows[1][10:13]), files)]
 
