@@ -257,11 +257,17 @@ def run_worker(settings: Settings, config: AlertsConfig) -> int:
     asyncio.set_event_loop(loop)
     partitions = loop.run_until_complete(prepare(settings))
     app = build_app(settings, config, partitions)
-    level = settings.log_level.upper()
-    worker = faust.Worker(app, loop=loop, loglevel=level, redirect_stdouts=False)
-    # faust's progress spinner sets the root logger to DEBUG whenever the level is WARNING or
-    # above, which makes every debug call of faust and aiokafka build a record.
+    # Logging stays as `configure_logging` set it, one stream in one format: faust would put its
+    # own handler and format on the root logger, at its level, and print to stdout.
+    worker = faust.Worker(
+        app, loop=loop, quiet=True, redirect_stdouts=False, override_logging=False
+    )
+    # faust's progress spinner writes to stdout, and sets the root logger to DEBUG whenever the
+    # level is WARNING or above, which makes every debug call of faust and aiokafka build a record.
     worker.spinner = None
     log.info("alerts.starting", group=config.group, partitions=partitions, pid=os.getpid())
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()  # exits the process when the worker stops
+    finally:
+        log.info("alerts.stopped", pid=os.getpid())
     return 0

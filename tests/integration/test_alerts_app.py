@@ -361,6 +361,25 @@ async def test_faust_creates_its_changelogs_with_the_source_partition_count(
     assert counts == dict.fromkeys(counts, harness.partitions)
 
 
+@pytest.mark.slow
+async def test_the_worker_writes_one_json_line_per_entry_and_no_faust_chatter(
+    harness: Harness, tmp_path: Path
+) -> None:
+    path = tmp_path / "worker.log"  # stdout and stderr together, as `codecourier up` has them
+    worker = Worker(harness.bootstrap, harness.partitions, f"alerts-log-{secrets.token_hex(4)}",
+                    path, CC_LOG_LEVEL="info").start()  # fmt: skip
+    try:
+        await harness.ready(project_id(), "wf")  # started, recovered its tables, evaluating
+    finally:
+        worker.kill(signal.SIGTERM)
+    lines = path.read_bytes().splitlines()
+    entries = [msgspec.json.decode(line) for line in lines]  # no banner, table or faust line
+    assert all({"level", "event", "timestamp"} <= entry.keys() for entry in entries), lines
+    events = [entry["event"] for entry in entries]
+    assert "alerts.starting" in events and "alerts.table_indexed" in events, events
+    assert events[-1] == "alerts.stopped", events
+
+
 # ---- alert rules -----------------------------------------------------------------------------
 
 
