@@ -363,8 +363,9 @@ async def test_faust_creates_its_changelogs_with_the_source_partition_count(
 
 @pytest.mark.slow
 async def test_the_worker_writes_one_json_line_per_entry_and_no_faust_chatter(
-    harness: Harness, tmp_path: Path
+    isolated: Harness, tmp_path: Path
 ) -> None:
+    harness = isolated  # no other worker answers `ready` for this one
     path = tmp_path / "worker.log"  # stdout and stderr together, as `codecourier up` has them
     worker = Worker(harness.bootstrap, harness.partitions, f"alerts-log-{secrets.token_hex(4)}",
                     path, CC_LOG_LEVEL="info").start()  # fmt: skip
