@@ -22,8 +22,8 @@ from services.common.auth import check_usable
 from services.common.clock import now_ms
 from services.common.config import Settings, ensure_secret_key
 from services.common.ids import random_base62
-from services.common.kafka import die_with_parent
 from services.common.localfile import LocalCredentials, read_credentials, write_credentials
+from services.common.processes import die_with_parent
 from services.localstop import StopSignals, stop_stack
 from services.supervisor import RESTARTS, Child, Crashed, Job, Service
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import structlog
 from prometheus_client import Counter
 
-from services.common.kafka import own_session_child
+from services.common.processes import own_session_child
 
 log = structlog.get_logger(__name__)
 

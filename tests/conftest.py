@@ -13,7 +13,7 @@ import pytest
 from redis import Redis as SyncRedis
 from redis.exceptions import RedisError
 
-from services.common.kafka import EmbeddedBroker
+from services.common.broker import EmbeddedBroker
 from tests.processes import Stack, running_stack
 
 PG_DSN = os.environ.get("CC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")

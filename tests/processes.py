@@ -13,7 +13,7 @@ from pathlib import Path
 
 from msgspec import Struct
 
-from services.common.kafka import free_port
+from services.common.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).with_name("codecourier"))

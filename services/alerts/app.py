@@ -47,47 +47,34 @@ therefore repeats work and never loses it; a repeated notification carries the s
 the dispatcher deduplicates. Time-only rules run on tick records (see `ticks`), never on this
 process's clock.
 
-Two facts about the embedded broker shape the faust wiring: it has no idempotent producer
-(faust's at-least-once default does not ask for one), and it answers ListOffsets short of a
-multi-record last batch, so faust's table recovery, which reads changelogs up to that answer,
-would drop the newest writes; `_Consumer.highwaters` returns corrected ends instead. It also
-answers a waiting fetch only when the fetch's maximum wait is up, so that wait is kept short.
+The faust transport is adapted to the embedded broker (see `services.alerts.transport`).
 """
 
 import asyncio
 import os
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any
 
 import faust
 import structlog
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
-from faust.transport.drivers import aiokafka as faust_kafka
 from mode import CrashingSupervisor
 
 from schemas import topics
-from schemas.notifications import NotificationRecord
-from services.alerts import payload
-from services.alerts.engine import (
-    DeadLetter,
-    Engine,
-    Message,
-    Send,
-    Tables,
-    Views,
-    partition_of,
-)
+from services.alerts.engine import Engine
+from services.alerts.producers import dead_letter_sender, sender
+from services.alerts.tables import Tables
 from services.alerts.ticks import OffsetReader, TickGate, TickProducer
+from services.alerts.transport import AlertsApp
+from services.alerts.views import Views, partition_of
 from services.common.config import ConfigError, Settings
-from services.common.errors import Unavailable
 from services.common.kafka import ensure_topics
 from services.common.kafkaclients import KafkaClients
 from services.common.workers import AlertsConfig
 
 log = structlog.get_logger(__name__)
 
-FETCH_MAX_WAIT_MS = 25
 # Settings the embedded broker is known to work with; rebalances finish in a few seconds.
 FAUST_SETTINGS: dict[str, Any] = {
     "broker_session_timeout": 6.0,
@@ -98,49 +85,6 @@ FAUST_SETTINGS: dict[str, Any] = {
     "web_enabled": False,
     "autodiscover": False,
 }
-
-
-# ---- faust wiring ---------------------------------------------------------------------------
-
-
-class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
-    """faust's consumer thread, with a short fetch wait."""
-
-    def _create_worker_consumer(self, transport: Any) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        # faust hard-codes 1500 ms, and the embedded broker answers a waiting fetch only when
-        # that time is up, not when data arrives: every record would wait for it. Read by
-        # aiokafka when the consumer starts.
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
-        return consumer
-
-
-class _Consumer(faust_kafka.Consumer):
-    """faust's Kafka consumer with exact end offsets (table recovery reads up to them)."""
-
-    def _new_consumer_thread(self) -> Any:
-        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-    async def highwaters(self, *partitions: Any) -> Mapping[Any, int]:
-        """The end offset of each partition, corrected for a short ListOffsets answer."""
-        reader: OffsetReader = cast(AlertsApp, self.app).offsets
-        ends = await reader.ends([TopicPartition(tp.topic, tp.partition) for tp in partitions])
-        return {tp: ends[TopicPartition(tp.topic, tp.partition)] for tp in partitions}
-
-
-class _Transport(faust_kafka.Transport):
-    """faust's Kafka transport with the corrected consumer."""
-
-    Consumer = _Consumer
-
-
-class AlertsApp(faust.App):
-    """The faust app of the alert engine."""
-
-    offsets: OffsetReader
-
-    def _new_transport(self) -> Any:
-        return _Transport(self.conf.broker_consumer, self)
 
 
 def build_app(
@@ -173,7 +117,7 @@ def build_app(
         costs=_table(app, "project-costs", partitions, views.index_cost, _suffix),
     )  # fmt: skip
     gate = TickGate(lambda p: _start_offset(app.offsets, p))
-    engine = Engine(settings, partitions, tables, views, _sender(app), gate, _dead_letter(app))
+    engine = Engine(settings, partitions, tables, views, sender(app), gate, dead_letter_sender(app))
     _wire(app, engine, kafka, config)
     return app
 
@@ -212,52 +156,6 @@ def _table(
 def _suffix(key: bytes) -> int:
     """The partition a `<id>/<partition>` table key belongs to."""
     return int(key.rpartition(b"/")[2])
-
-
-def _raw_topic(app: AlertsApp, name: str) -> Any:
-    return app.topic(
-        name, internal=False, key_type=bytes, value_type=bytes,
-        key_serializer="raw", value_serializer="raw",
-    )  # fmt: skip
-
-
-def _sender(app: AlertsApp) -> Send:
-    out = _raw_topic(app, topics.NOTIFICATIONS)
-
-    async def send(records: Sequence[NotificationRecord]) -> None:
-        try:
-            futures = [
-                await out.send(key=r.subscriptionId.encode(), value=payload.encode(r))
-                for r in records
-            ]
-            await asyncio.gather(*futures)
-        except MessageSizeTooLargeError:
-            raise  # this record's notifications, not the broker: it is dead-lettered
-        except (KafkaError, OSError, TimeoutError) as exc:
-            raise Unavailable(f"notifications not produced: {exc!r}") from exc
-
-    return send
-
-
-def _dead_letter(app: AlertsApp) -> DeadLetter:
-    out = _raw_topic(app, topics.ALERTS_DLQ)
-
-    async def dead_letter(message: Message, reason: str) -> None:
-        headers = {
-            "cc-consumer": b"alerts",
-            "cc-error": reason.encode(errors="replace"),
-            "cc-source": f"{message.topic}/{message.partition}/{message.offset}".encode(),
-        }
-        try:
-            try:
-                await (await out.send(key=message.key, value=message.value, headers=headers))
-            except MessageSizeTooLargeError:  # the headers made it too large: the error, not it
-                headers["cc-truncated"] = b"true"
-                await (await out.send(key=message.key, value=b"", headers=headers))
-        except (KafkaError, OSError, TimeoutError) as exc:
-            raise Unavailable(f"dead letter not produced: {exc!r}") from exc
-
-    return dead_letter
 
 
 async def _start_offset(reader: OffsetReader, partition: int) -> int:
@@ -342,11 +240,17 @@ def run_worker(settings: Settings, config: AlertsConfig, kafka: KafkaClients) ->
     asyncio.set_event_loop(loop)
     partitions = loop.run_until_complete(prepare(settings))
     app = build_app(settings, config, partitions, kafka)
-    level = settings.log_level.upper()
-    worker = faust.Worker(app, loop=loop, loglevel=level, redirect_stdouts=False)
-    # faust's progress spinner sets the root logger to DEBUG whenever the level is WARNING or
-    # above, which makes every debug call of faust and aiokafka build a record.
+    # Logging stays as `configure_logging` set it, one stream in one format: faust would put its
+    # own handler and format on the root logger, at its level, and print to stdout.
+    worker = faust.Worker(
+        app, loop=loop, quiet=True, redirect_stdouts=False, override_logging=False
+    )
+    # faust's progress spinner writes to stdout, and sets the root logger to DEBUG whenever the
+    # level is WARNING or above, which makes every debug call of faust and aiokafka build a record.
     worker.spinner = None
     log.info("alerts.starting", group=config.group, partitions=partitions, pid=os.getpid())
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()  # exits the process when the worker stops
+    finally:
+        log.info("alerts.stopped", pid=os.getpid())
     return 0

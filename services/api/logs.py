@@ -1,6 +1,5 @@
 """Routes: `/api/v1/logs`, `/api/v1/logs/{id}`, `/api/v1/logs/executions/{executionId}`."""
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,18 +8,25 @@ import msgspec
 from schemas.bounds import MAX_DURATION_MS, MAX_USD
 from schemas.events import Cost
 from schemas.logs import (
-    BucketState,
     ExecutionData,
     ExecutionMetadata,
     ExecutionView,
     Limits,
     LogDetail,
     LogItem,
-    Usage,
     WorkflowRef,
 )
-from services.api import logquery
-from services.api.events import execution_buckets
+from services.api import logquery, logsql
+from services.api.logblobs import (
+    NARROW,
+    NULL,
+    SPANS_AND_OUTPUT,
+    STATE,
+    payloads,
+    query_limits,
+    raw,
+    restore_withheld,
+)
 from services.api.routing import (
     CURSOR,
     Call,
@@ -31,33 +37,13 @@ from services.api.routing import (
     limit_param,
     text_param_doc,
 )
-from services.common.clock import iso_ms, now_ms
-from services.common.config import QueryLimits
-from services.common.controlplane import KeyRecord
+from services.api.usage import limits_block
+from services.common.clock import iso_ms
 from services.common.errors import Forbidden, NotFound
 
 _cost_decoder = msgspec.json.Decoder(Cost)
-_NULL = msgspec.Raw(b"null")
 
-_USAGE = (
-    "SELECT sum(cost) FROM usage_monthly WHERE project_id = {project:String} "
-    "AND month = toDate({month:String})"
-)
-_PAYLOAD_ROWS = (
-    "SELECT execution_id, {columns} FROM execution_payloads "
-    "WHERE project_id = {{project:String}} AND execution_id IN {{ids:Array(String)}} "
-    "LIMIT 1 BY execution_id"
-)
-_BLOBS = ("trace_spans", "final_output")
-_SPANS_AND_OUTPUT = _PAYLOAD_ROWS.format(columns="trace_spans, final_output")
-_STATE = _PAYLOAD_ROWS.format(columns="workflow_state")
-# Large values the page query left out, by sort-key position (the primary key finds them).
-_WITHHELD = (
-    "SELECT ingest_ts, partition, offset, files, cost_json FROM executions "
-    "WHERE project_id = {project:String} AND ingest_ts IN {ts:Array(Int64)}"
-)
-NARROW = "add startDate/endDate, workflowIds, level or executionId, or lower limit"
-_FULL = ", ".join(logquery.FULL_COLUMNS)
+_FULL = ", ".join(logsql.FULL_COLUMNS)
 _BY_LOG_ID = f"SELECT {_FULL} FROM executions WHERE project_id = {{project:String}} AND log_id = {{id:String}} LIMIT 1"  # noqa: E501, S608
 _BY_EXECUTION = f"SELECT {_FULL} FROM executions WHERE project_id = {{project:String}} AND execution_id = {{id:String}} LIMIT 1"  # noqa: E501, S608
 
@@ -67,10 +53,6 @@ def epoch_ms(moment: datetime) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
-
-
-def _raw(text: str) -> Any:
-    return msgspec.Raw(text.encode()) if text else _NULL
 
 
 def _cost(total: float, cost_json: str | None) -> Cost:
@@ -94,123 +76,8 @@ def log_item(row: tuple[Any, ...], full: bool, data: ExecutionData | None) -> Lo
         id=log_id, workflowId=workflow_id, executionId=execution_id, level=level, trigger=trigger,
         startedAt=iso_ms(epoch_ms(started)), endedAt=iso_ms(epoch_ms(ended)),
         totalDurationMs=int(duration), cost=_cost(total, row[15] if full else None),
-        files=_raw(files), **extra,
+        files=raw(files), **extra,
     )  # fmt: skip
-
-
-_usage_cache: dict[tuple[str, str], tuple[float, float]] = {}
-USAGE_CACHE_S = 5.0
-
-
-async def _month_cost(call: Call, project_id: str) -> float:
-    """Month-to-date cost, cached a few seconds per project (it is a display figure)."""
-    month = datetime.fromtimestamp(now_ms(call.deps.clock) / 1000, tz=UTC).strftime("%Y-%m-01")
-    cached = _usage_cache.get((project_id, month))
-    if cached is not None and time.monotonic() - cached[0] < USAGE_CACHE_S:
-        return cached[1]
-    rows = await call.deps.clickhouse.rows(_USAGE, {"project": project_id, "month": month})
-    spent = round(float(rows[0][0] or 0.0), 9) if rows else 0.0
-    _usage_cache[(project_id, month)] = (time.monotonic(), spent)
-    return spent
-
-
-async def limits_block(call: Call, key: KeyRecord) -> Limits:
-    """Execution buckets (without taking a token) and month-to-date usage."""
-    states = {}
-    for mode, bucket in execution_buckets(call, key.plan).items():
-        decision = await call.deps.limiter.take(f"exec:{mode}:{key.project_id}", bucket, 0)
-        states[mode] = BucketState(
-            requestsPerMinute=int(bucket.per_minute), maxBurst=int(bucket.burst),
-            remaining=decision.remaining, resetAt=iso_ms(int(decision.reset_at_s * 1000)),
-        )  # fmt: skip
-    spent = await _month_cost(call, key.project_id)
-    limit = call.deps.settings.plan(key.plan).monthly_cost_limit_usd
-    usage = Usage(currentPeriodCost=spent, limit=limit, plan=key.plan, isExceeded=spent >= limit)
-    return Limits(workflowExecutionRateLimit=states, usage=usage)
-
-
-def _limits(call: Call) -> QueryLimits:
-    return call.deps.settings.query_limits_for("logs")
-
-
-def _blob_columns(asked: tuple[bool, bool], inline: int | None) -> str:
-    """The asked-for blobs; with `inline`, only up to that many bytes and with their lengths."""
-    columns = []
-    for name, wanted in zip(_BLOBS, asked, strict=True):
-        if not wanted:
-            columns.append(f"'' AS {name}" + (", 0" if inline is not None else ""))
-        elif inline is not None:
-            limit = int(inline)  # a literal: see logquery.build_sql
-            columns.append(f"if(length({name}) <= {limit}, {name}, ''), length({name})")
-        else:
-            columns.append(name)
-    return ", ".join(columns)
-
-
-async def _payloads(
-    call: Call, project_id: str, page: list[tuple[Any, ...]], spent: list[int], q: logquery.LogQuery
-) -> tuple[dict[str, ExecutionData], int]:
-    """The asked-for blobs of a page, and how many of its rows fit the byte bound with them.
-
-    `spent` holds each row's size without blobs; blobs too long to come back inline are read
-    again, by id, only for the rows that fit.
-    """
-    asked = (q.trace_spans, q.final_output)
-    if not page or not any(asked):
-        return {}, len(page)
-    max_bytes = call.deps.settings.logs_page_max_bytes
-    inline = logquery.inline_bytes(max_bytes, len(page))
-    ids = [r[2] for r in page]
-    found = await call.deps.clickhouse.rows(
-        _PAYLOAD_ROWS.format(columns=_blob_columns(asked, inline)),
-        {"project": project_id, "ids": ids},
-        limits=_limits(call), narrow=NARROW,
-    )  # fmt: skip
-    blobs = {row[0]: [row[1], row[3]] for row in found}
-    lengths = {row[0]: (int(row[2]), int(row[4])) for row in found}
-    sizes = [size + sum(lengths.get(i, (0, 0))) for size, i in zip(spent, ids, strict=True)]
-    fits = logquery.fitting(sizes, max_bytes)
-    missing = [i for i in ids[:fits] if max(lengths.get(i, (0, 0))) > inline]
-    if missing:
-        again = await call.deps.clickhouse.rows(
-            _PAYLOAD_ROWS.format(columns=_blob_columns(asked, None)),
-            {"project": project_id, "ids": missing}, limits=_limits(call), narrow=NARROW,
-        )  # fmt: skip
-        blobs |= {row[0]: [row[1], row[2]] for row in again}
-    data = {
-        execution_id: ExecutionData(
-            traceSpans=_raw(trace) if q.trace_spans else msgspec.UNSET,
-            finalOutput=_raw(final) if q.final_output else msgspec.UNSET,
-        )
-        for execution_id, (trace, final) in blobs.items()
-    }
-    return data, fits
-
-
-async def _restore_withheld(
-    call: Call, project_id: str, page: list[tuple[Any, ...]], full: bool, inline: int
-) -> list[tuple[Any, ...]]:
-    """The page with the large `files`/`cost_json` values the page query left out."""
-    short = [r for r in page if logquery.withheld(r, full, inline)]
-    if not short:
-        return page
-    found = await call.deps.clickhouse.rows(
-        _WITHHELD, {"project": project_id, "ts": sorted({r[10] for r in short})},
-        limits=_limits(call), narrow=NARROW,
-    )  # fmt: skip
-    values = {(ts, p, off): (files, cost) for ts, p, off, files, cost in found}
-    restored = []
-    for row in page:
-        if (got := values.get((row[10], row[11], row[12]))) and logquery.withheld(
-            row, full, inline
-        ):
-            fixed = list(row)
-            fixed[9] = got[0]
-            if full:
-                fixed[15] = got[1]
-            row = tuple(fixed)
-        restored.append(row)
-    return restored
 
 
 def _check_workspace(call: Call, project_id: str) -> None:
@@ -229,17 +96,17 @@ async def list_logs(call: Call) -> Any:
     q = logquery.parse_query(call.query, key.project_id, call.deps.cursor_key)
     bound = await call.deps.visibility.bound()
     max_bytes = call.deps.settings.logs_page_max_bytes
-    inline = logquery.inline_bytes(max_bytes, q.limit + 1)
-    sql, params = logquery.build_sql(key.project_id, q, bound, inline)
-    rows = await call.deps.clickhouse.rows(sql, params, limits=_limits(call), narrow=NARROW)
-    sizes = [logquery.row_bytes(r, q.full) for r in rows[: q.limit]]
-    page = rows[: logquery.fitting(sizes, max_bytes)]
-    data, fits = await _payloads(call, key.project_id, page, sizes[: len(page)], q)
+    inline = logsql.inline_bytes(max_bytes, q.limit + 1)
+    sql, params = logsql.build_sql(key.project_id, q, bound, inline)
+    rows = await call.deps.clickhouse.rows(sql, params, limits=query_limits(call), narrow=NARROW)
+    sizes = [logsql.row_bytes(r, q.full) for r in rows[: q.limit]]
+    page = rows[: logsql.fitting(sizes, max_bytes)]
+    data, fits = await payloads(call, key.project_id, page, sizes[: len(page)], q)
     has_more = fits < len(page) or len(page) < len(rows[: q.limit]) or len(rows) > q.limit
-    page = await _restore_withheld(call, key.project_id, page[:fits], q.full, inline)
+    page = await restore_withheld(call, key.project_id, page[:fits], q.full, inline)
     empty = ExecutionData(
-        traceSpans=_NULL if q.trace_spans else msgspec.UNSET,
-        finalOutput=_NULL if q.final_output else msgspec.UNSET,
+        traceSpans=NULL if q.trace_spans else msgspec.UNSET,
+        finalOutput=NULL if q.final_output else msgspec.UNSET,
     )
     wants_data = q.trace_spans or q.final_output
     items = [log_item(r, q.full, data.get(r[2], empty) if wants_data else None) for r in page]
@@ -259,18 +126,18 @@ async def get_log(call: Call) -> LogDetail:
     """One log in full detail, its execution data and the limits."""
     key = call.principal
     rows = await call.deps.clickhouse.rows(
-        _BY_LOG_ID, {"project": key.project_id, "id": call.path("id")}, limits=_limits(call)
+        _BY_LOG_ID, {"project": key.project_id, "id": call.path("id")}, limits=query_limits(call)
     )
     if not rows:
         raise NotFound(f"No log {call.path('id')} in this project.")
     row = rows[0]
     found = await call.deps.clickhouse.rows(
-        _SPANS_AND_OUTPUT, {"project": key.project_id, "ids": [row[2]]}, limits=_limits(call)
+        SPANS_AND_OUTPUT, {"project": key.project_id, "ids": [row[2]]}, limits=query_limits(call)
     )
     data = (
-        ExecutionData(traceSpans=_raw(found[0][1]), finalOutput=_raw(found[0][2]))
+        ExecutionData(traceSpans=raw(found[0][1]), finalOutput=raw(found[0][2]))
         if found
-        else ExecutionData(traceSpans=_NULL, finalOutput=_NULL)
+        else ExecutionData(traceSpans=NULL, finalOutput=NULL)
     )
     item = log_item(row, True, data)
     return LogDetail(**msgspec.structs.asdict(item), limits=await limits_block(call, key))
@@ -281,15 +148,15 @@ async def get_execution(call: Call) -> ExecutionView:
     key = call.principal
     execution_id = call.path("executionId")
     rows = await call.deps.clickhouse.rows(
-        _BY_EXECUTION, {"project": key.project_id, "id": execution_id}, limits=_limits(call)
+        _BY_EXECUTION, {"project": key.project_id, "id": execution_id}, limits=query_limits(call)
     )
     if not rows:
         raise NotFound(f"No execution {execution_id} in this project.")
     row = rows[0]
     found = await call.deps.clickhouse.rows(
-        _STATE, {"project": key.project_id, "ids": [execution_id]}, limits=_limits(call)
+        STATE, {"project": key.project_id, "ids": [execution_id]}, limits=query_limits(call)
     )
-    state = _raw(found[0][1]) if found else _NULL
+    state = raw(found[0][1]) if found else NULL
     item = log_item(row, True, None)
     return ExecutionView(
         executionId=execution_id, workflowId=item.workflowId, workflowState=state,

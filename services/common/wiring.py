@@ -20,12 +20,12 @@ from services.api.deps import Deps
 from services.api.visibility import Visibility
 from services.common import kafka
 from services.common.auth import KeyAuthenticator
+from services.common.broker import EmbeddedBroker
 from services.common.clickhouse import ClickHouse
 from services.common.clock import now_ms, system_clock
 from services.common.config import Settings, require_secret_key
 from services.common.controlplane import ControlPlane, make_engine
 from services.common.cursor import derive_key
-from services.common.kafka import EmbeddedBroker
 from services.common.kafkaclients import KafkaClients
 from services.common.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from services.common.sealing import sealing_key

@@ -16,10 +16,8 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -27,12 +25,14 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
 from prometheus_client import Counter, Histogram
 
 from schemas import topics
-from services.common.clickhouse import ClickHouse, RefusedData
+from services.common.clickhouse import ClickHouse
 from services.common.kafka import REFUSED_RECORD_ERRORS, dead_letter_headers, describe_error
 from services.common.kafkaclients import KafkaClients
 from services.common.workers import SinkConfig
 from services.logsink import rows
-from services.logsink.batch import TABLES, Batch
+from services.logsink.batch import Batch
+from services.logsink.inserts import stored_keys, write
+from services.logsink.watermarks import PartitionClock, advance_idle, load_clock, publish
 
 log = structlog.get_logger(__name__)
 
@@ -53,93 +53,7 @@ _DLQ = {
     topics.EXECUTIONS: (topics.EXECUTIONS_DLQ, DEAD_LETTERS),
     topics.DELIVERY_LOG: (topics.DELIVERY_LOG_DLQ, ATTEMPT_DEAD_LETTERS),
 }
-_COLUMNS = {
-    "delivery_attempts": rows.ATTEMPT_COLUMNS,
-    "execution_payloads": rows.PAYLOAD_COLUMNS,
-    "executions_started": rows.STARTED_COLUMNS,
-    "executions": rows.EXECUTION_COLUMNS,
-}
-# Raised while encoding rows: the rows are at fault, like a ClickHouse parse error.
-_ENCODE_ERRORS = (msgspec.EncodeError, TypeError, ValueError, OverflowError, RecursionError)
 _NONE: list[tuple[Any, ...]] = []  # never appended to: Batch.add copies rows out
-_INSERT_SETTINGS = {
-    "deduplicate_blocks_in_dependent_materialized_views": 1,
-    "date_time_input_format": "best_effort",
-}
-# Two plain IN sets, filtered to exact pairs in Python: a tuple IN set of ~20k keys falls off
-# a cliff (seconds) once the projection is considered, while this stays ~0.1 s.
-_EXISTING = (
-    "SELECT project_id, execution_id FROM executions "
-    "WHERE project_id IN {projects:Array(String)} AND execution_id IN {ids:Array(String)}"
-)
-_EXISTING_INLINE = (
-    "SELECT project_id, execution_id FROM executions "
-    "WHERE project_id IN {projects} AND execution_id IN {ids}"
-)
-
-
-def _strings_literal(values: list[str]) -> str | None:
-    """`values` as a SQL tuple of string literals, or None when one holds a NUL."""
-    joined = "\0".join(values)
-    if joined.count("\0") != len(values) - 1:
-        return None
-    # In a quoted ClickHouse literal only the quote and the backslash need escaping.
-    escaped = joined.replace("\\", "\\\\").replace("'", "\\'")
-    return "('" + escaped.replace("\0", "','") + "')"
-
-
-def _existing_inline(projects: list[str], ids: list[str]) -> str | None:
-    """`_EXISTING` with its values inlined, None when they cannot be.
-
-    Binding ~20k ids through clickhouse-connect escapes them a character at a time in Python,
-    holding the GIL that the API needs; built here it is a few C string operations.
-    """
-    project_list, id_list = _strings_literal(projects), _strings_literal(ids)
-    if project_list is None or id_list is None:
-        return None
-    return _EXISTING_INLINE.format(projects=project_list, ids=id_list)
-
-
-_LAST_TS = (
-    "SELECT partition, max(ingest_ts) FROM executions WHERE partition IN {ps:Array(UInt16)} "
-    "GROUP BY partition"
-)
-_LAST_WM = (
-    "SELECT partition, max(ts) FROM sink_watermarks WHERE topic = {topic:String} "
-    "AND partition IN {ps:Array(UInt16)} GROUP BY partition"
-)
-
-
-def _without(
-    data: list[tuple[Any, ...]], origins: list[int], rejected: dict[int, str]
-) -> tuple[list[tuple[Any, ...]], list[int]]:
-    """The rows (and their origins) that do not come from a `rejected` record."""
-    if not rejected:
-        return data, origins
-    keep = [i for i, origin in enumerate(origins) if origin not in rejected]
-    return [data[i] for i in keep], [origins[i] for i in keep]
-
-
-@dataclass
-class PartitionClock:
-    """Per-partition ingest time: the last assigned ts and the published watermark."""
-
-    last_ts: dict[int, int] = field(default_factory=dict)
-    watermark: dict[int, int] = field(default_factory=dict)
-    dirty: set[int] = field(default_factory=set)
-
-    def stamp(self, partition: int, broker_ts_us: int) -> int:
-        """The next ingest_ts for a record of `partition`."""
-        ts = rows.clamp_ingest_ts(broker_ts_us, self.last_ts.get(partition, 0))
-        self.last_ts[partition] = ts
-        return ts
-
-    def advance(self, partition: int, ts: int) -> None:
-        """Raise a partition's watermark (and its clamp, so later rows land above it)."""
-        if ts > self.watermark.get(partition, 0):
-            self.watermark[partition] = ts
-            self.dirty.add(partition)
-        self.last_ts[partition] = max(self.last_ts.get(partition, 0), ts)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -324,62 +238,16 @@ class LogSink:
 
     async def _deduplicate(self, batch: Batch) -> None:
         async with self.dedup_lock:
-            known = await self._stored_keys(batch)
+            known = await stored_keys(self.ch, batch)
             before = len(batch.executions)
             batch.keep_executions(known | self.pending_keys)
             DUPLICATES.inc(before - len(batch.executions))
             batch.keys = {(row[0], row[5]) for row in batch.executions}
             self.pending_keys |= batch.keys
 
-    async def _stored_keys(self, batch: Batch) -> set[tuple[str, str]]:
-        keys = {(row[0], row[5]) for row in batch.executions}
-        if not keys:
-            return set()
-        projects, ids = sorted({p for p, _ in keys}), sorted({e for _, e in keys})
-        inlined = _existing_inline(projects, ids)
-        if inlined is None:
-            found = await self.ch.rows(_EXISTING, {"projects": projects, "ids": ids})
-        else:
-            found = await self.ch.rows(inlined, settings={"max_query_size": len(inlined) + 1024})
-        return {(p, e) for p, e in found} & keys
-
     async def _write(self, batch: Batch) -> None:
-        """Insert every table of the batch, then dead-letter the records behind refused rows.
-
-        A record with a refused row loses its rows in the tables written after (`executions`
-        last); rows written before are keyed, replaced if the record is ever sent again."""
-        rejected: dict[int, str] = {}
-        for table in TABLES:
-            data, origins = _without(batch.rows(table), batch.origins[table], rejected)
-            if data:
-                rejected |= await self._store(
-                    table, data, origins, self.config.dedup_scope + batch.token(table)
-                )
-        for index in sorted(rejected.keys() - batch.rejected.keys()):
-            await self._dead_letter(batch.sources[index], rejected[index])
-            batch.rejected[index] = rejected[index]
-            batch.dead_letters += 1
-        # Last: a retry of this method (the broker failed above) must insert the same rows.
-        batch.executions, batch.origins["executions"] = _without(
-            batch.executions, batch.origins["executions"], rejected
-        )
-
-    async def _store(
-        self, table: str, data: list[tuple[Any, ...]], origins: list[int], token: str
-    ) -> dict[int, str]:
-        """Insert rows; when ClickHouse refuses them for their data, split them in halves until
-        the refused rows are found. Returns their origins with the reason; the rest is stored."""
-        settings = {**_INSERT_SETTINGS, "insert_deduplication_token": token}
-        try:
-            body = rows.encode_rows(data)
-            await self.ch.insert_json(table, body, _COLUMNS[table], settings)
-            return {}
-        except (RefusedData, *_ENCODE_ERRORS) as exc:
-            if len(data) == 1:
-                return {origins[0]: f"{table}: {describe_error(exc)}"}
-        middle = len(data) // 2
-        rejected = await self._store(table, data[:middle], origins[:middle], token + "/0")
-        return rejected | await self._store(table, data[middle:], origins[middle:], token + "/1")
+        """Insert every table of the batch, then dead-letter the records behind refused rows."""
+        await write(self.ch, batch, self.config.dedup_scope, self._dead_letter)
 
     async def _complete_heads(self) -> None:
         while self.inflight and self.inflight[0][1].done():
@@ -415,11 +283,7 @@ class LogSink:
         partitions = [tp.partition for tp in assigned if tp.topic == topics.EXECUTIONS]
         if not partitions:
             return
-        for query in (_LAST_TS, _LAST_WM):
-            params = {"ps": partitions, "topic": topics.EXECUTIONS}
-            for partition, ts in await self.ch.rows(query, params):
-                self.clock.last_ts[partition] = max(self.clock.last_ts.get(partition, 0), ts)
-                self.clock.watermark[partition] = max(self.clock.watermark.get(partition, 0), ts)
+        await load_clock(self.ch, self.clock, partitions)
         self.ready.set()
         log.info("logsink.assigned", partitions=sorted(partitions))
 
@@ -428,25 +292,8 @@ class LogSink:
         assert self.consumer is not None
         mine = topics.EXECUTIONS  # delivery-log partitions have no watermark
         busy = self.batch.partitions(mine).union(*(b.partitions(mine) for b, _ in self.inflight))
-        now_us = int(self.wall() * 1_000_000)
-        for tp in self.consumer.assignment():
-            if tp.topic != mine or tp.partition in busy or tp in self.consumer.paused():
-                continue
-            highwater = self.consumer.highwater(tp)
-            if highwater is None:
-                continue
-            if await self.consumer.position(tp) >= highwater:
-                self.clock.advance(tp.partition, now_us)
+        await advance_idle(self.consumer, self.clock, busy, int(self.wall() * 1_000_000))
 
     async def publish_watermarks(self) -> None:
         """Write changed partition watermarks for the API's visibility bound."""
-        if not self.clock.dirty:
-            return
-        changed = sorted(self.clock.dirty)
-        self.clock.dirty.clear()
-        data = [(topics.EXECUTIONS, p, self.clock.watermark[p]) for p in changed]
-        try:
-            await self.ch.insert("sink_watermarks", data, ("topic", "partition", "ts"))
-        except Exception:
-            self.clock.dirty.update(changed)
-            raise
+        await publish(self.ch, self.clock)

@@ -35,10 +35,13 @@ from aiokafka.structs import TopicPartition
 from schemas import topics
 from schemas.events import ExecutionCompleted, ExecutionRecord, topic_key
 from schemas.notifications import SubscriptionRecord
-from services.alerts.engine import Engine, Tables, Views, partition_of
+from services.alerts.engine import Engine
+from services.alerts.tables import Tables
 from services.alerts.ticks import OffsetReader, TickGate
+from services.alerts.views import Views, partition_of
+from services.common.broker import EmbeddedBroker
 from services.common.config import Settings
-from services.common.kafka import EmbeddedBroker, ensure_topics
+from services.common.kafka import ensure_topics
 from services.common.log import configure_logging
 from tests.bench.load import percentile
 from tests.factories import execution

@@ -31,8 +31,10 @@ from aiokafka.structs import TopicPartition
 from schemas import topics
 from schemas.deliveries import DeliveryAttempt, LogEntry
 from schemas.notifications import NotificationRecord
-from services.common.kafka import EmbeddedBroker, ensure_topics, free_port
+from services.common.broker import EmbeddedBroker
+from services.common.kafka import ensure_topics
 from services.common.log import configure_logging
+from services.common.processes import free_port
 from services.dispatcher.channels.webhook import canonical_body
 from tests.bench.load import percentile
 from tests.processes import CLI, ROOT, service_env, start_service

@@ -29,8 +29,8 @@ import aiohttp
 import msgspec
 
 from services.common.clickhouse import ClickHouse
-from services.common.kafka import free_port
 from services.common.log import configure_logging
+from services.common.processes import free_port
 from services.logsink import rows
 from services.logsink.sink import SinkConfig
 from tests.bench.ingestdata import make_bodies

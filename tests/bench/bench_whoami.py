@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 
-from services.common.kafka import free_port
+from services.common.processes import free_port
 from tests.bench.load import median_of, run_load
 from tests.processes import CLI, ROOT, service_env, start_service, wait_for_file
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.kafka import free_port
+from services.common.processes import free_port
 from tests.processes import service_env, start_service, wait_for_file
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 import aiohttp
 import pytest
 
-from services.common.kafka import free_port
+from services.common.processes import free_port
 from tests.e2e.helpers import call, new_project
 from tests.processes import CLI, Stack, service_env, start_service
 

@@ -15,7 +15,7 @@ from services.common.config import Settings
 from services.common.controlplane import ControlPlane
 from services.common.cursor import derive_key
 from services.common.errors import Unavailable
-from services.common.kafka import free_port
+from services.common.processes import free_port
 from services.common.ratelimit import MemoryRateLimiter, RateLimiter
 from services.common.sealing import sealing_key
 

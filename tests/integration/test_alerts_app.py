@@ -24,9 +24,10 @@ from aiokafka.structs import TopicPartition
 from schemas import topics
 from schemas.events import ExecutionCompleted, topic_key
 from schemas.notifications import SubscriptionRecord
-from services.alerts.engine import partition_of
 from services.alerts.ticks import OffsetReader, Tick, TickGate
-from services.common.kafka import EmbeddedBroker, ensure_topics
+from services.alerts.views import partition_of
+from services.common.broker import EmbeddedBroker
+from services.common.kafka import ensure_topics
 from tests.factories import execution, execution_record
 from tests.processes import CLI, service_env, start_service
 
@@ -358,6 +359,26 @@ async def test_faust_creates_its_changelogs_with_the_source_partition_count(
     finally:
         await reader.stop()
     assert counts == dict.fromkeys(counts, harness.partitions)
+
+
+@pytest.mark.slow
+async def test_the_worker_writes_one_json_line_per_entry_and_no_faust_chatter(
+    isolated: Harness, tmp_path: Path
+) -> None:
+    harness = isolated  # no other worker answers `ready` for this one
+    path = tmp_path / "worker.log"  # stdout and stderr together, as `codecourier up` has them
+    worker = Worker(harness.bootstrap, harness.partitions, f"alerts-log-{secrets.token_hex(4)}",
+                    path, CC_LOG_LEVEL="info").start()  # fmt: skip
+    try:
+        await harness.ready(project_id(), "wf")  # started, recovered its tables, evaluating
+    finally:
+        worker.kill(signal.SIGTERM)
+    lines = path.read_bytes().splitlines()
+    entries = [msgspec.json.decode(line) for line in lines]  # no banner, table or faust line
+    assert all({"level", "event", "timestamp"} <= entry.keys() for entry in entries), lines
+    events = [entry["event"] for entry in entries]
+    assert "alerts.starting" in events and "alerts.table_indexed" in events, events
+    assert events[-1] == "alerts.stopped", events
 
 
 # ---- alert rules -----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from services.common.egress import parse_cidrs
-from services.common.kafka import free_port
+from services.common.processes import free_port
 from services.dispatcher.channels import email, slack, webhook
 from services.dispatcher.channels.base import Context, Result, Secrets
 from services.dispatcher.egress import guarded_session

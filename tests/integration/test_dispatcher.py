@@ -26,8 +26,10 @@ from aiokafka.structs import TopicPartition
 from schemas import topics
 from schemas.deliveries import AttemptsStarted, DeliveryAttempt, LogEntry
 from schemas.notifications import NotificationRecord
+from services.common.broker import EmbeddedBroker
 from services.common.controlplane import ControlPlane, SubscriptionRow, make_engine
-from services.common.kafka import EmbeddedBroker, ensure_topics, free_port
+from services.common.kafka import ensure_topics
+from services.common.processes import free_port
 from services.common.sealing import seal, sealing_key
 from services.common.subscriptions import StoredConfig
 from tests.processes import CLI, service_env, start_service

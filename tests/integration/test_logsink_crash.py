@@ -13,8 +13,9 @@ from aiokafka.structs import TopicPartition
 
 from schemas import topics
 from schemas.events import topic_key
+from services.common.broker import EmbeddedBroker
 from services.common.clickhouse import ClickHouse
-from services.common.kafka import EmbeddedBroker, ensure_topics
+from services.common.kafka import ensure_topics
 from tests.factories import execution, execution_record
 from tests.processes import CLI, service_env, start_service
 

@@ -14,9 +14,10 @@ from aiokafka.structs import TopicPartition
 from schemas import topics
 from schemas.deliveries import DeliveryAttempt
 from schemas.events import topic_key
+from services.common.broker import EmbeddedBroker
 from services.common.clickhouse import ClickHouse
 from services.common.clock import now_ms
-from services.common.kafka import EmbeddedBroker, ensure_topics
+from services.common.kafka import ensure_topics
 from tests.factories import execution, execution_record
 from tests.processes import CLI, service_env, start_service
 from tests.records import consume_all

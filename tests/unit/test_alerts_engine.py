@@ -21,9 +21,11 @@ from schemas import topics
 from schemas.events import ExecutionRecord, topic_key
 from schemas.notifications import NotificationRecord, SubscriptionRecord
 from services.alerts import engine as engine_module
-from services.alerts.engine import Engine, Tables, Views, decode_cost, partition_of
+from services.alerts.engine import Engine
 from services.alerts.state import digests_have, seen_digest
+from services.alerts.tables import Tables, decode_cost
 from services.alerts.ticks import Tick, TickGate
+from services.alerts.views import Views, partition_of
 from services.common.config import Settings
 from services.common.errors import Unavailable
 from tests import factories
@@ -281,7 +283,7 @@ async def test_a_broker_outage_is_retried_on_the_same_record(monkeypatch: Any) -
             raise Unavailable("broker down")
         world.sent.extend(records)
 
-    monkeypatch.setattr("services.alerts.engine.RETRY_FIRST_S", 0)
+    monkeypatch.setattr("services.alerts.records.RETRY_FIRST_S", 0)
     world.engine.send = flaky_send
     await world.execution("ex-1", 0, 0.01)
     assert world.alerts() == ["ex-1"] and world.dead == [] and calls == [1, 1]
@@ -318,7 +320,7 @@ async def test_a_dead_letter_waits_for_the_broker_and_a_refused_one_is_skipped(
     monkeypatch: Any,
 ) -> None:
     world = World()
-    monkeypatch.setattr("services.alerts.engine.RETRY_FIRST_S", 0)
+    monkeypatch.setattr("services.alerts.records.RETRY_FIRST_S", 0)
     attempts: list[str] = []
 
     async def dead_letter(message: Any, reason: str) -> None:

@@ -8,7 +8,7 @@ from aiokafka.structs import TopicPartition
 from schemas.events import ExecutionRecord
 from services.logsink import rows
 from services.logsink.batch import Batch, drop_duplicates
-from services.logsink.sink import PartitionClock
+from services.logsink.watermarks import PartitionClock
 from tests.factories import completed, execution_record
 
 ENDED = datetime(2026, 1, 1, 12, 0, 2, 500_000, tzinfo=UTC)
@@ -100,10 +100,10 @@ def test_duplicates_are_dropped_within_and_across_batches() -> None:
 
 
 def test_the_duplicate_lookup_inlines_escaped_ids_and_leaves_nul_to_binding() -> None:
-    from services.logsink.sink import _existing_inline
+    from services.logsink.inserts import existing_inline
 
-    sql = _existing_inline(["prj_a"], ["a'b", "c\\d", "e"])
+    sql = existing_inline(["prj_a"], ["a'b", "c\\d", "e"])
     assert sql is not None and sql.endswith(
         "IN ('prj_a') AND execution_id IN ('a\\'b','c\\\\d','e')"
     )
-    assert _existing_inline(["prj_a"], ["a\0b"]) is None
+    assert existing_inline(["prj_a"], ["a\0b"]) is None

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from schemas.alerts import Alert, AlertConfig
 from schemas.events import Cost
-from services.alerts.rules import arm, disarm, facts_of, on_execution, on_tick, window_ms
+from services.alerts.checks import window_ms
+from services.alerts.rules import arm, disarm, facts_of, on_execution, on_tick
 from services.alerts.state import (
     HORIZON_MINUTES,
     SEEN_LIMIT,

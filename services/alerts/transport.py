@@ -1,0 +1,59 @@
+"""faust's Kafka transport, adapted to the embedded broker.
+
+Two facts about the embedded broker shape the faust wiring: it has no idempotent producer
+(faust's at-least-once default does not ask for one), and it answers ListOffsets short of a
+multi-record last batch, so faust's table recovery, which reads changelogs up to that answer,
+would drop the newest writes; `Consumer.highwaters` returns corrected ends instead. It also
+answers a waiting fetch only when the fetch's maximum wait is up, so that wait is kept short.
+"""
+
+from collections.abc import Mapping
+from typing import Any, cast
+
+import faust
+from aiokafka.structs import TopicPartition
+from faust.transport.drivers import aiokafka as faust_kafka
+
+from services.alerts.ticks import OffsetReader
+
+FETCH_MAX_WAIT_MS = 25
+
+
+class ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
+    """faust's consumer thread, with a short fetch wait."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # faust hard-codes 1500 ms, and the embedded broker answers a waiting fetch only when
+        # that time is up, not when data arrives: every record would wait for it. Read by
+        # aiokafka when the consumer starts.
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
+
+class Consumer(faust_kafka.Consumer):
+    """faust's Kafka consumer with exact end offsets (table recovery reads up to them)."""
+
+    def _new_consumer_thread(self) -> Any:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def highwaters(self, *partitions: Any) -> Mapping[Any, int]:
+        """The end offset of each partition, corrected for a short ListOffsets answer."""
+        reader: OffsetReader = cast(AlertsApp, self.app).offsets
+        ends = await reader.ends([TopicPartition(tp.topic, tp.partition) for tp in partitions])
+        return {tp: ends[TopicPartition(tp.topic, tp.partition)] for tp in partitions}
+
+
+class Transport(faust_kafka.Transport):
+    """faust's Kafka transport with the corrected consumer."""
+
+    Consumer = Consumer
+
+
+class AlertsApp(faust.App):
+    """The faust app of the alert engine."""
+
+    offsets: OffsetReader
+
+    def _new_transport(self) -> Any:
+        return Transport(self.conf.broker_consumer, self)

@@ -1,0 +1,105 @@
+"""The control plane's tables and the migrations that create them."""
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+metadata = sa.MetaData()
+
+schema_migrations = sa.Table(
+    "cc_schema_migrations",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("applied_at_ms", sa.BigInteger, nullable=False),
+)
+
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("plan", sa.String(20), nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("project_id", sa.String(40), sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("prefix", sa.String(20), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("scopes", sa.Text, nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("expires_at_ms", sa.BigInteger, nullable=True),
+    sa.Column("revoked_at_ms", sa.BigInteger, nullable=True),
+    sa.Column("last_used_at_ms", sa.BigInteger, nullable=True),
+    sa.Index("ix_api_keys_project_created", "project_id", "created_at_ms", "id"),
+)
+
+
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("project_id", sa.String(40), sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("notification_type", sa.String(20), nullable=False),
+    sa.Column("config_json", sa.Text, nullable=False),
+    sa.Column("secret_ciphertext", sa.Text, nullable=True),
+    sa.Column("previous_secret_ciphertext", sa.Text, nullable=True),
+    sa.Column("previous_secret_until_ms", sa.BigInteger, nullable=True),
+    sa.Column("disabled_reason", sa.Text, nullable=True),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Index("ix_subscriptions_project", "project_id", "notification_type", "id"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("topic", sa.String(100), nullable=False),
+    sa.Column("key", sa.String(300), nullable=False),
+    sa.Column("partition", sa.Integer, nullable=True),
+    sa.Column("value", sa.LargeBinary, nullable=True),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("published_at_ms", sa.BigInteger, nullable=True),
+    sa.Index("ix_outbox_pending", "published_at_ms", "id"),
+)
+
+
+# One counter per kind of change that replicas cache: `keys` moves with every key created or
+# revoked and every plan change, so API replicas can drop their key caches when it moves.
+change_versions = sa.Table(
+    "cc_change_versions",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
+KEYS_VERSION = "keys"
+
+
+def create_tables(*tables: sa.Table) -> Callable[[Connection], None]:
+    def apply(conn: Connection) -> None:
+        for table in tables:
+            table.create(conn, checkfirst=True)
+
+    return apply
+
+
+def _versions(conn: Connection) -> None:
+    change_versions.create(conn, checkfirst=True)
+    if conn.execute(sa.select(change_versions.c.name)).first() is None:
+        conn.execute(change_versions.insert().values(name=KEYS_VERSION, version=0))
+
+
+# Append only: a migration, once released, never changes. Each must be idempotent.
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (1, "projects and api keys", create_tables(projects, api_keys)),
+    (2, "notification subscriptions and the outbox", create_tables(subscriptions, outbox)),
+    (3, "change versions for cache invalidation", _versions),
+]
