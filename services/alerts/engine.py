@@ -26,6 +26,7 @@ from prometheus_client import Counter
 from schemas import topics
 from schemas.events import Event, ExecutionCompleted, ExecutionRecord, topic_key
 from schemas.notifications import NotificationRecord, SubscriptionRecord
+from schemas.ticks import Tick
 from services.alerts import payload
 from services.alerts.payload import Extras
 from services.alerts.rules import arm, disarm, facts_of, on_execution, on_tick
@@ -37,7 +38,7 @@ from services.alerts.state import (
     digests_have,
     seen_digest,
 )
-from services.alerts.ticks import Tick, TickGate
+from services.alerts.ticks import TickGate
 from services.common.clock import Clock, iso_ms, now_ms, system_clock
 from services.common.config import DEFAULT_PLANS, PlanLimits, Settings
 from services.common.errors import AppError

@@ -8,15 +8,14 @@ import msgspec
 
 from schemas.bounds import MAX_DURATION_MS, MAX_USD
 from schemas.events import Cost
+from schemas.limits import BucketState, RateLimits, Usage
 from schemas.logs import (
-    BucketState,
     ExecutionData,
     ExecutionMetadata,
     ExecutionView,
     Limits,
     LogDetail,
     LogItem,
-    Usage,
     WorkflowRef,
 )
 from services.api import logquery
@@ -126,7 +125,8 @@ async def limits_block(call: Call, key: KeyRecord) -> Limits:
     spent = await _month_cost(call, key.project_id)
     limit = call.deps.settings.plan(key.plan).monthly_cost_limit_usd
     usage = Usage(currentPeriodCost=spent, limit=limit, plan=key.plan, isExceeded=spent >= limit)
-    return Limits(workflowExecutionRateLimit=states, usage=usage)
+    rates = RateLimits(sync=states["sync"], async_=states["async"])
+    return Limits(workflowExecutionRateLimit=rates, usage=usage)
 
 
 def _limits(call: Call) -> QueryLimits:

@@ -15,7 +15,7 @@ from schemas.notifications import NotificationRecord, SubscriptionRecord
 from services.alerts import payload
 from services.alerts.payload import Extras
 from services.common.config import DEFAULT_PLANS
-from services.logsink.rows import log_id_for
+from services.common.ids import log_id_for
 from tests.factories import execution
 
 ENDED = datetime(2026, 3, 1, 12, 0, 5, 250_000, tzinfo=UTC)
