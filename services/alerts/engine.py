@@ -24,6 +24,7 @@ from aiokafka.partitioner import murmur2
 from prometheus_client import Counter
 
 from schemas import topics
+from schemas.destinations import RecordDecoder
 from schemas.events import Event, ExecutionCompleted, ExecutionRecord, topic_key
 from schemas.notifications import NotificationRecord, SubscriptionRecord
 from schemas.ticks import Tick
@@ -57,9 +58,11 @@ DEAD_LETTERS = Counter(
 )
 EVICTED = Counter("cc_alerts_evicted_workflows", "Workflow states dropped over the per-project cap")
 
-_record = msgspec.json.Decoder(ExecutionRecord | SubscriptionRecord)
+_record: RecordDecoder[ExecutionRecord | SubscriptionRecord] = RecordDecoder(
+    ExecutionRecord | SubscriptionRecord
+)
 _event = msgspec.json.Decoder(Event)
-_subscription = msgspec.json.Decoder(SubscriptionRecord)
+_subscription = RecordDecoder(SubscriptionRecord)
 _tick = msgspec.json.Decoder(Tick)
 _encode = msgspec.json.Encoder().encode
 T = TypeVar("T")
@@ -768,7 +771,7 @@ def _by_workflow(events: list[ExecutionCompleted]) -> dict[str, list[ExecutionCo
     return groups
 
 
-def _decode(decoder: "msgspec.json.Decoder[T]", value: bytes | None) -> T:
+def _decode(decoder: "msgspec.json.Decoder[T] | RecordDecoder[T]", value: bytes | None) -> T:
     """A record's value decoded, or PoisonRecord."""
     try:
         return decoder.decode(value or b"")

@@ -16,6 +16,7 @@ from msgspec import Struct
 from schemas import topics
 from schemas.deliveries import Outcome
 from schemas.notifications import NotificationRecord
+from schemas.payloads import DeliveryPayload
 from services.api.logs import epoch_ms
 from services.api.routing import (
     CURSOR,
@@ -34,6 +35,7 @@ from services.common.subscriptions import record
 
 STATUSES = ("delivered", "retrying", "failed")
 _json = msgspec.json.Encoder()
+_payload = msgspec.json.Decoder(DeliveryPayload)
 
 # Only light columns here: the page is chosen before any response body is read.
 _PAGE = """
@@ -195,13 +197,19 @@ async def redeliver(call: Call) -> Redelivery:
     row = await call.deps.controlplane.get_subscription(project_id, subscription_id)
     if row is None:
         raise Conflict(f"The subscription {subscription_id} of this delivery was deleted.")
+    try:
+        body = _payload.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise Conflict(
+            f"The stored payload of delivery {delivery_id} is not a delivery payload."
+        ) from None
     at = now_ms(call.deps.clock)
     round_ms = max(at, last_round + 1)  # rounds only grow, even across skewed API clocks
     subscription = record(row)
     notification = NotificationRecord(
         v=1, deliveryId=delivery_id, eventId=event_id, subscriptionId=row.id,
         projectId=row.project_id, notificationType=subscription.notificationType,
-        destination=subscription.destination, payload=msgspec.Raw(payload.encode()),
+        destination=subscription.destination, payload=body,
         createdAtMs=at, secretCiphertext=row.secret_ciphertext, attempt=1, round=round_ms,
         subscriptionVersion=row.version,
     )  # fmt: skip

@@ -2,13 +2,13 @@
 
 import base64
 import secrets
-from typing import Any
 
 import msgspec
 from msgspec import UNSET, Struct
 
 from schemas import topics
 from schemas.api import ErrorDetail
+from schemas.events import Cost
 from schemas.notifications import (
     NotificationRecord,
     SlackView,
@@ -18,6 +18,7 @@ from schemas.notifications import (
     SubscriptionPatch,
     WebhookView,
 )
+from schemas.payloads import EXECUTION_COMPLETED, DeliveryData, DeliveryPayload, Links
 from services.api.deps import Deps
 from services.api.outbox import publish_now
 from services.api.routing import (
@@ -323,19 +324,19 @@ async def rotate_secret(call: Call) -> SubscriptionCreated:
     return SubscriptionCreated(subscription=view(rotated), signingSecret=secret)
 
 
-def sample_payload(row: SubscriptionRow, event_id: str, at: int) -> dict[str, Any]:
+def sample_payload(event_id: str, at: int) -> DeliveryPayload:
     """The body of a test delivery: a made-up successful execution, marked as a test."""
     execution_id = f"test-{secrets.token_hex(6)}"
-    return {
-        "id": event_id, "type": "workflow.execution.completed", "timestamp": at, "test": True,
-        "data": {
-            "workflowId": "test-workflow", "workflowName": "CodeCourier test notification",
-            "executionId": execution_id, "status": "success", "level": "info", "trigger": "manual",
-            "startedAt": iso_ms(at - 1234), "endedAt": iso_ms(at), "totalDurationMs": 1234,
-            "cost": {"total": 0}, "files": None,
-        },
-        "links": {"log": "/v1/logs/test", "execution": f"/v1/logs/executions/{execution_id}"},
-    }  # fmt: skip
+    data = DeliveryData(
+        workflowId="test-workflow", workflowName="CodeCourier test notification",
+        executionId=execution_id, status="success", level="info", trigger="manual",
+        startedAt=iso_ms(at - 1234), endedAt=iso_ms(at), totalDurationMs=1234,
+        cost=Cost(total=0), files=None,
+    )  # fmt: skip
+    links = Links(log="/v1/logs/test", execution=f"/v1/logs/executions/{execution_id}")
+    return DeliveryPayload(
+        id=event_id, type=EXECUTION_COMPLETED, timestamp=at, test=True, data=data, links=links
+    )
 
 
 async def send_test(call: Call) -> TestSent:
@@ -347,7 +348,7 @@ async def send_test(call: Call) -> TestSent:
     notification = NotificationRecord(
         v=1, deliveryId=delivery_id, eventId=event_id, subscriptionId=row.id,
         projectId=row.project_id, notificationType=sub_record.notificationType,
-        destination=sub_record.destination, payload=sample_payload(row, event_id, at),
+        destination=sub_record.destination, payload=sample_payload(event_id, at),
         createdAtMs=at, secretCiphertext=row.secret_ciphertext, subscriptionVersion=row.version,
     )  # fmt: skip
     value = _json.encode(notification)

@@ -36,6 +36,7 @@ from prometheus_client import Counter, Histogram
 
 from schemas import topics
 from schemas.deliveries import DeliveryAttempt, Outcome
+from schemas.destinations import EmailDestination, RecordDecoder, WebhookDestination
 from schemas.notifications import NotificationRecord
 from services.common.config import Settings, env_number, require_secret_key
 from services.common.egress import parse_cidrs
@@ -67,7 +68,7 @@ Send = Callable[[NotificationRecord, Secrets, Context], Awaitable[Result]]
 CHANNELS: dict[str, Send] = {"webhook": webhook.send, "email": email.send, "slack": slack.send}
 OnGone = Callable[[NotificationRecord, str], Awaitable[None]]
 
-_decoder = msgspec.json.Decoder(NotificationRecord)
+_decoder = RecordDecoder(NotificationRecord)
 _encoder = msgspec.json.Encoder(decimal_format="number")
 
 
@@ -126,27 +127,22 @@ def _is_infrastructure(error: Exception) -> bool:
 
 def lane_of(record: NotificationRecord) -> str:
     """The destination a record is bounded by: a webhook's origin, else its subscription."""
-    if record.notificationType == "webhook":
-        parts = urlsplit(str(record.destination.get("url", "")))
+    if isinstance(record.destination, WebhookDestination):
+        parts = urlsplit(record.destination.url)
         return f"webhook {parts.scheme}://{parts.netloc.rpartition('@')[2]}"
     return f"{record.notificationType} {record.subscriptionId}"
 
 
 def target_of(record: NotificationRecord) -> str:
     """The receiver as the delivery log shows it: no secrets, no query strings."""
-    if record.notificationType == "webhook":
-        parts = urlsplit(str(record.destination.get("url", "")))
+    destination = record.destination
+    if isinstance(destination, WebhookDestination):
+        parts = urlsplit(destination.url)
         port = f":{parts.port}" if parts.port else ""
         return f"{parts.scheme}://{parts.hostname or ''}{port}"
-    if record.notificationType == "email":
-        return ",".join(record.destination.get("recipients") or [])
+    if isinstance(destination, EmailDestination):
+        return ",".join(destination.recipients)
     return "slack incoming webhook"
-
-
-def event_type(record: NotificationRecord) -> str:
-    """The payload's type, for the delivery log."""
-    payload = record.payload
-    return str(payload.get("type", "")) if isinstance(payload, dict) else ""
 
 
 def open_secrets(record: NotificationRecord, key: bytes, now_ms: int) -> Secrets:
@@ -157,10 +153,11 @@ def open_secrets(record: NotificationRecord, key: bytes, now_ms: int) -> Secrets
         else None
     )
     previous = None
-    sealed = record.destination.get("previousSecretCiphertext")
-    until = record.destination.get("previousSecretUntilMs") or 0
-    if sealed and until > now_ms:
-        previous = unseal(str(sealed), key, record.subscriptionId)
+    destination = record.destination
+    if isinstance(destination, WebhookDestination):
+        sealed, until = destination.previousSecretCiphertext, destination.previousSecretUntilMs
+        if sealed and (until or 0) > now_ms:
+            previous = unseal(sealed, key, record.subscriptionId)
     return Secrets(current=current, previous=previous)
 
 
@@ -175,7 +172,7 @@ def attempt_record(
     """The `delivery-log` record of one attempt."""
     first = record.attempt == 1
     return DeliveryAttempt(
-        v=1, deliveryId=record.deliveryId, eventId=record.eventId, eventType=event_type(record),
+        v=1, deliveryId=record.deliveryId, eventId=record.eventId, eventType=record.payload.type,
         subscriptionId=record.subscriptionId, projectId=record.projectId,
         notificationType=record.notificationType, round=record.round, attempt=record.attempt,
         outcome=outcome, attemptedAtMs=started_ms, durationMs=duration_ms,
