@@ -121,6 +121,20 @@ class SubscriptionCreated(Struct, frozen=True, omit_defaults=True):
     signingSecret: str | None = None
 
 
+class Deleted(Struct, frozen=True):
+    """The answer to a deletion."""
+
+    id: str
+    deleted: bool
+
+
+class TestSent(Struct, frozen=True):
+    """A sample notification was queued for delivery."""
+
+    deliveryId: str
+    eventId: str
+
+
 class SubscriptionRecord(Struct, frozen=True, tag="subscription", tag_field="kind"):
     """A subscription on the compacted `subscriptions` topic (key `<id>/<partition>`).
 

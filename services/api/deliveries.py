@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaError
 from msgspec import Struct
 
 from schemas import topics
-from schemas.deliveries import Outcome
+from schemas.deliveries import Delivery, DeliveryAttemptView, Redelivery
 from schemas.notifications import NotificationRecord
 from schemas.payloads import DeliveryPayload
 from services.api.logs import epoch_ms
@@ -65,42 +65,6 @@ WHERE project_id = {project:String} AND delivery_id = {id:String}
 GROUP BY subscription_id, event_id
 LIMIT 1
 """
-
-
-class DeliveryAttemptView(Struct, frozen=True):
-    """One attempt of a delivery as the API shows it."""
-
-    round: int
-    attempt: int
-    outcome: Outcome
-    attemptedAt: str
-    durationMs: int
-    target: str
-    responseCode: int | None
-    responseBody: str
-    error: str | None
-    nextAttemptAt: str | None
-
-
-class Delivery(Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """A delivery of one event to one subscription, with every attempt, oldest first."""
-
-    id: str
-    subscriptionId: str
-    eventId: str
-    eventType: str
-    status: Outcome
-    createdAt: str
-    lastAttemptAt: str
-    nextAttemptAt: str | None = None
-    attempts: list[DeliveryAttemptView]
-
-
-class Redelivery(Struct, frozen=True):
-    """A redelivery was queued: the same delivery id in a new round."""
-
-    deliveryId: str
-    round: int
 
 
 class DeliveriesCursor(Struct, frozen=True):
