@@ -83,13 +83,16 @@ class Workflow(Struct, frozen=True):
     executionCount: int
 
 
+RunStatus = Literal["running", "success", "error", "cancelled"]
+
+
 class Run(Struct, frozen=True, omit_defaults=True):
     """An execution as a run: running until its completion arrives."""
 
     executionId: str
     workflowId: str
     workflowName: str | None
-    status: Literal["running", "success", "error", "cancelled"]
+    status: RunStatus
     trigger: str
     startedAt: str
     mode: str | None = None

@@ -13,6 +13,7 @@ from msgspec import Struct
 
 from schemas.api import ErrorDetail
 from schemas.bounds import MAX_DURATION_MS, MAX_QUERY_LIST, MAX_USD, time_error
+from services.api.logrows import BASIC_COLUMNS, FULL_COLUMNS, FullLogRow, LogRow
 from services.common.cursor import decode_cursor, encode_cursor
 from services.common.errors import InvalidCursor, InvalidInput
 
@@ -207,15 +208,9 @@ def make_cursor(project_id: str, q: LogQuery, pos: Position, cursor_key: bytes) 
     return encode_cursor(LogsCursor(v=1, order=q.order, pos=pos, h=h), cursor_key)
 
 
-BASIC_COLUMNS = (
-    "log_id", "workflow_id", "execution_id", "level", "trigger", "started_at", "ended_at",
-    "total_duration_ms", "cost_total", "files", "ingest_ts", "partition", "offset",
-)  # fmt: skip
-FULL_COLUMNS = (*BASIC_COLUMNS, "workflow_name", "workflow_description", "cost_json")
 # Columns that can be large (up to an event's size) come back inline only up to `inline` bytes;
 # their lengths always do, so the page is cut by its real size before anything large is read.
-LARGE_COLUMNS = {"files": 9, "cost_json": 15}
-ROW_OVERHEAD_BYTES = 256  # field names, times and numbers of one item
+LARGE_COLUMNS = ("files", "cost_json")
 INLINE_MIN_BYTES = 1024
 
 _CONDITIONS: tuple[tuple[str, str, str], ...] = (
@@ -287,14 +282,6 @@ def inline_bytes(max_bytes: int, rows: int) -> int:
     return max(INLINE_MIN_BYTES, max_bytes // (2 * rows))
 
 
-def row_bytes(row: tuple[Any, ...], full: bool) -> int:
-    """What a row of `build_sql(..., inline_bytes)` costs in the response, blobs excluded."""
-    fixed = len(row[0]) + len(row[1]) + len(row[2]) + len(row[4]) + ROW_OVERHEAD_BYTES
-    if not full:
-        return int(fixed + row[13])
-    return int(fixed + len(row[13]) + len(row[14]) + row[16] + row[17])
-
-
 def fitting(sizes: list[int], max_bytes: int) -> int:
     """How many leading items of these sizes fit in `max_bytes` (the first always does)."""
     total = 0
@@ -305,16 +292,14 @@ def fitting(sizes: list[int], max_bytes: int) -> int:
     return len(sizes)
 
 
-def withheld(row: tuple[Any, ...], full: bool, inline: int) -> bool:
-    """Whether a large value of this row was left out of the page query."""
-    if full:
-        return bool(row[16] > inline or row[17] > inline)
-    return bool(row[13] > inline)
-
-
 def resume_position(watermark: int) -> Position:
     """Where an asc reader resumes once it has seen everything visible: just below the bound."""
     return Position(ts=watermark, partition=-1, offset=-1)
+
+
+def position_of(row: LogRow | FullLogRow) -> Position:
+    """Where a row is in completion order."""
+    return Position(ts=row.ingest_ts, partition=row.partition, offset=row.offset)
 
 
 def later(a: Position, b: Position) -> Position:

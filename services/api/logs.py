@@ -2,7 +2,7 @@
 
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -18,8 +18,9 @@ from schemas.logs import (
     LogItem,
     WorkflowRef,
 )
-from services.api import logquery
+from services.api import logquery, logrows
 from services.api.events import execution_buckets
+from services.api.logrows import FullLogRow, LogRow
 from services.api.routing import (
     CURSOR,
     Call,
@@ -56,7 +57,7 @@ _WITHHELD = (
     "WHERE project_id = {project:String} AND ingest_ts IN {ts:Array(Int64)}"
 )
 NARROW = "add startDate/endDate, workflowIds, level or executionId, or lower limit"
-_FULL = ", ".join(logquery.FULL_COLUMNS)
+_FULL = ", ".join(logrows.FULL_COLUMNS)
 _BY_LOG_ID = f"SELECT {_FULL} FROM executions WHERE project_id = {{project:String}} AND log_id = {{id:String}} LIMIT 1"  # noqa: E501, S608
 _BY_EXECUTION = f"SELECT {_FULL} FROM executions WHERE project_id = {{project:String}} AND execution_id = {{id:String}} LIMIT 1"  # noqa: E501, S608
 
@@ -76,24 +77,24 @@ def _cost(total: float, cost_json: str | None) -> Cost:
     return _cost_decoder.decode(cost_json) if cost_json else Cost(total=total)
 
 
-def log_item(row: tuple[Any, ...], full: bool, data: ExecutionData | None) -> LogItem:
+def log_item(row: LogRow | FullLogRow, data: ExecutionData | None) -> LogItem:
     """A result row (BASIC or FULL columns) as a log item."""
-    log_id, workflow_id, execution_id, level, trigger, started, ended, duration, total, files = row[
-        :10
-    ]
     extra: dict[str, Any] = {}
-    if full:
-        name, description = row[13:15]
+    cost_json = None
+    if isinstance(row, FullLogRow):
         extra["workflow"] = WorkflowRef(
-            id=workflow_id, name=name or None, description=description or None
+            id=row.workflow_id,
+            name=row.workflow_name or None,
+            description=row.workflow_description or None,
         )
+        cost_json = row.cost_json
     if data is not None:
         extra["executionData"] = data
     return LogItem(
-        id=log_id, workflowId=workflow_id, executionId=execution_id, level=level, trigger=trigger,
-        startedAt=iso_ms(epoch_ms(started)), endedAt=iso_ms(epoch_ms(ended)),
-        totalDurationMs=int(duration), cost=_cost(total, row[15] if full else None),
-        files=_raw(files), **extra,
+        id=row.log_id, workflowId=row.workflow_id, executionId=row.execution_id, level=row.level,
+        trigger=row.trigger, startedAt=iso_ms(epoch_ms(row.started_at)),
+        endedAt=iso_ms(epoch_ms(row.ended_at)), totalDurationMs=int(row.total_duration_ms),
+        cost=_cost(row.cost_total, cost_json), files=_raw(row.files), **extra,
     )  # fmt: skip
 
 
@@ -108,7 +109,8 @@ async def _month_cost(call: Call, project_id: str) -> float:
     if cached is not None and time.monotonic() - cached[0] < USAGE_CACHE_S:
         return cached[1]
     rows = await call.deps.clickhouse.rows(_USAGE, {"project": project_id, "month": month})
-    spent = round(float(rows[0][0] or 0.0), 9) if rows else 0.0
+    [(total,)] = rows or [(None,)]
+    spent = round(float(total or 0.0), 9)
     _usage_cache[(project_id, month)] = (time.monotonic(), spent)
     return spent
 
@@ -147,8 +149,22 @@ def _blob_columns(asked: tuple[bool, bool], inline: int | None) -> str:
     return ", ".join(columns)
 
 
+class BlobRow(NamedTuple):
+    """A row of `_PAYLOAD_ROWS` with inline blobs: each blob ('' when too long) and its length."""
+
+    execution_id: str
+    trace_spans: str
+    trace_spans_bytes: int
+    final_output: str
+    final_output_bytes: int
+
+
 async def _payloads(
-    call: Call, project_id: str, page: list[tuple[Any, ...]], spent: list[int], q: logquery.LogQuery
+    call: Call,
+    project_id: str,
+    page: list[LogRow | FullLogRow],
+    spent: list[int],
+    q: logquery.LogQuery,
 ) -> tuple[dict[str, ExecutionData], int]:
     """The asked-for blobs of a page, and how many of its rows fit the byte bound with them.
 
@@ -160,14 +176,15 @@ async def _payloads(
         return {}, len(page)
     max_bytes = call.deps.settings.logs_page_max_bytes
     inline = logquery.inline_bytes(max_bytes, len(page))
-    ids = [r[2] for r in page]
+    ids = [r.execution_id for r in page]
     found = await call.deps.clickhouse.rows(
         _PAYLOAD_ROWS.format(columns=_blob_columns(asked, inline)),
         {"project": project_id, "ids": ids},
         limits=_limits(call), narrow=NARROW,
     )  # fmt: skip
-    blobs = {row[0]: [row[1], row[3]] for row in found}
-    lengths = {row[0]: (int(row[2]), int(row[4])) for row in found}
+    rows = [BlobRow(*row) for row in found]
+    blobs = {r.execution_id: (r.trace_spans, r.final_output) for r in rows}
+    lengths = {r.execution_id: (r.trace_spans_bytes, r.final_output_bytes) for r in rows}
     sizes = [size + sum(lengths.get(i, (0, 0))) for size, i in zip(spent, ids, strict=True)]
     fits = logquery.fitting(sizes, max_bytes)
     missing = [i for i in ids[:fits] if max(lengths.get(i, (0, 0))) > inline]
@@ -176,7 +193,7 @@ async def _payloads(
             _PAYLOAD_ROWS.format(columns=_blob_columns(asked, None)),
             {"project": project_id, "ids": missing}, limits=_limits(call), narrow=NARROW,
         )  # fmt: skip
-        blobs |= {row[0]: [row[1], row[2]] for row in again}
+        blobs |= {execution_id: (trace, final) for execution_id, trace, final in again}
     data = {
         execution_id: ExecutionData(
             traceSpans=_raw(trace) if q.trace_spans else msgspec.UNSET,
@@ -188,27 +205,26 @@ async def _payloads(
 
 
 async def _restore_withheld(
-    call: Call, project_id: str, page: list[tuple[Any, ...]], full: bool, inline: int
-) -> list[tuple[Any, ...]]:
+    call: Call, project_id: str, page: list[LogRow | FullLogRow], inline: int
+) -> list[LogRow | FullLogRow]:
     """The page with the large `files`/`cost_json` values the page query left out."""
-    short = [r for r in page if logquery.withheld(r, full, inline)]
+    short = [r for r in page if logrows.withheld(r, inline)]
     if not short:
         return page
     found = await call.deps.clickhouse.rows(
-        _WITHHELD, {"project": project_id, "ts": sorted({r[10] for r in short})},
+        _WITHHELD, {"project": project_id, "ts": sorted({r.ingest_ts for r in short})},
         limits=_limits(call), narrow=NARROW,
     )  # fmt: skip
     values = {(ts, p, off): (files, cost) for ts, p, off, files, cost in found}
-    restored = []
+    restored: list[LogRow | FullLogRow] = []
     for row in page:
-        if (got := values.get((row[10], row[11], row[12]))) and logquery.withheld(
-            row, full, inline
-        ):
-            fixed = list(row)
-            fixed[9] = got[0]
-            if full:
-                fixed[15] = got[1]
-            row = tuple(fixed)
+        got = values.get((row.ingest_ts, row.partition, row.offset))
+        if got and logrows.withheld(row, inline):
+            files, cost_json = got
+            if isinstance(row, FullLogRow):
+                row = row._replace(files=files, cost_json=cost_json)
+            else:
+                row = row._replace(files=files)
         restored.append(row)
     return restored
 
@@ -231,21 +247,22 @@ async def list_logs(call: Call) -> Any:
     max_bytes = call.deps.settings.logs_page_max_bytes
     inline = logquery.inline_bytes(max_bytes, q.limit + 1)
     sql, params = logquery.build_sql(key.project_id, q, bound, inline)
-    rows = await call.deps.clickhouse.rows(sql, params, limits=_limits(call), narrow=NARROW)
-    sizes = [logquery.row_bytes(r, q.full) for r in rows[: q.limit]]
+    found = await call.deps.clickhouse.rows(sql, params, limits=_limits(call), narrow=NARROW)
+    rows = logrows.named_rows(found, q.full)
+    sizes = [logrows.row_bytes(r) for r in rows[: q.limit]]
     page = rows[: logquery.fitting(sizes, max_bytes)]
     data, fits = await _payloads(call, key.project_id, page, sizes[: len(page)], q)
     has_more = fits < len(page) or len(page) < len(rows[: q.limit]) or len(rows) > q.limit
-    page = await _restore_withheld(call, key.project_id, page[:fits], q.full, inline)
+    page = await _restore_withheld(call, key.project_id, page[:fits], inline)
     empty = ExecutionData(
         traceSpans=_NULL if q.trace_spans else msgspec.UNSET,
         finalOutput=_NULL if q.final_output else msgspec.UNSET,
     )
     wants_data = q.trace_spans or q.final_output
-    items = [log_item(r, q.full, data.get(r[2], empty) if wants_data else None) for r in page]
+    items = [log_item(r, data.get(r.execution_id, empty) if wants_data else None) for r in page]
     next_cursor = None
     if has_more:
-        last = logquery.Position(ts=page[-1][10], partition=page[-1][11], offset=page[-1][12])
+        last = logquery.position_of(page[-1])
         next_cursor = logquery.make_cursor(key.project_id, q, last, call.deps.cursor_key)
     elif q.order == "asc":
         resume = logquery.resume_position(bound)
@@ -263,16 +280,16 @@ async def get_log(call: Call) -> LogDetail:
     )
     if not rows:
         raise NotFound(f"No log {call.path('id')} in this project.")
-    row = rows[0]
+    row = FullLogRow(*rows[0])
     found = await call.deps.clickhouse.rows(
-        _SPANS_AND_OUTPUT, {"project": key.project_id, "ids": [row[2]]}, limits=_limits(call)
-    )
-    data = (
-        ExecutionData(traceSpans=_raw(found[0][1]), finalOutput=_raw(found[0][2]))
-        if found
-        else ExecutionData(traceSpans=_NULL, finalOutput=_NULL)
-    )
-    item = log_item(row, True, data)
+        _SPANS_AND_OUTPUT, {"project": key.project_id, "ids": [row.execution_id]},
+        limits=_limits(call),
+    )  # fmt: skip
+    data = ExecutionData(traceSpans=_NULL, finalOutput=_NULL)
+    if found:
+        _execution_id, trace, final = found[0]
+        data = ExecutionData(traceSpans=_raw(trace), finalOutput=_raw(final))
+    item = log_item(row, data)
     return LogDetail(**msgspec.structs.asdict(item), limits=await limits_block(call, key))
 
 
@@ -285,12 +302,14 @@ async def get_execution(call: Call) -> ExecutionView:
     )
     if not rows:
         raise NotFound(f"No execution {execution_id} in this project.")
-    row = rows[0]
     found = await call.deps.clickhouse.rows(
         _STATE, {"project": key.project_id, "ids": [execution_id]}, limits=_limits(call)
     )
-    state = _raw(found[0][1]) if found else _NULL
-    item = log_item(row, True, None)
+    state = _NULL
+    if found:
+        _execution_id, stored = found[0]
+        state = _raw(stored)
+    item = log_item(FullLogRow(*rows[0]), None)
     return ExecutionView(
         executionId=execution_id, workflowId=item.workflowId, workflowState=state,
         executionMetadata=ExecutionMetadata(

@@ -2,8 +2,9 @@
 
 import pytest
 
-from services.api import logquery
+from services.api import logquery, logrows
 from services.api.logquery import Filters, Position, build_sql, parse_filters, parse_query
+from services.api.logrows import LogRow
 from services.common.cursor import derive_key
 from services.common.errors import InvalidCursor, InvalidInput
 
@@ -144,10 +145,10 @@ def test_a_page_is_cut_where_it_would_pass_the_byte_bound() -> None:
     assert logquery.fitting([400, 400, 400], 1000) == 2
     assert logquery.fitting([5000, 10], 1000) == 1  # the first row always comes
     assert logquery.fitting([10, 10], 1000) == 2 and logquery.fitting([], 10) == 0
-    row = ("log_1", "wf", "ex", "info", "api", 0, 0, 1, 0.1, "", 7, 0, 0, 9000)
-    assert logquery.row_bytes(row, full=False) == 5 + 2 + 2 + 3 + 256 + 9000
-    assert logquery.withheld(row, full=False, inline=4096)
-    assert not logquery.withheld((*row[:13], 4096), full=False, inline=4096)
+    row = LogRow("log_1", "wf", "ex", "info", "api", 0, 0, 1, 0.1, "", 7, 0, 0, 9000)
+    assert logrows.row_bytes(row) == 5 + 2 + 2 + 3 + 256 + 9000
+    assert logrows.withheld(row, inline=4096)
+    assert not logrows.withheld(LogRow(*row[:13], 4096), inline=4096)
 
 
 def test_basic_reads_only_what_the_contract_shows() -> None:
