@@ -88,6 +88,13 @@ class WhoAmI(Struct, frozen=True):
     lastUsedAt: str | None
 
 
+class RevokedKey(Struct, frozen=True):
+    """The answer to a revocation."""
+
+    id: str
+    revokedAt: str
+
+
 class CreateKeyBody(Struct, frozen=True, forbid_unknown_fields=True):
     """Body of `POST /api/v1/keys`."""
 
@@ -126,3 +133,9 @@ class Health(Struct, frozen=True):
 
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = {}
+
+
+class Accepted(Struct, frozen=True):
+    """How many events were put on the log."""
+
+    accepted: int

@@ -1,4 +1,5 @@
-"""Delivery attempts (contract section 6): what the dispatcher records on `delivery-log`.
+"""Deliveries (contract section 6): the attempts the dispatcher records on `delivery-log`, and
+the delivery log as the API shows it.
 
 Two kinds of record share the topic (field `kind`): `AttemptsStarted`, written and acknowledged
 before requests go out, and `DeliveryAttempt` (key = delivery id), how an attempt ended. A start
@@ -61,3 +62,39 @@ class AttemptsStarted(Struct, frozen=True, tag="started", tag_field="kind"):
 
 
 LogEntry = DeliveryAttempt | AttemptsStarted
+
+
+class DeliveryAttemptView(Struct, frozen=True):
+    """One attempt of a delivery as the API shows it."""
+
+    round: int
+    attempt: int
+    outcome: Outcome
+    attemptedAt: str
+    durationMs: int
+    target: str
+    responseCode: int | None
+    responseBody: str
+    error: str | None
+    nextAttemptAt: str | None
+
+
+class Delivery(Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A delivery of one event to one subscription, with every attempt, oldest first."""
+
+    id: str
+    subscriptionId: str
+    eventId: str
+    eventType: str
+    status: Outcome
+    createdAt: str
+    lastAttemptAt: str
+    nextAttemptAt: str | None = None
+    attempts: list[DeliveryAttemptView]
+
+
+class Redelivery(Struct, frozen=True):
+    """A redelivery was queued: the same delivery id in a new round."""
+
+    deliveryId: str
+    round: int

@@ -5,6 +5,7 @@ from typing import Any, Literal
 from msgspec import UNSET, Struct, UnsetType
 
 from schemas.events import Cost
+from schemas.limits import BucketState, RateLimits, Usage
 
 
 class WorkflowRef(Struct, frozen=True):
@@ -39,28 +40,10 @@ class LogItem(Struct, frozen=True, omit_defaults=True):
     executionData: ExecutionData | UnsetType = UNSET
 
 
-class BucketState(Struct, frozen=True):
-    """An execution bucket as the `limits` block reports it."""
-
-    requestsPerMinute: int
-    maxBurst: int
-    remaining: int
-    resetAt: str
-
-
-class Usage(Struct, frozen=True):
-    """Month-to-date cost against the plan's limit."""
-
-    currentPeriodCost: float
-    limit: float
-    plan: str
-    isExceeded: bool
-
-
 class Limits(Struct, frozen=True):
     """The `limits` block of the logs endpoints."""
 
-    workflowExecutionRateLimit: dict[str, BucketState]
+    workflowExecutionRateLimit: RateLimits[BucketState]
     usage: Usage
 
 
@@ -100,13 +83,16 @@ class Workflow(Struct, frozen=True):
     executionCount: int
 
 
+RunStatus = Literal["running", "success", "error", "cancelled"]
+
+
 class Run(Struct, frozen=True, omit_defaults=True):
     """An execution as a run: running until its completion arrives."""
 
     executionId: str
     workflowId: str
     workflowName: str | None
-    status: Literal["running", "success", "error", "cancelled"]
+    status: RunStatus
     trigger: str
     startedAt: str
     mode: str | None = None

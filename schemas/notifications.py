@@ -1,11 +1,13 @@
 """Notification subscriptions (contract section 6): API bodies and the records on topics."""
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from schemas.alerts import AlertConfig
+from schemas.destinations import Destination
+from schemas.payloads import DeliveryPayload
 
 NotificationType = Literal["webhook", "email", "slack"]
 Level = Literal["info", "error"]
@@ -119,12 +121,27 @@ class SubscriptionCreated(Struct, frozen=True, omit_defaults=True):
     signingSecret: str | None = None
 
 
+class Deleted(Struct, frozen=True):
+    """The answer to a deletion."""
+
+    id: str
+    deleted: bool
+
+
+class TestSent(Struct, frozen=True):
+    """A sample notification was queued for delivery."""
+
+    deliveryId: str
+    eventId: str
+
+
 class SubscriptionRecord(Struct, frozen=True, tag="subscription", tag_field="kind"):
     """A subscription on the compacted `subscriptions` topic (key `<id>/<partition>`).
 
     Broadcast to every partition, since a subscription can cover workflows on any of them.
     `deleted` records are followed by a tombstone. Destination secrets travel encrypted
-    (`secretCiphertext`) for the dispatcher, which holds the key.
+    (`secretCiphertext`) for the dispatcher, which holds the key. Decode it with a
+    `RecordDecoder`, which also reads destinations written before they were tagged.
 
     The same record is also a marker on `executions` (same tag, `kind: "subscription"`),
     written to every partition before the compacted records: `markerOffset` is then the offset
@@ -148,7 +165,7 @@ class SubscriptionRecord(Struct, frozen=True, tag="subscription", tag_field="kin
     includeUsageData: bool
     active: bool
     createdAtMs: int
-    destination: dict[str, Any]
+    destination: Destination
     secretCiphertext: str | None = None
     alertConfig: AlertConfig | None = None
     markerOffset: int | None = None
@@ -160,7 +177,8 @@ class NotificationRecord(Struct, frozen=True, tag="notification", tag_field="kin
     `payload` is the delivery body of contract section 6, already filtered by the include flags;
     `deliveryId` is created here once and reused by every attempt and redelivery. The same
     record, with `attempt` and `dueAtMs` set, waits on a retry tier topic for its next attempt;
-    `round` tells a redelivery (its time in ms) from the first delivery (0).
+    `round` tells a redelivery (its time in ms) from the first delivery (0). Decode it with a
+    `RecordDecoder`, as a `SubscriptionRecord`.
     """
 
     v: int
@@ -169,8 +187,8 @@ class NotificationRecord(Struct, frozen=True, tag="notification", tag_field="kin
     subscriptionId: str
     projectId: str
     notificationType: NotificationType
-    destination: dict[str, Any]
-    payload: Any
+    destination: Destination
+    payload: DeliveryPayload
     createdAtMs: int
     secretCiphertext: str | None = None
     attempt: int = 1

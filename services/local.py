@@ -14,10 +14,11 @@ from pathlib import Path
 import msgspec
 import structlog
 
+from services import wiring
 from services.api.app import RunningApi
 from services.api.keys import issue_key
 from services.api.outbox import publish_all
-from services.common import apikeys, kafka, wiring
+from services.common import apikeys, kafka
 from services.common.auth import check_usable
 from services.common.clock import now_ms
 from services.common.config import Settings, ensure_secret_key

@@ -61,7 +61,7 @@ def run_api(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _api(settings: Settings) -> int:
-    from services.common import wiring
+    from services import wiring
 
     bootstrap = bootstrap_of(settings, "api", "runs everything")
     stop = stop_on_signals()
@@ -81,7 +81,7 @@ def run_logsink(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _logsink(settings: Settings) -> int:
-    from services.common import wiring
+    from services import wiring
 
     bootstrap_of(settings, "logsink")
     stop = stop_on_signals()
@@ -92,7 +92,7 @@ async def _logsink(settings: Settings) -> int:
 
 def run_alerts(_args: argparse.Namespace, settings: Settings) -> int:
     """`codecourier alerts`: the alert engine alone (faust runs its own event loop)."""
-    from services.common import wiring
+    from services import wiring
 
     start_worker(settings)
     bootstrap_of(settings, "alerts")
@@ -106,7 +106,7 @@ def run_dispatcher(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _dispatcher(settings: Settings) -> int:
-    from services.common import wiring
+    from services import wiring
 
     bootstrap_of(settings, "dispatcher")
     if not settings.secret_key and not (settings.data_dir / "secret.key").exists():
@@ -124,7 +124,7 @@ def run_migrate(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _migrate(settings: Settings) -> int:
-    from services.common import wiring
+    from services import wiring
     from services.common.clock import now_ms
 
     cp = wiring.controlplane(settings)

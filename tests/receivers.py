@@ -29,10 +29,13 @@ from types import TracebackType
 from typing import Any, Self
 
 import aiohttp
+import msgspec
 from aiohttp import web
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from schemas.destinations import Destination
 from schemas.notifications import NotificationRecord, NotificationType
+from schemas.payloads import DeliveryPayload
 
 
 @dataclass
@@ -575,10 +578,11 @@ def notification(
     destination: Mapping[str, Any] | None = None,
     delivery_id: str = "dlv_4t7bq2m5x9c3",
 ) -> NotificationRecord:
-    """A `NotificationRecord` of one channel."""
+    """A `NotificationRecord` of one channel, typed as the dispatcher decodes it from the topic."""
+    body = sample_payload() if payload is None else payload
     return NotificationRecord(
         v=1, deliveryId=delivery_id, eventId="evt_k3yq5vqbm2x7", subscriptionId="ntf_9",
         projectId="prj_1", notificationType=kind,
-        destination=dict(destination or {}),
-        payload=sample_payload() if payload is None else payload, createdAtMs=1772366405300,
+        destination=msgspec.convert({"type": kind, **(destination or {})}, Destination),
+        payload=msgspec.convert(body, DeliveryPayload), createdAtMs=1772366405300,
     )  # fmt: skip

@@ -18,8 +18,10 @@ import msgspec
 import structlog
 
 from schemas import topics
+from schemas.destinations import RecordDecoder
 from schemas.events import Event, ExecutionCompleted, ExecutionRecord, topic_key
 from schemas.notifications import NotificationRecord, SubscriptionRecord
+from schemas.ticks import Tick
 from services.alerts import payload
 from services.alerts.ledger import Ledger, add_cost
 from services.alerts.payload import Extras
@@ -27,14 +29,16 @@ from services.alerts.records import DeadLetter, Message, decode, settle
 from services.alerts.rules import facts_of, on_execution, on_tick
 from services.alerts.subscriptions import Subscriptions
 from services.alerts.tables import Stored, Tables
-from services.alerts.ticks import Tick, TickGate
+from services.alerts.ticks import TickGate
 from services.alerts.views import SubView, Views, split_key
 from services.common.clock import Clock, now_ms, system_clock
 from services.common.config import Settings
 
 log = structlog.get_logger(__name__)
 
-_record = msgspec.json.Decoder(ExecutionRecord | SubscriptionRecord)
+_record: RecordDecoder[ExecutionRecord | SubscriptionRecord] = RecordDecoder(
+    ExecutionRecord | SubscriptionRecord
+)
 _event = msgspec.json.Decoder(Event)
 _tick = msgspec.json.Decoder(Tick)
 _encode = msgspec.json.Encoder().encode

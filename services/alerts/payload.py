@@ -12,98 +12,30 @@ import base64
 import hashlib
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
-from msgspec import UNSET, Struct, UnsetType
 
 from schemas.alerts import Alert
-from schemas.events import Cost, ExecutionCompleted
+from schemas.events import ExecutionCompleted
+from schemas.limits import BucketLimit, RateLimits, Usage
 from schemas.notifications import NotificationRecord, SubscriptionRecord
+from schemas.payloads import (
+    ALERT_NO_ACTIVITY,
+    ALERT_RESOLVED,
+    EXECUTION_COMPLETED,
+    AlertData,
+    DeliveryData,
+    DeliveryPayload,
+    EventType,
+    Links,
+)
 from services.common.clock import iso_ms, to_ms
 from services.common.config import PlanLimits
-from services.logsink.rows import log_id_for
+from services.common.ids import log_id_for
 
 NOTIFICATION_VERSION = 1
-EXECUTION_COMPLETED: Final = "workflow.execution.completed"
-ALERT_NO_ACTIVITY: Final = "workflow.alert.no_activity"
-ALERT_RESOLVED: Final = "workflow.alert.resolved"
-EventType = Literal[
-    "workflow.execution.completed", "workflow.alert.no_activity", "workflow.alert.resolved"
-]
 SPAN_CHANNELS = frozenset({"webhook"})
-
-
-class BucketLimit(Struct, frozen=True):
-    """One execution bucket of the plan: its refill per minute and its burst."""
-
-    requestsPerMinute: int
-    maxBurst: int
-
-
-class RateLimits(Struct, frozen=True, rename={"async_": "async"}):
-    """The plan's execution buckets (the contract's `workflowExecutionRateLimit` shape)."""
-
-    sync: BucketLimit
-    async_: BucketLimit
-
-
-class Usage(Struct, frozen=True):
-    """Month-to-date cost of the project against its plan's monthly limit."""
-
-    currentPeriodCost: float
-    limit: float
-    plan: str
-    isExceeded: bool
-
-
-class AlertData(Struct, frozen=True):
-    """The `alert` object of an alert delivery."""
-
-    id: str
-    rule: str
-    reason: str
-    observed: int | float
-    threshold: int | float
-    notificationId: str
-
-
-class DeliveryData(Struct, frozen=True):
-    """`data` of a delivery; UNSET fields are left out, None is sent as null."""
-
-    workflowId: str
-    workflowName: str | None = None
-    executionId: str | None = None
-    status: str | None = None
-    level: str | None = None
-    trigger: str | None = None
-    startedAt: str | None = None
-    endedAt: str | None = None
-    totalDurationMs: int | None = None
-    cost: Cost | None = None
-    files: list[Any] | None = None
-    finalOutput: Any | UnsetType = UNSET
-    traceSpans: list[Any] | UnsetType | None = UNSET
-    rateLimits: RateLimits | UnsetType = UNSET
-    usage: Usage | UnsetType = UNSET
-    alert: AlertData | UnsetType = UNSET
-
-
-class Links(Struct, frozen=True, omit_defaults=True):
-    """Where the execution can be read back; empty for an alert without an execution."""
-
-    log: str | None = None
-    execution: str | None = None
-
-
-class DeliveryPayload(Struct, frozen=True):
-    """The body a destination receives."""
-
-    id: str
-    type: EventType
-    timestamp: int
-    data: DeliveryData
-    links: Links
 
 
 class Extras(NamedTuple):
@@ -153,8 +85,9 @@ def execution_notification(
     evt = event_id(sub.id, f"execution:{event.executionId}")
     data = _data(event.workflowId, event, sub, extras)
     payload = DeliveryPayload(
-        evt, EXECUTION_COMPLETED, to_ms(event.endedAt), data, _links(project_id, event)
-    )
+        id=evt, type=EXECUTION_COMPLETED, timestamp=to_ms(event.endedAt), data=data,
+        links=_links(project_id, event),
+    )  # fmt: skip
     return _record(project_id, sub, payload, created_ms)
 
 
@@ -172,7 +105,9 @@ def alert_notification(
         _data(alert.workflowId, event, sub, extras), alert=alert_data(alert)
     )
     links = _links(project_id, event) if event is not None else Links()
-    payload = DeliveryPayload(evt, event_type(alert), alert.atMs, data, links)
+    payload = DeliveryPayload(
+        id=evt, type=event_type(alert), timestamp=alert.atMs, data=data, links=links
+    )
     return _record(project_id, sub, payload, created_ms)
 
 
@@ -188,7 +123,7 @@ def alert_data(alert: Alert) -> AlertData:
     )
 
 
-def rate_limits(limits: PlanLimits) -> RateLimits:
+def rate_limits(limits: PlanLimits) -> RateLimits[BucketLimit]:
     """The plan's sync and async execution buckets."""
     return RateLimits(
         sync=BucketLimit(limits.sync_per_minute, limits.sync_burst),
@@ -234,7 +169,11 @@ def _data(
 
 def _execution_fields(workflow_id: str, event: ExecutionCompleted | None) -> DeliveryData:
     if event is None:
-        return DeliveryData(workflow_id)
+        return DeliveryData(
+            workflowId=workflow_id, workflowName=None, executionId=None, status=None, level=None,
+            trigger=None, startedAt=None, endedAt=None, totalDurationMs=None, cost=None,
+            files=None,
+        )  # fmt: skip
     return DeliveryData(
         workflowId=event.workflowId,
         workflowName=event.workflowName,

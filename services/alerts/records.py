@@ -14,6 +14,7 @@ import msgspec
 import structlog
 from prometheus_client import Counter
 
+from schemas.destinations import RecordDecoder
 from services.common.errors import AppError
 
 log = structlog.get_logger(__name__)
@@ -46,7 +47,7 @@ class PoisonRecord(Exception):
     """A record the engine cannot read (undecodable, or not of its topic's schema)."""
 
 
-def decode(decoder: "msgspec.json.Decoder[T]", value: bytes | None) -> T:
+def decode(decoder: "msgspec.json.Decoder[T] | RecordDecoder[T]", value: bytes | None) -> T:
     """A record's value decoded, or PoisonRecord."""
     try:
         return decoder.decode(value or b"")

@@ -3,6 +3,7 @@
 
 import msgspec
 
+from schemas.destinations import RecordDecoder
 from schemas.events import topic_key
 from schemas.notifications import SubscriptionRecord
 from services.alerts.ledger import Ledger
@@ -11,7 +12,7 @@ from services.alerts.rules import arm, disarm
 from services.alerts.tables import Tables
 from services.alerts.views import SubView, Views, partition_of, split_key
 
-_subscription = msgspec.json.Decoder(SubscriptionRecord)
+_subscription = RecordDecoder(SubscriptionRecord)
 _encode = msgspec.json.Encoder().encode
 
 

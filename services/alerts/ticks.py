@@ -23,23 +23,14 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
-from msgspec import Struct
 
 from schemas import topics
+from schemas.ticks import Tick
 from services.common.clock import Clock, now_ms, system_clock
 from services.common.kafkaclients import KafkaClients
 
 TICK_VERSION = 1
 MAX_PENDING = 1000  # per partition: ten hours of backlog at the 15 s default
-
-
-class Tick(Struct, frozen=True, tag="tick", tag_field="kind"):
-    """A record on `ticks`: event time for one partition, valid once executions reach an offset."""
-
-    v: int
-    partition: int
-    atMs: int
-    executionsEnd: int
 
 
 def tick_key(partition: int) -> bytes:

@@ -10,10 +10,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-import msgspec
 import structlog
 from aiokafka.partitioner import murmur2
 
+from schemas.destinations import RecordDecoder
 from schemas.events import ExecutionCompleted
 from schemas.notifications import SubscriptionRecord
 from services.alerts.state import Subscription
@@ -24,7 +24,7 @@ log = structlog.get_logger(__name__)
 TIMED_RULES = frozenset({"failure_rate", "error_count", "no_activity"})
 MAX_WORKFLOWS = 10_000  # workflow states per project and partition; the least recent go first
 
-_subscription = msgspec.json.Decoder(SubscriptionRecord)
+_subscription = RecordDecoder(SubscriptionRecord)
 
 
 def partition_of(key: bytes, partitions: int) -> int:

@@ -7,14 +7,15 @@ in the latest round; `createdAt` is the time of its first attempt, the order of 
 
 import hashlib
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from msgspec import Struct
 
 from schemas import topics
-from schemas.deliveries import Outcome
+from schemas.deliveries import Delivery, DeliveryAttemptView, Outcome, Redelivery
 from schemas.notifications import NotificationRecord
+from schemas.payloads import DeliveryPayload
 from services.api.logs import epoch_ms
 from services.api.routing import (
     CURSOR,
@@ -25,6 +26,7 @@ from services.api.routing import (
     int_param,
     limit_param,
 )
+from services.common.clickhouse import ClickHouse
 from services.common.clock import iso_ms, now_ms
 from services.common.cursor import decode_cursor, encode_cursor
 from services.common.errors import Conflict, InvalidCursor, InvalidInput, NotFound
@@ -33,6 +35,7 @@ from services.common.subscriptions import record
 
 STATUSES = ("delivered", "retrying", "failed")
 _json = msgspec.json.Encoder()
+_payload = msgspec.json.Decoder(DeliveryPayload)
 
 # Only light columns here: the page is chosen before any response body is read.
 _PAGE = """
@@ -64,40 +67,39 @@ LIMIT 1
 """
 
 
-class DeliveryAttemptView(Struct, frozen=True):
-    """One attempt of a delivery as the API shows it."""
+class PageRow(NamedTuple):
+    """A row of `_PAGE`: a delivery and the time of its first attempt."""
 
+    delivery_id: str
+    created_at: datetime
+
+
+class AttemptRow(NamedTuple):
+    """A row of `_ATTEMPTS`: one attempt of a delivery."""
+
+    delivery_id: str
+    subscription_id: str
+    event_id: str
+    event_type: str
     round: int
     attempt: int
     outcome: Outcome
-    attemptedAt: str
-    durationMs: int
+    attempted_at: datetime
+    duration_ms: int
     target: str
-    responseCode: int | None
-    responseBody: str
+    response_code: int | None
+    response_body: str
     error: str | None
-    nextAttemptAt: str | None
+    next_attempt_at: datetime | None
 
 
-class Delivery(Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """A delivery of one event to one subscription, with every attempt, oldest first."""
+class OriginalRow(NamedTuple):
+    """A row of `_ORIGINAL`: what a redelivery sends again."""
 
-    id: str
-    subscriptionId: str
-    eventId: str
-    eventType: str
-    status: Outcome
-    createdAt: str
-    lastAttemptAt: str
-    nextAttemptAt: str | None = None
-    attempts: list[DeliveryAttemptView]
-
-
-class Redelivery(Struct, frozen=True):
-    """A redelivery was queued: the same delivery id in a new round."""
-
-    deliveryId: str
-    round: int
+    subscription_id: str
+    event_id: str
+    payload: str
+    last_round: int
 
 
 class DeliveriesCursor(Struct, frozen=True):
@@ -118,30 +120,30 @@ def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else iso_ms(epoch_ms(moment))
 
 
-def _attempt(row: tuple[Any, ...]) -> DeliveryAttemptView:
-    *_, rnd, attempt, outcome, at, duration, target, code, body, error, next_at = row
+def _attempt(row: AttemptRow) -> DeliveryAttemptView:
     return DeliveryAttemptView(
-        round=rnd, attempt=attempt, outcome=outcome, attemptedAt=iso_ms(epoch_ms(at)),
-        durationMs=duration, target=target, responseCode=code, responseBody=body, error=error,
-        nextAttemptAt=_iso(next_at),
+        round=row.round, attempt=row.attempt, outcome=row.outcome,
+        attemptedAt=iso_ms(epoch_ms(row.attempted_at)), durationMs=row.duration_ms,
+        target=row.target, responseCode=row.response_code, responseBody=row.response_body,
+        error=row.error, nextAttemptAt=_iso(row.next_attempt_at),
     )  # fmt: skip
 
 
-def group(rows: list[tuple[Any, ...]]) -> dict[str, Delivery]:
+def group(rows: list[AttemptRow]) -> dict[str, Delivery]:
     """Deliveries from `_ATTEMPTS` rows (sorted by delivery, round, attempt), by id."""
-    by_id: dict[str, list[tuple[Any, ...]]] = {}
+    by_id: dict[str, list[AttemptRow]] = {}
     for row in rows:
-        by_id.setdefault(row[0], []).append(row)
+        by_id.setdefault(row.delivery_id, []).append(row)
     return {delivery_id: _delivery(attempts) for delivery_id, attempts in by_id.items()}
 
 
-def _delivery(rows: list[tuple[Any, ...]]) -> Delivery:
+def _delivery(rows: list[AttemptRow]) -> Delivery:
     attempts = [_attempt(row) for row in rows]
-    last = attempts[-1]
-    delivery_id, subscription_id, event_id, event_type = rows[0][:4]
+    last, first = attempts[-1], rows[0]
     return Delivery(
-        id=delivery_id, subscriptionId=subscription_id, eventId=event_id, eventType=event_type,
-        status=last.outcome, createdAt=iso_ms(min(epoch_ms(row[7]) for row in rows)),
+        id=first.delivery_id, subscriptionId=first.subscription_id, eventId=first.event_id,
+        eventType=first.event_type, status=last.outcome,
+        createdAt=iso_ms(min(epoch_ms(row.attempted_at) for row in rows)),
         lastAttemptAt=last.attemptedAt, attempts=attempts,
         nextAttemptAt=last.nextAttemptAt if last.outcome == "retrying" else None,
     )  # fmt: skip
@@ -149,6 +151,11 @@ def _delivery(rows: list[tuple[Any, ...]]) -> Delivery:
 
 def _binding(*parts: str | None) -> str:
     return hashlib.blake2b(_json.encode(parts), digest_size=8).hexdigest()
+
+
+async def _attempts(ch: ClickHouse, params: dict[str, Any]) -> list[AttemptRow]:
+    """Every attempt of the listed deliveries, in `group`'s order."""
+    return [AttemptRow(*row) for row in await ch.rows(_ATTEMPTS, params)]
 
 
 async def list_deliveries(call: Call) -> Page:
@@ -172,14 +179,28 @@ async def list_deliveries(call: Call) -> Page:
         params.update({"at": cursor.created, "after": cursor.id})
     ch = call.deps.clickhouse
     rows = await ch.rows(page_sql(status is not None, token is not None), params)
-    page, has_more = rows[:limit], len(rows) > limit
-    ids = [r[0] for r in page]
-    found = group(await ch.rows(_ATTEMPTS, {**params, "ids": ids})) if ids else {}
+    page, has_more = [PageRow(*r) for r in rows[:limit]], len(rows) > limit
+    ids = [r.delivery_id for r in page]
+    found = group(await _attempts(ch, {**params, "ids": ids})) if ids else {}
     next_cursor = None
     if has_more:
-        last = DeliveriesCursor(v=1, h=binding, created=epoch_ms(page[-1][1]), id=page[-1][0])
-        next_cursor = encode_cursor(last, call.deps.cursor_key)
-    return Page([found[r[0]] for r in page if r[0] in found], next_cursor, has_more)
+        last = page[-1]
+        cursor = DeliveriesCursor(
+            v=1, h=binding, created=epoch_ms(last.created_at), id=last.delivery_id
+        )
+        next_cursor = encode_cursor(cursor, call.deps.cursor_key)
+    items = [found[r.delivery_id] for r in page if r.delivery_id in found]
+    return Page(items, next_cursor, has_more)
+
+
+def _payload_of(delivery_id: str, stored: str) -> DeliveryPayload:
+    """The body a delivery first sent, as stored with its first attempt."""
+    try:
+        return _payload.decode(stored)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise Conflict(
+            f"The stored payload of delivery {delivery_id} is not a delivery payload."
+        ) from None
 
 
 async def redeliver(call: Call) -> Redelivery:
@@ -188,19 +209,20 @@ async def redeliver(call: Call) -> Redelivery:
     found = await call.deps.clickhouse.rows(_ORIGINAL, {"project": project_id, "id": delivery_id})
     if not found:
         raise NotFound(f"No delivery {delivery_id} in this project.")
-    subscription_id, event_id, payload, last_round = found[0]
-    if not payload:
+    original = OriginalRow(*found[0])
+    if not original.payload:
         raise Conflict(f"The payload of delivery {delivery_id} is not stored; it cannot be sent.")
-    row = await call.deps.controlplane.get_subscription(project_id, subscription_id)
+    row = await call.deps.controlplane.get_subscription(project_id, original.subscription_id)
     if row is None:
-        raise Conflict(f"The subscription {subscription_id} of this delivery was deleted.")
+        raise Conflict(f"The subscription {original.subscription_id} of this delivery was deleted.")
+    payload = _payload_of(delivery_id, original.payload)
     at = now_ms(call.deps.clock)
-    round_ms = max(at, last_round + 1)  # rounds only grow, even across skewed API clocks
+    round_ms = max(at, original.last_round + 1)  # rounds only grow, even across skewed clocks
     subscription = record(row)
     notification = NotificationRecord(
-        v=1, deliveryId=delivery_id, eventId=event_id, subscriptionId=row.id,
+        v=1, deliveryId=delivery_id, eventId=original.event_id, subscriptionId=row.id,
         projectId=row.project_id, notificationType=subscription.notificationType,
-        destination=subscription.destination, payload=msgspec.Raw(payload.encode()),
+        destination=subscription.destination, payload=payload,
         createdAtMs=at, secretCiphertext=row.secret_ciphertext, attempt=1, round=round_ms,
         subscriptionVersion=row.version,
     )  # fmt: skip

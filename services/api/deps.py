@@ -16,7 +16,7 @@ from services.common.ratelimit import RateLimiter, RedisRateLimiter
 
 @dataclass
 class Deps:
-    """The API's adapters; built once by `services.common.wiring`."""
+    """The API's adapters; built once by `services.wiring`."""
 
     settings: Settings
     controlplane: ControlPlane

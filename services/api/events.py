@@ -4,7 +4,7 @@ import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
 from schemas import topics
-from schemas.api import ErrorDetail
+from schemas.api import Accepted, ErrorDetail
 from schemas.bounds import MAX_JSON_DEPTH, dotted, too_deep_at, too_deep_member
 from schemas.events import (
     Event,
@@ -35,12 +35,6 @@ _record_encoder = msgspec.json.Encoder()
 
 
 Checked = Event | screening.ScreenedCompleted
-
-
-class Accepted(Struct, frozen=True):
-    """How many events were put on the log."""
-
-    accepted: int
 
 
 class _Envelope(Struct):

@@ -3,7 +3,7 @@
 import msgspec
 from msgspec import Struct
 
-from schemas.api import CreatedKey, CreateKeyBody, Key
+from schemas.api import CreatedKey, CreateKeyBody, Key, RevokedKey
 from services.api.deps import Deps
 from services.api.routing import (
     CURSOR,
@@ -19,13 +19,6 @@ from services.common.clock import iso_ms, now_ms, to_ms
 from services.common.controlplane import KeyRecord
 from services.common.cursor import decode_cursor, encode_cursor
 from services.common.errors import Forbidden, InvalidCursor, InvalidInput, NotFound, ScopeDenied
-
-
-class RevokedKey(Struct, frozen=True):
-    """The answer to a revocation."""
-
-    id: str
-    revokedAt: str
 
 
 class KeysCursor(Struct, frozen=True):

@@ -1,6 +1,6 @@
-"""The logs query (pure): parameters -> validated filters, and the cursor codec.
+"""The logs query (pure): parameters -> validated filters -> bound SQL, and the cursor codec.
 
-The SQL built from a query is in `services.api.logsql`.
+Only conditions from this module's allow-list reach SQL, always with bound parameters.
 """
 
 import hashlib
@@ -13,6 +13,7 @@ from msgspec import Struct
 
 from schemas.api import ErrorDetail
 from schemas.bounds import MAX_DURATION_MS, MAX_QUERY_LIST, MAX_USD, time_error
+from services.api.logrows import BASIC_COLUMNS, FULL_COLUMNS, FullLogRow, LogRow
 from services.common.cursor import decode_cursor, encode_cursor
 from services.common.errors import InvalidCursor, InvalidInput
 
@@ -207,9 +208,98 @@ def make_cursor(project_id: str, q: LogQuery, pos: Position, cursor_key: bytes) 
     return encode_cursor(LogsCursor(v=1, order=q.order, pos=pos, h=h), cursor_key)
 
 
+# Columns that can be large (up to an event's size) come back inline only up to `inline` bytes;
+# their lengths always do, so the page is cut by its real size before anything large is read.
+LARGE_COLUMNS = ("files", "cost_json")
+INLINE_MIN_BYTES = 1024
+
+_CONDITIONS: tuple[tuple[str, str, str], ...] = (
+    ("workflowIds", "workflow_id IN {workflowIds:Array(String)}", "Array(String)"),
+    ("folderIds", "folder_id IN {folderIds:Array(String)}", "Array(String)"),
+    ("triggers", "trigger IN {triggers:Array(String)}", "Array(String)"),
+    ("level", "level = {level:String}", "String"),
+    ("startMs", "started_at >= fromUnixTimestamp64Milli({startMs:Int64})", "Int64"),
+    ("endMs", "started_at <= fromUnixTimestamp64Milli({endMs:Int64})", "Int64"),
+    # Through the by_execution projection to the exact sort-key position: no granule scan.
+    (
+        "executionId",
+        "(ingest_ts, partition, offset) IN (SELECT ingest_ts, partition, offset FROM executions "
+        "WHERE project_id = {project:String} AND execution_id = {executionId:String})",
+        "String",
+    ),
+    ("minDurationMs", "total_duration_ms >= {minDurationMs:UInt64}", "UInt64"),
+    ("maxDurationMs", "total_duration_ms <= {maxDurationMs:UInt64}", "UInt64"),
+    ("minCost", "cost_total >= {minCost:Float64}", "Float64"),
+    ("maxCost", "cost_total <= {maxCost:Float64}", "Float64"),
+    ("model", "has(models, {model:String})", "String"),
+)
+
+
+def build_sql(
+    project_id: str, q: LogQuery, watermark: int, inline_bytes: int | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The page query: filters, the visibility bound, keyset pagination, never OFFSET.
+
+    With `inline_bytes`, a `files` or `cost_json` longer than that comes back as '' and each row
+    ends with the lengths of those columns (see `page_bytes`).
+    """
+    params: dict[str, Any] = {"project": project_id, "wm": watermark, "limit": q.limit + 1}
+    where = ["project_id = {project:String}", "ingest_ts < {wm:Int64}"]
+    for name, condition, _type in _CONDITIONS:
+        value = getattr(q.filters, name)
+        if value is None or value == ():
+            continue
+        where.append(condition)
+        params[name] = list(value) if isinstance(value, tuple) else value
+    direction = "ASC" if q.order == "asc" else "DESC"
+    if q.after is not None:
+        # The plain range on ingest_ts lets the primary key prune; the tuple breaks ties.
+        op, bound = (">", ">=") if q.order == "asc" else ("<", "<=")
+        where.append(f"ingest_ts {bound} {{ats:Int64}}")
+        where.append(
+            f"(ingest_ts, partition, offset) {op} ({{ats:Int64}}, {{ap:Int32}}, {{aoff:Int64}})"
+        )
+        params.update(ats=q.after.ts, ap=q.after.partition, aoff=q.after.offset)
+    names: tuple[str, ...] = FULL_COLUMNS if q.full else BASIC_COLUMNS
+    if inline_bytes is not None:
+        # A literal, not a bound parameter: ClickHouse plans a parameter here noticeably slower.
+        limit = int(inline_bytes)
+        large = [name for name in names if name in LARGE_COLUMNS]
+        names = (
+            *(f"if(length({n}) <= {limit}, {n}, '')" if n in large else n for n in names),
+            *(f"length({n})" for n in large),
+        )
+    sql = (
+        f"SELECT {', '.join(names)} FROM executions WHERE {' AND '.join(where)} "  # noqa: S608 - allow-listed
+        f"ORDER BY ingest_ts {direction}, partition {direction}, offset {direction} "
+        "LIMIT {limit:UInt32}"
+    )
+    return sql, params
+
+
+def inline_bytes(max_bytes: int, rows: int) -> int:
+    """How long a large value may be to come back inline: a page of them stays near `max_bytes`."""
+    return max(INLINE_MIN_BYTES, max_bytes // (2 * rows))
+
+
+def fitting(sizes: list[int], max_bytes: int) -> int:
+    """How many leading items of these sizes fit in `max_bytes` (the first always does)."""
+    total = 0
+    for index, size in enumerate(sizes):
+        total += size
+        if total > max_bytes and index > 0:
+            return index
+    return len(sizes)
+
+
 def resume_position(watermark: int) -> Position:
     """Where an asc reader resumes once it has seen everything visible: just below the bound."""
     return Position(ts=watermark, partition=-1, offset=-1)
+
+
+def position_of(row: LogRow | FullLogRow) -> Position:
+    """Where a row is in completion order."""
+    return Position(ts=row.ingest_ts, partition=row.partition, offset=row.offset)
 
 
 def later(a: Position, b: Position) -> Position:

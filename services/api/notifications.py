@@ -2,21 +2,18 @@
 
 import base64
 import secrets
-from typing import Any
 
 import msgspec
 from msgspec import UNSET, Struct
 
 from schemas import topics
-from schemas.api import ErrorDetail
 from schemas.notifications import (
-    NotificationRecord,
-    SlackView,
+    Deleted,
     Subscription,
     SubscriptionBody,
     SubscriptionCreated,
     SubscriptionPatch,
-    WebhookView,
+    TestSent,
 )
 from services.api.deps import Deps
 from services.api.outbox import publish_now
@@ -28,33 +25,21 @@ from services.api.routing import (
     int_param,
     limit_param,
 )
-from services.common.clock import iso_ms, now_ms
+from services.api.samples import sample_notification
+from services.api.subscriptionform import merged, stored, validate
+from services.api.views import subscription_view as view
+from services.common.clock import now_ms
 from services.common.controlplane import OutboxMessage, SubscriptionRow
 from services.common.cursor import decode_cursor, encode_cursor
-from services.common.egress import EgressRefused, check_url, parse_cidrs
 from services.common.errors import Conflict, InvalidCursor, InvalidInput, NotFound
 from services.common.ids import new_id
 from services.common.kafka import check_record_size
 from services.common.sealing import seal
-from services.common.subscriptions import StoredConfig, announcements, config_of, record
+from services.common.subscriptions import announcements, config_of
 
 MAX_PER_TYPE = 10
 ROTATION_GRACE_MS = 24 * 3600 * 1000
 _json = msgspec.json.Encoder(decimal_format="number")
-
-
-class Deleted(Struct, frozen=True):
-    """The answer to a deletion."""
-
-    id: str
-    deleted: bool
-
-
-class TestSent(Struct, frozen=True):
-    """A sample notification was queued for delivery."""
-
-    deliveryId: str
-    eventId: str
 
 
 class SubscriptionsCursor(Struct, frozen=True):
@@ -63,99 +48,6 @@ class SubscriptionsCursor(Struct, frozen=True):
     v: int
     project: str
     after: str
-
-
-def view(row: SubscriptionRow) -> Subscription:
-    """A subscription as the API shows it: destinations without their secrets."""
-    c = config_of(row)
-    kind = row.notification_type
-    webhook = WebhookView(
-        url=c.webhookUrl or "", hasSecret=row.secret_ciphertext is not None,
-        standardWebhooks=c.standardWebhooks,
-    )  # fmt: skip
-    slack = SlackView(channelName=c.slackChannel, webhookUrlSet=True)
-    return Subscription(
-        id=row.id, notificationType=kind, workflowIds=c.workflowIds,  # type: ignore[arg-type]
-        allWorkflows=c.allWorkflows, levelFilter=c.levelFilter, triggerFilter=c.triggerFilter,
-        includeFinalOutput=c.includeFinalOutput, includeTraceSpans=c.includeTraceSpans,
-        includeRateLimits=c.includeRateLimits, includeUsageData=c.includeUsageData,
-        active=c.active and not row.disabled_reason, createdAt=iso_ms(row.created_at_ms),
-        updatedAt=iso_ms(row.updated_at_ms),
-        webhookConfig=webhook if kind == "webhook" else None,
-        emailRecipients=c.emailRecipients if kind == "email" else None,
-        slackConfig=slack if kind == "slack" else None,
-        alertConfig=c.alertConfig, disabledReason=row.disabled_reason,
-    )  # fmt: skip
-
-
-def _check_shape(kind: str, c: StoredConfig, has_secret: bool) -> list[ErrorDetail]:
-    errors = []
-    if c.allWorkflows and c.workflowIds:
-        errors.append(ErrorDetail(field="workflowIds", message="Leave empty with allWorkflows."))
-    if not c.allWorkflows and not c.workflowIds:
-        errors.append(
-            ErrorDetail(field="workflowIds", message="Name workflows or set allWorkflows.")
-        )
-    needs: dict[str, tuple[str, object]] = {
-        "webhook": ("webhookConfig", c.webhookUrl),
-        "email": ("emailRecipients", c.emailRecipients),
-        "slack": ("slackConfig", has_secret),
-    }
-    field, present = needs[kind]
-    if not present:
-        errors.append(ErrorDetail(field=field, message=f"Required for {kind} notifications."))
-    return errors
-
-
-def _check_url(deps: Deps, field: str, url: str) -> list[ErrorDetail]:
-    try:
-        check_url(url, parse_cidrs(deps.settings.egress_allow_cidrs))
-    except EgressRefused as exc:
-        return [ErrorDetail(field=field, message=str(exc))]
-    return []
-
-
-async def _check_workflows(deps: Deps, project_id: str, ids: list[str]) -> list[ErrorDetail]:
-    if not ids:
-        return []
-    found = await deps.clickhouse.rows(
-        "SELECT DISTINCT workflow_id FROM executions WHERE project_id = {p:String} "
-        "AND workflow_id IN {ids:Array(String)} UNION DISTINCT "
-        "SELECT DISTINCT workflow_id FROM executions_started WHERE project_id = {p:String} "
-        "AND workflow_id IN {ids:Array(String)}",
-        {"p": project_id, "ids": ids},
-    )
-    known = {r[0] for r in found}
-    return [
-        ErrorDetail(field=f"workflowIds[{i}]", message=f"No workflow {w} in this project.")
-        for i, w in enumerate(ids)
-        if w not in known
-    ]
-
-
-async def _validate(
-    deps: Deps, project_id: str, kind: str, c: StoredConfig, urls: dict[str, str], has_secret: bool
-) -> None:
-    errors = _check_shape(kind, c, has_secret)
-    for field, url in urls.items():
-        errors += _check_url(deps, field, url)
-    errors += await _check_workflows(deps, project_id, c.workflowIds)
-    if errors:
-        raise InvalidInput(f"Invalid subscription: {', '.join(e.field for e in errors)}.", errors)
-
-
-def _stored(body: SubscriptionBody) -> StoredConfig:
-    return StoredConfig(
-        workflowIds=list(dict.fromkeys(body.workflowIds)), allWorkflows=body.allWorkflows,
-        levelFilter=sorted(set(body.levelFilter)), triggerFilter=sorted(set(body.triggerFilter)),
-        includeFinalOutput=body.includeFinalOutput, includeTraceSpans=body.includeTraceSpans,
-        includeRateLimits=body.includeRateLimits, includeUsageData=body.includeUsageData,
-        active=body.active, webhookUrl=body.webhookConfig.url if body.webhookConfig else None,
-        standardWebhooks=body.webhookConfig.standardWebhooks if body.webhookConfig else False,
-        emailRecipients=body.emailRecipients,
-        slackChannel=body.slackConfig.channelName if body.slackConfig else None,
-        alertConfig=body.alertConfig,
-    )  # fmt: skip
 
 
 async def _announce(deps: Deps, row: SubscriptionRow, deleted: bool = False) -> list[OutboxMessage]:
@@ -176,11 +68,11 @@ async def create(call: Call) -> SubscriptionCreated:
     """Create a subscription; a generated signing secret is shown this once."""
     body: SubscriptionBody = call.body
     deps, project_id = call.deps, call.principal.project_id
-    config = _stored(body)
+    config = stored(body)
     urls = {"webhookConfig.url": config.webhookUrl} if config.webhookUrl else {}
     if body.slackConfig:
         urls["slackConfig.webhookUrl"] = body.slackConfig.webhookUrl
-    await _validate(
+    await validate(
         deps, project_id, body.notificationType, config, urls, body.slackConfig is not None
     )
     subscription_id, at = new_id("ntf_"), now_ms(deps.clock)
@@ -239,18 +131,6 @@ async def list_all(call: Call) -> Page:
     return Page([view(r) for r in page], next_cursor, has_more)
 
 
-def _merged(c: StoredConfig, patch: SubscriptionPatch) -> StoredConfig:
-    changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not UNSET}
-    for name in ("webhookConfig", "slackConfig"):
-        changes.pop(name, None)
-    if isinstance(patch.webhookConfig, msgspec.Struct):
-        changes["webhookUrl"] = patch.webhookConfig.url
-        changes["standardWebhooks"] = patch.webhookConfig.standardWebhooks
-    if isinstance(patch.slackConfig, msgspec.Struct):
-        changes["slackChannel"] = patch.slackConfig.channelName
-    return msgspec.structs.replace(c, **changes)
-
-
 async def update(call: Call) -> Subscription:
     """Change any subset of the settings; secrets only when given anew."""
     patch: SubscriptionPatch = call.body
@@ -263,7 +143,7 @@ async def update(call: Call) -> Subscription:
         raise InvalidInput.field("notificationType", f"This is a {kind} subscription.")
     if patch.emailRecipients is not UNSET and kind != "email":
         raise InvalidInput.field("emailRecipients", f"This is a {kind} subscription.")
-    config = _merged(config_of(row), patch)
+    config = merged(config_of(row), patch)
     urls = {}
     secret_ciphertext = row.secret_ciphertext
     key = deps.sealing_key
@@ -274,7 +154,7 @@ async def update(call: Call) -> Subscription:
     if isinstance(patch.slackConfig, msgspec.Struct):
         urls["slackConfig.webhookUrl"] = patch.slackConfig.webhookUrl
         secret_ciphertext = seal(patch.slackConfig.webhookUrl, key, row.id)
-    await _validate(deps, row.project_id, kind, config, urls, secret_ciphertext is not None)
+    await validate(deps, row.project_id, kind, config, urls, secret_ciphertext is not None)
     updated = msgspec.structs.replace(
         row, config_json=_json.encode(config).decode(), secret_ciphertext=secret_ciphertext,
         disabled_reason=None if patch.active is True else row.disabled_reason,
@@ -323,37 +203,14 @@ async def rotate_secret(call: Call) -> SubscriptionCreated:
     return SubscriptionCreated(subscription=view(rotated), signingSecret=secret)
 
 
-def sample_payload(row: SubscriptionRow, event_id: str, at: int) -> dict[str, Any]:
-    """The body of a test delivery: a made-up successful execution, marked as a test."""
-    execution_id = f"test-{secrets.token_hex(6)}"
-    return {
-        "id": event_id, "type": "workflow.execution.completed", "timestamp": at, "test": True,
-        "data": {
-            "workflowId": "test-workflow", "workflowName": "CodeCourier test notification",
-            "executionId": execution_id, "status": "success", "level": "info", "trigger": "manual",
-            "startedAt": iso_ms(at - 1234), "endedAt": iso_ms(at), "totalDurationMs": 1234,
-            "cost": {"total": 0}, "files": None,
-        },
-        "links": {"log": "/v1/logs/test", "execution": f"/v1/logs/executions/{execution_id}"},
-    }  # fmt: skip
-
-
 async def send_test(call: Call) -> TestSent:
     """Queue a sample event to this subscription's destination."""
     row = await _load(call)
-    at = now_ms(call.deps.clock)
-    event_id, delivery_id = new_id("evt_"), new_id("dlv_")
-    sub_record = record(row)
-    notification = NotificationRecord(
-        v=1, deliveryId=delivery_id, eventId=event_id, subscriptionId=row.id,
-        projectId=row.project_id, notificationType=sub_record.notificationType,
-        destination=sub_record.destination, payload=sample_payload(row, event_id, at),
-        createdAtMs=at, secretCiphertext=row.secret_ciphertext, subscriptionVersion=row.version,
-    )  # fmt: skip
+    notification = sample_notification(row, now_ms(call.deps.clock))
     value = _json.encode(notification)
     check_record_size(value, row.id.encode(), "test notification")
     await call.deps.producer.send_and_wait(topics.NOTIFICATIONS, value, key=row.id.encode())
-    return TestSent(deliveryId=delivery_id, eventId=event_id)
+    return TestSent(deliveryId=notification.deliveryId, eventId=notification.eventId)
 
 
 _ID = "/api/v1/notifications/{id}"

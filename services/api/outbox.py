@@ -20,6 +20,7 @@ import structlog
 from prometheus_client import Counter
 
 from schemas import topics
+from schemas.destinations import RecordDecoder
 from schemas.notifications import SubscriptionRecord
 from services.api.deps import Deps
 from services.common.clock import now_ms
@@ -34,7 +35,7 @@ PUBLISH_NOW_TIMEOUT_S = 10.0
 PUBLISH_NOW_BATCHES = 4
 DEAD_LETTERS = Counter("cc_outbox_dead_letters", "Outbox messages sent to subscriptions.dlq")
 
-_subscription = msgspec.json.Decoder(SubscriptionRecord)
+_subscription = RecordDecoder(SubscriptionRecord)
 _json = msgspec.json.Encoder(decimal_format="number")
 
 

@@ -1,13 +1,14 @@
 """Routes: `/api/v1/runs`, `/api/v1/runs/{executionId}` and its cancellation."""
 
 import hashlib
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from msgspec import Struct, json
 
 from schemas import topics
 from schemas.events import CancelRequested, topic_key
-from schemas.logs import CancelAccepted, Run
+from schemas.logs import CancelAccepted, Run, RunStatus
 from services.api.logs import epoch_ms
 from services.api.routing import (
     CURSOR,
@@ -25,8 +26,7 @@ from services.common.cursor import decode_cursor, encode_cursor
 from services.common.errors import Conflict, InvalidCursor, InvalidInput, NotFound
 from services.common.http import request_id_of
 
-# One run by id (`_find`). Both branches yield: execution_id, workflow_id, workflow_name, status,
-# trigger, mode, started_at, ended_at (or NULL), total_duration_ms (or NULL).
+# One run by id (`_find`). Both branches yield the columns of `RunRow`.
 _RUNNING = """
 SELECT execution_id, workflow_id, workflow_name, 'running' AS status, trigger, mode, started_at,
        CAST(NULL, 'Nullable(DateTime64(3, \\'UTC\\'))') AS ended_at,
@@ -65,6 +65,20 @@ SCAN_ROWS = 20_000  # rows of `runs` one request may read; past it the page ends
 NARROW = "filter by workflowId, or page with a smaller limit"
 
 
+class RunRow(NamedTuple):
+    """A row of `_PAGE` or `_find`: one version of a run (running, then completed)."""
+
+    execution_id: str
+    workflow_id: str
+    workflow_name: str
+    status: RunStatus
+    trigger: str
+    mode: str
+    started_at: datetime
+    ended_at: datetime | None
+    total_duration_ms: int | None
+
+
 class RunsCursor(Struct, frozen=True):
     """Where a runs listing stopped: (started_at ms, execution id), newest first."""
 
@@ -74,11 +88,12 @@ class RunsCursor(Struct, frozen=True):
     id: str
 
 
-def _run(row: tuple[Any, ...]) -> Run:
-    execution_id, workflow_id, name, status, trigger, mode, started, ended, duration = row
+def _run(row: RunRow) -> Run:
+    ended, duration = row.ended_at, row.total_duration_ms
     return Run(
-        executionId=execution_id, workflowId=workflow_id, workflowName=name or None,
-        status=status, trigger=trigger, startedAt=iso_ms(epoch_ms(started)), mode=mode or None,
+        executionId=row.execution_id, workflowId=row.workflow_id,
+        workflowName=row.workflow_name or None, status=row.status,
+        trigger=row.trigger, startedAt=iso_ms(epoch_ms(row.started_at)), mode=row.mode or None,
         endedAt=iso_ms(epoch_ms(ended)) if ended is not None else None,
         totalDurationMs=int(duration) if duration is not None else None,
     )  # fmt: skip
@@ -99,31 +114,29 @@ def runs_sql(status: str | None, workflow_id: str | None, after: bool) -> str:
     return _PAGE.format(where=" ".join(part for part in where if part))
 
 
-def latest_per_run(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+def latest_per_run(rows: list[RunRow]) -> list[RunRow]:
     """The first row of each run: rows come newest first, a run's latest version first."""
-    seen: set[tuple[Any, str]] = set()
+    seen: set[tuple[datetime, str]] = set()
     latest = []
     for row in rows:
-        key = (row[6], row[0])
+        key = (row.started_at, row.execution_id)
         if key not in seen:
             seen.add(key)
             latest.append(row)
     return latest
 
 
-async def _without_completed(
-    call: Call, project_id: str, runs: list[tuple[Any, ...]]
-) -> list[tuple[Any, ...]]:
+async def _without_completed(call: Call, project_id: str, runs: list[RunRow]) -> list[RunRow]:
     """Drop running rows whose execution completed (reported with another startedAt)."""
-    ids = [row[0] for row in runs if row[3] == "running"]
+    ids = [row.execution_id for row in runs if row.status == "running"]
     if not ids:
         return runs
     found = await call.deps.clickhouse.rows(
         _COMPLETED_AMONG, {"project": project_id, "ids": ids},
         limits=call.deps.settings.query_limits_for("runs"), narrow=NARROW,
     )  # fmt: skip
-    completed = {row[0] for row in found}
-    return [row for row in runs if not (row[3] == "running" and row[0] in completed)]
+    completed = {execution_id for (execution_id,) in found}
+    return [r for r in runs if not (r.status == "running" and r.execution_id in completed)]
 
 
 async def list_runs(call: Call) -> Page:
@@ -145,7 +158,10 @@ async def list_runs(call: Call) -> Page:
     page, has_more = runs[:limit], len(runs) > limit or not exhausted
     next_cursor = None
     if has_more:
-        started, last_id = (epoch_ms(page[-1][6]), page[-1][0]) if len(runs) > limit else after
+        last = page[-1]
+        started, last_id = (
+            (epoch_ms(last.started_at), last.execution_id) if len(runs) > limit else after
+        )
         next_cursor = encode_cursor(
             RunsCursor(v=1, h=binding, started=started, id=last_id), call.deps.cursor_key
         )
@@ -159,9 +175,9 @@ async def _scan(
     workflow_id: str | None,
     limit: int,
     after: tuple[int, str] | None,
-) -> tuple[list[tuple[Any, ...]], Any, bool]:
+) -> tuple[list[RunRow], Any, bool]:
     """Up to limit + 1 runs after `after`: (runs, last row read, whether nothing is left)."""
-    runs: list[tuple[Any, ...]] = []
+    runs: list[RunRow] = []
     scanned, exhausted, fetch = 0, False, 0
     while len(runs) <= limit and not exhausted and scanned < SCAN_ROWS:
         # A run has a started and a completed row at most; chunks grow while rows are skipped.
@@ -169,17 +185,18 @@ async def _scan(
         params: dict[str, Any] = {"project": project_id, "workflow": workflow_id, "fetch": fetch}
         if after is not None:
             params.update({"as": after[0], "aid": after[1]})
-        rows = await call.deps.clickhouse.rows(
+        found = await call.deps.clickhouse.rows(
             runs_sql(status, workflow_id, after is not None), params,
             limits=call.deps.settings.query_limits_for("runs"), narrow=NARROW,
         )  # fmt: skip
+        rows = [RunRow(*row) for row in found]
         scanned, exhausted = scanned + len(rows), len(rows) < fetch
         latest = latest_per_run(rows)
         if status == "running":
-            latest = [row for row in latest if row[3] == "running"]
+            latest = [row for row in latest if row.status == "running"]
         runs += await _without_completed(call, project_id, latest)
         if rows:
-            after = (epoch_ms(rows[-1][6]), rows[-1][0])
+            after = (epoch_ms(rows[-1].started_at), rows[-1].execution_id)
     return runs, after, exhausted
 
 
@@ -192,7 +209,7 @@ async def _find(call: Call, execution_id: str) -> Run | None:
         sql, {"project": call.principal.project_id, "id": execution_id},
         limits=call.deps.settings.query_limits_for("runs"), narrow=NARROW,
     )  # fmt: skip
-    return _run(rows[0]) if rows else None
+    return _run(RunRow(*rows[0])) if rows else None
 
 
 async def get_run(call: Call) -> Run:

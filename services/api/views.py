@@ -3,8 +3,10 @@
 from typing import cast
 
 from schemas.api import Key, Plan, Project, WhoAmI
+from schemas.notifications import NotificationType, SlackView, Subscription, WebhookView
 from services.common.clock import iso_ms
-from services.common.controlplane import KeyRecord, ProjectRecord
+from services.common.controlplane import KeyRecord, ProjectRecord, SubscriptionRow
+from services.common.subscriptions import config_of
 
 
 def _iso(ms: int | None) -> str | None:
@@ -45,3 +47,26 @@ def whoami_view(key: KeyRecord, last_used_ms: int | None) -> WhoAmI:
         createdAt=iso_ms(key.created_at_ms),
         lastUsedAt=_iso(last_used_ms),
     )
+
+
+def subscription_view(row: SubscriptionRow) -> Subscription:
+    """A subscription as the API shows it: destinations without their secrets."""
+    c = config_of(row)
+    kind = cast(NotificationType, row.notification_type)
+    webhook = WebhookView(
+        url=c.webhookUrl or "", hasSecret=row.secret_ciphertext is not None,
+        standardWebhooks=c.standardWebhooks,
+    )  # fmt: skip
+    slack = SlackView(channelName=c.slackChannel, webhookUrlSet=True)
+    return Subscription(
+        id=row.id, notificationType=kind, workflowIds=c.workflowIds,
+        allWorkflows=c.allWorkflows, levelFilter=c.levelFilter, triggerFilter=c.triggerFilter,
+        includeFinalOutput=c.includeFinalOutput, includeTraceSpans=c.includeTraceSpans,
+        includeRateLimits=c.includeRateLimits, includeUsageData=c.includeUsageData,
+        active=c.active and not row.disabled_reason, createdAt=iso_ms(row.created_at_ms),
+        updatedAt=iso_ms(row.updated_at_ms),
+        webhookConfig=webhook if kind == "webhook" else None,
+        emailRecipients=c.emailRecipients if kind == "email" else None,
+        slackConfig=slack if kind == "slack" else None,
+        alertConfig=c.alertConfig, disabledReason=row.disabled_reason,
+    )  # fmt: skip

@@ -1,6 +1,7 @@
 """Routes: `/api/v1/workflows` and `/api/v1/workflows/{id}` (workflows seen in events)."""
 
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from msgspec import Struct
 
@@ -45,6 +46,23 @@ _ONE = "AND workflow_id = {id:String}"
 NARROW = "page with a smaller limit"
 
 
+class TotalsRow(NamedTuple):
+    """A row of `_PAGE`: a workflow, its last execution and how many it had."""
+
+    workflow_id: str
+    last: datetime | None
+    executions: int
+
+
+class MetaRow(NamedTuple):
+    """A row of `_META`: the latest non-empty name, description and folder of a workflow."""
+
+    workflow_id: str
+    name: str
+    description: str
+    folder_id: str
+
+
 class WorkflowsCursor(Struct, frozen=True):
     """Where a workflow listing stopped."""
 
@@ -53,14 +71,13 @@ class WorkflowsCursor(Struct, frozen=True):
     after: str
 
 
-def _workflow(row: tuple[Any, ...], meta: dict[str, tuple[Any, ...]]) -> Workflow:
-    workflow_id, last, count = row
-    name, description, folder_id = meta.get(workflow_id, ("", "", ""))
-    has_run = last is not None and epoch_ms(last) > 0
+def _workflow(row: TotalsRow, meta: dict[str, MetaRow]) -> Workflow:
+    found = meta.get(row.workflow_id) or MetaRow(row.workflow_id, "", "", "")
+    last_ms = epoch_ms(row.last) if row.last is not None else 0
     return Workflow(
-        id=workflow_id, name=name or None, description=description or None,
-        folderId=folder_id or None, lastExecutionAt=iso_ms(epoch_ms(last)) if has_run else None,
-        executionCount=int(count),
+        id=row.workflow_id, name=found.name or None, description=found.description or None,
+        folderId=found.folder_id or None, lastExecutionAt=iso_ms(last_ms) if last_ms > 0 else None,
+        executionCount=int(row.executions),
     )  # fmt: skip
 
 
@@ -69,12 +86,17 @@ async def _query(call: Call, sql: str, params: dict[str, Any]) -> list[tuple[Any
     return await call.deps.clickhouse.rows(sql, params, limits=limits, narrow=NARROW)
 
 
-async def _meta(call: Call, project_id: str, ids: list[str]) -> dict[str, tuple[Any, ...]]:
+async def _totals(call: Call, only: str, params: dict[str, Any]) -> list[TotalsRow]:
+    """Workflows in id order with their counts, all or (with `_ONE`) the one asked for."""
+    return [TotalsRow(*row) for row in await _query(call, _PAGE.replace("{only}", only), params)]
+
+
+async def _meta(call: Call, project_id: str, ids: list[str]) -> dict[str, MetaRow]:
     """Name, description and folder of the listed workflows only."""
     if not ids:
         return {}
     rows = await _query(call, _META, {"project": project_id, "ids": ids})
-    return {row[0]: row[1:] for row in rows}
+    return {found.workflow_id: found for found in (MetaRow(*row) for row in rows)}
 
 
 async def list_workflows(call: Call) -> Page:
@@ -88,14 +110,13 @@ async def list_workflows(call: Call) -> Page:
             raise InvalidCursor("The cursor does not belong to this listing.")
         after = cursor.after
     params = {"project": project_id, "after": after, "limit": limit + 1}
-    rows = await _query(call, _PAGE.replace("{only}", ""), params)
+    rows = await _totals(call, "", params)
     page, has_more = rows[:limit], len(rows) > limit
     next_cursor = None
     if has_more:
-        next_cursor = encode_cursor(
-            WorkflowsCursor(v=1, project=project_id, after=page[-1][0]), call.deps.cursor_key
-        )
-    meta = await _meta(call, project_id, [r[0] for r in page])
+        last = WorkflowsCursor(v=1, project=project_id, after=page[-1].workflow_id)
+        next_cursor = encode_cursor(last, call.deps.cursor_key)
+    meta = await _meta(call, project_id, [r.workflow_id for r in page])
     return Page([_workflow(r, meta) for r in page], next_cursor, has_more)
 
 
@@ -103,10 +124,10 @@ async def get_workflow(call: Call) -> Workflow:
     """One workflow; another project's workflow is 404."""
     project_id = call.principal.project_id
     params = {"project": project_id, "after": "", "limit": 1, "id": call.path("id")}
-    rows = await _query(call, _PAGE.replace("{only}", _ONE), params)
+    rows = await _totals(call, _ONE, params)
     if not rows:
         raise NotFound(f"No workflow {call.path('id')} in this project.")
-    return _workflow(rows[0], await _meta(call, project_id, [rows[0][0]]))
+    return _workflow(rows[0], await _meta(call, project_id, [rows[0].workflow_id]))
 
 
 ROUTES = [

@@ -171,7 +171,7 @@ class ClickHouse:
             "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree "
             "ORDER BY version"
         )
-        done = {row[0] for row in await self.rows(_APPLIED)}
+        done = {version for (version,) in await self.rows(_APPLIED)}
         applied = []
         # Every statement is idempotent (IF NOT EXISTS): a crash between a statement and its
         # bookkeeping row is repaired by running the migration again.

@@ -4,13 +4,17 @@ Shared by the API, which writes them, and the dispatcher, which disables one whe
 answers 410 Gone: both write the row and its announcements in one transaction (the outbox).
 """
 
-from typing import Any
-
 import msgspec
 from msgspec import Struct
 
 from schemas import topics
 from schemas.alerts import AlertConfig
+from schemas.destinations import (
+    Destination,
+    EmailDestination,
+    SlackDestination,
+    WebhookDestination,
+)
 from schemas.notifications import SubscriptionRecord
 from services.common.controlplane import OutboxMessage, SubscriptionRow
 
@@ -44,18 +48,26 @@ def config_of(row: SubscriptionRow) -> StoredConfig:
     return _config_decoder.decode(row.config_json)
 
 
+def destination_of(row: SubscriptionRow, c: StoredConfig) -> Destination:
+    """Where a stored subscription delivers; a rotated-out webhook secret stays sealed."""
+    if row.notification_type == "email":
+        return EmailDestination(recipients=c.emailRecipients or [])
+    if row.notification_type == "slack":
+        return SlackDestination(channelName=c.slackChannel)
+    if row.notification_type != "webhook":
+        raise ValueError(f"unknown notification type {row.notification_type!r}")
+    previous = row.previous_secret_ciphertext or None
+    return WebhookDestination(
+        url=c.webhookUrl or "",
+        standardWebhooks=c.standardWebhooks,
+        previousSecretCiphertext=previous,
+        previousSecretUntilMs=row.previous_secret_until_ms if previous else None,
+    )
+
+
 def record(row: SubscriptionRow, deleted: bool = False) -> SubscriptionRecord:
     """The `subscriptions` topic record for a row (secrets stay sealed)."""
     c = config_of(row)
-    destinations: dict[str, dict[str, Any]] = {
-        "webhook": {"url": c.webhookUrl, "standardWebhooks": c.standardWebhooks},
-        "email": {"recipients": c.emailRecipients},
-        "slack": {"channelName": c.slackChannel},
-    }
-    destination = destinations[row.notification_type]
-    if row.previous_secret_ciphertext:
-        destination["previousSecretCiphertext"] = row.previous_secret_ciphertext
-        destination["previousSecretUntilMs"] = row.previous_secret_until_ms
     return SubscriptionRecord(
         v=1, id=row.id, projectId=row.project_id, version=row.version, deleted=deleted,
         notificationType=row.notification_type,  # type: ignore[arg-type]
@@ -63,7 +75,7 @@ def record(row: SubscriptionRow, deleted: bool = False) -> SubscriptionRecord:
         triggerFilter=c.triggerFilter, includeFinalOutput=c.includeFinalOutput,
         includeTraceSpans=c.includeTraceSpans, includeRateLimits=c.includeRateLimits,
         includeUsageData=c.includeUsageData, active=c.active and not row.disabled_reason,
-        createdAtMs=row.created_at_ms, destination=destination,
+        createdAtMs=row.created_at_ms, destination=destination_of(row, c),
         secretCiphertext=row.secret_ciphertext, alertConfig=c.alertConfig,
     )  # fmt: skip
 

@@ -17,6 +17,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from schemas import topics
+from schemas.destinations import RecordDecoder
 from schemas.notifications import NotificationRecord, SubscriptionRecord
 from services.dispatcher.broker import Consumer
 
@@ -25,7 +26,7 @@ log = structlog.get_logger(__name__)
 DELETED = "The subscription was deleted."
 INACTIVE = "The subscription is not active."
 
-_decoder = msgspec.json.Decoder(SubscriptionRecord)
+_decoder = RecordDecoder(SubscriptionRecord)
 
 
 @dataclass
@@ -57,8 +58,7 @@ class Subscriptions:
         current = self.known[record.subscriptionId]
         if current is None:
             return DELETED
-        is_test = isinstance(record.payload, dict) and record.payload.get("test") is True
-        return None if current.active or is_test else INACTIVE
+        return None if current.active or record.payload.test is True else INACTIVE
 
     def current(self, record: NotificationRecord) -> NotificationRecord:
         """The notification with its subscription's current destination and secret, when

@@ -6,11 +6,12 @@ from urllib.parse import urlsplit
 import msgspec
 
 from schemas.deliveries import DeliveryAttempt, Outcome
+from schemas.destinations import EmailDestination, RecordDecoder, WebhookDestination
 from schemas.notifications import NotificationRecord
 from services.common.sealing import unseal
 from services.dispatcher.channels.base import Result, Secrets
 
-_decoder = msgspec.json.Decoder(NotificationRecord)
+_decoder = RecordDecoder(NotificationRecord)
 encoder = msgspec.json.Encoder(decimal_format="number")
 
 
@@ -25,27 +26,22 @@ def decode(value: bytes | None) -> NotificationRecord | Exception:
 
 def lane_of(record: NotificationRecord) -> str:
     """The destination a record is bounded by: a webhook's origin, else its subscription."""
-    if record.notificationType == "webhook":
-        parts = urlsplit(str(record.destination.get("url", "")))
+    if isinstance(record.destination, WebhookDestination):
+        parts = urlsplit(record.destination.url)
         return f"webhook {parts.scheme}://{parts.netloc.rpartition('@')[2]}"
     return f"{record.notificationType} {record.subscriptionId}"
 
 
 def target_of(record: NotificationRecord) -> str:
     """The receiver as the delivery log shows it: no secrets, no query strings."""
-    if record.notificationType == "webhook":
-        parts = urlsplit(str(record.destination.get("url", "")))
+    destination = record.destination
+    if isinstance(destination, WebhookDestination):
+        parts = urlsplit(destination.url)
         port = f":{parts.port}" if parts.port else ""
         return f"{parts.scheme}://{parts.hostname or ''}{port}"
-    if record.notificationType == "email":
-        return ",".join(record.destination.get("recipients") or [])
+    if isinstance(destination, EmailDestination):
+        return ",".join(destination.recipients)
     return "slack incoming webhook"
-
-
-def event_type(record: NotificationRecord) -> str:
-    """The payload's type, for the delivery log."""
-    payload = record.payload
-    return str(payload.get("type", "")) if isinstance(payload, dict) else ""
 
 
 def open_secrets(record: NotificationRecord, key: bytes, now_ms: int) -> Secrets:
@@ -56,10 +52,11 @@ def open_secrets(record: NotificationRecord, key: bytes, now_ms: int) -> Secrets
         else None
     )
     previous = None
-    sealed = record.destination.get("previousSecretCiphertext")
-    until = record.destination.get("previousSecretUntilMs") or 0
-    if sealed and until > now_ms:
-        previous = unseal(str(sealed), key, record.subscriptionId)
+    destination = record.destination
+    if isinstance(destination, WebhookDestination):
+        sealed, until = destination.previousSecretCiphertext, destination.previousSecretUntilMs
+        if sealed and (until or 0) > now_ms:
+            previous = unseal(sealed, key, record.subscriptionId)
     return Secrets(current=current, previous=previous)
 
 
@@ -74,7 +71,7 @@ def attempt_record(
     """The `delivery-log` record of one attempt."""
     first = record.attempt == 1
     return DeliveryAttempt(
-        v=1, deliveryId=record.deliveryId, eventId=record.eventId, eventType=event_type(record),
+        v=1, deliveryId=record.deliveryId, eventId=record.eventId, eventType=record.payload.type,
         subscriptionId=record.subscriptionId, projectId=record.projectId,
         notificationType=record.notificationType, round=record.round, attempt=record.attempt,
         outcome=outcome, attemptedAtMs=started_ms, durationMs=duration_ms,

@@ -6,7 +6,6 @@ and re-serialised. Rows are JSON arrays for `JSONCompactEachRow`, parsed by Clic
 Delivery attempts are read the same way: the delivered payload stays the text that was sent.
 """
 
-import hashlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
@@ -17,6 +16,7 @@ from msgspec import Raw, Struct
 from schemas.deliveries import DeliveryAttempt, LogEntry
 from schemas.events import ExecutionRecord
 from services.common.clock import iso_ms
+from services.common.ids import log_id_for
 
 EXECUTION_COLUMNS = (
     "project_id", "ingest_ts", "partition", "offset", "log_id", "execution_id", "workflow_id",
@@ -160,12 +160,6 @@ def fits(field: str, value: int | None, limit: int) -> None:
     """Raise unless `value` is below `limit` (the size of its unsigned column)."""
     if value is not None and value >= limit:
         raise ValueError(f"{field} {value} does not fit its column (at most {limit - 1})")
-
-
-def log_id_for(project_id: str, execution_id: str) -> str:
-    """The log id of an execution: deterministic, so a resent execution keeps its id."""
-    digest = hashlib.blake2b(f"{project_id}\0{execution_id}".encode(), digest_size=12)
-    return "log_" + digest.hexdigest()
 
 
 def duration_ms(event: Completed) -> int:

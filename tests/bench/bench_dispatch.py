@@ -30,6 +30,7 @@ from aiokafka.structs import TopicPartition
 
 from schemas import topics
 from schemas.deliveries import DeliveryAttempt, LogEntry
+from schemas.destinations import WebhookDestination
 from schemas.notifications import NotificationRecord
 from services.common.broker import EmbeddedBroker
 from services.common.kafka import ensure_topics
@@ -87,7 +88,7 @@ def record(n: int, url: str, prefix: str) -> NotificationRecord:
     body = payload(n)
     return NotificationRecord(
         v=1, deliveryId=f"dlv_{prefix}_{n}", eventId=body["id"], subscriptionId=f"ntf_{n % 50}",
-        projectId="prj_bench", notificationType="webhook", destination={"url": url},
+        projectId="prj_bench", notificationType="webhook", destination=WebhookDestination(url=url),
         payload=body, createdAtMs=int(time.time() * 1000),
     )  # fmt: skip
 

@@ -20,7 +20,7 @@ import asyncpg
 import msgspec
 from msgspec import Struct
 
-from services.api import logquery, logsql
+from services.api import logquery
 from services.common.clickhouse import ClickHouse
 from services.common.processes import free_port
 from tests.bench.load import percentile
@@ -164,8 +164,8 @@ async def time_page_sql(ch: ClickHouse, data: DataSet) -> dict[str, dict[str, fl
             q = logquery.parse_query(params, data.heavy_project, b"unused")
             if "cursor" in case.http:
                 q = msgspec.structs.replace(q, after=deep)
-            inline = logsql.inline_bytes(PAGE_MAX_BYTES, q.limit + 1)
-            sql, args = logsql.build_sql(data.heavy_project, q, data.newest_us + 1, inline)
+            inline = logquery.inline_bytes(PAGE_MAX_BYTES, q.limit + 1)
+            sql, args = logquery.build_sql(data.heavy_project, q, data.newest_us + 1, inline)
             started = time.perf_counter()
             await ch.rows(sql, args)
             if index >= WARMUP:
@@ -372,7 +372,7 @@ def report(
         "notes": [
             "ch_http: GET /api/v1/logs on `codecourier up` (chDB), one request at a time on one "
             "keep-alive connection, with authentication, rate limiting, the limits block and JSON.",
-            "ch_page_sql: only the API's page query (services.api.logsql.build_sql) run "
+            "ch_page_sql: only the API's page query (services.api.logquery.build_sql) run "
             "straight on chDB in the benchmark process before the stack starts: no payload, "
             "usage or visibility queries, no HTTP; it splits database time from API time.",
             "pg_sql: the equivalent SQL sent straight to PostgreSQL with asyncpg prepared "

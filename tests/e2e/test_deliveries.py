@@ -34,7 +34,10 @@ def attempt(
         "target": "https://hooks.example.com", "responseCode": 200, "responseBody": "ok",
     }  # fmt: skip
     if n == 1:
-        payload = {"id": base["eventId"], "type": base["eventType"], "data": {"n": "café"}}
+        payload = {
+            "id": base["eventId"], "type": base["eventType"], "timestamp": at_ms,
+            "data": {"workflowId": "wf", "workflowName": "café"}, "links": {},
+        }  # fmt: skip
         base["payload"] = msgspec.Raw(json.dumps(payload, separators=(",", ":")).encode())
     return DeliveryAttempt(**{**base, **fields})
 

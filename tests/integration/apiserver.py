@@ -8,9 +8,9 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from services import wiring
 from services.api.app import build_app
 from services.api.deps import Deps
-from services.common import wiring
 from services.common.config import Settings
 from services.common.controlplane import ControlPlane
 from services.common.cursor import derive_key

@@ -189,7 +189,7 @@ def sub(sub_id: str, project: str, **fields: Any) -> SubscriptionRecord:
         "levelFilter": ["info", "error"], "triggerFilter": [], "includeFinalOutput": False,
         "includeTraceSpans": False, "includeRateLimits": False, "includeUsageData": False,
         "active": True, "createdAtMs": int(time.time() * 1000),
-        "destination": {"url": "https://hooks.example.com/cc"},
+        "destination": {"type": "webhook", "url": "https://hooks.example.com/cc"},
     }  # fmt: skip
     return msgspec.convert({**base, **fields}, SubscriptionRecord)
 
@@ -329,7 +329,7 @@ async def test_plain_subscription_notifies_each_matching_execution_once(
     body = note["payload"]
     assert note["eventId"] == body["id"] and body["id"].startswith("evt_")
     assert note["deliveryId"].startswith("dlv_") and note["projectId"] == project
-    assert note["destination"] == {"url": "https://hooks.example.com/cc"}
+    assert note["destination"] == {"type": "webhook", "url": "https://hooks.example.com/cc"}
     assert body["type"] == "workflow.execution.completed"
     data = body["data"]
     assert data["status"] == "error" and data["level"] == "error" and data["trigger"] == "api"

@@ -25,6 +25,7 @@ from aiokafka.structs import TopicPartition
 
 from schemas import topics
 from schemas.deliveries import AttemptsStarted, DeliveryAttempt, LogEntry
+from schemas.destinations import WebhookDestination
 from schemas.notifications import NotificationRecord
 from services.common.broker import EmbeddedBroker
 from services.common.controlplane import ControlPlane, SubscriptionRow, make_engine
@@ -191,7 +192,8 @@ def notification(world: World, path: str, subscription: str = "ntf_test") -> Not
     return NotificationRecord(
         v=1, deliveryId=f"dlv_{path}_{n}", eventId=payload["id"], subscriptionId=subscription,
         projectId="prj_test", notificationType="webhook",
-        destination={"url": world.receiver.url(path)}, payload=payload, createdAtMs=1,
+        destination=WebhookDestination(url=world.receiver.url(path)), payload=payload,
+        createdAtMs=1,
         secretCiphertext=sealed,
     )  # fmt: skip
 
@@ -418,7 +420,8 @@ async def test_a_full_lane_defers_its_records_and_the_others_go_on(world: World)
     try:
         slow_records = [
             msgspec.structs.replace(
-                notification(world, f"slow{i}"), destination={"url": f"http://127.0.0.1:{port}/s"}
+                notification(world, f"slow{i}"),
+                destination=WebhookDestination(url=f"http://127.0.0.1:{port}/s"),
             )
             for i in range(12)
         ]
@@ -474,10 +477,11 @@ async def test_records_that_raise_anywhere_are_dead_lettered_with_the_error(worl
             b'"payload":{', b'"payload":{"deep":' + b"[" * 5000 + b"]" * 5000 + b","
         )
         no_lane = msgspec.structs.replace(
-            notification(world, marker), destination={"url": f"http://[::1/{marker}"}
+            notification(world, marker), destination=WebhookDestination(url=f"http://[::1/{marker}")
         )
         bad_port = msgspec.structs.replace(
-            notification(world, marker), destination={"url": f"http://127.0.0.1:99999/{marker}"}
+            notification(world, marker),
+            destination=WebhookDestination(url=f"http://127.0.0.1:99999/{marker}"),
         )
         return [deep, msgspec.json.encode(no_lane), msgspec.json.encode(bad_port)]
 

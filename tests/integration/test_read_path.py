@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from services.api import logblobs, logquery, logsql, runs, workflows
+from services.api import logquery, logrows, logs, runs, workflows
 from services.common import chschema
 from services.common.clickhouse import ClickHouse
 from services.common.config import QueryLimits
@@ -58,7 +58,7 @@ async def test_migration_backfills_runs_and_adds_workflow_projections(ch: ClickH
     rows = await ch.rows(
         runs.runs_sql(None, None, after=False), {"project": PROJECT, "workflow": None, "fetch": 10}
     )
-    latest = runs.latest_per_run(rows)
+    latest = runs.latest_per_run([runs.RunRow(*r) for r in rows])
     assert [(r[0], r[3]) for r in latest] == [
         ("ex-0003", "running"), ("ex-0002", "success"), ("ex-0001", "success"),
     ]  # fmt: skip
@@ -77,7 +77,7 @@ async def test_migration_backfills_runs_and_adds_workflow_projections(ch: ClickH
         runs.runs_sql("running", None, after=False),
         {"project": PROJECT, "workflow": None, "fetch": 10},
     )
-    latest = runs.latest_per_run(rows)
+    latest = runs.latest_per_run([runs.RunRow(*r) for r in rows])
     assert [(r[0], r[3]) for r in latest if r[3] == "running"] == [("ex-0004", "running")]
     assert len(rows) == 7 and [r[0] for r in latest] == ["ex-0004", "ex-0003", "ex-0002", "ex-0001"]
 
@@ -88,13 +88,13 @@ async def test_large_values_are_left_out_of_the_page_query_and_read_back(
     files = '[{"name":"' + "x" * 3000 + '"}]'
     await _insert_executions(ch, [_completed(n, files if n % 2 else "null") for n in range(10)])
     q = logquery.parse_query({"order": "asc", "limit": "5"}, PROJECT, b"k" * 32)
-    sql, params = logsql.build_sql(PROJECT, q, 2**62, inline_bytes=1024)
-    rows = await ch.rows(sql, params)
+    sql, params = logquery.build_sql(PROJECT, q, 2**62, inline_bytes=1024)
+    rows = logrows.named_rows(await ch.rows(sql, params), full=False)
     assert [r[9] for r in rows] == ["null", "", "null", "", "null", ""]
     assert [r[13] for r in rows] == [4, len(files)] * 3
-    sizes = [logsql.row_bytes(r, full=False) for r in rows[:5]]
-    assert logsql.fitting(sizes, 7000) == 3
-    found = await ch.rows(logblobs.WITHHELD, {"project": PROJECT, "ts": [rows[1][10]]})
+    sizes = [logrows.row_bytes(r) for r in rows[:5]]
+    assert logquery.fitting(sizes, 7000) == 3
+    found = await ch.rows(logs._WITHHELD, {"project": PROJECT, "ts": [rows[1][10]]})
     assert [(r[:3], r[3]) for r in found] == [(tuple(rows[1][10:13]), files)]
 
 
@@ -106,12 +106,12 @@ async def test_blobs_too_long_for_inline_come_back_by_id(ch: ClickHouse) -> None
     ]
     await ch.insert("execution_payloads", payloads, PAYLOAD_COLUMNS)
     ids = [f"ex-{n:04d}" for n in range(3)]
-    inline = logblobs.PAYLOAD_ROWS.format(columns=logblobs.blob_columns((True, False), 1024))
+    inline = logs._PAYLOAD_ROWS.format(columns=logs._blob_columns((True, False), 1024))
     found = sorted(await ch.rows(inline, {"project": PROJECT, "ids": ids}))
     assert [(r[0], r[1], r[2], r[3], r[4]) for r in found] == [
         ("ex-0000", '"s"', 3, "", 0), ("ex-0001", "", 4002, "", 0), ("ex-0002", "", 4002, "", 0),
     ]  # fmt: skip
-    again = logblobs.PAYLOAD_ROWS.format(columns=logblobs.blob_columns((True, False), None))
+    again = logs._PAYLOAD_ROWS.format(columns=logs._blob_columns((True, False), None))
     found = await ch.rows(again, {"project": PROJECT, "ids": ["ex-0001"]})
     assert found == [("ex-0001", blob, "")]
 

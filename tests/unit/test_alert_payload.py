@@ -10,12 +10,14 @@ import msgspec
 import pytest
 
 from schemas.alerts import Alert
+from schemas.destinations import RecordDecoder, WebhookDestination
 from schemas.events import Cost
 from schemas.notifications import NotificationRecord, SubscriptionRecord
+from schemas.payloads import AlertData
 from services.alerts import payload
 from services.alerts.payload import Extras
 from services.common.config import DEFAULT_PLANS
-from services.logsink.rows import log_id_for
+from services.common.ids import log_id_for
 from tests.factories import execution
 
 ENDED = datetime(2026, 3, 1, 12, 0, 5, 250_000, tzinfo=UTC)
@@ -29,7 +31,8 @@ def sub(**fields: Any) -> SubscriptionRecord:
         "notificationType": "webhook", "workflowIds": [], "allWorkflows": True,
         "levelFilter": [], "triggerFilter": [], "includeFinalOutput": False,
         "includeTraceSpans": False, "includeRateLimits": False, "includeUsageData": False,
-        "active": True, "createdAtMs": 1, "destination": {"url": "https://example.com/h"},
+        "active": True, "createdAtMs": 1,
+        "destination": {"type": "webhook", "url": "https://example.com/h"},
         "secretCiphertext": "sealed",
     }  # fmt: skip
     return msgspec.convert({**base, **fields}, SubscriptionRecord)
@@ -99,7 +102,7 @@ def test_execution_payload_carries_the_contract_fields() -> None:
     )  # fmt: skip
     assert record.subscriptionId == "ntf_1" and record.projectId == "prj_1"
     assert record.notificationType == "webhook" and record.createdAtMs == 42
-    assert record.destination == {"url": "https://example.com/h"}
+    assert record.destination == WebhookDestination(url="https://example.com/h")
     assert record.secretCiphertext == "sealed"
     assert body(record) == {
         "id": record.eventId,
@@ -212,4 +215,25 @@ def test_the_record_is_compact_json_that_decodes_as_a_notification_record() -> N
     assert raw == compact.encode()
     decoded = msgspec.json.decode(raw, type=NotificationRecord)
     assert decoded.deliveryId == record.deliveryId
-    assert decoded.payload["data"]["alert"]["id"] == "alr_x"
+    assert isinstance(decoded.payload.data.alert, AlertData)
+    assert decoded.payload.data.alert.id == "alr_x"
+
+
+def test_the_dispatcher_sends_back_exactly_the_payload_the_engine_made() -> None:
+    flags = {
+        "includeFinalOutput": True, "includeTraceSpans": True,
+        "includeRateLimits": True, "includeUsageData": True,
+    }  # fmt: skip
+    rich = event(cost=Cost(total=0.25, input=0.1), finalOutput={"a": [1, 2.5]}, traceSpans=[])
+    idle = alert(rule="no_activity", observed=Decimal("1.02"), executionId=None)
+    records = [
+        payload.execution_notification("prj_1", rich, sub(**flags), EXTRAS, 1),
+        payload.execution_notification("prj_1", event(), sub(), EXTRAS, 1),
+        payload.alert_notification("prj_1", alert(), rich, sub(**flags), EXTRAS, 1),
+        payload.alert_notification("prj_1", idle, None, sub(), EXTRAS, 1),
+    ]
+    for record in records:
+        raw = payload.encode(record)
+        decoded = RecordDecoder(NotificationRecord).decode(raw)
+        assert payload.encode(decoded) == raw
+        assert msgspec.json.encode(decoded.payload) == msgspec.json.encode(record.payload)

@@ -48,7 +48,7 @@ def subscription(
             "includeFinalOutput": False, "includeTraceSpans": False,
             "includeRateLimits": False, "includeUsageData": False, "active": True,
             "createdAtMs": int(T0.timestamp() * 1000) - 60_000,
-            "destination": {"url": "https://hooks.example.com/cc"},
+            "destination": {"type": "webhook", "url": "https://hooks.example.com/cc"},
             "alertConfig": config,
         },
         SubscriptionRecord,

@@ -60,7 +60,7 @@ def test_no_command_module_imports_the_cli() -> None:
 def test_client_commands_load_no_server_code() -> None:
     probe = (
         "import sys, services.cli; "
-        "print(sorted(m for m in ('aiokafka', 'faust', 'sqlalchemy', 'services.common.wiring') "
+        "print(sorted(m for m in ('aiokafka', 'faust', 'sqlalchemy', 'services.wiring') "
         "if m in sys.modules))"
     )
     out = subprocess.run(

@@ -4,7 +4,7 @@ Kafka clients, route handlers never see the driver, and the wiring builds the se
 import ast
 from pathlib import Path
 
-from services.common import wiring
+from services import wiring
 from services.common.config import Settings
 from services.common.workers import SinkConfig
 

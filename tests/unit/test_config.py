@@ -131,7 +131,7 @@ def test_a_missing_secret_key_is_refused_where_it_is_needed(tmp_path: Path) -> N
 
 
 def test_services_refuse_to_start_without_a_secret_key(tmp_path: Path) -> None:
-    from services.common import wiring
+    from services import wiring
     from services.dispatcher.service import Dispatcher, DispatcherConfig
 
     settings = load_settings({"CC_DATA_DIR": str(tmp_path)})

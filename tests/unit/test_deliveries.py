@@ -99,10 +99,10 @@ def at(ms: int) -> datetime:
 
 def db_row(
     delivery: str, rnd: int, n: int, outcome: str, at_ms: int, next_ms: int | None = None
-) -> tuple[Any, ...]:
+) -> deliveries.AttemptRow:
     """A row as `_ATTEMPTS` selects it."""
     code = {"delivered": 200, "retrying": 503, "failed": 404}[outcome]
-    return (
+    return deliveries.AttemptRow(
         delivery, "ntf_1", f"evt_{delivery}", "workflow.execution.completed", rnd, n, outcome,
         at(at_ms), 40, "https://h.example.com", code, "body", None,
         None if next_ms is None else at(next_ms),

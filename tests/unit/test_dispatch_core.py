@@ -10,7 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas import topics
+from schemas.destinations import EmailDestination, WebhookDestination
 from schemas.notifications import NotificationRecord
+from schemas.payloads import DeliveryData, DeliveryPayload, Links
 from services.dispatcher import retry
 from services.dispatcher.channels.base import Result
 from services.dispatcher.decision import (
@@ -49,11 +51,17 @@ class Rooms:
         return self.rooms.get(lane.split(" ")[0], "free")
 
 
+PAYLOAD = DeliveryPayload(
+    id="evt_1", type="workflow.execution.completed", timestamp=1,
+    data=DeliveryData(workflowId="wf"), links=Links(),
+)  # fmt: skip
+
+
 def notification(**changes: Any) -> NotificationRecord:
     record = NotificationRecord(
         v=1, deliveryId="dlv_1", eventId="evt_1", subscriptionId="ntf_1", projectId="prj_1",
-        notificationType="webhook", destination={"url": "https://hooks.example.com/x?t=1"},
-        payload={"type": "workflow.execution.completed"}, createdAtMs=1,
+        notificationType="webhook", destination=WebhookDestination(url="https://hooks.example.com/x?t=1"),
+        payload=PAYLOAD, createdAtMs=1,
     )  # fmt: skip
     return msgspec.structs.replace(record, **changes)
 
@@ -86,8 +94,12 @@ def test_a_new_attempt_is_claimed_and_handed_to_its_lane() -> None:
 
 
 def test_lanes_are_per_origin_for_webhooks_and_per_subscription_otherwise() -> None:
-    hook = notification(destination={"url": "https://user:pw@hooks.example.com:8443/a"})
-    mail = notification(notificationType="email", destination={"recipients": ["a@b.c"]})
+    hook = notification(
+        destination=WebhookDestination(url="https://user:pw@hooks.example.com:8443/a")
+    )
+    mail = notification(
+        notificationType="email", destination=EmailDestination(recipients=["a@b.c"])
+    )
     assert decide(head(hook), NOW, state())[1] == Deliver(
         hook, "webhook https://hooks.example.com:8443"
     )
@@ -158,10 +170,10 @@ def test_the_last_attempt_left_in_flight_fails_for_good() -> None:
 
 @pytest.mark.parametrize(
     "destination",
-    [{"url": "http://[::1/x"}, {"url": "http://[not-an-address]/"}],
+    [WebhookDestination(url="http://[::1/x"), WebhookDestination(url="http://[not-an-address]/")],
 )
 def test_a_record_without_a_lane_is_dead_lettered_before_any_claim(
-    destination: dict[str, Any],
+    destination: WebhookDestination,
 ) -> None:
     dead, finish = decide(head(notification(destination=destination)), NOW, state())
     assert isinstance(dead, DeadLetter) and isinstance(dead.error, ValueError)
@@ -222,7 +234,7 @@ def test_a_delivery_is_logged_and_finished() -> None:
     assert (entry.outcome, entry.responseCode, entry.responseBody) == ("delivered", 200, "ok")
     assert (entry.attemptedAtMs, entry.durationMs, entry.nextAttemptAtMs) == (NOW - 120, 120, None)
     assert entry.target == "https://hooks.example.com"  # no query string
-    assert msgspec.json.decode(entry.payload) == record.payload  # the first attempt keeps it
+    assert msgspec.json.decode(entry.payload, type=DeliveryPayload) == record.payload  # kept
 
 
 def test_a_final_failure_is_logged_without_a_retry() -> None:
@@ -260,7 +272,10 @@ def test_the_last_attempt_fails_for_good_even_when_retryable() -> None:
 @pytest.mark.parametrize(
     ("changes", "error"),
     [
-        ({"destination": {"url": "http://127.0.0.1:99999/x"}}, ValueError),  # no port that big
+        (
+            {"destination": WebhookDestination(url="http://127.0.0.1:99999/x")},
+            ValueError,
+        ),  # no port that big
         ({"attempt": -7}, IndexError),  # a hand-made tier record
     ],
 )

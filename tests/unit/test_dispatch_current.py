@@ -2,7 +2,9 @@
 
 import msgspec
 
+from schemas.destinations import WebhookDestination
 from schemas.notifications import NotificationRecord, SubscriptionRecord
+from schemas.payloads import DeliveryData, DeliveryPayload, Links
 from services.dispatcher.current import DELETED, INACTIVE, Subscriptions
 
 
@@ -12,17 +14,24 @@ def sub(version: int, **changes: object) -> bytes:
         notificationType="webhook", workflowIds=[], allWorkflows=True,
         levelFilter=["error", "info"], triggerFilter=[], includeFinalOutput=False,
         includeTraceSpans=False, includeRateLimits=False, includeUsageData=False, active=True,
-        createdAtMs=1, destination={"url": f"https://v{version}.example.com"},
+        createdAtMs=1, destination=WebhookDestination(url=f"https://v{version}.example.com"),
         secretCiphertext=f"sealed-{version}",
     )  # fmt: skip
     return msgspec.json.encode(msgspec.structs.replace(base, **changes))
 
 
-def note(payload: object = None) -> NotificationRecord:
+def payload(event_id: str = "evt_1", **fields: object) -> DeliveryPayload:
+    return DeliveryPayload(
+        id=event_id, type="workflow.execution.completed", timestamp=1,
+        data=DeliveryData(workflowId="wf"), links=Links(), **fields,
+    )  # fmt: skip
+
+
+def note(body: DeliveryPayload | None = None) -> NotificationRecord:
     return NotificationRecord(
         v=1, deliveryId="dlv_1", eventId="evt_1", subscriptionId="ntf_a", projectId="prj_a",
-        notificationType="webhook", destination={"url": "https://v1.example.com"},
-        payload=payload or {"id": "evt_1"}, createdAtMs=1, secretCiphertext="sealed-1",
+        notificationType="webhook", destination=WebhookDestination(url="https://v1.example.com"),
+        payload=body or payload(), createdAtMs=1, secretCiphertext="sealed-1",
     )  # fmt: skip
 
 
@@ -37,7 +46,7 @@ def test_the_newest_version_wins_whatever_the_order() -> None:
     subs.apply(b"ntf_a/0", sub(3))
     subs.apply(b"ntf_a/0", sub(2))
     current = subs.current(note())
-    assert current.destination == {"url": "https://v3.example.com"}
+    assert current.destination == WebhookDestination(url="https://v3.example.com")
     assert current.secretCiphertext == "sealed-3"
 
 
@@ -61,7 +70,17 @@ def test_inactive_subscriptions_get_only_test_sends() -> None:
     subs = Subscriptions()
     subs.apply(b"ntf_a/0", sub(2, active=False))
     assert subs.refusal(note()) == INACTIVE
-    assert subs.refusal(note({"id": "evt_t", "test": True})) is None
+    assert subs.refusal(note(payload("evt_t", test=True))) is None
+
+
+def test_a_record_written_before_destinations_were_tagged_is_read() -> None:
+    subs = Subscriptions()
+    untagged = msgspec.json.decode(sub(4))
+    untagged["destination"] = {"url": "https://v4.example.com", "standardWebhooks": False}
+    subs.apply(b"ntf_a/0", msgspec.json.encode(untagged))
+    current = subs.current(note())
+    assert current.destination == WebhookDestination(url="https://v4.example.com")
+    assert current.subscriptionVersion == 4
 
 
 def test_garbage_on_the_topic_is_ignored() -> None:

@@ -15,7 +15,9 @@ from aiokafka.structs import TopicPartition
 
 from schemas import topics
 from schemas.deliveries import AttemptsStarted, DeliveryAttempt, LogEntry
+from schemas.destinations import WebhookDestination
 from schemas.notifications import NotificationRecord
+from schemas.payloads import DeliveryData, DeliveryPayload, Links
 from services.common.config import Settings
 from services.dispatcher.channels.base import Context, Result, Secrets
 from services.dispatcher.service import Clients, Dispatcher, DispatcherConfig
@@ -49,11 +51,17 @@ class Channel:
         return plan[min(len(self.calls[record.deliveryId]), len(plan)) - 1]
 
 
+PAYLOAD = DeliveryPayload(
+    id="evt_1", type="workflow.execution.completed", timestamp=1,
+    data=DeliveryData(workflowId="wf"), links=Links(),
+)  # fmt: skip
+
+
 def notification(delivery: str, url: str = "https://hooks.example.com/a") -> NotificationRecord:
     return NotificationRecord(
         v=1, deliveryId=delivery, eventId=f"evt_{delivery}", subscriptionId="ntf_1",
-        projectId="prj_1", notificationType="webhook", destination={"url": url},
-        payload={"type": "workflow.execution.completed"}, createdAtMs=1,
+        projectId="prj_1", notificationType="webhook", destination=WebhookDestination(url=url),
+        payload=PAYLOAD, createdAtMs=1,
     )  # fmt: skip
 
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from services.api import logquery, logsql
-from services.api.logquery import Filters, Position, parse_filters, parse_query
-from services.api.logsql import build_sql
+from services.api import logquery, logrows
+from services.api.logquery import Filters, Position, build_sql, parse_filters, parse_query
+from services.api.logrows import LogRow
 from services.common.cursor import derive_key
 from services.common.errors import InvalidCursor, InvalidInput
 
@@ -140,29 +140,29 @@ def test_large_values_come_back_inline_only_up_to_a_size_with_their_lengths() ->
 
 
 def test_a_page_is_cut_where_it_would_pass_the_byte_bound() -> None:
-    assert logsql.inline_bytes(8 * 1024 * 1024, 1001) == 4190
-    assert logsql.inline_bytes(10, 1001) == logsql.INLINE_MIN_BYTES
-    assert logsql.fitting([400, 400, 400], 1000) == 2
-    assert logsql.fitting([5000, 10], 1000) == 1  # the first row always comes
-    assert logsql.fitting([10, 10], 1000) == 2 and logsql.fitting([], 10) == 0
-    row = ("log_1", "wf", "ex", "info", "api", 0, 0, 1, 0.1, "", 7, 0, 0, 9000)
-    assert logsql.row_bytes(row, full=False) == 5 + 2 + 2 + 3 + 256 + 9000
-    assert logsql.withheld(row, full=False, inline=4096)
-    assert not logsql.withheld((*row[:13], 4096), full=False, inline=4096)
+    assert logquery.inline_bytes(8 * 1024 * 1024, 1001) == 4190
+    assert logquery.inline_bytes(10, 1001) == logquery.INLINE_MIN_BYTES
+    assert logquery.fitting([400, 400, 400], 1000) == 2
+    assert logquery.fitting([5000, 10], 1000) == 1  # the first row always comes
+    assert logquery.fitting([10, 10], 1000) == 2 and logquery.fitting([], 10) == 0
+    row = LogRow("log_1", "wf", "ex", "info", "api", 0, 0, 1, 0.1, "", 7, 0, 0, 9000)
+    assert logrows.row_bytes(row) == 5 + 2 + 2 + 3 + 256 + 9000
+    assert logrows.withheld(row, inline=4096)
+    assert not logrows.withheld(LogRow(*row[:13], 4096), inline=4096)
 
 
 def test_basic_reads_only_what_the_contract_shows() -> None:
     # Basic items: id, workflowId, executionId, level, trigger, startedAt, endedAt,
     # totalDurationMs, cost.total and files (contract section 5), plus the cursor position.
-    assert set(logsql.BASIC_COLUMNS) == {
+    assert set(logquery.BASIC_COLUMNS) == {
         "log_id", "workflow_id", "execution_id", "level", "trigger", "started_at", "ended_at",
         "total_duration_ms", "cost_total", "files", "ingest_ts", "partition", "offset",
     }  # fmt: skip
-    assert "workflow_state" not in logsql.FULL_COLUMNS
+    assert "workflow_state" not in logquery.FULL_COLUMNS
 
 
 def test_the_logs_routes_read_workflow_state_only_for_the_execution_route() -> None:
-    from services.api import logblobs
+    from services.api import logs
 
-    assert "workflow_state" not in logblobs.PAYLOAD_ROWS + logblobs.SPANS_AND_OUTPUT
-    assert "workflow_state" in logblobs.STATE and "trace_spans" not in logblobs.STATE
+    assert "workflow_state" not in logs._PAYLOAD_ROWS + logs._SPANS_AND_OUTPUT
+    assert "workflow_state" in logs._STATE and "trace_spans" not in logs._STATE

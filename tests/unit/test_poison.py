@@ -253,7 +253,9 @@ NOTIFICATION = {
     "kind": "notification", "v": 1, "deliveryId": "dlv_1", "eventId": "evt_1",
     "subscriptionId": "ntf_1", "projectId": "prj_a", "notificationType": "webhook",
     "destination": {"url": "https://hooks.example.com/x"},
-    "payload": {"type": "workflow.execution.completed", "data": {}}, "createdAtMs": 1,
+    "payload": {"id": "evt_1", "type": "workflow.execution.completed", "timestamp": 1,
+                "data": {"workflowId": "wf_1"}, "links": {}},
+    "createdAtMs": 1,
 }  # fmt: skip
 
 

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-from services.api.runs import cursor_binding, latest_per_run, runs_sql
+from services.api.runs import RunRow, cursor_binding, latest_per_run, runs_sql
 
 
 def test_cursor_binding_covers_the_whole_project_id_status_and_workflow() -> None:
@@ -35,11 +35,11 @@ def test_runs_sql_is_a_keyset_read_of_the_runs_table() -> None:
 def test_latest_per_run_keeps_the_first_row_of_each_run() -> None:
     t1, t2 = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
     rows = [
-        ("b", "wf", "", "success", "api", "", t2, t2, 1),
-        ("b", "wf", "", "running", "api", "sync", t2, None, None),
-        ("a", "wf", "", "running", "api", "sync", t2, None, None),
-        ("a", "wf", "", "running", "api", "sync", t2, None, None),
-        ("c", "wf", "", "success", "api", "", t1, t1, 1),
+        RunRow("b", "wf", "", "success", "api", "", t2, t2, 1),
+        RunRow("b", "wf", "", "running", "api", "sync", t2, None, None),
+        RunRow("a", "wf", "", "running", "api", "sync", t2, None, None),
+        RunRow("a", "wf", "", "running", "api", "sync", t2, None, None),
+        RunRow("c", "wf", "", "success", "api", "", t1, t1, 1),
     ]
     assert [(r[0], r[3]) for r in latest_per_run(rows)] == [
         ("b", "success"), ("a", "running"), ("c", "success"),

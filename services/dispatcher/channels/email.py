@@ -34,6 +34,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
+from schemas.destinations import EmailDestination
 from schemas.notifications import NotificationRecord
 from services.common.config import ConfigError
 from services.dispatcher.channels.base import Context, Result, Secrets, clip
@@ -46,8 +47,9 @@ NOT_CONFIGURED: Final = "email is not configured (CC_SMTP_URL)"
 
 def recipients(record: NotificationRecord) -> list[str]:
     """The destination's addresses (at most 10)."""
-    addresses = record.destination.get("recipients") or []
-    return [str(a) for a in addresses if a][:MAX_RECIPIENTS]
+    destination = record.destination
+    addresses = destination.recipients if isinstance(destination, EmailDestination) else []
+    return [a for a in addresses if a][:MAX_RECIPIENTS]
 
 
 def message_id(record: NotificationRecord) -> str:

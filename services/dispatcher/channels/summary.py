@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeGuard
 
 import msgspec
+from msgspec import UNSET, UnsetType
+
+from schemas.events import Cost
+from schemas.payloads import ALERT_RESOLVED, AlertData, DeliveryData, DeliveryPayload
 
 OUTPUT_CHARS: Final = 10_000  # of a final output, in the summary and in an email
 
@@ -40,58 +44,54 @@ class Summary:
     final_output: str | None  # rendered and cut at OUTPUT_CHARS; None when not included
 
 
-def summarize(payload: Any, public_base_url: str) -> Summary:
-    """The human side of a delivery payload (a Struct, a dict or raw JSON)."""
-    body = _builtins(payload)
-    data: dict[str, Any] = body.get("data") or {}
-    workflow = plain(data.get("workflowName") or data.get("workflowId") or "unknown workflow")
-    kind = _kind(body.get("type"), data)
-    alert = data.get("alert") or {}
-    output = render_output(data["finalOutput"]) if "finalOutput" in data else None
+def summarize(payload: DeliveryPayload, public_base_url: str) -> Summary:
+    """The human side of a delivery payload."""
+    data = payload.data
+    workflow = plain(_text(data.workflowName) or data.workflowId or "unknown workflow")
+    alert = data.alert if isinstance(data.alert, AlertData) else None
+    kind = _kind(payload.type, data.level, alert)
+    execution_id = _text(data.executionId)
     return Summary(
         kind=kind,
         title=f"{PREFIXES[kind]}: {workflow}",
         workflow=workflow,
-        reason=plain(alert["reason"]) if alert.get("reason") else None,
+        reason=plain(alert.reason) if alert is not None and alert.reason else None,
         facts=_facts(data),
-        log_url=_log_url((body.get("links") or {}).get("log"), public_base_url),
-        execution_id=plain(data["executionId"]) if data.get("executionId") else None,
-        final_output=output,
+        log_url=_log_url(payload.links.log, public_base_url),
+        execution_id=plain(execution_id) if execution_id else None,
+        final_output=None if data.finalOutput is UNSET else render_output(data.finalOutput),
     )
 
 
-def _builtins(payload: Any) -> dict[str, Any]:
-    if isinstance(payload, msgspec.Raw):
-        payload = msgspec.json.decode(payload)
-    value = msgspec.to_builtins(payload, str_keys=True)
-    return value if isinstance(value, dict) else {}
+def _text(value: str | UnsetType | None) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
-def _kind(event_type: Any, data: dict[str, Any]) -> Kind:
-    if event_type == "workflow.alert.resolved":
+def _kind(event_type: str, level: str | UnsetType | None, alert: AlertData | None) -> Kind:
+    if event_type == ALERT_RESOLVED:
         return "resolved"
-    if data.get("alert"):
+    if alert is not None:
         return "alert"
-    return "error" if data.get("level") == "error" else "completed"
+    return "error" if level == "error" else "completed"
 
 
-def _facts(data: dict[str, Any]) -> list[tuple[str, str]]:
-    duration, cost = data.get("totalDurationMs"), data.get("cost")
-    total = cost.get("total") if isinstance(cost, dict) else None
+def _facts(data: DeliveryData) -> list[tuple[str, str]]:
+    duration = data.totalDurationMs
+    total = data.cost.total if isinstance(data.cost, Cost) else None
     facts = [
-        ("Status", data.get("status")),
-        ("Trigger", data.get("trigger")),
+        ("Status", _text(data.status)),
+        ("Trigger", _text(data.trigger)),
         ("Duration", duration_text(duration) if _is_number(duration) else None),
         ("Cost", cost_text(total) if _is_number(total) else None),
     ]
-    return [(label, plain(value)) for label, value in facts if value not in (None, "")]
+    return [(label, plain(value)) for label, value in facts if value]
 
 
 def _is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _log_url(path: Any, public_base_url: str) -> str | None:
+def _log_url(path: str | None, public_base_url: str) -> str | None:
     if not isinstance(path, str) or not path.startswith("/"):
         return None
     return f"{public_base_url.rstrip('/')}/api{plain(path)}"

@@ -8,7 +8,7 @@ first in ascending order, as in a JavaScript object.
 
 Signatures are HMAC-SHA256:
 - `sim-signature: t=<ms>,v1=<hex>` over `"<ms>.<body>"`, keyed with the secret's UTF-8 bytes.
-- Standard Webhooks, opt-in (`destination["standardWebhooks"]`): `webhook-signature:
+- Standard Webhooks, opt-in (`WebhookDestination.standardWebhooks`): `webhook-signature:
   v1,<base64>` over `"<webhook-id>.<seconds>.<body>"`. The key is the base64 decoding of what
   follows a `whsec_` prefix when that is valid (padded, standard alphabet) base64, else the
   secret's UTF-8 bytes, prefix included (the same key as `sim-signature`).
@@ -30,6 +30,7 @@ from typing import Any, Final
 
 import msgspec
 
+from schemas.destinations import WebhookDestination
 from schemas.notifications import NotificationRecord
 from services.dispatcher.channels import http
 from services.dispatcher.channels.base import Context, Result, Secrets
@@ -198,14 +199,15 @@ def headers(
     result = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
-        "sim-event": str(payload_field(record.payload, "type") or ""),
+        "sim-event": record.payload.type,
         "sim-timestamp": str(now_ms),
         "sim-delivery-id": record.deliveryId,
         "Idempotency-Key": record.deliveryId,
     }
     if signature := sim_signature(body, secrets, now_ms):
         result["sim-signature"] = signature
-    if record.destination.get("standardWebhooks"):
+    destination = record.destination
+    if isinstance(destination, WebhookDestination) and destination.standardWebhooks:
         seconds = now_ms // 1000
         result["webhook-id"] = record.deliveryId
         result["webhook-timestamp"] = str(seconds)
@@ -214,20 +216,12 @@ def headers(
     return result
 
 
-def payload_field(payload: Any, name: str) -> Any:
-    """A top-level field of a payload, whether a Struct, a dict or raw JSON."""
-    if isinstance(payload, msgspec.Raw):
-        payload = msgspec.json.decode(payload)
-    if isinstance(payload, dict):
-        return payload.get(name)
-    return getattr(payload, name, None)
-
-
 async def send(record: NotificationRecord, secrets: Secrets, ctx: Context) -> Result:
     """POST the signed payload to the subscription's URL."""
-    url = record.destination.get("url")
-    if not isinstance(url, str):
+    destination = record.destination
+    if not isinstance(destination, WebhookDestination) or not destination.url:
         return Result(delivered=False, error="the webhook destination has no URL")
+    url = destination.url
     body = canonical_body(record.payload)
     now_ms = time.time_ns() // 1_000_000
     return await http.post(
