@@ -60,10 +60,11 @@ FULL_COLUMNS = FullLogRow._fields[:-2]
 
 
 def named_rows(rows: list[tuple[Any, ...]], full: bool) -> list[LogRow | FullLogRow]:
-    """Rows of `build_sql` (or of FULL_COLUMNS) with their columns named."""
+    """Rows of `build_sql(..., inline_bytes)` with their columns named."""
+    # `_make` checks the length and is the cheapest way to build a named tuple from a row.
     if full:
-        return [FullLogRow(*row) for row in rows]
-    return [LogRow(*row) for row in rows]
+        return list(map(FullLogRow._make, rows))
+    return list(map(LogRow._make, rows))
 
 
 def row_bytes(row: LogRow | FullLogRow) -> int:
