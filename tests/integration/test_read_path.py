@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from services.api import logquery, logrows, logs, runs, workflows
+from services.api import logblobs, logquery, logrows, runs, workflows
 from services.common import chschema
 from services.common.clickhouse import ClickHouse
 from services.common.config import QueryLimits
@@ -94,7 +94,7 @@ async def test_large_values_are_left_out_of_the_page_query_and_read_back(
     assert [r[13] for r in rows] == [4, len(files)] * 3
     sizes = [logrows.row_bytes(r) for r in rows[:5]]
     assert logquery.fitting(sizes, 7000) == 3
-    found = await ch.rows(logs._WITHHELD, {"project": PROJECT, "ts": [rows[1][10]]})
+    found = await ch.rows(logblobs._WITHHELD, {"project": PROJECT, "ts": [rows[1][10]]})
     assert [(r[:3], r[3]) for r in found] == [(tuple(rows[1][10:13]), files)]
 
 
@@ -106,12 +106,12 @@ async def test_blobs_too_long_for_inline_come_back_by_id(ch: ClickHouse) -> None
     ]
     await ch.insert("execution_payloads", payloads, PAYLOAD_COLUMNS)
     ids = [f"ex-{n:04d}" for n in range(3)]
-    inline = logs._PAYLOAD_ROWS.format(columns=logs._blob_columns((True, False), 1024))
+    inline = logblobs._PAYLOAD_ROWS.format(columns=logblobs._blob_columns((True, False), 1024))
     found = sorted(await ch.rows(inline, {"project": PROJECT, "ids": ids}))
     assert [(r[0], r[1], r[2], r[3], r[4]) for r in found] == [
         ("ex-0000", '"s"', 3, "", 0), ("ex-0001", "", 4002, "", 0), ("ex-0002", "", 4002, "", 0),
     ]  # fmt: skip
-    again = logs._PAYLOAD_ROWS.format(columns=logs._blob_columns((True, False), None))
+    again = logblobs._PAYLOAD_ROWS.format(columns=logblobs._blob_columns((True, False), None))
     found = await ch.rows(again, {"project": PROJECT, "ids": ["ex-0001"]})
     assert found == [("ex-0001", blob, "")]
 

@@ -162,7 +162,7 @@ def test_basic_reads_only_what_the_contract_shows() -> None:
 
 
 def test_the_logs_routes_read_workflow_state_only_for_the_execution_route() -> None:
-    from services.api import logs
+    from services.api import logblobs
 
-    assert "workflow_state" not in logs._PAYLOAD_ROWS + logs._SPANS_AND_OUTPUT
-    assert "workflow_state" in logs._STATE and "trace_spans" not in logs._STATE
+    assert "workflow_state" not in logblobs._PAYLOAD_ROWS + logblobs.SPANS_AND_OUTPUT
+    assert "workflow_state" in logblobs.STATE and "trace_spans" not in logblobs.STATE
