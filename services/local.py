@@ -30,6 +30,8 @@ from services.supervisor import RESTARTS, Child, Crashed, Job, Service
 
 log = structlog.get_logger(__name__)
 
+RESTARTING = "CodeCourier is (re)starting its broker; retry in a few seconds."
+
 LOCAL_PROJECT_PLAN = "enterprise"
 CHILD_TERM_TIMEOUT_S = 10.0
 
@@ -161,7 +163,10 @@ class LocalStack:
         restart the consumers: their groups and offsets died with the old broker."""
         assert self.api is not None
         # Closed until the subscriptions are back: an execution taken before their markers
-        # would not be alerted on (a subscription applies to executions after its marker).
+        # would not be alerted on (a subscription applies to executions after its marker), and
+        # one produced before `ensure_topics` would have the broker create `executions` with its
+        # default partition count. `_republish` reopens it.
+        self.api.deps.intake.close(RESTARTING)
         await self.broker.start()
         await kafka.ensure_topics(
             self.bootstrap,
@@ -178,7 +183,7 @@ class LocalStack:
         wait meanwhile: a subscription applies to the executions after its marker."""
         assert self.api is not None
         intake = self.api.deps.intake
-        reason = "CodeCourier is (re)starting its broker; retry in a few seconds."
+        reason = RESTARTING
         intake.close(reason)
         try:
             count = await self.api.deps.controlplane.republish_outbox()
