@@ -166,7 +166,8 @@ class LocalStack:
         # would not be alerted on (a subscription applies to executions after its marker), and
         # one produced before `ensure_topics` would have the broker create `executions` with its
         # default partition count. `_republish` reopens it.
-        self.api.deps.intake.close(RESTARTING)
+        if self.api.deps.intake.open:  # a stop already under way keeps its own reason
+            self.api.deps.intake.close(RESTARTING)
         await self.broker.start()
         await kafka.ensure_topics(
             self.bootstrap,
