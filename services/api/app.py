@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
+from services.api.console import add_console_routes
 from services.api.deps import Deps
 from services.api.intake import INGEST_PATH, gated
 from services.api.ops import READINESS, Readiness
@@ -37,6 +38,7 @@ def build_app(deps: Deps, background: bool = True) -> web.Application:
         if route.method == "POST" and route.path == INGEST_PATH:
             handler = gated(deps.intake, handler)  # `up` closes it when it stops
         app.router.add_route(route.method, route.path, handler)
+    add_console_routes(app)
 
     async def run_background(_app: web.Application) -> AsyncIterator[None]:
         tasks = [
