@@ -49,7 +49,7 @@ ENV = {
 }
 TARGETS = {"render_after_api_p50_ms": 300}
 ROWS_READY = "document.querySelectorAll('main table tbody tr').length >= 100"
-WATERFALL_READY = "document.querySelector('main [data-waterfall] [data-span]') !== null"
+WATERFALL_READY = "document.querySelector('main .waterfall .wf-row') !== null"
 # The page's own logs response: when it ended, on the page's clock.
 LOGS_RESPONSE_END = """() => {
   const entries = performance.getEntriesByType('resource')
