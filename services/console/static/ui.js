@@ -206,3 +206,49 @@ export function toast(message, tone = "ok") {
   region.append(item);
   setTimeout(() => item.remove(), 4000);
 }
+
+// ---- Helpers of the management pages (notifications, keys, settings, alerts) ----
+
+// Why write controls are missing or disabled for this person.
+export function readOnlyNote(text) {
+  return h("p", { class: "read-only-note", role: "note" }, text);
+}
+
+// A secret shown this once: the warning, the value with its copy button, a way to dismiss it.
+export function secretPanel(title, secret, note) {
+  const panel = h("section", { class: "secret", "aria-label": title },
+    h("h2", { tabindex: "-1" }, title),
+    h("p", {}, h("strong", {}, "Copy it now: it will not be shown again. "), note || ""),
+    h("p", {}, copyable(secret, `Copy ${title.toLowerCase()}`)));
+  const dismiss = h("button", { type: "button", class: "button small" }, "I have stored it");
+  dismiss.addEventListener("click", () => panel.remove());
+  panel.append(dismiss);
+  return panel;
+}
+
+// A URL with its path, query and credentials hidden: enough to recognise the host.
+export function maskUrl(url) {
+  try {
+    const parsed = new URL(url);
+    const path = parsed.pathname.length > 1 ? "/…" : "";
+    return `${parsed.protocol}//${parsed.host}${path}`;
+  } catch {
+    return "•••";
+  }
+}
+
+// A "Load more" button for a cursor listing: `load()` fetches the next page and redraws.
+export function loadMoreButton(load, label = "Load more") {
+  const button = h("button", { type: "button", class: "button" }, label);
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    button.textContent = "Loading…";
+    try {
+      await load();
+    } catch (err) {
+      if (err && err.name === "AbortError") return;
+      button.replaceWith(errorBox(err, "More could not be loaded"));
+    }
+  });
+  return button;
+}
