@@ -102,7 +102,8 @@ export async function render(ctx) {
   function actions(sub) {
     const result = resultOf(sub);
     const label = `${typeLabel(sub.notificationType)} ${sub.id}`;
-    const buttons = h("div", { class: "row-actions" });
+    const buttons = h("div", { class: "row-actions" }, canWrite ? null
+      : h("a", { class: "button small", href: `/notifications/${encodeURIComponent(sub.id)}`, "aria-label": `Details of ${label}` }, "Details"));
     if (canWrite) {
       buttons.append(
         h("a", { class: "button small", href: `/notifications/${encodeURIComponent(sub.id)}/edit`, "aria-label": `Edit ${label}` }, "Edit"),
