@@ -5,11 +5,14 @@ from services.api import (
     deliveries,
     events,
     identity,
+    invitations,
     keys,
     logs,
+    members,
     notifications,
     ops,
     runs,
+    session,
     workflows,
 )
 from services.api.routing import Route
@@ -25,4 +28,7 @@ ROUTES: list[Route] = [
     *runs.ROUTES,
     *notifications.ROUTES,
     *deliveries.ROUTES,
+    *session.ROUTES,
+    *members.ROUTES,
+    *invitations.ROUTES,
 ]
