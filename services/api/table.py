@@ -13,6 +13,7 @@ from services.api import (
     ops,
     runs,
     session,
+    stats,
     workflows,
 )
 from services.api.routing import Route
@@ -26,6 +27,7 @@ ROUTES: list[Route] = [
     *logs.ROUTES,
     *workflows.ROUTES,
     *runs.ROUTES,
+    *stats.ROUTES,
     *notifications.ROUTES,
     *deliveries.ROUTES,
     *session.ROUTES,
