@@ -10,6 +10,7 @@ from services.api import (
     notifications,
     ops,
     runs,
+    stats,
     workflows,
 )
 from services.api.routing import Route
@@ -23,6 +24,7 @@ ROUTES: list[Route] = [
     *logs.ROUTES,
     *workflows.ROUTES,
     *runs.ROUTES,
+    *stats.ROUTES,
     *notifications.ROUTES,
     *deliveries.ROUTES,
 ]

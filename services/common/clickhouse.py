@@ -3,9 +3,10 @@
 import asyncio
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import clickhouse_connect
+import msgspec
 import structlog
 from clickhouse_connect.driver.exceptions import Error as DriverError
 
@@ -14,6 +15,7 @@ from services.common.config import QueryLimits
 from services.common.errors import QueryTooBroad, Unavailable
 
 log = structlog.get_logger(__name__)
+RecordT = TypeVar("RecordT", bound=msgspec.Struct)
 
 MIGRATIONS_TABLE = "cc_schema_migrations"
 # Server error codes that blame the data sent, not the server (ClickHouse's ErrorCodes.cpp): an
@@ -120,10 +122,36 @@ class ClickHouse:
         With `limits`, ClickHouse stops the query at them: time or memory is `Unavailable`
         (retry later), too many rows is `QueryTooBroad` whose message ends with `narrow`.
         """
+        result = await self._query(sql, parameters, settings, limits, narrow)
+        return list(result.result_rows)
+
+    async def records(
+        self,
+        kind: type[RecordT],
+        sql: str,
+        parameters: dict[str, Any] | None = None,
+        limits: QueryLimits | None = None,
+        narrow: str = "",
+    ) -> list[RecordT]:
+        """Like `rows`, each row decoded into `kind` by column name (not by position)."""
+        result = await self._query(sql, parameters, None, limits, narrow)
+        names = result.column_names
+        return [
+            msgspec.convert(dict(zip(names, row, strict=True)), kind) for row in result.result_rows
+        ]
+
+    async def _query(
+        self,
+        sql: str,
+        parameters: dict[str, Any] | None,
+        settings: dict[str, Any] | None,
+        limits: QueryLimits | None,
+        narrow: str,
+    ) -> Any:
         if limits is not None:
             settings = {**limit_settings(limits), **(settings or {})}
         try:
-            result = await asyncio.to_thread(
+            return await asyncio.to_thread(
                 self._run, "query", sql, parameters=parameters, settings=settings
             )
         except Exception as exc:
@@ -131,7 +159,6 @@ class ClickHouse:
             if error is None:
                 raise
             raise error from exc
-        return list(result.result_rows)
 
     async def insert(
         self,

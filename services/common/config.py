@@ -43,6 +43,8 @@ DEFAULT_QUERY_LIMITS: dict[str, QueryLimits] = {
     "logs": QueryLimits(10.0, 2 * 1024**3, 2_000_000_000),
     "runs": QueryLimits(10.0, 1024**3, 500_000_000),
     "workflows": QueryLimits(10.0, 1024**3, 500_000_000),
+    # An aggregate of every execution of the range (up to 30 days), not a page of them.
+    "stats": QueryLimits(10.0, 1024**3, 500_000_000),
 }
 
 DEFAULT_PLANS: dict[str, PlanLimits] = {
@@ -95,7 +97,7 @@ class Settings(Struct, frozen=True, kw_only=True):
         return self.plans.get(name) or DEFAULT_PLANS[name]
 
     def query_limits_for(self, group: str) -> QueryLimits:
-        """The ClickHouse limits of a group of routes (`logs`, `runs`, `workflows`)."""
+        """The ClickHouse limits of a group of routes (`logs`, `runs`, `workflows`, `stats`)."""
         return self.query_limits.get(group) or DEFAULT_QUERY_LIMITS[group]
 
     @property
