@@ -251,6 +251,8 @@ export function loadMoreButton(load, label = "Load more") {
     }
   });
   return button;
+}
+
 // A menu button: `label` opens a role=menu of items [{label, onSelect}] (arrows, Home/End,
 // Escape and Tab close it, focus returns to the button).
 export function menuButton(label, items) {
