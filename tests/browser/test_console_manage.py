@@ -52,9 +52,7 @@ async def receivers() -> AsyncIterator[Receivers]:
 
 
 @pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory, receivers: Receivers
-) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, receivers: Receivers) -> Iterator[Stack]:
     """A stack that may deliver to loopback receivers, with the test SMTP server and one
     workflow that has run."""
     settings = {
@@ -69,7 +67,9 @@ def stack(
 @pytest.fixture(scope="module")
 async def seeded(stack: Stack) -> str:
     """A workflow with executions, so that subscriptions can name it."""
-    events = [completed(f"exec-{WORKFLOW}-{i}", WORKFLOW, workflowName="Billing sync") for i in range(3)]
+    events = [
+        completed(f"exec-{WORKFLOW}-{i}", WORKFLOW, workflowName="Billing sync") for i in range(3)
+    ]
     async with aiohttp.ClientSession() as session:
         status, _, body = await post_events(session, stack, stack.api_key, events)
         assert status == 202, body
@@ -90,7 +90,9 @@ def _console(stack: Stack) -> dict[str, str]:
     return dict(local["console"])
 
 
-async def signed_in(page: "Page", stack: Stack, path: str, who: tuple[str, str] | None = None) -> None:
+async def signed_in(
+    page: "Page", stack: Stack, path: str, who: tuple[str, str] | None = None
+) -> None:
     """Sign in through the form (the console owner unless `who`), then be at `path`."""
     console = _console(stack)
     email, password = who or (console["email"], console["password"])
@@ -104,17 +106,21 @@ async def signed_in(page: "Page", stack: Stack, path: str, who: tuple[str, str] 
 
 
 async def _whoami(stack: Stack, secret: str) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
             f"{stack.base_url}/api/v1/whoami", headers={"Authorization": f"Bearer {secret}"}
-        ) as response:
-            return response.status, await response.json()
+        ) as response,
+    ):
+        return response.status, await response.json()
 
 
 async def test_quick_start_key_is_shown_once_works_and_is_revoked(
     page: "Page", stack: Stack
 ) -> None:
-    await page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=stack.base_url)
+    await page.context.grant_permissions(
+        ["clipboard-read", "clipboard-write"], origin=stack.base_url
+    )
     await signed_in(page, stack, "/keys")
     await page.get_by_role("button", name="Generate new key").click()
     await page.get_by_label("Name").fill("quickstart")
@@ -163,9 +169,11 @@ async def test_each_kind_of_subscription_is_created_from_logs_and_tested(
     page: "Page", stack: Stack, seeded: str, receivers: Receivers
 ) -> None:
     await signed_in(page, stack, f"/logs?workflowIds={seeded}")
-    await page.get_by_role("button", name="More").click()
+    await page.get_by_role("button", name="More", exact=True).click()
     await page.get_by_role("menuitem", name="Configure notifications").click()
-    await expect(page).to_have_url(re.compile(r"/notifications/new\?.*workflowIds=" + re.escape(seeded)))
+    await expect(page).to_have_url(
+        re.compile(r"/notifications/new\?.*workflowIds=" + re.escape(seeded))
+    )
     await expect(page.get_by_label(re.compile(re.escape(seeded)))).to_be_checked()
     await expect(page.get_by_label("All workflows, including future ones")).not_to_be_checked()
 
@@ -234,15 +242,19 @@ async def test_each_kind_of_subscription_is_created_from_logs_and_tested(
 
     await page.goto(stack.base_url + "/alerts")
     await expect(page.get_by_role("table", name="Recent alert notifications")).to_be_visible()
-    await expect(page.get_by_text("acknowledgement and silences come with alert history")).to_be_visible()
+    await expect(
+        page.get_by_text("acknowledgement and silences come with alert history")
+    ).to_be_visible()
     await screenshot(page, "alerts")
 
 
 async def test_settings_show_the_project_limits_and_members(page: "Page", stack: Stack) -> None:
     await signed_in(page, stack, "/settings")
     await expect(page.get_by_text(stack.project_id)).to_be_visible()
-    await expect(page.get_by_role("meter", name="This month's usage against the plan's limit")).to_be_visible()
-    await expect(page.get_by_text("Sync executions")).to_be_visible()
+    await expect(
+        page.get_by_role("meter", name="This month's usage against the plan's limit")
+    ).to_be_visible()
+    await expect(page.get_by_role("cell", name="Sync executions", exact=True)).to_be_visible()
     members = page.get_by_role("table", name="Members")
     await expect(members).to_contain_text(_console(stack)["email"])
     await page.get_by_label("Email", exact=True).fill("new.colleague@example.com")
@@ -250,7 +262,9 @@ async def test_settings_show_the_project_limits_and_members(page: "Page", stack:
     await page.get_by_role("button", name="Invite").click()
     link = page.get_by_role("region", name="Invitation link")
     await expect(link).to_contain_text("/invite#")
-    await expect(page.get_by_role("table", name="Pending invitations")).to_contain_text("new.colleague@example.com")
+    await expect(page.get_by_role("table", name="Pending invitations")).to_contain_text(
+        "new.colleague@example.com"
+    )
     await screenshot(page, "settings")
 
 
@@ -270,7 +284,9 @@ async def test_a_viewer_sees_no_usable_write_controls_and_the_api_refuses(
     await signed_in(page, stack, "/notifications", VIEWER)
     await expect(page.get_by_text("Viewers cannot change notifications.")).to_be_visible()
     await expect(page.get_by_role("button", name="New notification")).to_be_disabled()
-    await expect(page.get_by_role("button", name=re.compile("^(Delete|Disable|Send test)"))).to_have_count(0)
+    await expect(
+        page.get_by_role("button", name=re.compile("^(Delete|Disable|Send test)"))
+    ).to_have_count(0)
     status = await page.evaluate(
         """async () => {
           const csrf = document.cookie.split('; ').find((c) => c.startsWith('cc_csrf=')).slice(8);

@@ -59,7 +59,7 @@ export async function render(ctx) {
     editing ? h("p", { class: "hint" }, "The type of a notification cannot change; create another one instead.") : null);
 
   const webhookUrl = h("input", { type: "url", name: "webhookConfig.url", maxlength: 2048, minlength: 8,
-    placeholder: "https://example.com/hooks/codecourier", value: sub && sub.webhookConfig ? sub.webhookConfig.url : "" });
+    placeholder: "https://…", value: sub && sub.webhookConfig ? sub.webhookConfig.url : "" });
   const webhookSecret = h("input", { type: "password", name: "webhookConfig.secret", minlength: 16, maxlength: 512,
     autocomplete: "new-password" });
   const standard = h("input", { type: "checkbox", name: "webhookConfig.standardWebhooks",
@@ -77,7 +77,7 @@ export async function render(ctx) {
     field("Recipients", recipients, "Up to 10 addresses, one per line or separated by commas."));
 
   const slackUrl = h("input", { type: "url", name: "slackConfig.webhookUrl", maxlength: 2048, minlength: 8,
-    autocomplete: "off", placeholder: "https://hooks.slack.com/services/…" });
+    autocomplete: "off", placeholder: "https://…" });
   const slackChannel = h("input", { name: "slackConfig.channelName", maxlength: 80,
     value: sub && sub.slackConfig && sub.slackConfig.channelName ? sub.slackConfig.channelName : "" });
   const slackPart = h("div", { class: "type-part", dataset: { type: "slack" } },
