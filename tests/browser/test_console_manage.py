@@ -228,6 +228,7 @@ async def test_each_kind_of_subscription_is_created_from_logs_and_tested(
     await expect(table).to_contain_text("Consecutive failures (2)")
     await expect(table).to_contain_text("#alerts-billing")
     await expect(table.get_by_text("delivered", exact=True)).to_have_count(3)
+    assert "null" not in await table.inner_text()
     assert signing not in await page.content()
     assert "B0RECEIVER" not in await page.content()  # the Slack URL is a secret
     await screenshot(page, "notifications")

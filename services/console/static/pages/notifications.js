@@ -105,17 +105,18 @@ export async function render(ctx) {
     const buttons = h("div", { class: "row-actions" }, canWrite ? null
       : h("a", { class: "button small", href: `/notifications/${encodeURIComponent(sub.id)}`, "aria-label": `Details of ${label}` }, "Details"));
     if (canWrite) {
-      buttons.append(
+      const rotateButton = sub.notificationType === "webhook"
+        ? h("button", { type: "button", class: "button small", "aria-label": `Rotate secret of ${label}`,
+          onclick: () => rotate(sub) }, "Rotate secret") : null;
+      buttons.append(...[
         h("a", { class: "button small", href: `/notifications/${encodeURIComponent(sub.id)}/edit`, "aria-label": `Edit ${label}` }, "Edit"),
         h("button", { type: "button", class: "button small", "aria-label": `${sub.active ? "Disable" : "Enable"} ${label}`,
           onclick: () => setActive(sub) }, sub.active ? "Disable" : "Enable"),
         h("button", { type: "button", class: "button small", "aria-label": `Send test to ${label}`,
           onclick: () => test(sub, result) }, "Send test"),
-        sub.notificationType === "webhook"
-          ? h("button", { type: "button", class: "button small", "aria-label": `Rotate secret of ${label}`,
-            onclick: () => rotate(sub) }, "Rotate secret") : null,
+        rotateButton,
         h("button", { type: "button", class: "button small danger", "aria-label": `Delete ${label}`,
-          onclick: () => remove(sub) }, "Delete"));
+          onclick: () => remove(sub) }, "Delete")].filter(Boolean));
     }
     return h("div", {}, buttons, result);
   }
