@@ -1,9 +1,9 @@
-"""The control plane (projects, keys, subscriptions, the outbox): one SQLAlchemy Core layer for
-SQLite and PostgreSQL.
+"""The control plane (projects, keys, subscriptions, the outbox, users and their sessions): one
+SQLAlchemy Core layer for SQLite and PostgreSQL.
 
 `ControlPlane` is the one object services hold; its queries live by table in `projects`,
-`keys`, `subscriptions` and `outbox`, the tables and migrations in `schema`, the records in
-`records`.
+`keys`, `subscriptions`, `outbox`, `users`, `members`, `sessions` and `invitations`, the tables
+and migrations in `schema`, the records in `records`.
 """
 
 from typing import Any
@@ -12,26 +12,42 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from services.common.controlplane.invitations import InvitationQueries
 from services.common.controlplane.keys import KeyQueries
+from services.common.controlplane.members import MemberChange, MemberQueries
 from services.common.controlplane.outbox import OutboxQueries
 from services.common.controlplane.projects import ProjectQueries
 from services.common.controlplane.records import (
+    InvitationRecord,
     KeyRecord,
+    MemberRecord,
+    MembershipRecord,
     OutboxMessage,
     ProjectRecord,
+    SessionRecord,
     SubscriptionRow,
+    UserRecord,
 )
 from services.common.controlplane.schema import MIGRATIONS, create_tables, outbox, schema_migrations
+from services.common.controlplane.sessions import SessionQueries
 from services.common.controlplane.subscriptions import SubscriptionQueries
+from services.common.controlplane.users import UserQueries, new_user
 from services.common.errors import Unavailable
 
 __all__ = [
     "ControlPlane",
+    "InvitationRecord",
     "KeyRecord",
+    "MemberChange",
+    "MemberRecord",
+    "MembershipRecord",
     "OutboxMessage",
     "ProjectRecord",
+    "SessionRecord",
     "SubscriptionRow",
+    "UserRecord",
     "make_engine",
+    "new_user",
     "outbox",
 ]
 
@@ -55,9 +71,18 @@ def make_engine(url: str, connect_args: dict[str, Any] | None = None) -> AsyncEn
     )
 
 
-class ControlPlane(ProjectQueries, KeyQueries, SubscriptionQueries, OutboxQueries):
-    """Projects, keys, subscriptions and the outbox; every method is one short transaction with
-    bound parameters."""
+class ControlPlane(
+    ProjectQueries,
+    KeyQueries,
+    SubscriptionQueries,
+    OutboxQueries,
+    UserQueries,
+    MemberQueries,
+    SessionQueries,
+    InvitationQueries,
+):
+    """Projects, keys, subscriptions, the outbox, users, memberships, sessions and invitations;
+    every method is one short transaction with bound parameters."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine

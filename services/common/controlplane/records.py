@@ -1,10 +1,12 @@
 """The control plane's rows as records, and the decoding of query results into them."""
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from msgspec import Struct
+
+R = TypeVar("R", bound=Struct)
 
 
 class ProjectRecord(Struct, frozen=True):
@@ -48,6 +50,69 @@ class SubscriptionRow(Struct, frozen=True):
     version: int
 
 
+class UserRecord(Struct, frozen=True):
+    """A row of `users`: a person who signs in to the console."""
+
+    id: str
+    email: str
+    password_hash: str
+    created_at_ms: int
+    password_changed_at_ms: int
+
+
+class MembershipRecord(Struct, frozen=True):
+    """One of a user's projects, with the project's name and plan."""
+
+    project_id: str
+    project_name: str
+    plan: str
+    role: str
+    created_at_ms: int
+
+
+class MemberRecord(Struct, frozen=True):
+    """One member of a project, with the user's email."""
+
+    user_id: str
+    email: str
+    role: str
+    created_at_ms: int
+
+
+class SessionRecord(Struct, frozen=True):
+    """A row of `sessions`; the token itself is never stored."""
+
+    id_hash: str
+    user_id: str
+    created_at_ms: int
+    last_seen_at_ms: int
+    expires_at_ms: int
+    revoked_at_ms: int | None = None
+
+
+class InvitationRecord(Struct, frozen=True):
+    """A row of `invitations`; the token itself is never stored."""
+
+    id: str
+    project_id: str
+    email: str
+    role: str
+    token_hash: str
+    created_by: str
+    created_at_ms: int
+    expires_at_ms: int
+    accepted_at_ms: int | None = None
+    revoked_at_ms: int | None = None
+
+    def usable(self, at_ms: int) -> bool:
+        """Whether the invitation can still be accepted."""
+        return (
+            self.accepted_at_ms is None
+            and self.revoked_at_ms is None
+            and at_ms < self.expires_at_ms
+        )
+
+
 class OutboxMessage(Struct, frozen=True):
     """A record to publish, written in the same transaction as the change it announces."""
 
@@ -56,6 +121,11 @@ class OutboxMessage(Struct, frozen=True):
     partition: int | None
     value: bytes | None
     id: int = 0
+
+
+def record_of(kind: type[R], row: "sa.Row[*tuple[Any, ...]]") -> R:
+    """A row as a record whose fields are named like its columns."""
+    return kind(**{c: row._mapping[c] for c in kind.__struct_fields__})
 
 
 def subscription_of(row: sa.Row[Any]) -> SubscriptionRow:

@@ -72,6 +72,55 @@ outbox = sa.Table(
 )
 
 
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("email", sa.String(254), nullable=False, unique=True),  # stored lower-cased
+    sa.Column("password_hash", sa.Text, nullable=False),  # argon2id, with its parameters
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("password_changed_at_ms", sa.BigInteger, nullable=False),
+)
+
+memberships = sa.Table(
+    "memberships",
+    metadata,
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id"), primary_key=True),
+    sa.Column("project_id", sa.String(40), sa.ForeignKey("projects.id"), primary_key=True),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_memberships_project", "project_id", "created_at_ms"),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),  # HMAC-SHA256 of the token
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("last_seen_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("expires_at_ms", sa.BigInteger, nullable=False),  # absolute
+    sa.Column("revoked_at_ms", sa.BigInteger, nullable=True),
+    sa.Index("ix_sessions_user", "user_id"),
+)
+
+invitations = sa.Table(
+    "invitations",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("project_id", sa.String(40), sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("email", sa.String(254), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_by", sa.String(40), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("expires_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("accepted_at_ms", sa.BigInteger, nullable=True),
+    sa.Column("revoked_at_ms", sa.BigInteger, nullable=True),
+    sa.Index("ix_invitations_project", "project_id", "created_at_ms"),
+)
+
+
 # One counter per kind of change that replicas cache: `keys` moves with every key created or
 # revoked and every plan change, so API replicas can drop their key caches when it moves.
 change_versions = sa.Table(
@@ -102,4 +151,9 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "projects and api keys", create_tables(projects, api_keys)),
     (2, "notification subscriptions and the outbox", create_tables(subscriptions, outbox)),
     (3, "change versions for cache invalidation", _versions),
+    (
+        4,
+        "users, memberships, sessions, invitations",
+        create_tables(users, memberships, sessions, invitations),
+    ),
 ]

@@ -206,3 +206,108 @@ export function toast(message, tone = "ok") {
   region.append(item);
   setTimeout(() => item.remove(), 4000);
 }
+
+// ---- Helpers of the management pages (notifications, keys, settings, alerts) ----
+
+// Why write controls are missing or disabled for this person.
+export function readOnlyNote(text) {
+  return h("p", { class: "read-only-note", role: "note" }, text);
+}
+
+// A secret shown this once: the warning, the value with its copy button, a way to dismiss it.
+export function secretPanel(title, secret, note) {
+  const panel = h("section", { class: "secret", "aria-label": title },
+    h("h2", { tabindex: "-1" }, title),
+    h("p", {}, h("strong", {}, "Copy it now: it will not be shown again. "), note || ""),
+    h("p", {}, copyable(secret, `Copy ${title.toLowerCase()}`)));
+  const dismiss = h("button", { type: "button", class: "button small" }, "I have stored it");
+  dismiss.addEventListener("click", () => panel.remove());
+  panel.append(dismiss);
+  return panel;
+}
+
+// A URL with its path, query and credentials hidden: enough to recognise the host.
+export function maskUrl(url) {
+  try {
+    const parsed = new URL(url);
+    const path = parsed.pathname.length > 1 ? "/…" : "";
+    return `${parsed.protocol}//${parsed.host}${path}`;
+  } catch {
+    return "•••";
+  }
+}
+
+// A "Load more" button for a cursor listing: `load()` fetches the next page and redraws.
+export function loadMoreButton(load, label = "Load more") {
+  const button = h("button", { type: "button", class: "button" }, label);
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    button.textContent = "Loading…";
+    try {
+      await load();
+    } catch (err) {
+      if (err && err.name === "AbortError") return;
+      button.replaceWith(errorBox(err, "More could not be loaded"));
+    }
+  });
+  return button;
+}
+
+// A menu button: `label` opens a role=menu of items [{label, onSelect}] (arrows, Home/End,
+// Escape and Tab close it, focus returns to the button).
+export function menuButton(label, items) {
+  const id = `menu-${Math.random().toString(36).slice(2, 9)}`;
+  const button = h("button", { type: "button", class: "button", "aria-haspopup": "menu",
+    "aria-expanded": "false", "aria-controls": id }, label, h("span", { "aria-hidden": "true" }, "▾"));
+  const entries = items.map((item) => h("button", { type: "button", role: "menuitem", tabindex: "-1",
+    onclick: () => { close(true); item.onSelect(); } }, item.label));
+  const menu = h("div", { role: "menu", id, "aria-label": label, hidden: true }, entries);
+  const wrapper = h("div", { class: "menu" }, button, menu);
+  const focusItem = (i) => entries[(i + entries.length) % entries.length].focus();
+  function open(index = 0) {
+    menu.hidden = false;
+    button.setAttribute("aria-expanded", "true");
+    focusItem(index);
+    document.addEventListener("pointerdown", outside, true);
+  }
+  function close(refocus) {
+    menu.hidden = true;
+    button.setAttribute("aria-expanded", "false");
+    document.removeEventListener("pointerdown", outside, true);
+    if (refocus) button.focus();
+  }
+  function outside(event) { if (!wrapper.contains(event.target)) close(false); }
+  button.addEventListener("click", () => (menu.hidden ? open() : close(false)));
+  button.addEventListener("keydown", (event) => {
+    if (event.key === "ArrowDown") { event.preventDefault(); open(0); }
+    if (event.key === "ArrowUp") { event.preventDefault(); open(entries.length - 1); }
+  });
+  menu.addEventListener("keydown", (event) => {
+    const i = entries.indexOf(document.activeElement);
+    const moves = { ArrowDown: i + 1, ArrowUp: i - 1, Home: 0, End: entries.length - 1 };
+    if (event.key in moves) { event.preventDefault(); focusItem(moves[event.key]); }
+    else if (event.key === "Escape") { event.preventDefault(); close(true); }
+    else if (event.key === "Tab") close(false);
+  });
+  return wrapper;
+}
+
+// Any JSON value as a tree of <details>: objects and arrays fold, the first `openDepth` levels
+// start open; strings, numbers, booleans and null are coloured by kind.
+export function jsonTree(value, { openDepth = 1, name } = {}) {
+  const key = (k) => (k === undefined ? null : h("span", { class: "json-key" }, `${k}: `));
+  function node(v, k, depth) {
+    if (v !== null && typeof v === "object") {
+      const entries = Array.isArray(v) ? v.map((x, i) => [i, x]) : Object.entries(v);
+      const summary = Array.isArray(v) ? `[${entries.length}]` : `{${entries.length}}`;
+      if (!entries.length) return h("div", { class: "json-leaf" }, key(k), h("span", { class: "json-punct" }, Array.isArray(v) ? "[]" : "{}"));
+      return h("details", { class: "json-node", open: depth < openDepth },
+        h("summary", {}, key(k), h("span", { class: "json-punct" }, summary)),
+        h("div", { class: "json-children" }, entries.map(([ck, cv]) => node(cv, ck, depth + 1))));
+    }
+    const kind = v === null ? "null" : typeof v;
+    return h("div", { class: "json-leaf" }, key(k),
+      h("span", { class: `json-${kind}` }, kind === "string" ? JSON.stringify(v) : String(v)));
+  }
+  return h("div", { class: "json-tree" }, node(value, name, 0));
+}
