@@ -80,7 +80,7 @@ async def _console_owner(
 def _console_lines(console: ConsoleCredentials | None) -> list[str]:
     if console is None:
         return []
-    password = console.password or "(changed in the console; not known here)"
+    password = console.password or "(set earlier; not known to this start)"
     return [
         f"  Console      {console.url}",
         f"  Email        {console.email}",

@@ -1,5 +1,9 @@
 """The API foundation over HTTP against the real stack (`codecourier up`)."""
 
+import json
+
+import aiohttp
+
 from tests.e2e.helpers import call, new_key, new_project
 from tests.processes import Stack
 
@@ -312,3 +316,32 @@ async def test_plan_change_by_the_operator(session, stack: Stack) -> None:
         json={"plan": "team"},
     )
     assert status == 404
+
+
+async def test_up_saves_console_credentials_that_sign_in(stack: Stack) -> None:
+    console = json.loads((stack.data_dir / "local.json").read_text())["console"]
+    assert console["url"] == f"{stack.base_url}/"
+    assert console["email"] == "owner@codecourier.local" and len(console["password"]) >= 12
+    # A browser's cookie jar (loopback addresses allowed, as browsers do).
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        credentials = {"email": console["email"], "password": console["password"]}
+        async with browser.post(f"{stack.base_url}/api/v1/session", json=credentials) as response:
+            assert response.status == 200
+            signed_in = (await response.json())["data"]
+        assert signed_in["memberships"] == [
+            {"projectId": stack.project_id, "projectName": "local", "role": "owner"}
+        ]
+        async with browser.get(f"{stack.base_url}/api/v1/whoami") as response:
+            me = (await response.json())["data"]
+            assert response.headers["X-RateLimit-Limit"] == "600"  # the console's bucket
+        assert (me["projectId"], me["name"]) == (stack.project_id, console["email"])
+        csrf = {"X-CSRF-Token": signed_in["csrfToken"]}
+        key = {"name": "from the console", "scopes": ["logs:read"]}
+        async with browser.post(
+            f"{stack.base_url}/api/v1/keys", json=key, headers=csrf
+        ) as response:
+            assert response.status == 201
+        async with browser.delete(f"{stack.base_url}/api/v1/session", headers=csrf) as response:
+            assert response.status == 204
+        async with browser.get(f"{stack.base_url}/api/v1/whoami") as response:
+            assert response.status == 401

@@ -80,6 +80,7 @@ def _start_make_run(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, int]:
         "adminToken",
         "projectId",
         "apiKey",
+        "console",
     }
     brokers = _pids_with(f"tcp://127.0.0.1:{kafka_port}")
     assert len(brokers) == 1, brokers

@@ -18,7 +18,7 @@ from tests.processes import running_stack
 # What `up` prints on stdout: the banner once the stack is ready, the account of its stop.
 ACCOUNT = re.compile(
     r"|CodeCourier is running .*|Stopping CodeCourier .*|Stopped in .*"
-    r"|  (Base URL|Admin token|Project|API key|Saved to|Try:|Stop with) .*"
+    r"|  (Base URL|Admin token|Project|API key|Console|Email|Password|Saved to|Try:|Stop with) .*"
     r"|  (events|dispatcher|alerts|log sink|api|broker) +\S.*"
 )
 STORY = ("broker.started", "api.listening", "logsink.started", "alerts.starting",

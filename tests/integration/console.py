@@ -1,6 +1,7 @@
 """Console tests' pieces: an API in this process with a clock the test moves, people created
 directly in the control plane, and browsers that keep their own cookies."""
 
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from services.common.controlplane import ControlPlane, UserRecord, new_user
 from tests.integration.apiserver import deps_for, serving, settings_for
 
 PASSWORD = "correct horse battery staple"
+_EARLIER = itertools.count(1_000_000, -1)
 START_S = 1_800_000_000.0
 
 
@@ -55,11 +57,12 @@ async def console_api(
 async def person(
     cp: ControlPlane, email: str, memberships: dict[str, str], password: str = PASSWORD
 ) -> UserRecord:
-    """A user with a password and roles by project id (joined in that order)."""
+    """A user with a password and roles by project id, joined in the order of the calls (and
+    before the test clock's start, so that what the API adds later comes after)."""
     user = new_user(email, passwords.hash_password_now(password), int(START_S * 1000))
     await cp.create_user(user)
-    for order, (project_id, role) in enumerate(memberships.items()):
-        await cp.add_member(user.id, project_id, role, int(START_S * 1000) + order)
+    for project_id, role in memberships.items():
+        await cp.add_member(user.id, project_id, role, int(START_S * 1000) - next(_EARLIER))
     return user
 
 
