@@ -1,23 +1,30 @@
 """The `codecourier` command: one parser built from the command tables, and `main`.
 
 Server commands run the services (`servercmds`), admin commands manage projects and keys
-(`admincmds`), client commands send events and follow logs (`clientcmds`). A command of two
-words (`key create`) is an action of its group (`key`).
+(`admincmds`), user commands create console users (`usercmds`), client commands send events and
+follow logs (`clientcmds`). A command of two words (`key create`) is an action of its group
+(`key`).
 """
 
 import argparse
 import sys
 from collections.abc import Sequence
 
-from services import admincmds, clientcmds, servercmds
+from services import admincmds, clientcmds, servercmds, usercmds
 from services.command import CliError, Command
 from services.common.config import ConfigError, load_settings
 from services.common.log import configure_logging
 
-COMMANDS: tuple[Command, ...] = (*servercmds.COMMANDS, *admincmds.COMMANDS, *clientcmds.COMMANDS)
+COMMANDS: tuple[Command, ...] = (
+    *servercmds.COMMANDS,
+    *admincmds.COMMANDS,
+    *usercmds.COMMANDS,
+    *clientcmds.COMMANDS,
+)
 GROUPS = {
     "project": "create projects and change plans (admin API)",
     "key": "create, list and revoke API keys (of your project, or any with --project)",
+    "user": "create console users (people who sign in with an email and password)",
     "events": "send execution events to the API",
     "logs": "follow completed executions",
 }

@@ -22,8 +22,15 @@ from services.common import apikeys, kafka
 from services.common.auth import check_usable
 from services.common.clock import now_ms
 from services.common.config import Settings, ensure_secret_key
+from services.common.controlplane import new_user
 from services.common.ids import random_base62
-from services.common.localfile import LocalCredentials, read_credentials, write_credentials
+from services.common.localfile import (
+    ConsoleCredentials,
+    LocalCredentials,
+    read_credentials,
+    write_credentials,
+)
+from services.common.passwords import generate_password, hash_password, verify_password
 from services.common.processes import die_with_parent
 from services.localstop import StopSignals, stop_stack
 from services.supervisor import RESTARTS, Child, Crashed, Job, Service
@@ -33,6 +40,7 @@ log = structlog.get_logger(__name__)
 RESTARTING = "CodeCourier is (re)starting its broker; retry in a few seconds."
 
 LOCAL_PROJECT_PLAN = "enterprise"
+LOCAL_OWNER_EMAIL = "owner@codecourier.local"
 CHILD_TERM_TIMEOUT_S = 10.0
 
 
@@ -51,6 +59,35 @@ async def _local_key(api: RunningApi, previous: LocalCredentials | None) -> tupl
     return project.id, key_created.secret
 
 
+async def _console_owner(
+    api: RunningApi, project_id: str, url: str, previous: LocalCredentials | None
+) -> ConsoleCredentials:
+    """The local project's owner in the console: created with a generated password on the
+    first start; later starts keep the user and its password (None once changed there)."""
+    cp = api.deps.controlplane
+    user = await cp.find_user(LOCAL_OWNER_EMAIL)
+    password = previous.console.password if previous and previous.console else None
+    if user is None:
+        password = generate_password()
+        user = new_user(LOCAL_OWNER_EMAIL, await hash_password(password), now_ms())
+        await cp.create_user(user)
+    elif password and not await verify_password(user.password_hash, password):
+        password = None
+    await cp.add_member(user.id, project_id, "owner", now_ms())  # a new project: join it
+    return ConsoleCredentials(url=url, email=LOCAL_OWNER_EMAIL, password=password)
+
+
+def _console_lines(console: ConsoleCredentials | None) -> list[str]:
+    if console is None:
+        return []
+    password = console.password or "(changed in the console; not known here)"
+    return [
+        f"  Console      {console.url}",
+        f"  Email        {console.email}",
+        f"  Password     {password}",
+    ]
+
+
 def banner(creds: LocalCredentials, path: Path) -> str:
     """What `up` prints once the stack is ready."""
     return "\n".join(
@@ -61,6 +98,7 @@ def banner(creds: LocalCredentials, path: Path) -> str:
             f"  Admin token  {creds.adminToken}",
             f"  Project      {creds.projectId} ({LOCAL_PROJECT_PLAN} plan)",
             f"  API key      {creds.apiKey}",
+            *_console_lines(creds.console),
             f"  Saved to     {path} (mode 0600)",
             "",
             f"  Try: curl -H 'Authorization: Bearer {creds.apiKey}' {creds.baseUrl}/api/v1/whoami",
@@ -118,7 +156,9 @@ class LocalStack:
         if self.embedded_broker:
             self._add("broker", self._watch_broker)
         project_id, api_key = await _local_key(api, previous)
-        return LocalCredentials(base_url, self.settings.admin_token or "", project_id, api_key)
+        console = await _console_owner(api, project_id, f"{base_url}/", previous)
+        admin_token = self.settings.admin_token or ""
+        return LocalCredentials(base_url, admin_token, project_id, api_key, console)
 
     def _add(self, name: str, job: Job) -> None:
         service = Service(name, job)

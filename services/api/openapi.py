@@ -21,6 +21,10 @@ _ERRORS = {
     "500": "INTERNAL",
     "503": "UNAVAILABLE (see Retry-After)",
 }
+_SESSION_NOTE = (
+    "With a session cookie, a request other than GET/HEAD/OPTIONS needs `X-CSRF-Token` equal to "
+    "the `cc_csrf` cookie; `X-Project-Id` chooses among the user's projects."
+)
 _BODY_ERRORS = {"413": "PAYLOAD_TOO_LARGE", "415": "UNSUPPORTED_MEDIA_TYPE"}
 
 
@@ -48,10 +52,19 @@ def _operation(route: Route, refs: dict[type, dict[str, Any]]) -> dict[str, Any]
         "operationId": re.sub(r"\W+", "_", f"{route.method.lower()}{route.path}").strip("_"),
         "tags": [route.tag],
     }
+    notes = []
     if route.scope:
-        op["description"] = f"Requires the `{route.scope}` scope."
+        notes.append(f"Requires the `{route.scope}` scope.")
+    if route.role:
+        notes.append(f"Only a console session of an {route.role} of the project.")
+    if route.auth in ("key", "session", "user"):
+        notes.append(_SESSION_NOTE)
+    if notes:
+        op["description"] = " ".join(notes)
     if route.auth == "key":
-        op["security"] = [{"bearer": []}, {"apiKey": []}]
+        op["security"] = [{"bearer": []}, {"apiKey": []}, {"session": []}]
+    elif route.auth in ("session", "user"):
+        op["security"] = [{"session": []}]
     elif route.auth == "admin":
         op["security"] = [{"adminToken": []}]
     else:
@@ -124,6 +137,12 @@ def build_document(routes: list[Route]) -> dict[str, Any]:
                 "bearer": {"type": "http", "scheme": "bearer", "description": "cc_live_ API key"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
                 "adminToken": {"type": "http", "scheme": "bearer", "description": "CC_ADMIN_TOKEN"},
+                "session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "cc_session",
+                    "description": "console session (POST /api/v1/session)",
+                },
             },
         },
     }

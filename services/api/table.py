@@ -5,11 +5,14 @@ from services.api import (
     deliveries,
     events,
     identity,
+    invitations,
     keys,
     logs,
+    members,
     notifications,
     ops,
     runs,
+    session,
     stats,
     workflows,
 )
@@ -27,4 +30,7 @@ ROUTES: list[Route] = [
     *stats.ROUTES,
     *notifications.ROUTES,
     *deliveries.ROUTES,
+    *session.ROUTES,
+    *members.ROUTES,
+    *invitations.ROUTES,
 ]

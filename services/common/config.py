@@ -88,6 +88,8 @@ class Settings(Struct, frozen=True, kw_only=True):
     logsink: SinkConfig = field(default_factory=SinkConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     dispatcher: DispatcherConfig = field(default_factory=DispatcherConfig)
+    console_rate_per_minute: int = 600  # a console user's requests (per minute and burst)
+    invite_ttl_hours: float = 168.0
     # Where client commands find a running API and their key (`CC_URL`, `CC_API_KEY`).
     client_url: str | None = None
     api_key: str | None = None
@@ -260,6 +262,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         logsink=SinkConfig(dedup_scope=env.get("CC_LOGSINK_DEDUP_SCOPE") or ""),
         alerts=load_alerts_config(env),
         dispatcher=load_dispatcher_config(env),
+        console_rate_per_minute=int(env_number(env, "CC_CONSOLE_RATE_PER_MINUTE", 600)),
+        invite_ttl_hours=env_number(env, "CC_INVITE_TTL_HOURS", 168.0),
         client_url=env.get("CC_URL") or None,
         api_key=env.get("CC_API_KEY") or None,
     )

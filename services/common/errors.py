@@ -43,8 +43,8 @@ class Unauthenticated(AppError):
 class ScopeDenied(AppError):
     code, status = "SCOPE_DENIED", 403
 
-    def __init__(self, scope: str) -> None:
-        super().__init__(f"This key does not have the required '{scope}' scope.")
+    def __init__(self, scope: str, holder: str = "This key") -> None:
+        super().__init__(f"{holder} does not have the required '{scope}' scope.")
 
 
 class Forbidden(AppError):

@@ -8,13 +8,23 @@ from pathlib import Path
 import msgspec
 
 
+class ConsoleCredentials(msgspec.Struct, frozen=True):
+    """How to sign in to the local console; `password` is None once it was changed there."""
+
+    url: str
+    email: str
+    password: str | None
+
+
 class LocalCredentials(msgspec.Struct, frozen=True):
-    """`<data dir>/local.json`: what a developer needs to call the local stack."""
+    """`<data dir>/local.json`: what a developer needs to call the local stack (files written
+    before the console existed have no `console`)."""
 
     baseUrl: str
     adminToken: str
     projectId: str
     apiKey: str
+    console: ConsoleCredentials | None = None
 
 
 def read_credentials(data_dir: Path) -> LocalCredentials | None:

@@ -73,7 +73,8 @@ def deps_for(
 
 
 @asynccontextmanager
-async def serving(deps: Deps) -> AsyncIterator[TestClient[Any, Any]]:
+async def serving(deps: Deps, **client_options: Any) -> AsyncIterator[TestClient[Any, Any]]:
     """A client of the API's routes served on a loopback port."""
-    async with TestClient(TestServer(build_app(deps, background=False))) as client:
+    server = TestServer(build_app(deps, background=False))
+    async with TestClient(server, **client_options) as client:
         yield client

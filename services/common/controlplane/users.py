@@ -10,11 +10,16 @@ from services.common.errors import Conflict
 from services.common.ids import new_id
 
 
+def stored_email(email: str) -> str:
+    """The form emails are stored and compared in: trimmed and lower-cased."""
+    return email.strip().lower()
+
+
 def new_user(email: str, password_hash: str, now_ms: int) -> UserRecord:
     """A user record with a fresh id, not yet stored."""
     return UserRecord(
         id=new_id("usr_"),
-        email=email,
+        email=stored_email(email),
         password_hash=password_hash,
         created_at_ms=now_ms,
         password_changed_at_ms=now_ms,
@@ -53,9 +58,10 @@ class UserQueries:
             raise email_taken(user.email) from exc
 
     async def find_user(self, email: str) -> UserRecord | None:
-        """The user with this (lower-cased) email, or None."""
+        """The user with this email (in any case), or None."""
+        query = sa.select(users).where(users.c.email == stored_email(email))
         async with self.engine.connect() as conn:
-            row = (await conn.execute(sa.select(users).where(users.c.email == email))).first()
+            row = (await conn.execute(query)).first()
         return record_of(UserRecord, row) if row else None
 
     async def get_user(self, user_id: str) -> UserRecord | None:
