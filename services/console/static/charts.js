@@ -15,14 +15,14 @@ function niceMax(value) {
   return 10 * step;
 }
 
-// A bucket's start as a short label: hours for buckets under a day, dates otherwise.
+// A bucket's start as a short axis label: hours for hourly buckets, dates otherwise.
 export function bucketLabel(iso, bucketSeconds) {
-  const date = new Date(iso);
-  const options = bucketSeconds < 86400
-    ? { hour: "2-digit", minute: "2-digit", ...(bucketSeconds >= 21600 ? { day: "numeric", month: "short" } : {}) }
-    : { day: "numeric", month: "short" };
-  return new Intl.DateTimeFormat(undefined, options).format(date);
+  const options = bucketSeconds < 21600 ? { hour: "numeric" } : { day: "numeric", month: "short" };
+  return new Intl.DateTimeFormat(undefined, options).format(new Date(iso));
 }
+
+const full = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+const tip = (iso) => full.format(new Date(iso));
 
 function frame(buckets, max, format, bucketSeconds) {
   const plotW = W - PAD.left - PAD.right;
@@ -35,7 +35,7 @@ function frame(buckets, max, format, bucketSeconds) {
     parts.push(svg("line", { class: "grid-line", x1: PAD.left, x2: W - PAD.right, y1: y(v), y2: y(v) }));
     parts.push(svg("text", { class: "axis", x: PAD.left - 6, y: y(v) + 4, "text-anchor": "end" }, format(v)));
   }
-  const every = Math.max(1, Math.ceil(buckets.length / 6));
+  const every = Math.max(1, Math.ceil(buckets.length / 5));
   buckets.forEach((b, i) => {
     if (i % every !== 0) return;
     parts.push(svg("text", { class: "axis", x: x(i) + step / 2, y: H - 8, "text-anchor": "middle" },
@@ -66,7 +66,7 @@ export function lineChart(buckets, { title, series, format = String, bucketSecon
     parts.push(svg("path", { class: s.className, d: line }));
   }
   buckets.forEach((b, i) => {
-    const text = `${bucketLabel(b.start, bucketSeconds)}: ` +
+    const text = `${tip(b.start)}: ` +
       series.map((s) => `${s.label} ${format(b[s.key] || 0)}`).join(", ");
     parts.push(svg("rect", { class: "hover", x: x(i), y: PAD.top, width: step, height: H - PAD.top - PAD.bottom },
       svg("title", {}, text)));
@@ -93,7 +93,7 @@ export function barChart(buckets, { title, stacks, format = String, bucketSecond
       }
       base += v;
     }
-    const text = `${bucketLabel(b.start, bucketSeconds)}: ` +
+    const text = `${tip(b.start)}: ` +
       stacks.map((s) => `${s.label} ${format(b[s.key] || 0)}`).join(", ");
     group.push(svg("rect", { class: "hover", x: x(i), y: PAD.top, width: step, height: H - PAD.top - PAD.bottom }));
     parts.push(svg("g", {}, svg("title", {}, text), ...group));

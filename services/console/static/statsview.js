@@ -27,7 +27,7 @@ function stat(label, value, note) {
 export function statCards(totals) {
   return h("div", { class: "grid cols-4 stat-cards" },
     stat("Executions", formatNumber(totals.executions)),
-    stat("Error rate", formatPercent(totals.errorRate), `${formatNumber(totals.errors)} errors`),
+    stat("Error rate", formatPercent(totals.errorRate), `${formatNumber(totals.errors)} ${totals.errors === 1 ? "error" : "errors"}`),
     stat("Duration p50 / p95",
       `${formatDuration(totals.p50DurationMs)} / ${formatDuration(totals.p95DurationMs)}`),
     stat("Cost", formatCost(totals.costUsd)));

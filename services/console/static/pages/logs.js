@@ -201,7 +201,7 @@ export async function render(ctx) {
 
   const state = { cursor: null, busy: false, shown: 0, done: false };
   function showCount() {
-    status.textContent = `${formatNumber(state.shown)} logs shown${state.done ? "" : "; more below"}.`;
+    status.textContent = `${formatNumber(state.shown)} ${state.shown === 1 ? "log" : "logs"} shown${state.done ? "" : "; more below"}.`;
   }
   async function next() {
     if (state.busy || state.done) return;
