@@ -30,7 +30,8 @@ from services.common.errors import Conflict, InvalidInput, NotFound, Unauthentic
 from services.common.ids import new_id
 from services.common.passwords import hash_password, password_problem, verify_password
 
-ACCEPT_PATH = "/invite"  # the console page that accepts an invitation (`?token=`)
+ACCEPT_PATH = "/invite"  # the console page that accepts an invitation (`#<token>`)
+# The token rides in the fragment: browsers never send it to a server, in a request or a Referer.
 GONE = "This invitation link is unknown, used, revoked or expired; ask for a new one."
 
 
@@ -66,7 +67,7 @@ async def create_invitation(call: Call) -> CreatedInvitation:
         created_at_ms=at, expires_at_ms=at + ttl_ms,
     )  # fmt: skip
     await deps.controlplane.create_invitation(record)
-    url = f"{console_base(call.request, deps.settings.public_base_url)}{ACCEPT_PATH}?token={token}"
+    url = f"{console_base(call.request, deps.settings.public_base_url)}{ACCEPT_PATH}#{token}"
     view = invitation_view(record)
     return CreatedInvitation(**msgspec.structs.asdict(view), token=token, url=url)
 

@@ -103,7 +103,7 @@ async def test_an_invitation_makes_a_new_user_once(
     project_id, owner = await owner_of_new_project(api, cp)
     created = await invite(owner, "New.Person@Example.com", "viewer")
     assert created["id"].startswith("inv_") and created["email"] == "new.person@example.com"
-    assert created["url"].endswith(f"/invite?token={created['token']}")
+    assert created["url"].endswith(f"/invite#{created['token']}")
     pending = await owner.call("GET", "/api/v1/invitations")
     assert [i["id"] for i in pending.body["data"]] == [created["id"]]
     assert "token" not in pending.body["data"][0]

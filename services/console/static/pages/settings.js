@@ -185,7 +185,7 @@ async function drawInvitations(ctx, slot) {
     try {
       const invitation = await api.send("POST", "/api/v1/invitations", { email: email.value.trim(), role: role.value },
         { signal: ctx.signal });
-      const url = `${location.origin}/invite#${invitation.token}`;
+      const url = invitation.url;
       clear(shown, secretPanel("Invitation link", url,
         `Send it to ${invitation.email} yourself; it works once, until ${new Date(invitation.expiresAt).toLocaleString()}.`));
       shown.querySelector("h2").focus();
