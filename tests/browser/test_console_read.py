@@ -24,14 +24,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 BULK = 110  # more than one page of the Logs table (100)
 
-# The console takes its theme from the colour scheme when it starts; screenshots switch the
-# scheme afterwards, so the page follows it here.
-FOLLOW_SCHEME = """
-matchMedia('(prefers-color-scheme: dark)').addEventListener('change', (event) => {
-  document.documentElement.dataset.theme = event.matches ? 'dark' : 'light';
-});
-"""
-
 # When the Logs table first holds 100 rows (the mutation observer runs right after the change).
 TIME_ROWS = """
 new MutationObserver((_, observer) => {
@@ -101,7 +93,6 @@ async def signed_in(page: "Page", stack: Stack, path: str = "/") -> None:
     local = json.loads((stack.data_dir / "local.json").read_text())
     if "console" not in local:
         pytest.skip("this stack has no console sign-in (local.json has no `console`)")
-    await page.add_init_script(FOLLOW_SCHEME)
     await page.goto(stack.base_url + path)
     await page.get_by_label("Email").fill(local["console"]["email"])
     await page.get_by_label("Password").fill(local["console"]["password"])

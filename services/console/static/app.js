@@ -75,16 +75,27 @@ function setQuery(values, { replace = false } = {}) {
   navigate(location.pathname + (search ? `?${search}` : ""), { replace });
 }
 
+// The system's colour scheme rules until a person picks a theme with the toggle.
+const darkScheme = matchMedia("(prefers-color-scheme: dark)");
+
 function applyTheme(theme) {
   document.documentElement.dataset.theme = theme;
-  localStorage.setItem(THEME_KEY, theme);
+  const toggle = document.getElementById("theme-toggle");
+  if (toggle) labelThemeToggle(toggle);
+}
+
+function chosenTheme() {
+  const saved = localStorage.getItem(THEME_KEY);
+  return saved === "light" || saved === "dark" ? saved : null;
 }
 
 function preferredTheme() {
-  const saved = localStorage.getItem(THEME_KEY);
-  if (saved === "light" || saved === "dark") return saved;
-  return matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
+  return chosenTheme() || (darkScheme.matches ? "dark" : "light");
 }
+
+darkScheme.addEventListener("change", () => {
+  if (!chosenTheme()) applyTheme(preferredTheme());
+});
 
 export async function loadSession() {
   try {
@@ -141,18 +152,20 @@ function projectSwitcher() {
   return select;
 }
 
+function labelThemeToggle(button) {
+  const dark = document.documentElement.dataset.theme === "dark";
+  button.textContent = dark ? "Light theme" : "Dark theme";
+  button.setAttribute("aria-pressed", String(dark));
+}
+
 function themeToggle() {
   const button = h("button", { type: "button", class: "button ghost small", id: "theme-toggle" });
-  const label = () => {
-    const dark = document.documentElement.dataset.theme === "dark";
-    button.textContent = dark ? "Light theme" : "Dark theme";
-    button.setAttribute("aria-pressed", String(dark));
-  };
   button.addEventListener("click", () => {
-    applyTheme(document.documentElement.dataset.theme === "dark" ? "light" : "dark");
-    label();
+    const theme = document.documentElement.dataset.theme === "dark" ? "light" : "dark";
+    localStorage.setItem(THEME_KEY, theme);
+    applyTheme(theme);
   });
-  label();
+  labelThemeToggle(button);
   return button;
 }
 
