@@ -24,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 from playwright.async_api import Page, async_playwright
 
 from services.common.clickhouse import ClickHouse
 from services.common.processes import free_port
+from tests.bench.bench_query import wait_ready
 from tests.bench.load import percentile
 from tests.bench.querydata import DataSet, fill_clickhouse, progress
 from tests.processes import Stack, start_stack, stop_stack
@@ -79,8 +81,13 @@ async def prepared_stack(data_dir: Path, size: int) -> tuple[Stack, dict[str, An
         await fill_clickhouse(ch, data, PARTITIONS)
     finally:
         ch.close()
-    stack = start_stack(data_dir, {**ENV, "CC_HTTP_PORT": str(free_port())})
-    return stack, json.loads((data_dir / "local.json").read_text())
+    # local.json stays, so the restart keeps the project, its key and the console owner; the
+    # old file is there at once, so readiness is awaited on the new port instead.
+    port = free_port()
+    stack = start_stack(data_dir, {**ENV, "CC_HTTP_PORT": str(port)})
+    base_url = f"http://127.0.0.1:{port}"
+    await wait_ready(base_url)
+    return msgspec.structs.replace(stack, base_url=base_url), local
 
 
 async def sign_in(page: Page, base_url: str, console: dict[str, str]) -> None:

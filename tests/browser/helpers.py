@@ -25,6 +25,7 @@ async def screenshot(page: "Page", name: str, directory: Path = SCREENSHOTS) -> 
     """Write `<name>-light.png` and `<name>-dark.png` of the whole page (Playwright creates the
     folder); the page is left in the light scheme."""
     written = []
+    await page.evaluate("window.scrollTo(0, 0)")  # sticky parts where they are on arrival
     for scheme in SCHEMES:
         await page.emulate_media(color_scheme=scheme)
         path = directory / f"{name}-{scheme}.png"
