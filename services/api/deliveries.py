@@ -267,6 +267,14 @@ async def redeliver(call: Call) -> Redelivery:
     return Redelivery(deliveryId=delivery_id, round=notification.round)
 
 
+def _sendable(stored: str) -> bool:
+    """Whether a stored payload can be sent again (recover skips those that cannot)."""
+    try:
+        return bool(stored) and _payload.decode(stored) is not None
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return False
+
+
 async def recover(call: Call) -> Recovered:
     """Send again every delivery of a subscription whose latest round ended failed in the range,
     each exactly as `redeliver` does (same delivery id, a new round); at most 1,000 a call."""
@@ -287,7 +295,7 @@ async def recover(call: Call) -> Recovered:
         _FAILED, params, limits=deps.settings.query_limits_for("health"), narrow="a shorter range"
     )
     originals = {delivery_id: OriginalRow(*rest) for delivery_id, *rest in found}
-    sendable = [(d, o) for d, o in originals.items() if o.payload]
+    sendable = [(d, o) for d, o in originals.items() if _sendable(o.payload)]
     futures = [await _queue(deps.producer, _again(row, d, o, at)) for d, o in sendable]
     await asyncio.gather(*futures)
     return Recovered(deliveries=len(futures))
