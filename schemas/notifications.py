@@ -1,5 +1,6 @@
 """Notification subscriptions (contract section 6): API bodies and the records on topics."""
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -91,6 +92,26 @@ class SlackView(Struct, frozen=True):
     webhookUrlSet: bool
 
 
+HealthStatus = Literal["healthy", "failing", "disabled"]
+
+
+class EndpointHealth(Struct, frozen=True, omit_defaults=True):
+    """How a subscription's receiver is doing, from the delivery log (README "Endpoint health").
+
+    A delivery counts once it has ended (its latest round's last attempt is `delivered` or
+    `failed`). `failing`: the latest ended delivery failed; `failingSince`: when the oldest failed
+    delivery after the last success ended; `successRate24h`: delivered / ended over the
+    deliveries that ended in the last 24 hours (absent when none did); `disabled`: the
+    subscription was turned off with a `disabledReason`.
+    """
+
+    status: HealthStatus
+    failingSince: str | None = None
+    lastSuccessAt: str | None = None
+    lastFailureAt: str | None = None
+    successRate24h: float | None = None
+
+
 class Subscription(Struct, frozen=True, omit_defaults=True):
     """A subscription as the API returns it (no secret, ever)."""
 
@@ -112,6 +133,7 @@ class Subscription(Struct, frozen=True, omit_defaults=True):
     slackConfig: SlackView | None = None
     alertConfig: AlertConfig | None = None
     disabledReason: str | None = None
+    health: EndpointHealth | None = None
 
 
 class SubscriptionCreated(Struct, frozen=True, omit_defaults=True):
@@ -126,6 +148,20 @@ class Deleted(Struct, frozen=True):
 
     id: str
     deleted: bool
+
+
+class RecoverBody(Struct, frozen=True, forbid_unknown_fields=True):
+    """Send again the deliveries whose latest round ended `failed` between `since` and `until`
+    (default now); RFC 3339 times, at most 30 days apart."""
+
+    since: Annotated[datetime, Meta(tz=True)]
+    until: Annotated[datetime, Meta(tz=True)] | None = None
+
+
+class Recovered(Struct, frozen=True):
+    """How many failed deliveries were queued again (at most 1,000 per call)."""
+
+    deliveries: int
 
 
 class TestSent(Struct, frozen=True):

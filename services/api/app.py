@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
+from services.api.autodisable import run_auto_disable
 from services.api.console import add_console_routes
 from services.api.deps import Deps
 from services.api.intake import INGEST_PATH, gated
@@ -25,7 +26,8 @@ log = structlog.get_logger(__name__)
 def build_app(deps: Deps, background: bool = True) -> web.Application:
     """The application: every route wrapped by auth, limits and envelopes.
 
-    `background` runs the last-used flusher and the outbox relay with it (tests may not).
+    `background` runs the last-used flusher, the outbox relay and auto-disable with it (tests
+    may not).
     """
     app = web.Application(
         middlewares=[envelope_middleware],
@@ -45,6 +47,7 @@ def build_app(deps: Deps, background: bool = True) -> web.Application:
             asyncio.create_task(deps.auth.run_flusher()),
             asyncio.create_task(deps.auth.run_sync()),
             asyncio.create_task(run_relay(deps)),
+            asyncio.create_task(run_auto_disable(deps)),
         ]
         yield
         for task in tasks:

@@ -5,6 +5,7 @@ redelivery opens a round named by its time in ms. Its status is the outcome of i
 in the latest round; `createdAt` is the time of its first attempt, the order of the listing.
 """
 
+import asyncio
 import hashlib
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -14,7 +15,7 @@ from msgspec import Struct
 
 from schemas import topics
 from schemas.deliveries import Delivery, DeliveryAttemptView, Outcome, Redelivery
-from schemas.notifications import NotificationRecord
+from schemas.notifications import NotificationRecord, RecoverBody, Recovered
 from schemas.payloads import DeliveryPayload
 from services.api.logs import epoch_ms
 from services.api.routing import (
@@ -28,15 +29,35 @@ from services.api.routing import (
 )
 from services.common.clickhouse import ClickHouse
 from services.common.clock import iso_ms, now_ms
+from services.common.controlplane import SubscriptionRow
 from services.common.cursor import decode_cursor, encode_cursor
 from services.common.errors import Conflict, InvalidCursor, InvalidInput, NotFound
 from services.common.kafka import check_record_size
+from services.common.kafkaclients import Producer
 from services.common.subscriptions import record
 
 STATUSES = ("delivered", "retrying", "failed")
 _json = msgspec.json.Encoder()
 _payload = msgspec.json.Decoder(DeliveryPayload)
 
+RECOVER_MAX = 1000
+RECOVER_MAX_DAYS = 30
+DAY_MS = 24 * 3600 * 1000
+# The deliveries whose latest round's last attempt failed within the range, oldest first, with
+# what `_ORIGINAL` gives for one.
+_FAILED = """
+SELECT delivery_id, subscription_id, event_id, argMinIf(payload, (round, attempt), payload != ''),
+       max(round)
+FROM delivery_attempts FINAL
+WHERE project_id = {project:String} AND subscription_id = {subscription:String}
+GROUP BY delivery_id, subscription_id, event_id
+HAVING argMax(outcome, (round, attempt)) = 'failed'
+   AND argMax(attempted_at, (round, attempt))
+       BETWEEN fromUnixTimestamp64Milli({since:Int64}, 'UTC')
+           AND fromUnixTimestamp64Milli({until:Int64}, 'UTC')
+ORDER BY max(attempted_at), delivery_id
+LIMIT {limit:UInt32}
+"""
 # Only light columns here: the page is chosen before any response body is read.
 _PAGE = """
 SELECT delivery_id, min(attempted_at) AS created_at
@@ -203,6 +224,32 @@ def _payload_of(delivery_id: str, stored: str) -> DeliveryPayload:
         ) from None
 
 
+def _again(
+    row: SubscriptionRow, delivery_id: str, original: OriginalRow, at: int
+) -> NotificationRecord:
+    """The notification that sends a delivery again: its id, event and first payload, the
+    subscription's current destination, and a new round."""
+    payload = _payload_of(delivery_id, original.payload)
+    round_ms = max(at, original.last_round + 1)  # rounds only grow, even across skewed clocks
+    subscription = record(row)
+    return NotificationRecord(
+        v=1, deliveryId=delivery_id, eventId=original.event_id, subscriptionId=row.id,
+        projectId=row.project_id, notificationType=subscription.notificationType,
+        destination=subscription.destination, payload=payload,
+        createdAtMs=at, secretCiphertext=row.secret_ciphertext, attempt=1, round=round_ms,
+        subscriptionVersion=row.version,
+    )  # fmt: skip
+
+
+async def _queue(producer: Producer, notification: NotificationRecord) -> "asyncio.Future[Any]":
+    """Hand a notification to the producer; the future of the broker's ack."""
+    value = _json.encode(notification)
+    key = notification.subscriptionId.encode()
+    check_record_size(value, key, "redelivery")
+    future: asyncio.Future[Any] = await producer.send(topics.NOTIFICATIONS, value, key=key)
+    return future
+
+
 async def redeliver(call: Call) -> Redelivery:
     """Queue a delivery again: same delivery and event id, the payload first sent, a new round."""
     project_id, delivery_id = call.principal.project_id, call.path("id")
@@ -215,21 +262,43 @@ async def redeliver(call: Call) -> Redelivery:
     row = await call.deps.controlplane.get_subscription(project_id, original.subscription_id)
     if row is None:
         raise Conflict(f"The subscription {original.subscription_id} of this delivery was deleted.")
-    payload = _payload_of(delivery_id, original.payload)
-    at = now_ms(call.deps.clock)
-    round_ms = max(at, original.last_round + 1)  # rounds only grow, even across skewed clocks
-    subscription = record(row)
-    notification = NotificationRecord(
-        v=1, deliveryId=delivery_id, eventId=original.event_id, subscriptionId=row.id,
-        projectId=row.project_id, notificationType=subscription.notificationType,
-        destination=subscription.destination, payload=payload,
-        createdAtMs=at, secretCiphertext=row.secret_ciphertext, attempt=1, round=round_ms,
-        subscriptionVersion=row.version,
-    )  # fmt: skip
-    value = _json.encode(notification)
-    check_record_size(value, row.id.encode(), "redelivery")
-    await call.deps.producer.send_and_wait(topics.NOTIFICATIONS, value, key=row.id.encode())
-    return Redelivery(deliveryId=delivery_id, round=round_ms)
+    notification = _again(row, delivery_id, original, now_ms(call.deps.clock))
+    await (await _queue(call.deps.producer, notification))
+    return Redelivery(deliveryId=delivery_id, round=notification.round)
+
+
+def _sendable(stored: str) -> bool:
+    """Whether a stored payload can be sent again (recover skips those that cannot)."""
+    try:
+        return bool(stored) and _payload.decode(stored) is not None
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return False
+
+
+async def recover(call: Call) -> Recovered:
+    """Send again every delivery of a subscription whose latest round ended failed in the range,
+    each exactly as `redeliver` does (same delivery id, a new round); at most 1,000 a call."""
+    body: RecoverBody = call.body
+    deps, project_id = call.deps, call.principal.project_id
+    row = await deps.controlplane.get_subscription(project_id, call.path("id"))
+    if row is None:
+        raise NotFound(f"No notification subscription {call.path('id')} in this project.")
+    at = now_ms(deps.clock)
+    since_ms, until_ms = epoch_ms(body.since), epoch_ms(body.until) if body.until else at
+    if since_ms > until_ms:
+        raise InvalidInput.field("since", "Must not be after until.")
+    if until_ms - since_ms > RECOVER_MAX_DAYS * DAY_MS:
+        raise InvalidInput.field("since", f"The range may span at most {RECOVER_MAX_DAYS} days.")
+    params = {"project": project_id, "subscription": row.id, "since": since_ms,
+              "until": until_ms, "limit": RECOVER_MAX}  # fmt: skip
+    found = await deps.clickhouse.rows(
+        _FAILED, params, limits=deps.settings.query_limits_for("health"), narrow="a shorter range"
+    )
+    originals = {delivery_id: OriginalRow(*rest) for delivery_id, *rest in found}
+    sendable = [(d, o) for d, o in originals.items() if _sendable(o.payload)]
+    futures = [await _queue(deps.producer, _again(row, d, o, at)) for d, o in sendable]
+    await asyncio.gather(*futures)
+    return Recovered(deliveries=len(futures))
 
 
 ROUTES = [
@@ -258,5 +327,16 @@ ROUTES = [
         response=Redelivery,
         status=202,
         conflict="the subscription was deleted, or the delivery's payload is no longer stored",
+    ),
+    Route(
+        "POST",
+        "/api/v1/notifications/{id}/recover",
+        recover,
+        "Send again the deliveries that ended failed in a time range (at most 1,000 a call)",
+        "notifications",
+        scope="notifications:write",
+        body=RecoverBody,
+        response=Recovered,
+        status=202,
     ),
 ]

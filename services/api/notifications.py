@@ -16,6 +16,7 @@ from schemas.notifications import (
     TestSent,
 )
 from services.api.deps import Deps
+from services.api.health import health_of, summaries
 from services.api.outbox import publish_now
 from services.api.routing import (
     CURSOR,
@@ -50,7 +51,7 @@ class SubscriptionsCursor(Struct, frozen=True):
     after: str
 
 
-async def _announce(deps: Deps, row: SubscriptionRow, deleted: bool = False) -> list[OutboxMessage]:
+async def announce(deps: Deps, row: SubscriptionRow, deleted: bool = False) -> list[OutboxMessage]:
     """Outbox messages broadcasting a subscription (or its removal) to every partition."""
     partitions = sorted(await deps.producer.partitions_for(topics.SUBSCRIPTIONS))
     messages = announcements(row, partitions, deleted)
@@ -91,7 +92,7 @@ async def create(call: Call) -> SubscriptionCreated:
         created_at_ms=at, updated_at_ms=at, version=1,
     )  # fmt: skip
     if not await deps.controlplane.create_subscription(
-        row, await _announce(deps, row), MAX_PER_TYPE
+        row, await announce(deps, row), MAX_PER_TYPE
     ):
         raise Conflict(
             f"A project has at most {MAX_PER_TYPE} {body.notificationType} subscriptions."
@@ -107,9 +108,20 @@ async def _load(call: Call) -> SubscriptionRow:
     return row
 
 
+async def _with_health(deps: Deps, rows: list[SubscriptionRow]) -> list[Subscription]:
+    """Views of subscriptions with their health, from one delivery-log query for all of them."""
+    limits = deps.settings.query_limits_for("health")
+    pairs = [(r.project_id, r.id) for r in rows]
+    found = await summaries(deps.clickhouse, pairs, now_ms(deps.clock), limits)
+    return [
+        msgspec.structs.replace(view(r), health=health_of(found.get(r.id), bool(r.disabled_reason)))
+        for r in rows
+    ]
+
+
 async def get_one(call: Call) -> Subscription:
-    """One subscription, without secrets."""
-    return view(await _load(call))
+    """One subscription with its health, without secrets."""
+    return (await _with_health(call.deps, [await _load(call)]))[0]
 
 
 async def list_all(call: Call) -> Page:
@@ -128,7 +140,7 @@ async def list_all(call: Call) -> Page:
     if has_more:
         last = SubscriptionsCursor(v=1, project=project_id, after=page[-1].id)
         next_cursor = encode_cursor(last, call.deps.cursor_key)
-    return Page([view(r) for r in page], next_cursor, has_more)
+    return Page(await _with_health(call.deps, page), next_cursor, has_more)
 
 
 async def update(call: Call) -> Subscription:
@@ -161,7 +173,7 @@ async def update(call: Call) -> Subscription:
         updated_at_ms=now_ms(deps.clock), version=row.version + 1,
     )  # fmt: skip
     if not await deps.controlplane.save_subscription(
-        updated, await _announce(deps, updated), create=False
+        updated, await announce(deps, updated), create=False
     ):
         raise Conflict("The subscription changed meanwhile; read it again and retry.")
     await publish_now(deps)
@@ -172,7 +184,7 @@ async def delete(call: Call) -> Deleted:
     """Delete a subscription; consumers forget it through the outbox."""
     row = await _load(call)
     removed = msgspec.structs.replace(row, version=row.version + 1)
-    messages = await _announce(call.deps, removed, deleted=True)
+    messages = await announce(call.deps, removed, deleted=True)
     if not await call.deps.controlplane.delete_subscription(
         row.project_id, row.id, messages, now_ms(call.deps.clock)
     ):
@@ -196,7 +208,7 @@ async def rotate_secret(call: Call) -> SubscriptionCreated:
         updated_at_ms=at, version=row.version + 1,
     )  # fmt: skip
     if not await deps.controlplane.save_subscription(
-        rotated, await _announce(deps, rotated), create=False
+        rotated, await announce(deps, rotated), create=False
     ):
         raise Conflict("The subscription changed meanwhile; retry.")
     await publish_now(deps)

@@ -45,6 +45,8 @@ DEFAULT_QUERY_LIMITS: dict[str, QueryLimits] = {
     "workflows": QueryLimits(10.0, 1024**3, 500_000_000),
     # An aggregate of every execution of the range (up to 30 days), not a page of them.
     "stats": QueryLimits(10.0, 1024**3, 500_000_000),
+    # Every delivery of a page of subscriptions (up to 90 days of the delivery log).
+    "health": QueryLimits(10.0, 1024**3, 500_000_000),
 }
 
 DEFAULT_PLANS: dict[str, PlanLimits] = {
@@ -90,6 +92,7 @@ class Settings(Struct, frozen=True, kw_only=True):
     dispatcher: DispatcherConfig = field(default_factory=DispatcherConfig)
     console_rate_per_minute: int = 600  # a console user's requests (per minute and burst)
     invite_ttl_hours: float = 168.0
+    auto_disable_hours: float = 120.0  # of nothing but failed deliveries (at least 10)
     # Where client commands find a running API and their key (`CC_URL`, `CC_API_KEY`).
     client_url: str | None = None
     api_key: str | None = None
@@ -99,7 +102,8 @@ class Settings(Struct, frozen=True, kw_only=True):
         return self.plans.get(name) or DEFAULT_PLANS[name]
 
     def query_limits_for(self, group: str) -> QueryLimits:
-        """The ClickHouse limits of a group of routes (`logs`, `runs`, `workflows`, `stats`)."""
+        """The ClickHouse limits of a group of routes (`logs`, `runs`, `workflows`, `stats`,
+        `health`)."""
         return self.query_limits.get(group) or DEFAULT_QUERY_LIMITS[group]
 
     @property
@@ -264,6 +268,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dispatcher=load_dispatcher_config(env),
         console_rate_per_minute=int(env_number(env, "CC_CONSOLE_RATE_PER_MINUTE", 600)),
         invite_ttl_hours=env_number(env, "CC_INVITE_TTL_HOURS", 168.0),
+        auto_disable_hours=env_number(env, "CC_AUTO_DISABLE_HOURS", 120.0),
         client_url=env.get("CC_URL") or None,
         api_key=env.get("CC_API_KEY") or None,
     )

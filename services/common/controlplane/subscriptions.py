@@ -60,6 +60,15 @@ class SubscriptionQueries:
         async with self.engine.connect() as conn:
             return [subscription_of(r) for r in (await conn.execute(query)).all()]
 
+    async def enabled_subscriptions(self, limit: int, after: str | None) -> list[SubscriptionRow]:
+        """Subscriptions of every project not disabled by the system, in id order, keyset-paged."""
+        query = sa.select(subscriptions).where(subscriptions.c.disabled_reason.is_(None))
+        if after is not None:
+            query = query.where(subscriptions.c.id > after)
+        query = query.order_by(subscriptions.c.id).limit(limit)
+        async with self.engine.connect() as conn:
+            return [subscription_of(r) for r in (await conn.execute(query)).all()]
+
     async def save_subscription(
         self, row: SubscriptionRow, messages: list[OutboxMessage], *, create: bool
     ) -> bool:

@@ -23,20 +23,18 @@ is the SMTP reply code.
 What the message says comes from `channels.summary`, as for Slack.
 """
 
-import asyncio
 import html
 import ssl
-from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 from typing import Final
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
 from schemas.destinations import EmailDestination
 from schemas.notifications import NotificationRecord
-from services.common.config import ConfigError
+from services.common.smtp import SmtpServer, smtp_server, submit
+from services.common.smtp import tls_context as tls_context  # re-exported for the wiring
 from services.dispatcher.channels.base import Context, Result, Secrets, clip
 from services.dispatcher.channels.summary import Summary, one_line, summarize
 
@@ -111,55 +109,6 @@ def _footer(record: NotificationRecord) -> str:
     return f"Sent by CodeCourier (subscription {record.subscriptionId}, {record.deliveryId})."
 
 
-@dataclass(frozen=True)
-class SmtpServer:
-    """Where and how to send: parsed from `CC_SMTP_URL`."""
-
-    host: str
-    port: int
-    implicit_tls: bool
-    username: str | None
-    password: str | None
-    plaintext_auth: bool = False  # the URL accepts AUTH without TLS (`?allow_plaintext_auth=1`)
-
-    @property
-    def start_tls(self) -> bool | None:
-        """aiosmtplib's `start_tls`: required before sending credentials, else if offered."""
-        if self.implicit_tls:
-            return False
-        return True if self.username and not self.plaintext_auth else None
-
-
-def smtp_server(url: str) -> SmtpServer:
-    """The SMTP server of an `smtp://` or `smtps://` URL; ValueError if it is not one."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-        raise ValueError("CC_SMTP_URL must be smtp://[user:pass@]host[:port] or smtps://...")
-    implicit_tls = parts.scheme == "smtps"
-    opt_in = parse_qs(parts.query).get("allow_plaintext_auth", [""])[-1].lower()
-    return SmtpServer(
-        host=parts.hostname,
-        port=parts.port or (465 if implicit_tls else 25),
-        implicit_tls=implicit_tls,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-        plaintext_auth=opt_in in ("1", "true", "yes"),
-    )
-
-
-def tls_context(ca_file: str | None) -> ssl.SSLContext | None:
-    """The context verifying SMTP servers: the system's CAs plus `ca_file` (None: no extra CA)."""
-    if not ca_file:
-        return None
-    # create_default_context(cafile=...) would trust that file *instead of* the system's CAs
-    context = ssl.create_default_context()
-    try:
-        context.load_verify_locations(cafile=ca_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"CC_SMTP_CA_FILE is not a readable PEM CA bundle: {exc}") from exc
-    return context
-
-
 async def send(record: NotificationRecord, secrets: Secrets, ctx: Context) -> Result:
     """Send the notification's email through the configured SMTP server."""
     if not ctx.smtp_url:
@@ -174,20 +123,10 @@ async def send(record: NotificationRecord, secrets: Secrets, ctx: Context) -> Re
     message = build_message(record, ctx)
     message["Date"] = formatdate(usegmt=True)
     try:
-        async with asyncio.timeout(ctx.timeout_s):  # aiosmtplib's timeout is per command
-            refused, reply = await aiosmtplib.send(
-                message,
-                sender=parseaddr(ctx.email_from)[1] or None,
-                recipients=to,
-                hostname=server.host,
-                port=server.port,
-                username=server.username,
-                password=server.password,
-                use_tls=server.implicit_tls,
-                start_tls=server.start_tls,
-                tls_context=ctx.smtp_tls,  # None: aiosmtplib's, verifying with the system's CAs
-                timeout=ctx.timeout_s,
-            )
+        refused, reply = await submit(
+            message, sender=parseaddr(ctx.email_from)[1] or None, recipients=to,
+            server=server, tls=ctx.smtp_tls, timeout_s=ctx.timeout_s,
+        )  # fmt: skip
     except aiosmtplib.SMTPRecipientsRefused as exc:
         return all_refused(exc)
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:

@@ -1,13 +1,13 @@
 // One notification subscription: its settings, a test send, and its delivery log with every
-// attempt (status, response, timing) and redelivery.
+// attempt (status, response, timing) and redelivery; its health and recovery of failed deliveries.
 import { api } from "../api.js";
 import {
   badge, clear, emptyState, errorBox, field, formatDuration, formatTime, h, loading, loadMoreButton,
   pageHeader, readOnlyNote, table, toast,
 } from "../ui.js";
 import {
-  describeFilters, describeRule, describeTarget, describeWorkflows, eventLabel, outcomeBadge,
-  sendTest, testResult, typeLabel,
+  describeFilters, describeHealth, describeRule, describeTarget, describeWorkflows, eventLabel,
+  outcomeBadge, sendTest, testResult, typeLabel,
 } from "./subscriptions.js";
 
 const STATUSES = ["delivered", "retrying", "failed"];
@@ -54,6 +54,8 @@ export async function render(ctx) {
         h("dd", {}, sub.webhookConfig && sub.webhookConfig.hasSecret ? "Set (never shown)" : "None")] : null,
       h("dt", {}, "State"), h("dd", {}, sub.active ? badge("active", "ok") : badge("disabled", "neutral"),
         sub.disabledReason ? ` ${sub.disabledReason}` : ""),
+      h("dt", {}, "Health"), h("dd", {}, describeHealth(sub.health),
+        sub.health && sub.health.lastSuccessAt ? h("span", { class: "muted small" }, " Last success ", formatTime(sub.health.lastSuccessAt)) : null),
       h("dt", {}, "Workflows"), h("dd", {}, describeWorkflows(sub)),
       h("dt", {}, "Levels; triggers"), h("dd", {}, describeFilters(sub)),
       h("dt", {}, "Rule"), h("dd", {}, describeRule(sub.alertConfig)),
@@ -63,6 +65,31 @@ export async function render(ctx) {
   const testCard = h("section", { class: "card" }, h("h2", {}, "Test"),
     h("p", { class: "muted" }, "Sends a sample event (marked test) to the destination now; it appears in the delivery log below."),
     testButton, testSlot);
+
+  // Recover: send again every delivery that ended failed since a time (the same delivery ids).
+  const since = h("input", { type: "datetime-local", name: "since", step: "1", required: true,
+    value: toLocalInput(new Date(Date.now() - 24 * 3600 * 1000)) });
+  const recoverSlot = h("div", { class: "recover-result", "aria-live": "polite" });
+  const recoverButton = h("button", { type: "submit", class: "button", disabled: !canWrite }, "Recover");
+  const recoverForm = h("form", { class: "stack" }, field("Since", since), recoverButton, recoverSlot);
+  recoverForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const from = new Date(since.value);
+    if (Number.isNaN(from.getTime())) return;
+    recoverButton.disabled = true;
+    try {
+      const done = await api.send("POST", `${base}/recover`, { since: from.toISOString() }, { signal: ctx.signal });
+      clear(recoverSlot, h("p", {}, `${done.deliveries} failed deliver${done.deliveries === 1 ? "y" : "ies"} queued again.`));
+      setTimeout(() => reload().catch(() => {}), 1500);
+    } catch (err) {
+      if (err.name !== "AbortError") clear(recoverSlot, errorBox(err, "The failed deliveries were not queued again"));
+    } finally {
+      recoverButton.disabled = !canWrite;
+    }
+  });
+  const recoverCard = h("section", { class: "card" }, h("h2", {}, "Recover failed deliveries"),
+    h("p", { class: "muted" }, "Sends again every delivery that ended failed since this time (at most 1,000 at once), under the same delivery ids."),
+    recoverForm);
 
   const filter = h("select", { name: "status" }, h("option", { value: "" }, "Any status"),
     STATUSES.map((s) => h("option", { value: s, selected: s === status }, s)));
@@ -141,7 +168,7 @@ export async function render(ctx) {
       h("a", { class: "button ghost", href: "/notifications" }, "All notifications")),
     h("p", { class: "muted" }, h("code", {}, sub.id)),
     canWrite ? null : readOnlyNote("Viewers cannot change notifications."),
-    h("div", { class: "detail-grid" }, settings, testCard),
+    h("div", { class: "detail-grid" }, settings, h("div", { class: "stack" }, testCard, recoverCard)),
     h("div", { class: "page-header" }, h("h2", {}, "Deliveries"), h("div", { class: "filters" }, field("Status", filter))),
     notice, listSlot, moreSlot);
   try {
@@ -150,6 +177,11 @@ export async function render(ctx) {
     if (err.name === "AbortError") throw err;
     clear(listSlot, errorBox(err, "The deliveries could not be loaded"));
   }
+}
+
+const pad = (n) => String(n).padStart(2, "0");
+function toLocalInput(d) {
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
 function includes(sub) {

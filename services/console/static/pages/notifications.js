@@ -1,12 +1,12 @@
 // Notifications: every subscription with where it goes, what it matches, its rule and its latest
-// delivery; enable/disable, test send, secret rotation and deletion in place.
+// delivery and its health; enable/disable, test send, secret rotation and deletion in place.
 import { api } from "../api.js";
 import {
   badge, clear, confirmDialog, emptyState, errorBox, formatTime, h, loading, loadMoreButton,
   pageHeader, readOnlyNote, secretPanel, table, toast,
 } from "../ui.js";
 import {
-  bounded, describeFilters, describeRule, describeTarget, describeWorkflows, outcomeBadge,
+  bounded, describeFilters, describeHealth, describeRule, describeTarget, describeWorkflows, outcomeBadge,
   sendTest, testResult, typeLabel,
 } from "./subscriptions.js";
 
@@ -138,6 +138,7 @@ export async function render(ctx) {
       { label: "State", cell: (s) => h("span", { class: "stack" },
         s.active ? badge("active", "ok") : badge("disabled", "neutral"),
         !s.active && s.disabledReason ? h("span", { class: "muted small" }, s.disabledReason) : null) },
+      { label: "Health", cell: (s) => describeHealth(s.health) },
       { label: "Latest delivery", cell: latestCell },
       { label: "Actions", cell: actions },
     ];

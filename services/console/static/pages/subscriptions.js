@@ -1,7 +1,7 @@
 // What the notification pages share: how a subscription, its rule and its deliveries read, and a
 // test send that waits for its outcome. Not a page of its own.
 import { api } from "../api.js";
-import { badge, formatDuration, h, maskUrl } from "../ui.js";
+import { badge, formatDuration, formatTime, h, maskUrl } from "../ui.js";
 
 export const TYPES = [["webhook", "Webhook"], ["email", "Email"], ["slack", "Slack"]];
 
@@ -89,6 +89,24 @@ export function describeRule(config) {
 }
 
 const TONES = { delivered: "ok", retrying: "warn", failed: "error" };
+
+const HEALTH_TONES = { healthy: "ok", failing: "error", disabled: "neutral" };
+
+// The endpoint's health from the delivery log: a status badge, since when it fails, 24 h rate.
+export function healthBadge(health) {
+  return health ? badge(health.status, HEALTH_TONES[health.status] || "neutral") : badge("unknown");
+}
+
+export function successRate(health) {
+  if (!health || health.successRate24h === undefined || health.successRate24h === null) return "no deliveries in 24 h";
+  return `${(health.successRate24h * 100).toFixed(1).replace(/\.0$/, "")}% delivered in 24 h`;
+}
+
+export function describeHealth(health) {
+  return h("span", { class: "stack" }, healthBadge(health),
+    health && health.failingSince ? h("span", { class: "muted small" }, "Failing since ", formatTime(health.failingSince)) : null,
+    h("span", { class: "muted small" }, successRate(health)));
+}
 
 export function outcomeBadge(status) {
   return badge(status, TONES[status] || "neutral");
