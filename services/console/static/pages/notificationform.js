@@ -238,7 +238,7 @@ export async function render(ctx) {
     if (!out.allWorkflows && !out.workflowIds.length) details.push({ field: "workflowIds", message: "Choose workflows or “All workflows”." });
     if (!out.levelFilter.length) details.push({ field: "levelFilter", message: "Choose at least one level." });
     if (out.emailRecipients && out.emailRecipients.length > 10) details.push({ field: "emailRecipients", message: "At most 10 recipients." });
-    if (currentType() === "pagerduty" && !out.alertConfig) details.push({ field: "alertConfig", message: "PagerDuty notifications send alerts only: choose a rule." });
+    if (currentType() === "pagerduty" && !out.alertConfig) details.push({ field: "alertConfig.rule", message: "PagerDuty notifications send alerts only: choose a rule." });
     return details;
   }
 
