@@ -37,7 +37,28 @@ class SlackDestination(Struct, frozen=True, omit_defaults=True, tag="slack", tag
     channelName: str | None = None
 
 
-Destination = WebhookDestination | EmailDestination | SlackDestination
+class PagerDutyDestination(
+    Struct, frozen=True, omit_defaults=True, tag="pagerduty", tag_field="type"
+):
+    """A PagerDuty service; its Events API v2 routing key is the sealed secret of the record."""
+
+
+class TeamsDestination(Struct, frozen=True, omit_defaults=True, tag="teams", tag_field="type"):
+    """A Microsoft Teams channel; its webhook (or Workflows) URL is the sealed secret."""
+
+
+class DiscordDestination(Struct, frozen=True, omit_defaults=True, tag="discord", tag_field="type"):
+    """A Discord channel; its webhook URL is the sealed secret of the record."""
+
+
+Destination = (
+    WebhookDestination
+    | EmailDestination
+    | SlackDestination
+    | PagerDutyDestination
+    | TeamsDestination
+    | DiscordDestination
+)
 
 _MEMBERS = msgspec.json.Decoder(dict[str, Raw])
 _NULL = b"null"

@@ -10,12 +10,14 @@ from schemas.alerts import AlertConfig
 from schemas.destinations import Destination
 from schemas.payloads import DeliveryPayload
 
-NotificationType = Literal["webhook", "email", "slack"]
+NotificationType = Literal["webhook", "email", "slack", "pagerduty", "teams", "discord"]
 Level = Literal["info", "error"]
 Url = Annotated[str, Meta(min_length=8, max_length=2048)]
 Email = Annotated[str, Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 WorkflowId = Annotated[str, Meta(min_length=1, max_length=256)]
 Secret = Annotated[str, Meta(min_length=16, max_length=512)]
+# A PagerDuty Events API v2 integration key: 32 characters.
+RoutingKey = Annotated[str, Meta(min_length=32, max_length=32, pattern=r"^[0-9A-Za-z]{32}$")]
 # The lists of a subscription, bounded alike on create and on PATCH.
 WorkflowIds = Annotated[list[WorkflowId], Meta(max_length=1000)]
 Levels = Annotated[list[Level], Meta(min_length=1)]
@@ -40,6 +42,24 @@ class SlackConfig(Struct, frozen=True, forbid_unknown_fields=True):
     channelName: Annotated[str, Meta(max_length=80)] | None = None
 
 
+class PagerDutyConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """A PagerDuty service's Events API v2 integration key (a secret: never returned)."""
+
+    routingKey: RoutingKey
+
+
+class TeamsConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """A Microsoft Teams incoming webhook or Workflows URL (a secret: never returned)."""
+
+    webhookUrl: Url
+
+
+class DiscordConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """A Discord channel webhook URL (a secret: never returned)."""
+
+    webhookUrl: Url
+
+
 class SubscriptionBody(Struct, frozen=True, forbid_unknown_fields=True):
     """Body of `POST /api/v1/notifications` (Sim field names)."""
 
@@ -55,6 +75,9 @@ class SubscriptionBody(Struct, frozen=True, forbid_unknown_fields=True):
     webhookConfig: WebhookConfig | None = None
     emailRecipients: Recipients | None = None
     slackConfig: SlackConfig | None = None
+    pagerdutyConfig: PagerDutyConfig | None = None
+    teamsConfig: TeamsConfig | None = None
+    discordConfig: DiscordConfig | None = None
     active: bool = True
     alertConfig: AlertConfig | None = None
 
@@ -73,6 +96,9 @@ class SubscriptionPatch(Struct, frozen=True, forbid_unknown_fields=True):
     webhookConfig: WebhookConfig | UnsetType = UNSET
     emailRecipients: Recipients | UnsetType = UNSET
     slackConfig: SlackConfig | UnsetType = UNSET
+    pagerdutyConfig: PagerDutyConfig | UnsetType = UNSET
+    teamsConfig: TeamsConfig | UnsetType = UNSET
+    discordConfig: DiscordConfig | UnsetType = UNSET
     active: bool | UnsetType = UNSET
     alertConfig: AlertConfig | UnsetType | None = UNSET
 
@@ -112,6 +138,18 @@ class EndpointHealth(Struct, frozen=True, omit_defaults=True):
     successRate24h: float | None = None
 
 
+class PagerDutyView(Struct, frozen=True):
+    """A PagerDuty destination as shown: never the routing key."""
+
+    routingKeySet: bool
+
+
+class WebhookUrlView(Struct, frozen=True):
+    """A Teams or Discord destination as shown: never the webhook URL."""
+
+    webhookUrlSet: bool
+
+
 class Subscription(Struct, frozen=True, omit_defaults=True):
     """A subscription as the API returns it (no secret, ever)."""
 
@@ -131,6 +169,9 @@ class Subscription(Struct, frozen=True, omit_defaults=True):
     webhookConfig: WebhookView | None = None
     emailRecipients: list[str] | None = None
     slackConfig: SlackView | None = None
+    pagerdutyConfig: PagerDutyView | None = None
+    teamsConfig: WebhookUrlView | None = None
+    discordConfig: WebhookUrlView | None = None
     alertConfig: AlertConfig | None = None
     disabledReason: str | None = None
     health: EndpointHealth | None = None

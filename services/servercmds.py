@@ -182,7 +182,7 @@ COMMANDS = (
         "CC_SECRET_KEY and CC_DATABASE_URL (to disable a subscription whose receiver answers "
         "410). Run several (up to the partition count) to scale out; CC_DISPATCHER_GROUP, "
         "CC_DISPATCHER_LANE_IN_FLIGHT, CC_DISPATCHER_LANE_QUEUE, CC_DELIVERY_TIMEOUT_SECONDS, "
-        "CC_RETRY_DELAYS, CC_SMTP_URL, CC_EMAIL_FROM, CC_EGRESS_ALLOW_CIDRS.",
+        "CC_RETRY_DELAYS, CC_SMTP_URL, CC_EMAIL_FROM, CC_EGRESS_ALLOW_CIDRS, CC_PAGERDUTY_URL.",
     ),
     Command("migrate", "apply control-plane and ClickHouse migrations, then exit", run_migrate),
 )

@@ -148,13 +148,14 @@ async def delivery_context(settings: Settings) -> AsyncIterator["Context"]:
     session = guarded_session(parse_cidrs(settings.egress_allow_cidrs))
     base_url = settings.public_base_url or f"http://127.0.0.1:{settings.http_port}"
     if not settings.public_base_url:
-        hint = "set CC_PUBLIC_BASE_URL for the log links in emails and Slack"
+        hint = "set CC_PUBLIC_BASE_URL for the log links in emails and chat messages"
         log.warning("dispatcher.no_public_base_url", using=base_url, hint=hint)
     try:
         yield Context(
             http=session, timeout_s=settings.dispatcher.timeout_s, public_base_url=base_url,
             smtp_url=settings.smtp_url, email_from=settings.email_from,
             smtp_tls=email.tls_context(settings.smtp_ca_file),
+            pagerduty_url=settings.pagerduty_url,
         )  # fmt: skip
     finally:
         await session.close()

@@ -1,4 +1,5 @@
-"""Real receivers for delivery tests: a Node.js webhook receiver, a Slack-like one and SMTP.
+"""Real receivers for delivery tests: a Node.js webhook receiver, Slack-, PagerDuty-, Teams- and
+Discord-like ones, and SMTP.
 
 Each is an async context manager that listens on a free port on 127.0.0.1, records what it
 received and answers as programmed (`Reply`: status, headers, body, delay; once the programmed
@@ -9,7 +10,9 @@ replies are used up, 200 "ok"):
         ...  # deliver to hook.url
         [request] = await hook.received()   # with the receiver's own signature checks
 
-`block_kit_problems` checks a Slack message the way Slack does before accepting it.
+`block_kit_problems` checks a Slack message the way Slack does before accepting it;
+`pagerduty_problems`, `adaptive_card_problems` and `discord_problems` do the same for PagerDuty's
+Events API v2, Teams and Discord.
 """
 
 import asyncio
@@ -246,6 +249,10 @@ class HttpReceiver:
         """The answer to a body with problems."""
         return web.Response(status=400, text="; ".join(problems))
 
+    def accepted(self, body: bytes) -> web.Response:
+        """The answer to a good body once the programmed replies are used up."""
+        return web.Response(status=200, text="ok")
+
     async def __aenter__(self) -> Self:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
@@ -270,7 +277,9 @@ class HttpReceiver:
         )
         if problems:
             return self.rejection(problems)
-        reply = self.replies.popleft() if self.replies else Reply()
+        if not self.replies:
+            return self.accepted(body)
+        reply = self.replies.popleft()
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
         return web.Response(status=reply.status, headers=reply.headers, text=reply.body)
@@ -290,6 +299,85 @@ class SlackReceiver(HttpReceiver):
 
     def rejection(self, problems: list[str]) -> web.Response:
         return web.Response(status=400, text="invalid_blocks")
+
+
+class PagerDutyReceiver(HttpReceiver):
+    """PagerDuty's Events API v2: rejects what it rejects (400 "invalid event"), else answers
+    202 with the event's dedup key, unless programmed otherwise."""
+
+    path = "/v2/enqueue"
+
+    def problems(self, body: bytes) -> list[str]:
+        try:
+            event = json.loads(body)
+        except ValueError:
+            return ["not JSON"]
+        return pagerduty_problems(event)
+
+    def rejection(self, problems: list[str]) -> web.Response:
+        reply = {
+            "status": "invalid event",
+            "message": "Event object is invalid",
+            "errors": problems,
+        }
+        return web.json_response(reply, status=400)
+
+    def accepted(self, body: bytes) -> web.Response:
+        key = json.loads(body).get("dedup_key") or "generated-dedup-key"
+        reply = {"status": "success", "message": "Event processed", "dedup_key": key}
+        return web.json_response(reply, status=202)
+
+
+class TeamsReceiver(HttpReceiver):
+    """A Teams incoming webhook: 413 over 28 KB, 400 for a card Teams cannot render, else
+    200 "1" as Teams answers, unless programmed otherwise."""
+
+    path = "/webhookb2/0c5c-guid@72f9-tenant/IncomingWebhook/a1b2c3TeamsSecret/5d6e-owner"
+
+    def problems(self, body: bytes) -> list[str]:
+        if len(body) > TEAMS_MAX_BYTES:
+            return [f"413: {len(body)} bytes, more than {TEAMS_MAX_BYTES}"]
+        try:
+            message = json.loads(body)
+        except ValueError:
+            return ["not JSON"]
+        return adaptive_card_problems(message)
+
+    def rejection(self, problems: list[str]) -> web.Response:
+        status = 413 if problems[0].startswith("413") else 400
+        return web.Response(status=status, text="; ".join(problems))
+
+    def accepted(self, body: bytes) -> web.Response:
+        return web.Response(status=200, text="1")
+
+
+class DiscordReceiver(HttpReceiver):
+    """A Discord channel webhook: rejects what Discord rejects (400 "Invalid Form Body"), else
+    204, unless programmed otherwise (`rate_limited` is Discord's 429)."""
+
+    path = "/api/webhooks/1234567890123456789/DiscordSecretToken_abcdefghijklmnop"
+
+    def problems(self, body: bytes) -> list[str]:
+        try:
+            message = json.loads(body)
+        except ValueError:
+            return ["not JSON"]
+        return discord_problems(message)
+
+    def rejection(self, problems: list[str]) -> web.Response:
+        reply = {"code": 50035, "message": "Invalid Form Body", "errors": problems}
+        return web.json_response(reply, status=400)
+
+    def accepted(self, body: bytes) -> web.Response:
+        return web.Response(status=204)
+
+    @staticmethod
+    def rate_limited(retry_after_s: float) -> Reply:
+        """Discord's 429: the wait in the JSON body (a float) and, rounded up, in a header."""
+        body = {"message": "You are being rate limited.", "retry_after": retry_after_s,
+                "global": False}  # fmt: skip
+        headers = {"Retry-After": str(int(retry_after_s) + 1), "Content-Type": "application/json"}
+        return Reply(429, headers, json.dumps(body))
 
 
 @dataclass(frozen=True)
@@ -551,6 +639,185 @@ def _text(where: str, obj: Any, most: int, plain_only: bool = False) -> list[str
     if "verbatim" in obj and kind != "mrkdwn":
         problems.append(f"{where}.verbatim: only for mrkdwn")
     return problems
+
+
+# ---- PagerDuty, Teams and Discord, as each checks a message ----------------------------------
+
+PAGERDUTY_ACTIONS = {"trigger", "acknowledge", "resolve"}
+PAGERDUTY_SEVERITIES = {"critical", "error", "warning", "info"}
+ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+
+
+def _is_text(value: Any, most: int, least: int = 1) -> bool:
+    return isinstance(value, str) and least <= len(value) <= most
+
+
+def pagerduty_problems(event: Any) -> list[str]:
+    """What the Events API v2 would reject in an event (empty when it is acceptable)."""
+    if not isinstance(event, dict):
+        return ["event: not an object"]
+    problems = []
+    if not _is_text(event.get("routing_key"), 32, 32):
+        problems.append("routing_key: not 32 characters")
+    action = event.get("event_action")
+    if action not in PAGERDUTY_ACTIONS:
+        problems.append(f"event_action: {action!r} is not one of {sorted(PAGERDUTY_ACTIONS)}")
+    key = event.get("dedup_key")
+    if key is not None and not _is_text(key, 255):
+        problems.append("dedup_key: not a string of 1 to 255 characters")
+    if action in {"acknowledge", "resolve"} and key is None:
+        problems.append(f"dedup_key: required to {action}")
+    if action == "trigger":
+        problems += _pagerduty_payload(event.get("payload"))
+    for i, link in enumerate(event.get("links") or []):
+        if not (isinstance(link, dict) and _is_text(link.get("href"), 2048)):
+            problems.append(f"links[{i}]: needs an href")
+    return problems
+
+
+def _pagerduty_payload(payload: Any) -> list[str]:
+    if not isinstance(payload, dict):
+        return ["payload: required to trigger"]
+    problems = []
+    if not _is_text(payload.get("summary"), 1024):
+        problems.append("payload.summary: not a string of 1 to 1024 characters")
+    if not _is_text(payload.get("source"), 255):
+        problems.append("payload.source: missing")
+    if payload.get("severity") not in PAGERDUTY_SEVERITIES:
+        problems.append(f"payload.severity: not one of {sorted(PAGERDUTY_SEVERITIES)}")
+    stamp = payload.get("timestamp")
+    if stamp is not None and not (isinstance(stamp, str) and ISO_TIME.fullmatch(stamp)):
+        problems.append("payload.timestamp: not an ISO 8601 time")
+    details = payload.get("custom_details")
+    if details is not None and not isinstance(details, dict | list | str):
+        problems.append("payload.custom_details: not an object")
+    return problems
+
+
+TEAMS_MAX_BYTES = 28 * 1024
+CARD_TYPE = "application/vnd.microsoft.card.adaptive"
+CARD_VERSIONS = {"1.0", "1.1", "1.2", "1.3", "1.4", "1.5"}
+CARD_ELEMENTS = {"TextBlock", "FactSet", "Container", "ColumnSet", "Image", "RichTextBlock"}
+CARD_ACTIONS = {"Action.OpenUrl", "Action.Submit", "Action.ShowCard", "Action.ToggleVisibility",
+                "Action.Execute"}  # fmt: skip
+
+
+def adaptive_card_problems(message: Any) -> list[str]:
+    """What Teams would refuse in a message carrying Adaptive Cards (empty when acceptable)."""
+    if not isinstance(message, dict) or message.get("type") != "message":
+        return ['message: type is not "message"']
+    attachments = message.get("attachments")
+    if not isinstance(attachments, list) or not attachments:
+        return ["attachments: none"]
+    problems = []
+    for i, attachment in enumerate(attachments):
+        where = f"attachments[{i}]"
+        if not isinstance(attachment, dict) or attachment.get("contentType") != CARD_TYPE:
+            problems.append(f"{where}.contentType: not {CARD_TYPE}")
+            continue
+        problems += _card(f"{where}.content", attachment.get("content"))
+    return problems
+
+
+def _card(where: str, card: Any) -> list[str]:
+    if not isinstance(card, dict) or card.get("type") != "AdaptiveCard":
+        return [f"{where}.type: not AdaptiveCard"]
+    problems = []
+    if card.get("version") not in CARD_VERSIONS:
+        problems.append(f"{where}.version: {card.get('version')!r} is not supported")
+    schema = card.get("$schema")
+    if schema is not None and "adaptivecards.io/schemas/adaptive-card.json" not in schema:
+        problems.append(f"{where}.$schema: not the Adaptive Card schema")
+    body = card.get("body")
+    if not isinstance(body, list) or not body:
+        return [*problems, f"{where}.body: empty"]
+    for i, element in enumerate(body):
+        problems += _card_element(f"{where}.body[{i}]", element)
+    for i, action in enumerate(card.get("actions") or []):
+        kind = action.get("type") if isinstance(action, dict) else None
+        if kind not in CARD_ACTIONS:
+            problems.append(f"{where}.actions[{i}]: unknown action {kind!r}")
+        elif kind == "Action.OpenUrl" and not re.match(r"https?://", str(action.get("url"))):
+            problems.append(f"{where}.actions[{i}].url: not an http(s) URL")
+    return problems
+
+
+def _card_element(where: str, element: Any) -> list[str]:
+    kind = element.get("type") if isinstance(element, dict) else None
+    if kind not in CARD_ELEMENTS:
+        return [f"{where}: unknown element {kind!r}"]
+    if kind == "TextBlock" and not _is_text(element.get("text"), 1_000_000):
+        return [f"{where}.text: missing"]
+    if kind == "FactSet":
+        facts = element.get("facts")
+        good = isinstance(facts, list) and all(
+            isinstance(f, dict) and isinstance(f.get("title"), str)
+            and isinstance(f.get("value"), str) for f in facts
+        )  # fmt: skip
+        if not good:
+            return [f"{where}.facts: not a list of {{title, value}} strings"]
+    return []
+
+
+DISCORD_LIMITS = {"content": 2000, "embeds": 10, "total": 6000, "title": 256,
+                  "description": 4096, "fields": 25, "name": 256, "value": 1024, "footer": 2048,
+                  "author": 256}  # fmt: skip
+
+
+def discord_problems(message: Any) -> list[str]:
+    """What Discord would reject in a webhook message (empty when it is acceptable)."""
+    if not isinstance(message, dict):
+        return ["message: not an object"]
+    limits, problems = DISCORD_LIMITS, []
+    content, embeds = message.get("content"), message.get("embeds") or []
+    if content is not None and not _is_text(content, limits["content"], 0):
+        problems.append(f"content: more than {limits['content']} characters")
+    if not content and not embeds:
+        problems.append("message: no content and no embeds")
+    if not isinstance(embeds, list) or len(embeds) > limits["embeds"]:
+        return [*problems, f"embeds: not a list of at most {limits['embeds']}"]
+    total = 0
+    for i, embed in enumerate(embeds):
+        found, chars = _embed(f"embeds[{i}]", embed)
+        problems, total = problems + found, total + chars
+    if total > limits["total"]:
+        problems.append(f"embeds: {total} characters, more than {limits['total']}")
+    return problems
+
+
+def _embed(where: str, embed: Any) -> tuple[list[str], int]:
+    if not isinstance(embed, dict):
+        return [f"{where}: not an object"], 0
+    limits, problems, texts = DISCORD_LIMITS, [], []
+    for name in ("title", "description"):
+        if name in embed:
+            texts.append(embed[name])
+            if not _is_text(embed[name], limits[name]):
+                problems.append(f"{where}.{name}: not 1 to {limits[name]} characters")
+    for name, key in (("footer", "text"), ("author", "name")):
+        if name in embed:
+            text = embed[name].get(key) if isinstance(embed[name], dict) else None
+            texts.append(text if isinstance(text, str) else "")
+            if not _is_text(text, limits[name]):
+                problems.append(f"{where}.{name}.{key}: not 1 to {limits[name]} characters")
+    fields = embed.get("fields") or []
+    if len(fields) > limits["fields"]:
+        problems.append(f"{where}.fields: more than {limits['fields']}")
+    for j, field_ in enumerate(fields):
+        for key in ("name", "value"):
+            text = field_.get(key) if isinstance(field_, dict) else None
+            texts.append(text if isinstance(text, str) else "")
+            if not _is_text(text, limits[key]):
+                problems.append(f"{where}.fields[{j}].{key}: not 1 to {limits[key]} characters")
+    color = embed.get("color")
+    if color is not None and not (isinstance(color, int) and 0 <= color <= 0xFFFFFF):
+        problems.append(f"{where}.color: not an RGB integer")
+    stamp = embed.get("timestamp")
+    if stamp is not None and not (isinstance(stamp, str) and ISO_TIME.fullmatch(stamp)):
+        problems.append(f"{where}.timestamp: not an ISO 8601 time")
+    if "url" in embed and not re.match(r"https?://", str(embed["url"])):
+        problems.append(f"{where}.url: not an http(s) URL")
+    return problems, sum(len(t) for t in texts if isinstance(t, str))
 
 
 # ---- Notifications to deliver ----------------------------------------------------------------

@@ -27,7 +27,14 @@ from services.api.routing import (
     limit_param,
 )
 from services.api.samples import sample_notification
-from services.api.subscriptionform import merged, stored, validate
+from services.api.subscriptionform import (
+    CONFIG_FIELDS,
+    config_field,
+    merged,
+    sealed_secret,
+    stored,
+    validate,
+)
 from services.api.views import subscription_view as view
 from services.common.clock import now_ms
 from services.common.controlplane import OutboxMessage, SubscriptionRow
@@ -71,18 +78,14 @@ async def create(call: Call) -> SubscriptionCreated:
     deps, project_id = call.deps, call.principal.project_id
     config = stored(body)
     urls = {"webhookConfig.url": config.webhookUrl} if config.webhookUrl else {}
-    if body.slackConfig:
-        urls["slackConfig.webhookUrl"] = body.slackConfig.webhookUrl
+    secret, sealed_urls = sealed_secret(body.notificationType, body)
     await validate(
-        deps, project_id, body.notificationType, config, urls, body.slackConfig is not None
+        deps, project_id, body.notificationType, config, urls | sealed_urls, secret is not None
     )
     subscription_id, at = new_id("ntf_"), now_ms(deps.clock)
     generated = None
-    secret = None
     if body.webhookConfig is not None:
         secret = body.webhookConfig.secret or (generated := _new_signing_secret())
-    elif body.slackConfig is not None:
-        secret = body.slackConfig.webhookUrl
     key = deps.sealing_key
     row = SubscriptionRow(
         id=subscription_id, project_id=project_id, notification_type=body.notificationType,
@@ -149,9 +152,8 @@ async def update(call: Call) -> Subscription:
     row = await _load(call)
     deps = call.deps
     kind = row.notification_type
-    if (patch.webhookConfig is not UNSET and kind != "webhook") or (
-        patch.slackConfig is not UNSET and kind != "slack"
-    ):
+    own = config_field(kind)
+    if any(getattr(patch, f) is not UNSET and f != own for f in CONFIG_FIELDS):
         raise InvalidInput.field("notificationType", f"This is a {kind} subscription.")
     if patch.emailRecipients is not UNSET and kind != "email":
         raise InvalidInput.field("emailRecipients", f"This is a {kind} subscription.")
@@ -163,9 +165,10 @@ async def update(call: Call) -> Subscription:
         urls["webhookConfig.url"] = patch.webhookConfig.url
         if patch.webhookConfig.secret:
             secret_ciphertext = seal(patch.webhookConfig.secret, key, row.id)
-    if isinstance(patch.slackConfig, msgspec.Struct):
-        urls["slackConfig.webhookUrl"] = patch.slackConfig.webhookUrl
-        secret_ciphertext = seal(patch.slackConfig.webhookUrl, key, row.id)
+    secret, sealed_urls = sealed_secret(kind, patch)
+    if secret is not None:
+        urls |= sealed_urls
+        secret_ciphertext = seal(secret, key, row.id)
     await validate(deps, row.project_id, kind, config, urls, secret_ciphertext is not None)
     updated = msgspec.structs.replace(
         row, config_json=_json.encode(config).decode(), secret_ciphertext=secret_ciphertext,

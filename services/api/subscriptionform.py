@@ -1,5 +1,6 @@
 """A subscription body as it is stored: the settings a create or PATCH body becomes
-(`StoredConfig`), and the checks they pass before they are stored (shape, egress, workflows)."""
+(`StoredConfig`), the sealed secret it gives its channel, and the checks they pass before they
+are stored (shape, egress, workflows)."""
 
 import msgspec
 from msgspec import UNSET
@@ -10,6 +11,15 @@ from services.api.deps import Deps
 from services.common.egress import EgressRefused, check_url, parse_cidrs
 from services.common.errors import InvalidInput
 from services.common.subscriptions import StoredConfig
+
+# The channels whose destination is one sealed secret: (body field, the secret's name in it).
+SEALED: dict[str, tuple[str, str]] = {
+    "slack": ("slackConfig", "webhookUrl"),
+    "pagerduty": ("pagerdutyConfig", "routingKey"),
+    "teams": ("teamsConfig", "webhookUrl"),
+    "discord": ("discordConfig", "webhookUrl"),
+}
+CONFIG_FIELDS = ("webhookConfig", *(field for field, _ in SEALED.values()))
 
 _WORKFLOWS_SQL = (
     "SELECT DISTINCT workflow_id FROM executions WHERE project_id = {p:String} "
@@ -37,7 +47,7 @@ def stored(body: SubscriptionBody) -> StoredConfig:
 def merged(c: StoredConfig, patch: SubscriptionPatch) -> StoredConfig:
     """Stored settings with a PATCH body's fields applied."""
     changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not UNSET}
-    for name in ("webhookConfig", "slackConfig"):
+    for name in CONFIG_FIELDS:
         changes.pop(name, None)
     if isinstance(patch.webhookConfig, msgspec.Struct):
         changes["webhookUrl"] = patch.webhookConfig.url
@@ -45,6 +55,25 @@ def merged(c: StoredConfig, patch: SubscriptionPatch) -> StoredConfig:
     if isinstance(patch.slackConfig, msgspec.Struct):
         changes["slackChannel"] = patch.slackConfig.channelName
     return msgspec.structs.replace(c, **changes)
+
+
+def config_field(kind: str) -> str | None:
+    """The body field that holds a channel's destination (None for email)."""
+    return "webhookConfig" if kind == "webhook" else SEALED.get(kind, (None, ""))[0]
+
+
+def sealed_secret(
+    kind: str, body: SubscriptionBody | SubscriptionPatch
+) -> tuple[str | None, dict[str, str]]:
+    """The secret a body gives a sealed channel, if any, and its URL for the egress check."""
+    if kind not in SEALED:
+        return None, {}
+    field, name = SEALED[kind]
+    config = getattr(body, field)
+    if not isinstance(config, msgspec.Struct):
+        return None, {}
+    secret: str = getattr(config, name)
+    return secret, ({f"{field}.{name}": secret} if name == "webhookUrl" else {})
 
 
 def _check_shape(kind: str, c: StoredConfig, has_secret: bool) -> list[ErrorDetail]:
@@ -58,11 +87,14 @@ def _check_shape(kind: str, c: StoredConfig, has_secret: bool) -> list[ErrorDeta
     needs: dict[str, tuple[str, object]] = {
         "webhook": ("webhookConfig", c.webhookUrl),
         "email": ("emailRecipients", c.emailRecipients),
-        "slack": ("slackConfig", has_secret),
+        **{k: (field, has_secret) for k, (field, _) in SEALED.items()},
     }
     field, present = needs[kind]
     if not present:
         errors.append(ErrorDetail(field=field, message=f"Required for {kind} notifications."))
+    if kind == "pagerduty" and c.alertConfig is None:  # an incident per execution is noise
+        message = "PagerDuty subscriptions send alerts only: add a rule."
+        errors.append(ErrorDetail(field="alertConfig", message=message))
     return errors
 
 

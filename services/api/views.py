@@ -3,7 +3,14 @@
 from typing import cast
 
 from schemas.api import Key, Plan, Project, WhoAmI
-from schemas.notifications import NotificationType, SlackView, Subscription, WebhookView
+from schemas.notifications import (
+    NotificationType,
+    PagerDutyView,
+    SlackView,
+    Subscription,
+    WebhookUrlView,
+    WebhookView,
+)
 from services.common.clock import iso_ms
 from services.common.controlplane import KeyRecord, ProjectRecord, SubscriptionRow
 from services.common.subscriptions import config_of
@@ -58,6 +65,7 @@ def subscription_view(row: SubscriptionRow) -> Subscription:
         standardWebhooks=c.standardWebhooks,
     )  # fmt: skip
     slack = SlackView(channelName=c.slackChannel, webhookUrlSet=True)
+    url_set = WebhookUrlView(webhookUrlSet=row.secret_ciphertext is not None)
     return Subscription(
         id=row.id, notificationType=kind, workflowIds=c.workflowIds,
         allWorkflows=c.allWorkflows, levelFilter=c.levelFilter, triggerFilter=c.triggerFilter,
@@ -68,5 +76,9 @@ def subscription_view(row: SubscriptionRow) -> Subscription:
         webhookConfig=webhook if kind == "webhook" else None,
         emailRecipients=c.emailRecipients if kind == "email" else None,
         slackConfig=slack if kind == "slack" else None,
+        pagerdutyConfig=PagerDutyView(row.secret_ciphertext is not None)
+        if kind == "pagerduty" else None,
+        teamsConfig=url_set if kind == "teams" else None,
+        discordConfig=url_set if kind == "discord" else None,
         alertConfig=c.alertConfig, disabledReason=row.disabled_reason,
     )  # fmt: skip

@@ -82,6 +82,7 @@ class Settings(Struct, frozen=True, kw_only=True):
     max_event_bytes: int = 256 * 1024
     log_level: str = "info"
     public_base_url: str | None = None
+    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
     metrics_port: int | None = None
     stop_timeout_s: float = 30.0
     plans: dict[str, PlanLimits] = {}
@@ -258,6 +259,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_body_bytes=_int(env, "CC_MAX_BODY_BYTES", 1024 * 1024),
         log_level=(env.get("CC_LOG_LEVEL") or "info").lower(),
         public_base_url=env.get("CC_PUBLIC_BASE_URL") or None,
+        pagerduty_url=env.get("CC_PAGERDUTY_URL") or "https://events.pagerduty.com/v2/enqueue",
         metrics_port=_int(env, "CC_METRICS_PORT", 0) or None,
         stop_timeout_s=env_number(env, "CC_STOP_TIMEOUT_SECONDS", 30.0),
         plans=load_plans(env),

@@ -11,8 +11,11 @@ from schemas import topics
 from schemas.alerts import AlertConfig
 from schemas.destinations import (
     Destination,
+    DiscordDestination,
     EmailDestination,
+    PagerDutyDestination,
     SlackDestination,
+    TeamsDestination,
     WebhookDestination,
 )
 from schemas.notifications import SubscriptionRecord
@@ -40,6 +43,13 @@ class StoredConfig(Struct, frozen=True, omit_defaults=True):
     alertConfig: AlertConfig | None = None
 
 
+# Channels whose destination is nothing but their sealed secret.
+_SECRET_ONLY: dict[str, Destination] = {
+    "pagerduty": PagerDutyDestination(),
+    "teams": TeamsDestination(),
+    "discord": DiscordDestination(),
+}
+
 _config_decoder = msgspec.json.Decoder(StoredConfig)
 
 
@@ -54,6 +64,8 @@ def destination_of(row: SubscriptionRow, c: StoredConfig) -> Destination:
         return EmailDestination(recipients=c.emailRecipients or [])
     if row.notification_type == "slack":
         return SlackDestination(channelName=c.slackChannel)
+    if row.notification_type in _SECRET_ONLY:
+        return _SECRET_ONLY[row.notification_type]
     if row.notification_type != "webhook":
         raise ValueError(f"unknown notification type {row.notification_type!r}")
     previous = row.previous_secret_ciphertext or None

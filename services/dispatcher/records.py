@@ -11,6 +11,14 @@ from schemas.notifications import NotificationRecord
 from services.common.sealing import unseal
 from services.dispatcher.channels.base import Result, Secrets
 
+# What the delivery log shows of a destination whose address is a secret.
+TARGETS = {
+    "slack": "slack incoming webhook",
+    "pagerduty": "pagerduty events api",
+    "teams": "teams webhook",
+    "discord": "discord webhook",
+}
+
 _decoder = RecordDecoder(NotificationRecord)
 encoder = msgspec.json.Encoder(decimal_format="number")
 
@@ -41,7 +49,7 @@ def target_of(record: NotificationRecord) -> str:
         return f"{parts.scheme}://{parts.hostname or ''}{port}"
     if isinstance(destination, EmailDestination):
         return ",".join(destination.recipients)
-    return "slack incoming webhook"
+    return TARGETS.get(record.notificationType, record.notificationType)
 
 
 def open_secrets(record: NotificationRecord, key: bytes, now_ms: int) -> Secrets:

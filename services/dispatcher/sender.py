@@ -8,7 +8,7 @@ from prometheus_client import Histogram
 
 from schemas.notifications import NotificationRecord
 from services.common.clock import Clock, now_ms, system_clock
-from services.dispatcher.channels import email, slack, webhook
+from services.dispatcher.channels import discord, email, pagerduty, slack, teams, webhook
 from services.dispatcher.channels.base import Context, Result, Secrets
 from services.dispatcher.current import Subscriptions
 from services.dispatcher.decision import Attempted
@@ -19,7 +19,14 @@ log = structlog.get_logger(__name__)
 ATTEMPT_SECONDS = Histogram("cc_dispatcher_attempt_seconds", "Attempt duration", ["channel"])
 
 Send = Callable[[NotificationRecord, Secrets, Context], Awaitable[Result]]
-CHANNELS: dict[str, Send] = {"webhook": webhook.send, "email": email.send, "slack": slack.send}
+CHANNELS: dict[str, Send] = {
+    "webhook": webhook.send,
+    "email": email.send,
+    "slack": slack.send,
+    "pagerduty": pagerduty.send,
+    "teams": teams.send,
+    "discord": discord.send,
+}
 OnGone = Callable[[NotificationRecord, str], Awaitable[None]]
 
 

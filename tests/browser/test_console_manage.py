@@ -17,7 +17,13 @@ from tests.browser.helpers import expect, screenshot
 from tests.e2e.helpers import call, eventually, post_events
 from tests.factories import completed
 from tests.processes import CLI, Stack, running_stack, service_env
-from tests.receivers import HttpReceiver, SlackReceiver, SmtpReceiver
+from tests.receivers import (
+    DiscordReceiver,
+    HttpReceiver,
+    PagerDutyReceiver,
+    SlackReceiver,
+    SmtpReceiver,
+)
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page
@@ -29,18 +35,21 @@ VIEWER = ("viewer@example.com", "viewer-password-1234")
 
 
 class Receivers:
-    """The destinations of this module: a webhook, a Slack-like webhook and an SMTP server."""
+    """The destinations of this module: a webhook, Slack-, PagerDuty- and Discord-like ones and
+    an SMTP server."""
 
     def __init__(self) -> None:
         self.webhook = HttpReceiver()
         self.slack = SlackReceiver()
         self.smtp = SmtpReceiver()
+        self.pagerduty = PagerDutyReceiver()
+        self.discord = DiscordReceiver()
 
 
 @pytest.fixture(scope="module")
 async def receivers() -> AsyncIterator[Receivers]:
     found = Receivers()
-    async with found.webhook, found.slack, found.smtp:
+    async with found.webhook, found.slack, found.smtp, found.pagerduty, found.discord:
         yield found
 
 
@@ -52,6 +61,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, receivers: Receivers) -> Ite
         "CC_EGRESS_ALLOW_CIDRS": "127.0.0.0/8",
         "CC_SMTP_URL": receivers.smtp.url,
         "CC_EMAIL_FROM": "alerts@codecourier.test",
+        "CC_PAGERDUTY_URL": receivers.pagerduty.url,
     }
     with running_stack(tmp_path_factory.mktemp("manage") / "data", settings) as running:
         yield running
@@ -211,16 +221,35 @@ async def test_each_kind_of_subscription_is_created_from_logs_and_tested(
     await _send_test_from_detail(page)
     assert [r.problems for r in receivers.slack.requests] == [[]]
 
-    # the list shows all three with their rules and latest outcomes, no secret anywhere
+    # PagerDuty needs a rule; Discord to a local channel webhook
+    await page.goto(stack.base_url + f"/notifications/new?workflowIds={seeded}")
+    await page.get_by_label("PagerDuty", exact=True).check()
+    await page.get_by_label("Routing key").fill("R0123456789abcdef0123456789ABCDE")
+    await page.get_by_role("button", name="Create notification").click()
+    await expect(page.locator(".field-error")).to_contain_text("choose a rule")
+    await page.get_by_label("Alert rule").select_option(label="Latency threshold")
+    await page.get_by_role("button", name="Create notification").click()
+    await _send_test_from_detail(page)
+    assert [r.problems for r in receivers.pagerduty.requests] == [[]]
+    await page.goto(stack.base_url + f"/notifications/new?workflowIds={seeded}")
+    await page.get_by_label("Discord", exact=True).check()
+    await page.get_by_label("Discord webhook URL").fill(receivers.discord.url)
+    await page.get_by_role("button", name="Create notification").click()
+    await _send_test_from_detail(page)
+    assert [r.problems for r in receivers.discord.requests] == [[]]
+
+    # the list shows all five with their rules and latest outcomes, no secret anywhere
     await page.get_by_role("link", name="All notifications").click()
     table = page.get_by_role("table", name="Notification subscriptions")
-    await expect(table.get_by_role("row")).to_have_count(4)
+    await expect(table.get_by_role("row")).to_have_count(6)
     await expect(table).to_contain_text("Consecutive failures (2)")
     await expect(table).to_contain_text("#alerts-billing")
-    await expect(table.get_by_text("delivered", exact=True)).to_have_count(3)
+    await expect(table.get_by_text("delivered", exact=True)).to_have_count(5)
     assert "null" not in await table.inner_text()
     assert signing not in await page.content()
     assert "B0RECEIVER" not in await page.content()  # the Slack URL is a secret
+    assert "DiscordSecretToken" not in await page.content()
+    assert "R0123456789abcdef" not in await page.content()
     await screenshot(page, "notifications")
 
     # the server's field errors land next to their field

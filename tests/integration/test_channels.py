@@ -1,5 +1,5 @@
-"""Delivery channels against real receivers: Node.js for webhooks, aiohttp for Slack, aiosmtpd
-for email (see tests/receivers.py)."""
+"""Delivery channels against real receivers: Node.js for webhooks, aiohttp for Slack, PagerDuty,
+Teams and Discord, aiosmtpd for email (see tests/receivers.py)."""
 
 import base64
 from collections.abc import AsyncIterator
@@ -9,14 +9,17 @@ import pytest
 
 from services.common.egress import parse_cidrs
 from services.common.processes import free_port
-from services.dispatcher.channels import email, slack, webhook
+from services.dispatcher.channels import discord, email, pagerduty, slack, teams, webhook
 from services.dispatcher.channels.base import Context, Result, Secrets
 from services.dispatcher.egress import guarded_session
 from tests.receivers import (
+    DiscordReceiver,
     NodeWebhookReceiver,
+    PagerDutyReceiver,
     Reply,
     SlackReceiver,
     SmtpReceiver,
+    TeamsReceiver,
     notification,
     sample_payload,
 )
@@ -260,3 +263,110 @@ async def test_email_timeout_and_connection_errors_are_retryable(ctx: Context) -
     url = f"smtp://127.0.0.1:{free_port()}"
     down = await email.send(email_record("a@x.io"), Secrets(), smtp_ctx(ctx, url))
     assert down.retryable and not down.delivered and down.error
+
+
+# ---- PagerDuty, Teams and Discord ----------------------------------------------------------
+
+ROUTING_KEY = "R0123456789abcdef0123456789ABCDE"
+ALERT = {"id": "alr_7q2", "rule": "latency_threshold", "reason": "took 2.00 s",
+         "observed": 2000, "threshold": 1000, "notificationId": "ntf_9"}  # fmt: skip
+
+
+def pagerduty_ctx(ctx: Context, receiver: PagerDutyReceiver) -> Context:
+    return Context(
+        http=ctx.http, timeout_s=5, public_base_url=ctx.public_base_url, pagerduty_url=receiver.url
+    )
+
+
+async def test_pagerduty_trigger_then_resolve_share_one_incident(ctx: Context) -> None:
+    async with PagerDutyReceiver() as receiver:
+        pd = pagerduty_ctx(ctx, receiver)
+        fired = notification("pagerduty", sample_payload(alert=ALERT))
+        resolved = notification("pagerduty", sample_payload("workflow.alert.resolved", alert=ALERT))
+        first = await pagerduty.send(fired, Secrets(ROUTING_KEY), pd)
+        second = await pagerduty.send(resolved, Secrets(ROUTING_KEY), pd)
+    body = '{"status": "success", "message": "Event processed", "dedup_key": "alr_7q2"}'
+    assert first == second == Result(delivered=True, status=202, body=body)
+    assert [r.problems for r in receiver.requests] == [[], []]
+    trigger, resolve = (r.json() for r in receiver.requests)
+    assert (trigger["event_action"], resolve["event_action"]) == ("trigger", "resolve")
+    assert trigger["dedup_key"] == resolve["dedup_key"] == "alr_7q2"
+    assert trigger["payload"]["severity"] == "warning"
+    assert trigger["links"][0]["href"] == "https://cc.example.com/api/v1/logs/log_7f3a"
+
+
+@pytest.mark.parametrize(
+    ("reply", "retryable"),
+    [(Reply(429, body='{"status":"throttle"}'), True), (Reply(502, body=""), True),
+     (Reply(400, body='{"status":"invalid event"}'), False)],
+)  # fmt: skip
+async def test_pagerduty_statuses(ctx: Context, reply: Reply, retryable: bool) -> None:
+    async with PagerDutyReceiver([reply]) as receiver:
+        record = notification("pagerduty", sample_payload(alert=ALERT))
+        result = await pagerduty.send(record, Secrets(ROUTING_KEY), pagerduty_ctx(ctx, receiver))
+    assert not result.delivered and result.retryable is retryable
+    assert result.status == reply.status and result.error
+    assert ROUTING_KEY not in result.error
+
+
+async def test_pagerduty_rejects_a_bad_routing_key_finally(ctx: Context) -> None:
+    async with PagerDutyReceiver() as receiver:
+        record = notification("pagerduty", sample_payload(alert=ALERT))
+        result = await pagerduty.send(record, Secrets("short"), pagerduty_ctx(ctx, receiver))
+    assert result.status == 400 and not result.retryable
+    assert "routing_key" in result.body
+
+
+async def test_teams_card_is_accepted_and_huge_outputs_fit(ctx: Context) -> None:
+    async with TeamsReceiver() as receiver:
+        record = notification("teams", sample_payload(alert=ALERT, finalOutput="é\x01" * 40_000))
+        result = await teams.send(record, Secrets(receiver.url), ctx)
+    assert result == Result(delivered=True, status=200, body="1")
+    [request] = receiver.requests
+    assert request.problems == [] and len(request.body) <= 28 * 1024
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.path == TeamsReceiver.path
+
+
+async def test_teams_errors_never_contain_the_url(ctx: Context) -> None:
+    async with TeamsReceiver([Reply(503, body="busy")]) as receiver:
+        busy = await teams.send(notification("teams"), Secrets(receiver.url), ctx)
+    assert busy == Result(False, True, 503, "busy", "HTTP 503")
+    url = f"http://127.0.0.1:{free_port()}{TeamsReceiver.path}"
+    down = await teams.send(notification("teams"), Secrets(url), ctx)
+    assert down.retryable and down.error and "TeamsSecret" not in down.error
+
+
+async def test_discord_429_retry_after_then_delivered(ctx: Context) -> None:
+    async with DiscordReceiver([DiscordReceiver.rate_limited(1.25)]) as receiver:
+        record = notification("discord", sample_payload(alert=ALERT, finalOutput="x" * 9000))
+        first = await discord.send(record, Secrets(receiver.url), ctx)
+        second = await discord.send(record, Secrets(receiver.url), ctx)
+    assert not first.delivered and first.retryable and first.status == 429
+    assert first.retry_after_s == 1.25  # the body's float, not the header's rounded 2
+    assert second == Result(delivered=True, status=204, body="")
+    assert [r.problems for r in receiver.requests] == [[], []]
+    message = receiver.requests[1].json()
+    assert message["allowed_mentions"] == {"parse": []}
+    assert message["embeds"][0]["title"] == "Alert: Nightly report"
+
+
+async def test_discord_rejection_is_final_and_hides_the_token(ctx: Context) -> None:
+    async with DiscordReceiver([Reply(404, body='{"code": 10015}')]) as receiver:
+        gone = await discord.send(notification("discord"), Secrets(receiver.url), ctx)
+    assert gone == Result(False, False, 404, '{"code": 10015}', "HTTP 404")
+    url = f"http://127.0.0.1:{free_port()}{DiscordReceiver.path}"
+    down = await discord.send(notification("discord"), Secrets(url), ctx)
+    assert down.retryable and down.error and "DiscordSecretToken" not in down.error
+    missing = await discord.send(notification("discord"), Secrets(), ctx)
+    assert missing == Result(delivered=False, error="the Discord webhook URL is missing")
+
+
+async def test_new_channels_go_through_the_egress_guard() -> None:
+    async with DiscordReceiver() as receiver, guarded_session() as session:  # no loopback
+        result = await discord.send(
+            notification("discord"), Secrets(receiver.url), Context(session)
+        )
+    assert not result.delivered and not result.retryable and result.error
+    assert "DiscordSecretToken" not in result.error
+    assert receiver.requests == []

@@ -157,8 +157,8 @@ def test_an_included_final_output_that_is_null_is_sent_as_null() -> None:
     assert "finalOutput" in data and data["finalOutput"] is None
 
 
-@pytest.mark.parametrize("channel", ["email", "slack"])
-def test_trace_spans_never_go_to_email_or_slack(channel: str) -> None:
+@pytest.mark.parametrize("channel", ["email", "slack", "pagerduty", "teams", "discord"])
+def test_trace_spans_never_go_to_email_or_chat(channel: str) -> None:
     spans = event(traceSpans=[{"id": "s1"}])
     record = payload.execution_notification(
         "prj_1", spans, sub(notificationType=channel, includeTraceSpans=True), EXTRAS, 1

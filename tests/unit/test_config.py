@@ -29,11 +29,17 @@ def test_defaults_are_embedded(tmp_path: Path) -> None:
     assert settings.smtp_url is None and settings.smtp_ca_file is None
     assert settings.retry_delays_s == (5, 15, 60, 180, 600)
     assert settings.plan("free") == DEFAULT_PLANS["free"]
+    assert settings.pagerduty_url == "https://events.pagerduty.com/v2/enqueue"
 
 
 def test_postgres_urls_get_the_async_driver(tmp_path: Path) -> None:
     env = {"CC_DATA_DIR": str(tmp_path), "CC_DATABASE_URL": "postgresql://u@h:5432/db"}
     assert load_settings(env).database_url == "postgresql+asyncpg://u@h:5432/db"
+
+
+def test_pagerduty_url_is_read(tmp_path: Path) -> None:
+    env = {"CC_DATA_DIR": str(tmp_path), "CC_PAGERDUTY_URL": "http://127.0.0.1:9/v2/enqueue"}
+    assert load_settings(env).pagerduty_url == "http://127.0.0.1:9/v2/enqueue"
 
 
 def test_smtp_ca_file_is_read(tmp_path: Path) -> None:

@@ -6,9 +6,12 @@ import msgspec
 import pytest
 
 from schemas.destinations import (
+    DiscordDestination,
     EmailDestination,
+    PagerDutyDestination,
     RecordDecoder,
     SlackDestination,
+    TeamsDestination,
     WebhookDestination,
 )
 from schemas.events import ExecutionRecord
@@ -43,6 +46,9 @@ UNTAGGED = [
     ("email", {"recipients": None}, EmailDestination()),
     ("slack", {"channelName": "#ops"}, SlackDestination("#ops")),
     ("slack", {"channelName": None}, SlackDestination()),
+    ("pagerduty", {}, PagerDutyDestination()),
+    ("teams", {}, TeamsDestination()),
+    ("discord", {}, DiscordDestination()),
 ]  # fmt: skip
 
 subscriptions = RecordDecoder(SubscriptionRecord)

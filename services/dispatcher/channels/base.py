@@ -7,10 +7,13 @@ import aiohttp
 
 from schemas.deliveries import RESPONSE_BODY_LIMIT
 
+PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
+
 
 @dataclass(frozen=True)
 class Secrets:
-    """Opened secrets of a subscription: the signing secret (webhook) or the URL (Slack).
+    """Opened secrets of a subscription: the signing secret (webhook), the URL (Slack, Teams,
+    Discord) or the routing key (PagerDuty).
 
     `previous` is the secret replaced by a rotation while its grace period lasts (the caller
     leaves it None once that has passed): webhooks are signed with both meanwhile.
@@ -48,6 +51,7 @@ class Context:
     smtp_url: str | None = None
     smtp_tls: ssl.SSLContext | None = None  # verifies SMTP servers; None: the system's CAs
     email_from: str = "CodeCourier <alerts@codecourier.local>"
+    pagerduty_url: str = PAGERDUTY_URL
 
 
 def clip(text: str) -> str:

@@ -10,7 +10,7 @@ import { RULES, TYPES, ruleOf } from "./subscriptions.js";
 const TRIGGERS = ["api", "webhook", "schedule", "manual", "chat"];
 const INCLUDES = [
   ["includeFinalOutput", "Final output", "The execution's final output."],
-  ["includeTraceSpans", "Trace spans", "Webhooks only: never sent to email or Slack."],
+  ["includeTraceSpans", "Trace spans", "Webhooks only: never sent to email or chat."],
   ["includeRateLimits", "Rate limits", "The plan's execution rate limits."],
   ["includeUsageData", "Usage", "This month's cost against the plan's limit."],
 ];
@@ -18,6 +18,8 @@ const INCLUDES = [
 const ALIASES = {
   alertConfig: "alertConfig.rule", webhookConfig: "webhookConfig.url",
   slackConfig: "slackConfig.webhookUrl", allWorkflows: "workflowIds",
+  pagerdutyConfig: "pagerdutyConfig.routingKey", teamsConfig: "teamsConfig.webhookUrl",
+  discordConfig: "discordConfig.webhookUrl",
 };
 
 function splitList(text) {
@@ -86,6 +88,25 @@ export async function render(ctx) {
       : "Create an incoming webhook in Slack and paste its URL; it is kept secret."),
     field("Channel name (optional)", slackChannel, "Shown here to recognise the destination, e.g. alerts-prod."));
 
+  const keep = "Hidden once saved. Leave empty to keep it.";
+  const routingKey = h("input", { type: "password", name: "pagerdutyConfig.routingKey", minlength: 32, maxlength: 32,
+    pattern: "[0-9A-Za-z]{32}", autocomplete: "off", spellcheck: false });
+  const pagerdutyPart = h("div", { class: "type-part", dataset: { type: "pagerduty" } },
+    field("Routing key", routingKey, editing ? keep
+      : "The 32-character integration key of an Events API v2 integration on a PagerDuty service; it is kept secret. PagerDuty notifications need an alert rule: a fired alert triggers an incident, its resolve resolves it."));
+  const teamsUrl = h("input", { type: "url", name: "teamsConfig.webhookUrl", maxlength: 2048, minlength: 8,
+    autocomplete: "off", placeholder: "https://…" });
+  const teamsPart = h("div", { class: "type-part", dataset: { type: "teams" } },
+    field("Teams webhook URL", teamsUrl, editing ? keep
+      : "An incoming webhook or a Workflows “Post to a channel when a webhook request is received” URL; it is kept secret."));
+  const discordUrl = h("input", { type: "url", name: "discordConfig.webhookUrl", maxlength: 2048, minlength: 8,
+    autocomplete: "off", placeholder: "https://…" });
+  const discordPart = h("div", { class: "type-part", dataset: { type: "discord" } },
+    field("Discord webhook URL", discordUrl, editing ? keep
+      : "Channel settings → Integrations → Webhooks → Copy Webhook URL; it is kept secret."));
+  const sealedInputs = { pagerduty: ["pagerdutyConfig", "routingKey", routingKey],
+    teams: ["teamsConfig", "webhookUrl", teamsUrl], discord: ["discordConfig", "webhookUrl", discordUrl] };
+
   // ---- what it matches
   const all = h("input", { type: "checkbox", name: "allWorkflows",
     checked: editing ? sub.allWorkflows : prefill.length === 0 });
@@ -153,7 +174,8 @@ export async function render(ctx) {
     editing ? "Save changes" : "Create notification");
   const cancelHref = editing ? `/notifications/${encodeURIComponent(sub.id)}` : "/notifications";
   const body = h("fieldset", { class: "plain", disabled: !canWrite },
-    h("section", { class: "card form-section" }, h("h2", {}, "Destination"), typeSet, webhookPart, emailPart, slackPart),
+    h("section", { class: "card form-section" }, h("h2", {}, "Destination"), typeSet, webhookPart, emailPart, slackPart,
+      pagerdutyPart, teamsPart, discordPart),
     h("section", { class: "card form-section" }, h("h2", {}, "What it matches"), workflowSet, levelSet, triggerSet, includeSet),
     h("section", { class: "card form-section" }, h("h2", {}, "When it notifies"), ruleSet,
       h("div", { class: "field" }, h("label", { class: "inline" }, active, "Active (deliver notifications)"))));
@@ -170,6 +192,7 @@ export async function render(ctx) {
     webhookUrl.required = currentType() === "webhook";
     recipients.required = currentType() === "email";
     slackUrl.required = currentType() === "slack" && !editing;
+    for (const [kind, [, , input]] of Object.entries(sealedInputs)) input.required = currentType() === kind && !editing;
     const spans = form.querySelector('input[name="includeTraceSpans"]');
     spans.disabled = currentType() !== "webhook";
     if (spans.disabled) spans.checked = false;
@@ -195,6 +218,9 @@ export async function render(ctx) {
     } else if (kind === "slack" && (slackUrl.value.trim() || !editing)) {
       out.slackConfig = { webhookUrl: slackUrl.value.trim() };
       if (slackChannel.value.trim()) out.slackConfig.channelName = slackChannel.value.trim();
+    } else if (sealedInputs[kind]) {
+      const [config, name, input] = sealedInputs[kind];
+      if (input.value.trim() || !editing) out[config] = { [name]: input.value.trim() };
     }
     const rule = ruleOf(ruleSelect.value);
     if (rule) {
@@ -212,6 +238,7 @@ export async function render(ctx) {
     if (!out.allWorkflows && !out.workflowIds.length) details.push({ field: "workflowIds", message: "Choose workflows or “All workflows”." });
     if (!out.levelFilter.length) details.push({ field: "levelFilter", message: "Choose at least one level." });
     if (out.emailRecipients && out.emailRecipients.length > 10) details.push({ field: "emailRecipients", message: "At most 10 recipients." });
+    if (currentType() === "pagerduty" && !out.alertConfig) details.push({ field: "alertConfig.rule", message: "PagerDuty notifications send alerts only: choose a rule." });
     return details;
   }
 

@@ -124,7 +124,7 @@ export async function render(ctx) {
   function draw() {
     if (!state.subs.length) {
       clear(listSlot, emptyState("No notifications yet",
-        "A notification sends completed executions or alerts to a webhook, an email address or a Slack channel. Filter by workflow, level and trigger, or add a rule such as “3 failures in a row”.",
+        "A notification sends completed executions or alerts to a webhook, an email address, Slack, PagerDuty, Microsoft Teams or Discord. Filter by workflow, level and trigger, or add a rule such as “3 failures in a row”.",
         canWrite ? h("a", { class: "button primary", href: "/notifications/new" }, "Create the first notification") : null));
       return;
     }

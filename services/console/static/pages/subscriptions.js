@@ -3,7 +3,8 @@
 import { api } from "../api.js";
 import { badge, formatDuration, formatTime, h, maskUrl } from "../ui.js";
 
-export const TYPES = [["webhook", "Webhook"], ["email", "Email"], ["slack", "Slack"]];
+export const TYPES = [["webhook", "Webhook"], ["email", "Email"], ["slack", "Slack"],
+  ["pagerduty", "PagerDuty"], ["teams", "Microsoft Teams"], ["discord", "Discord"]];
 
 // The seven rules of contract section 6, each with its parameters: [field, label, min, max,
 // step, default, unit]. Defaults are the API's (absent fields take them).
@@ -43,6 +44,13 @@ export function typeLabel(type) {
   return found ? found[1] : type;
 }
 
+// Destinations that are nothing but a secret, as they are shown.
+const HIDDEN_TARGETS = {
+  pagerduty: "PagerDuty service (routing key hidden)",
+  teams: "Teams webhook (URL hidden)",
+  discord: "Discord webhook (URL hidden)",
+};
+
 // Where deliveries go, without secrets: a webhook's host, the recipients, a Slack channel.
 export function describeTarget(sub) {
   if (sub.notificationType === "webhook" && sub.webhookConfig) {
@@ -53,6 +61,7 @@ export function describeTarget(sub) {
     return sub.slackConfig.channelName ? `#${sub.slackConfig.channelName.replace(/^#/, "")}`
       : h("span", { class: "muted" }, "Incoming webhook (URL hidden)");
   }
+  if (HIDDEN_TARGETS[sub.notificationType]) return h("span", { class: "muted" }, HIDDEN_TARGETS[sub.notificationType]);
   return "—";
 }
 
