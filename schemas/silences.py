@@ -56,7 +56,7 @@ class Schedule(Struct, frozen=True, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         """Check the zone against the system's time-zone database."""
         if problem := zone_error(self.timezone):
-            raise field_error("schedule.timezone", problem)
+            raise field_error("timezone", problem)
 
 
 class SilenceBody(Struct, frozen=True, forbid_unknown_fields=True):

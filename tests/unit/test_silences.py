@@ -176,7 +176,7 @@ def test_overlapping_daily_windows_join() -> None:
                        "durationMinutes": 5}}, "endsAt"),
         ({"comment": "x", "schedule": {"timezone": "Mars/Olympus", "daysOfWeek": ["mon"],
                                        "start": "01:00", "durationMinutes": 5}},
-         "schedule.timezone"),
+         "timezone"),
         ({"comment": "x", "endsAt": "2026-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
          "until"),
         ({"comment": "x", "endsAt": "2300-01-01T00:00:00Z"}, "endsAt"),
