@@ -63,3 +63,4 @@ class Alert(Struct, frozen=True, omit_defaults=True):
     workflowId: str
     atMs: int
     executionId: str | None = None
+    silenced: bool = False  # muted by a silence: recorded, not delivered

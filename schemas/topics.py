@@ -3,6 +3,7 @@
 EXECUTIONS = "executions"
 TICKS = "ticks"
 SUBSCRIPTIONS = "subscriptions"
+SILENCES = "silences"
 NOTIFICATIONS = "notifications"
 DELIVERIES_DLQ = "deliveries.dlq"
 DELIVERY_LOG = "delivery-log"
@@ -15,12 +16,14 @@ ALERTS_DLQ = "alerts.dlq"  # any record the alert engine could not handle, from 
 RETRY_TIER_PREFIX = "deliveries.retry."
 
 # Topics keyed by workflow id must share a partition count so that the alert engine can join them.
-CO_PARTITIONED = (EXECUTIONS, TICKS, SUBSCRIPTIONS)
-COMPACTED = (SUBSCRIPTIONS,)
+# Silences, like subscriptions, are broadcast to every partition (keys `<id>/<partition>`).
+CO_PARTITIONED = (EXECUTIONS, TICKS, SUBSCRIPTIONS, SILENCES)
+COMPACTED = (SUBSCRIPTIONS, SILENCES)
 ALL = (
     EXECUTIONS,
     TICKS,
     SUBSCRIPTIONS,
+    SILENCES,
     NOTIFICATIONS,
     DELIVERIES_DLQ,
     DELIVERY_LOG,

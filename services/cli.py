@@ -2,15 +2,15 @@
 
 Server commands run the services (`servercmds`), admin commands manage projects and keys
 (`admincmds`), user commands create console users (`usercmds`), client commands send events and
-follow logs (`clientcmds`). A command of two words (`key create`) is an action of its group
-(`key`).
+follow logs (`clientcmds`), silence commands mute alerts (`silencecmds`). A command of two words
+(`key create`) is an action of its group (`key`).
 """
 
 import argparse
 import sys
 from collections.abc import Sequence
 
-from services import admincmds, clientcmds, servercmds, usercmds
+from services import admincmds, clientcmds, servercmds, silencecmds, usercmds
 from services.command import CliError, Command
 from services.common.config import ConfigError, load_settings
 from services.common.log import configure_logging
@@ -20,6 +20,7 @@ COMMANDS: tuple[Command, ...] = (
     *admincmds.COMMANDS,
     *usercmds.COMMANDS,
     *clientcmds.COMMANDS,
+    *silencecmds.COMMANDS,
 )
 GROUPS = {
     "project": "create projects and change plans (admin API)",
@@ -27,6 +28,7 @@ GROUPS = {
     "user": "create console users (people who sign in with an email and password)",
     "events": "send execution events to the API",
     "logs": "follow completed executions",
+    "silence": "mute alert notifications: one-off silences and weekly maintenance windows",
 }
 
 

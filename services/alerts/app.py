@@ -1,6 +1,7 @@
-"""The alert engine on faust-streaming: executions, ticks and subscriptions in, notifications out.
+"""The alert engine on faust-streaming: executions, ticks, subscriptions and silences in,
+notifications out.
 
-One agent (concurrency 1) reads the three co-partitioned topics, so a workflow's records are
+One agent (concurrency 1) reads the four co-partitioned topics, so a workflow's records are
 handled on one partition, in log order, by one worker. Three plain tables hold what must survive
 a restart, each written only while handling a record of the partition its key belongs to:
 - `workflow-states`: key `<project>/<workflow>` (the topic key); the value (`Stored`) is the
@@ -20,6 +21,8 @@ keeps them in memory), backed by their changelog topics: a restarted worker open
 and replays only the changelog written after the store's last flush. `Views` index the tables
 in memory by partition and project, from the store once recovery is complete; the
 subscriptions are also read ahead from their compacted topic when partitions are assigned.
+Silences have no table: they are read ahead from their compacted topic (every version of
+every silence, ended ones included) at every assignment, then followed in the stream.
 
 When a subscription begins. The API (through its outbox) writes every subscription change
 first as a marker record on each partition of `executions` (the `SubscriptionRecord` itself,
@@ -205,14 +208,17 @@ def _wire(app: AlertsApp, engine: Engine, kafka: KafkaClients, config: AlertsCon
         engine.gate.reset()
         tps: set[Any] = args[0] if args else kwargs.get("assigned", set())
         mine = [TopicPartition(tp.topic, tp.partition) for tp in tps]
-        wanted = [tp for tp in mine if tp.topic == topics.SUBSCRIPTIONS]
+        wanted = [tp for tp in mine if tp.topic in (topics.SUBSCRIPTIONS, topics.SILENCES)]
         try:
             records = await app.offsets.read(wanted)
         except (KafkaError, OSError, TimeoutError) as exc:  # the stream still delivers them
             log.warning("alerts.subscriptions_not_read_ahead", error=repr(exc))
             return
         for record in records:
-            engine.views.preload(record.partition, record.key, record.value)
+            if record.topic == topics.SILENCES:
+                engine.views.preload_silence(record.partition, record.key, record.value)
+            else:
+                engine.views.preload(record.partition, record.key, record.value)
 
     @app.on_before_shutdown.connect
     async def shutdown(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:

@@ -1,9 +1,15 @@
 """The alert engine without faust: records in, notifications and table writes out.
 
-`Engine` handles one record of `executions`, `ticks` or `subscriptions` at a time for the
-partition it came from: completed executions are evaluated here, subscription changes and
-markers are applied by `Subscriptions`, workflow values and cost rows are kept by the `Ledger`,
-and `Views` index the `Tables` in memory by partition and project. The faust wiring in
+`Engine` handles one record of `executions`, `ticks`, `subscriptions` or `silences` at a time
+for the partition it came from: completed executions are evaluated here, subscription changes
+and markers are applied by `Subscriptions`, workflow values and cost rows are kept by the
+`Ledger`, and `Views` index the `Tables` (and the silences, which need no table: they are read
+ahead from their compacted topic at every assignment) in memory by partition and project.
+
+Silences are applied at emission time, from event time (the execution's end, or the tick's
+time): the rules return a notification a silence takes as `silenced` (see
+`services.alerts.rules`), which is logged (`alerts.silenced`) and counted
+(`cc_alerts_silenced_total`) instead of sent. The faust wiring in
 `services.alerts.app` feeds it; the benchmark feeds it plain dicts.
 
 Errors: `Engine.handle` never raises for a record; what a record's handling raises is settled
@@ -16,23 +22,26 @@ from typing import Any
 
 import msgspec
 import structlog
+from prometheus_client import Counter
 
 from schemas import topics
 from schemas.destinations import RecordDecoder
 from schemas.events import Event, ExecutionCompleted, ExecutionRecord, topic_key
 from schemas.notifications import NotificationRecord, SubscriptionRecord
+from schemas.silences import SilenceRecord
 from schemas.ticks import Tick
 from services.alerts import payload
 from services.alerts.ledger import Ledger, add_cost
 from services.alerts.payload import Extras
 from services.alerts.records import DeadLetter, Message, decode, settle
-from services.alerts.rules import facts_of, on_execution, on_tick
+from services.alerts.rules import Muted, facts_of, never_muted, on_execution, on_tick
 from services.alerts.subscriptions import Subscriptions
 from services.alerts.tables import Stored, Tables
 from services.alerts.ticks import TickGate
 from services.alerts.views import SubView, Views, split_key
 from services.common.clock import Clock, now_ms, system_clock
 from services.common.config import Settings
+from services.common.silences import is_active, matches
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +50,8 @@ _record: RecordDecoder[ExecutionRecord | SubscriptionRecord] = RecordDecoder(
 )
 _event = msgspec.json.Decoder(Event)
 _tick = msgspec.json.Decoder(Tick)
+_silence: RecordDecoder[SilenceRecord] = RecordDecoder(SilenceRecord)
+SILENCED = Counter("cc_alerts_silenced", "Alert notifications muted by a silence", ["kind"])
 _encode = msgspec.json.Encoder().encode
 
 Send = Callable[[Sequence[NotificationRecord]], Awaitable[None]]
@@ -92,6 +103,31 @@ class Engine:
             await self.on_tick_record(message)
         elif message.topic == topics.SUBSCRIPTIONS:
             self.subscriptions.on_record(message)
+        elif message.topic == topics.SILENCES:
+            self.on_silence(message)
+
+    def on_silence(self, message: Message) -> None:
+        """Apply a record of the compacted `silences` topic to its partition's view."""
+        if message.value is None:
+            sil_id = (message.key or b"").decode(errors="replace").rpartition("/")[0]
+            self.views.drop_silence(message.partition, sil_id)
+            return
+        self.views.put_silence(message.partition, decode(_silence, message.value))
+
+    def muted(self, partition: int, project: str, workflow: str) -> Muted:
+        """Whether a silence of the project, as seen on the partition, takes a notification of
+        this workflow at an event time."""
+        silences = self.views.project_silences(partition, project)
+        if not silences:
+            return never_muted
+
+        def muted(subscription_id: str, rule: str, at_ms: int) -> bool:
+            return any(
+                matches(s, subscription_id, workflow, rule) and is_active(s, at_ms)
+                for s in silences
+            )
+
+        return muted
 
     async def on_executions(self, message: Message) -> None:
         """Evaluate the completed executions of a record, or take in a subscription marker."""
@@ -151,7 +187,9 @@ class Engine:
             return None
         rules = [s.rule for s in subs if s.rule is not None]
         cooldown = self.settings.alert_cooldown_s
-        stored.state, alerts = on_execution(stored.state, rules, facts, cooldown)
+        muted = self.muted(partition, record.projectId, event.workflowId)
+        stored.state, alerts = on_execution(stored.state, rules, facts, cooldown, muted)
+        alerts = self.unsilenced(record.projectId, alerts)
         add_cost(stored.cost, facts)
         plain = [s for s in subs if s.rule is None and s.admits(event)]
         if not plain and not alerts:
@@ -177,7 +215,9 @@ class Engine:
         for key in self.views.keys(partition):
             project, workflow = split_key(key)
             covering = self.views.covering(partition, project, workflow, at_ms)
-            subs = [s for s in covering if s.timed]
+            # With silences, any rule's muted episode may be owed its notification.
+            silences = bool(self.views.project_silences(partition, project))
+            subs = [s for s in covering if s.timed or (silences and s.rule is not None)]
             if subs:
                 await self.tick_workflow(partition, key, subs, at_ms)
 
@@ -190,12 +230,24 @@ class Engine:
         before = _encode(stored.state.watches)
         rules = [s.rule for s in subs if s.rule is not None]
         cooldown = self.settings.alert_cooldown_s
-        stored.state, alerts = on_tick(stored.state, rules, at_ms, cooldown)
+        muted = self.muted(partition, project, workflow)
+        stored.state, all_alerts = on_tick(stored.state, rules, at_ms, cooldown, muted)
+        alerts = self.unsilenced(project, all_alerts)
         if alerts:
             extras = self.ledger.extras(project, at_ms)
             await self.send(self.alert_records(partition, project, alerts, None, extras))
-        if alerts or _encode(stored.state.watches) != before:
+        if all_alerts or _encode(stored.state.watches) != before:
             self.ledger.store(partition, key, stored)
+
+    def unsilenced(self, project: str, alerts: list[Any]) -> list[Any]:
+        """The alerts to send; the silenced ones are logged and counted instead."""
+        for alert in alerts:
+            if alert.silenced:
+                SILENCED.labels(alert.kind).inc()
+                log.info("alerts.silenced", id=alert.id, kind=alert.kind, rule=alert.rule,
+                         project=project, subscription=alert.notificationId,
+                         workflow=alert.workflowId, at_ms=alert.atMs)  # fmt: skip
+        return [a for a in alerts if not a.silenced]
 
     def alert_records(
         self,

@@ -11,13 +11,25 @@ to the cooldown per (subscription, workflow); later executions that keep the con
 notify again once the cooldown has passed, ticks only deliver an episode's pending first
 notification. When the condition stops holding after a notification, a "resolved" alert follows
 if the subscription asked for it.
+
+Silences. `muted(subscription_id, rule, at_ms)` says whether an active silence takes a
+notification at event time `at_ms`. A muted notification is returned with `silenced=True` (the
+engine records it and does not send it) and touches neither the cooldown nor `notified`, which
+are about delivered notifications; while the condition holds, at most one muted notification
+per cooldown is recorded. On a tick, an episode whose latest notification was muted and that no
+silence takes any more gets exactly one notification at once, cooldown permitting (the cooldown
+counts from the last delivered one): the silence ended, or its window closed, while the
+condition still held. Only what the records and event time say decides, so a replay mutes
+the same notifications.
 """
 
 import base64
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Literal, NamedTuple
+
+import msgspec
 
 from schemas.alerts import Alert, Rule
 from schemas.events import ExecutionCompleted
@@ -35,6 +47,14 @@ from services.common.clock import to_ms
 
 DEFAULT_COOLDOWN_S = 3600
 TICK_ONLY: frozenset[Rule] = frozenset({"no_activity"})
+
+Muted = Callable[[str, str, int], bool]
+"""(subscription id, rule, event time in ms) -> whether an active silence takes it."""
+
+
+def never_muted(_subscription_id: str, _rule: str, _at_ms: int) -> bool:
+    """No silences."""
+    return False
 
 
 class Trigger(NamedTuple):
@@ -79,6 +99,7 @@ def on_execution(
     subscriptions: Sequence[Subscription],
     facts: ExecutionFacts,
     cooldown_s: int = DEFAULT_COOLDOWN_S,
+    muted: Muted = never_muted,
 ) -> tuple[WorkflowState, list[Alert]]:
     """Count a completed execution once and evaluate every subscription on it."""
     if not record(state, facts):
@@ -88,7 +109,7 @@ def on_execution(
     for sub in subscriptions:
         repeat = sub.config.rule not in TICK_ONLY
         trigger = Trigger(facts.execution_id, now, facts.execution_id, repeat)
-        alerts += _evaluate(state, sub, facts, trigger, cooldown_s * 1000)
+        alerts += _evaluate(state, sub, facts, trigger, cooldown_s * 1000, muted)
     return state, alerts
 
 
@@ -97,13 +118,16 @@ def on_tick(
     subscriptions: Sequence[Subscription],
     now_ms: int,
     cooldown_s: int = DEFAULT_COOLDOWN_S,
+    muted: Muted = never_muted,
 ) -> tuple[WorkflowState, list[Alert]]:
-    """Let event time pass (never the wall clock) and evaluate the time-driven conditions."""
+    """Let event time pass (never the wall clock), evaluate the time-driven conditions and
+    follow up episodes whose silence is over."""
     now = advance(state, now_ms)
     trigger = Trigger(f"tick:{now}", now, None, repeat=False)
-    alerts = [
-        a for sub in subscriptions for a in _evaluate(state, sub, None, trigger, cooldown_s * 1000)
-    ]
+    alerts: list[Alert] = []
+    for sub in subscriptions:
+        alerts += _evaluate(state, sub, None, trigger, cooldown_s * 1000, muted)
+        alerts += _release(state, sub, trigger, cooldown_s * 1000, muted)
     return state, alerts
 
 
@@ -120,6 +144,7 @@ def _evaluate(
     facts: ExecutionFacts | None,
     trigger: Trigger,
     cooldown_ms: int,
+    muted: Muted = never_muted,
 ) -> list[Alert]:
     # Not armed yet here (a workflow first seen after the subscription, or an input read before
     # the subscription's own record): armed since the subscription's creation, as `arm` does.
@@ -127,9 +152,10 @@ def _evaluate(
     check = CHECKS[sub.config.rule](state, watch, sub.config, facts, trigger.at_ms)
     if check is None:
         return []
+    silenced = muted(sub.id, sub.config.rule, trigger.at_ms)
     if not check.holds:
-        return _close(state.workflow_id, sub, watch, check, trigger)
-    return _fire(state.workflow_id, sub, watch, check, trigger, cooldown_ms)
+        return _close(state.workflow_id, sub, watch, check, trigger, silenced)
+    return _fire(state.workflow_id, sub, watch, check, trigger, cooldown_ms, silenced)
 
 
 def _fire(
@@ -139,6 +165,7 @@ def _fire(
     check: Check,
     trigger: Trigger,
     cooldown_ms: int,
+    silenced: bool = False,
 ) -> list[Alert]:
     key = check.key or trigger.key
     episode = watch.episode = watch.episode or Episode(key)
@@ -146,18 +173,70 @@ def _fire(
         return []
     if watch.last_fired_ms is not None and trigger.at_ms - watch.last_fired_ms < cooldown_ms:
         return []
+    if silenced:
+        return _mute(workflow_id, sub, episode, check, trigger, key, cooldown_ms)
     episode.notified = True
+    episode.silenced_ms = None
     watch.last_fired_ms = trigger.at_ms
     return [_alert(workflow_id, sub, "fired", key, check, trigger)]
 
 
+def _mute(
+    workflow_id: str,
+    sub: Subscription,
+    episode: Episode,
+    check: Check,
+    trigger: Trigger,
+    key: str,
+    cooldown_ms: int,
+) -> list[Alert]:
+    """A notification a silence takes: recorded once per cooldown, with its figures kept."""
+    if episode.silenced_ms is not None and trigger.at_ms - episode.silenced_ms < cooldown_ms:
+        return []
+    episode.silenced_ms = trigger.at_ms
+    episode.reason, episode.observed, episode.threshold = (
+        check.summary,
+        check.observed,
+        check.threshold,
+    )
+    alert = _alert(workflow_id, sub, "fired", key, check, trigger)
+    return [msgspec.structs.replace(alert, silenced=True)]
+
+
+def _release(
+    state: WorkflowState, sub: Subscription, trigger: Trigger, cooldown_ms: int, muted: Muted
+) -> list[Alert]:
+    """One notification for an open episode whose latest one was muted, once no silence takes
+    it any more and the cooldown allows."""
+    watch = state.watches.get(sub.id)
+    episode = watch.episode if watch is not None else None
+    if watch is None or episode is None or not episode.silenced:
+        return []
+    if muted(sub.id, sub.config.rule, trigger.at_ms):
+        return []
+    if watch.last_fired_ms is not None and trigger.at_ms - watch.last_fired_ms < cooldown_ms:
+        return []
+    key = trigger.key if episode.notified else episode.key
+    check = Check(True, episode.observed or Decimal(0), episode.threshold or Decimal(0),
+                  episode.reason or "")  # fmt: skip
+    episode.notified, episode.silenced_ms = True, None
+    watch.last_fired_ms = trigger.at_ms
+    return [_alert(state.workflow_id, sub, "fired", key, check, trigger)]
+
+
 def _close(
-    workflow_id: str, sub: Subscription, watch: Watch, check: Check, trigger: Trigger
+    workflow_id: str,
+    sub: Subscription,
+    watch: Watch,
+    check: Check,
+    trigger: Trigger,
+    silenced: bool = False,
 ) -> list[Alert]:
     episode, watch.episode = watch.episode, None
     if episode is None or not episode.notified or not sub.config.notifyOnResolve:
         return []
-    return [_alert(workflow_id, sub, "resolved", episode.key, check, trigger)]
+    alert = _alert(workflow_id, sub, "resolved", episode.key, check, trigger)
+    return [msgspec.structs.replace(alert, silenced=True) if silenced else alert]
 
 
 def _alert(

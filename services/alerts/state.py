@@ -52,10 +52,24 @@ class Bucket(Struct, array_like=True):
 
 
 class Episode(Struct):
-    """A stretch during which a rule's condition holds; `key` names its first trigger."""
+    """A stretch during which a rule's condition holds; `key` names its first trigger.
+
+    `notified`: a notification of it was delivered. `silenced_ms`: when a silence last muted
+    one of its notifications (None once one is delivered), with that notification's figures,
+    so that one can follow when the silence ends.
+    """
 
     key: str
     notified: bool = False
+    silenced_ms: int | None = None
+    reason: str | None = None
+    observed: Decimal | None = None
+    threshold: Decimal | None = None
+
+    @property
+    def silenced(self) -> bool:
+        """Whether its latest notification was muted by a silence."""
+        return self.silenced_ms is not None
 
 
 class Watch(Struct):

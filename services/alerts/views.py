@@ -16,6 +16,7 @@ from aiokafka.partitioner import murmur2
 from schemas.destinations import RecordDecoder
 from schemas.events import ExecutionCompleted
 from schemas.notifications import SubscriptionRecord
+from schemas.silences import SilenceRecord
 from services.alerts.state import Subscription
 from services.alerts.tables import ProjectCost, decode_cost, decode_head
 
@@ -25,6 +26,7 @@ TIMED_RULES = frozenset({"failure_rate", "error_count", "no_activity"})
 MAX_WORKFLOWS = 10_000  # workflow states per project and partition; the least recent go first
 
 _subscription = RecordDecoder(SubscriptionRecord)
+_silence = RecordDecoder(SilenceRecord)
 
 
 def partition_of(key: bytes, partitions: int) -> int:
@@ -96,6 +98,10 @@ class Views:
         )
         self.plans: dict[str, str] = {}
         self._by_project: dict[int, dict[str, list[SubView]]] = {}
+        # partition -> project -> silence id -> its newest version seen on that partition
+        self.silences: dict[int, dict[str, dict[str, SilenceRecord]]] = defaultdict(
+            lambda: defaultdict(dict)
+        )
 
     def add_key(self, partition: int, key: bytes) -> list[bytes]:
         """Index (or refresh) a workflow state key; the keys evicted over the project's cap."""
@@ -192,6 +198,32 @@ class Views:
         except Exception as exc:  # whatever it is, it must not stop the read-ahead
             log.warning("alerts.preload_skipped", partition=partition, error=repr(exc)[:200])
 
+    def put_silence(self, partition: int, record: SilenceRecord) -> None:
+        """Add or replace a silence, unless a newer version is already known."""
+        known = self.silences[partition][record.projectId]
+        if record.id not in known or known[record.id].version <= record.version:
+            known[record.id] = record
+
+    def drop_silence(self, partition: int, silence_id: str) -> None:
+        """Forget a silence (its tombstone)."""
+        for by_id in self.silences.get(partition, {}).values():
+            by_id.pop(silence_id, None)
+
+    def project_silences(self, partition: int, project: str) -> list[SilenceRecord]:
+        """The silences of a project as seen on a partition."""
+        by_project = self.silences.get(partition)
+        return list(by_project.get(project, {}).values()) if by_project else []
+
+    def preload_silence(self, partition: int, key: bytes, value: bytes | None) -> None:
+        """Take in a record read straight from the `silences` topic (see `preload`)."""
+        try:
+            if value is None:
+                self.drop_silence(partition, key.decode().rpartition("/")[0])
+            else:
+                self.put_silence(partition, _silence.decode(value))
+        except Exception as exc:  # whatever it is, it must not stop the read-ahead
+            log.warning("alerts.preload_skipped", partition=partition, error=repr(exc)[:200])
+
     def drop_sub(self, partition: int, sub_id: str) -> None:
         """Forget a subscription."""
         self.subs[partition].pop(sub_id, None)
@@ -233,7 +265,7 @@ class Views:
     def forget(self, partitions: Iterable[int]) -> None:
         """Drop what belongs to partitions no longer held."""
         for partition in partitions:
-            indexes = (self._keys, self.costs, self.wf_costs, self.subs, self.starts)
+            indexes = (self._keys, self.costs, self.wf_costs, self.subs, self.starts, self.silences)
             for index in (*indexes, self._by_project):
                 index.pop(partition, None)
 

@@ -13,6 +13,7 @@ from services.api import (
     ops,
     runs,
     session,
+    silences,
     stats,
     workflows,
 )
@@ -30,6 +31,7 @@ ROUTES: list[Route] = [
     *stats.ROUTES,
     *notifications.ROUTES,
     *deliveries.ROUTES,
+    *silences.ROUTES,
     *session.ROUTES,
     *members.ROUTES,
     *invitations.ROUTES,

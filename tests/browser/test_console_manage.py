@@ -262,9 +262,7 @@ async def test_each_kind_of_subscription_is_created_from_logs_and_tested(
 
     await page.goto(stack.base_url + "/alerts")
     await expect(page.get_by_role("table", name="Recent alert notifications")).to_be_visible()
-    await expect(
-        page.get_by_text("acknowledgement and silences come with alert history")
-    ).to_be_visible()
+    await expect(page.get_by_text("acknowledgement comes with alert history")).to_be_visible()
     await screenshot(page, "alerts")
 
 

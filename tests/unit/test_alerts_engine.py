@@ -296,10 +296,10 @@ async def test_any_exception_of_one_record_dead_letters_it_and_the_next_goes_on(
     world.read_ahead(plain())
     real = engine_module.on_execution
 
-    def on_execution(state: Any, rules: Any, facts: Any, cooldown: int) -> Any:
+    def on_execution(state: Any, rules: Any, facts: Any, *args: Any) -> Any:
         if facts.execution_id == "ex-bad":
             raise ZeroDivisionError("a bug in a rule")
-        return real(state, rules, facts, cooldown)
+        return real(state, rules, facts, *args)
 
     monkeypatch.setattr(engine_module, "on_execution", on_execution)
     await world.execution("ex-bad", 0, 0.01)

@@ -1,9 +1,9 @@
-"""The control plane (projects, keys, subscriptions, the outbox, users and their sessions): one
-SQLAlchemy Core layer for SQLite and PostgreSQL.
+"""The control plane (projects, keys, subscriptions, silences, the outbox, users and their
+sessions): one SQLAlchemy Core layer for SQLite and PostgreSQL.
 
 `ControlPlane` is the one object services hold; its queries live by table in `projects`,
-`keys`, `subscriptions`, `outbox`, `users`, `members`, `sessions` and `invitations`, the tables
-and migrations in `schema`, the records in `records`.
+`keys`, `subscriptions`, `silences`, `outbox`, `users`, `members`, `sessions` and
+`invitations`, the tables and migrations in `schema`, the records in `records`.
 """
 
 from typing import Any
@@ -25,11 +25,13 @@ from services.common.controlplane.records import (
     OutboxMessage,
     ProjectRecord,
     SessionRecord,
+    SilenceRow,
     SubscriptionRow,
     UserRecord,
 )
 from services.common.controlplane.schema import MIGRATIONS, create_tables, outbox, schema_migrations
 from services.common.controlplane.sessions import SessionQueries
+from services.common.controlplane.silences import SilenceQueries
 from services.common.controlplane.subscriptions import SubscriptionQueries
 from services.common.controlplane.users import UserQueries, new_user
 from services.common.errors import Unavailable
@@ -44,6 +46,7 @@ __all__ = [
     "OutboxMessage",
     "ProjectRecord",
     "SessionRecord",
+    "SilenceRow",
     "SubscriptionRow",
     "UserRecord",
     "make_engine",
@@ -80,6 +83,7 @@ class ControlPlane(
     MemberQueries,
     SessionQueries,
     InvitationQueries,
+    SilenceQueries,
 ):
     """Projects, keys, subscriptions, the outbox, users, memberships, sessions and invitations;
     every method is one short transaction with bound parameters."""

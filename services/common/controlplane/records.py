@@ -113,6 +113,23 @@ class InvitationRecord(Struct, frozen=True):
         )
 
 
+class SilenceRow(Struct, frozen=True):
+    """A row of `silences`: matchers and schedule as JSON, times in epoch ms."""
+
+    id: str
+    project_id: str
+    matchers_json: str
+    comment: str
+    created_by: str
+    created_at_ms: int
+    starts_at_ms: int
+    ends_at_ms: int | None
+    schedule_json: str | None
+    until_ms: int | None
+    ended_at_ms: int | None
+    version: int
+
+
 class OutboxMessage(Struct, frozen=True):
     """A record to publish, written in the same transaction as the change it announces."""
 

@@ -120,6 +120,24 @@ invitations = sa.Table(
     sa.Index("ix_invitations_project", "project_id", "created_at_ms"),
 )
 
+silences = sa.Table(
+    "silences",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("project_id", sa.String(40), sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("matchers_json", sa.Text, nullable=False),
+    sa.Column("comment", sa.Text, nullable=False),
+    sa.Column("created_by", sa.String(300), nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("starts_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("ends_at_ms", sa.BigInteger, nullable=True),  # one-off
+    sa.Column("schedule_json", sa.Text, nullable=True),  # weekly
+    sa.Column("until_ms", sa.BigInteger, nullable=True),
+    sa.Column("ended_at_ms", sa.BigInteger, nullable=True),  # ended early
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Index("ix_silences_project", "project_id", "id"),
+)
+
 
 # One counter per kind of change that replicas cache: `keys` moves with every key created or
 # revoked and every plan change, so API replicas can drop their key caches when it moves.
@@ -156,4 +174,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
         "users, memberships, sessions, invitations",
         create_tables(users, memberships, sessions, invitations),
     ),
+    (5, "silences", create_tables(silences)),
 ]

@@ -1,5 +1,5 @@
 // Alerts, until they are a resource of their own: the recent notifications of the subscriptions
-// that have an alert rule, read from their delivery logs, newest first.
+// that have an alert rule, read from their delivery logs, newest first; then the Silences.
 import { api } from "../api.js";
 import {
   clear, emptyState, errorBox, formatTime, h, loading, pageHeader, table,
@@ -7,6 +7,7 @@ import {
 import {
   bounded, describeRule, describeTarget, eventLabel, outcomeBadge, ruleOf, typeLabel,
 } from "./subscriptions.js";
+import { silencesSection } from "./silences.js";
 
 const PER_SUBSCRIPTION = 25;
 const AT_ONCE = 4;
@@ -17,8 +18,9 @@ export async function render(ctx) {
   clear(ctx.root,
     pageHeader("Alerts", canWrite ? h("a", { class: "button", href: "/notifications/new" }, "New alert rule") : null),
     h("p", { class: "muted lead", role: "note" },
-      "Recent alert notifications, read from the delivery logs of subscriptions with a rule; acknowledgement and silences come with alert history."),
-    listSlot);
+      "Recent alert notifications, read from the delivery logs of subscriptions with a rule; acknowledgement comes with alert history."),
+    listSlot,
+    silencesSection(ctx, canWrite));
 
   let subs;
   try {

@@ -1,0 +1,90 @@
+"""Silences in the control plane, each change written with its outbox messages."""
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.common.controlplane.outbox import enqueue
+from services.common.controlplane.projects import lock_project
+from services.common.controlplane.records import OutboxMessage, SilenceRow, record_of
+from services.common.controlplane.schema import silences
+
+
+class SilenceQueries:
+    """The control plane's silence queries."""
+
+    engine: AsyncEngine
+
+    async def create_silence(
+        self, row: SilenceRow, messages: list[OutboxMessage], max_unexpired: int
+    ) -> bool:
+        """Insert a silence and its outbox messages unless the project has `max_unexpired`
+        silences not yet over (locked like subscriptions, so the count cannot go stale)."""
+        async with self.engine.begin() as conn:
+            await lock_project(conn, row.project_id)
+            if await _count_unexpired(conn, row.project_id, row.created_at_ms) >= max_unexpired:
+                return False
+            await conn.execute(silences.insert().values(**msgspec.structs.asdict(row)))
+            await enqueue(conn, messages, row.created_at_ms)
+        return True
+
+    async def get_silence(self, project_id: str, silence_id: str) -> SilenceRow | None:
+        """One silence of a project; another project's is None, like an unknown one."""
+        query = sa.select(silences).where(
+            silences.c.id == silence_id, silences.c.project_id == project_id
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return record_of(SilenceRow, row) if row else None
+
+    async def list_silences(
+        self, project_id: str, limit: int, after: str | None, unexpired_at_ms: int | None = None
+    ) -> list[SilenceRow]:
+        """A project's silences in id order, keyset-paged; only those not over by their
+        times at `unexpired_at_ms` when it is given."""
+        query = sa.select(silences).where(silences.c.project_id == project_id)
+        if after is not None:
+            query = query.where(silences.c.id > after)
+        if unexpired_at_ms is not None:
+            query = query.where(_unexpired(unexpired_at_ms))
+        query = query.order_by(silences.c.id).limit(limit)
+        async with self.engine.connect() as conn:
+            return [record_of(SilenceRow, r) for r in (await conn.execute(query)).all()]
+
+    async def end_silence(
+        self, row: SilenceRow, messages: list[OutboxMessage], now_ms: int
+    ) -> bool:
+        """Record that a silence was ended early (`row` is the ended version), with its outbox
+        messages; False when it changed meanwhile."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                silences.update()
+                .where(
+                    silences.c.id == row.id,
+                    silences.c.project_id == row.project_id,
+                    silences.c.version == row.version - 1,
+                )
+                .values(ended_at_ms=row.ended_at_ms, version=row.version)
+            )
+            if not result.rowcount:
+                return False
+            await enqueue(conn, messages, now_ms)
+        return True
+
+
+def _unexpired(now_ms: int) -> sa.ColumnElement[bool]:
+    """Not ended early and not past `endsAt` or `until` at `now_ms`."""
+    return sa.and_(
+        sa.or_(silences.c.ended_at_ms.is_(None), silences.c.ended_at_ms > now_ms),
+        sa.or_(silences.c.ends_at_ms.is_(None), silences.c.ends_at_ms > now_ms),
+        sa.or_(silences.c.until_ms.is_(None), silences.c.until_ms > now_ms),
+    )
+
+
+async def _count_unexpired(conn: AsyncConnection, project_id: str, now_ms: int) -> int:
+    query = (
+        sa.select(sa.func.count())
+        .select_from(silences)
+        .where(silences.c.project_id == project_id, _unexpired(now_ms))
+    )
+    return int((await conn.execute(query)).scalar_one())

@@ -1,0 +1,201 @@
+"""`/api/v1/silences` over HTTP on a real control plane (SQLite and PostgreSQL), with a clock the
+test moves: create, list by state, read, end, bounds, the cap and foreign ids."""
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from services.api import silences
+from services.common.controlplane import ControlPlane
+from tests.integration.apiserver import ADMIN_TOKEN, deps_for, serving, settings_for
+
+pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC).timestamp()  # a Monday
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def api(
+    cp: ControlPlane, tmp_path: Path, clock: Clock
+) -> AsyncIterator[TestClient[Any, Any]]:
+    async with serving(deps_for(settings_for(tmp_path), cp, clock=clock)) as client:
+        yield client
+
+
+async def new_key(api: TestClient[Any, Any]) -> dict[str, str]:
+    response = await api.post(
+        "/admin/v1/projects", json={"name": "p", "plan": "pro"}, headers=ADMIN
+    )
+    body = await response.json()
+    return {"Authorization": f"Bearer {body['data']['key']['secret']}"}
+
+
+async def post(api: TestClient[Any, Any], key: dict[str, str], body: dict[str, Any]) -> Any:
+    response = await api.post("/api/v1/silences", json=body, headers=key)
+    return response.status, await response.json()
+
+
+async def states(api: TestClient[Any, Any], key: dict[str, str], state: str) -> list[str]:
+    response = await api.get(f"/api/v1/silences?state={state}", headers=key)
+    assert response.status == 200
+    return [s["id"] for s in (await response.json())["data"]]
+
+
+async def test_a_one_off_silence_is_created_listed_read_and_ended(
+    api: TestClient[Any, Any], clock: Clock
+) -> None:
+    key = await new_key(api)
+    status, body = await post(api, key, {
+        "comment": "deploy", "matchers": {"workflowIds": ["wf1"], "rules": ["error_count"]},
+        "endsAt": "2026-06-01T14:00:00Z",
+    })  # fmt: skip
+    assert status == 201, body
+    silence = body["data"]
+    assert silence["id"].startswith("sil_")
+    assert silence["state"] == "active"
+    assert silence["startsAt"] == "2026-06-01T12:00:00.000Z"
+    assert silence["createdBy"].endswith(")") and "kak_" in silence["createdBy"]
+    assert silence["matchers"] == {"workflowIds": ["wf1"], "rules": ["error_count"]}
+    assert await states(api, key, "active") == [silence["id"]]
+    assert await states(api, key, "pending") == []
+    got = await api.get(f"/api/v1/silences/{silence['id']}", headers=key)
+    assert (await got.json())["data"]["id"] == silence["id"]
+
+    clock.now += 600
+    ended = await api.delete(f"/api/v1/silences/{silence['id']}", headers=key)
+    assert ended.status == 200
+    data = (await ended.json())["data"]
+    assert data["state"] == "expired" and data["endedAt"] == "2026-06-01T12:10:00.000Z"
+    assert await states(api, key, "active") == []
+    assert await states(api, key, "expired") == [silence["id"]]
+    again = await api.delete(f"/api/v1/silences/{silence['id']}", headers=key)
+    assert (await again.json())["data"]["endedAt"] == "2026-06-01T12:10:00.000Z"
+
+
+async def test_a_weekly_window_shows_its_next_start_and_when_it_closes(
+    api: TestClient[Any, Any], clock: Clock
+) -> None:
+    key = await new_key(api)
+    schedule = {"timezone": "Europe/Berlin", "daysOfWeek": ["mon"], "start": "22:00",
+                "durationMinutes": 120}  # fmt: skip
+    status, body = await post(api, key, {"comment": "weekly job", "schedule": schedule})
+    assert status == 201, body
+    silence = body["data"]
+    assert silence["state"] == "pending"
+    assert silence["nextStartsAt"] == "2026-06-01T20:00:00.000Z"  # 22:00 CEST
+    assert await states(api, key, "pending") == [silence["id"]]
+    clock.now += 8.5 * 3600  # 20:30 UTC
+    got = await (await api.get(f"/api/v1/silences/{silence['id']}", headers=key)).json()
+    assert got["data"]["state"] == "active"
+    assert got["data"]["activeUntil"] == "2026-06-01T22:00:00.000Z"
+    assert await states(api, key, "active") == [silence["id"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"comment": "", "endsAt": "2026-06-01T14:00:00Z"}, "comment"),
+        ({"comment": "x" * 1001, "endsAt": "2026-06-01T14:00:00Z"}, "comment"),
+        ({"comment": "x", "endsAt": "2026-06-01T11:00:00Z"}, "endsAt"),
+        ({"comment": "x"}, "endsAt"),
+        ({"comment": "x", "endsAt": "2026-06-01T14:00:00Z", "startsAt": "2026-06-01T15:00:00Z"},
+         "endsAt"),
+        ({"comment": "x", "endsAt": "2026-06-01T14:00:00Z",
+          "matchers": {"workflowIds": [f"w{i}" for i in range(101)]}}, "matchers.workflowIds"),
+        ({"comment": "x", "endsAt": "2026-06-01T14:00:00Z", "matchers": {"rules": ["nope"]}},
+         "matchers.rules[0]"),
+        ({"comment": "x", "schedule": {"timezone": "Nowhere/City", "daysOfWeek": ["mon"],
+                                       "start": "22:00", "durationMinutes": 5}},
+         "schedule.timezone"),
+        ({"comment": "x", "schedule": {"timezone": "UTC", "daysOfWeek": ["mon"],
+                                       "start": "22:00", "durationMinutes": 10081}},
+         "schedule.durationMinutes"),
+    ],
+)  # fmt: skip
+async def test_bodies_out_of_bounds_are_400_naming_the_field(
+    api: TestClient[Any, Any], body: dict[str, Any], field: str
+) -> None:
+    key = await new_key(api)
+    status, answer = await post(api, key, body)
+    assert status == 400, answer
+    assert answer["error"]["code"] == "VALIDATION_ERROR"
+    assert field in [d["field"] for d in answer["error"].get("details", [])], answer
+
+
+async def test_another_projects_silence_is_not_found(api: TestClient[Any, Any]) -> None:
+    mine, theirs = await new_key(api), await new_key(api)
+    _, body = await post(api, theirs, {"comment": "x", "endsAt": "2026-06-02T00:00:00Z"})
+    foreign = body["data"]["id"]
+    for method in ("GET", "DELETE"):
+        response = await api.request(method, f"/api/v1/silences/{foreign}", headers=mine)
+        assert response.status == 404
+        assert (await response.json())["error"]["code"] == "NOT_FOUND"
+    assert await states(api, mine, "active") == []
+
+
+async def test_a_project_has_at_most_the_cap_of_unexpired_silences(
+    api: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(silences, "MAX_UNEXPIRED", 3)
+    key = await new_key(api)
+    body = {"comment": "x", "endsAt": "2026-06-02T00:00:00Z"}
+    created = [await post(api, key, body) for _ in range(3)]
+    assert [status for status, _ in created] == [201] * 3
+    status, answer = await post(api, key, body)
+    assert status == 409 and answer["error"]["code"] == "CONFLICT"
+    await api.delete(f"/api/v1/silences/{created[0][1]['data']['id']}", headers=key)
+    assert (await post(api, key, body))[0] == 201
+
+
+async def test_the_listing_pages_with_a_cursor_bound_to_its_state(
+    api: TestClient[Any, Any],
+) -> None:
+    key = await new_key(api)
+    ids = [(await post(api, key, {"comment": str(i), "endsAt": "2026-06-02T00:00:00Z"}))[1]
+           ["data"]["id"] for i in range(5)]  # fmt: skip
+    first = await (await api.get("/api/v1/silences?state=active&limit=2", headers=key)).json()
+    assert first["hasMore"] is True and len(first["data"]) == 2
+    seen = [s["id"] for s in first["data"]]
+    cursor = first["nextCursor"]
+    while cursor:
+        page = await api.get(f"/api/v1/silences?state=active&limit=2&cursor={cursor}", headers=key)
+        body = await page.json()
+        seen += [s["id"] for s in body["data"]]
+        cursor = body["nextCursor"]
+    assert seen == sorted(ids)
+    mismatched = await api.get(
+        f"/api/v1/silences?state=expired&cursor={first['nextCursor']}", headers=key
+    )
+    assert mismatched.status == 400
+    assert (await mismatched.json())["error"]["code"] == "INVALID_CURSOR"
+    bad_state = await api.get("/api/v1/silences?state=sleeping", headers=key)
+    assert bad_state.status == 400
+
+
+async def test_reading_needs_notifications_read_and_writing_notifications_write(
+    api: TestClient[Any, Any],
+) -> None:
+    key = await new_key(api)
+    response = await api.post("/api/v1/keys", json={"name": "ro", "scopes": ["notifications:read"]},
+                              headers=key)  # fmt: skip
+    reader = {"Authorization": f"Bearer {(await response.json())['data']['secret']}"}
+    assert (await api.get("/api/v1/silences", headers=reader)).status == 200
+    status, body = await post(api, reader, {"comment": "x", "endsAt": "2026-06-02T00:00:00Z"})
+    assert status == 403 and body["error"]["code"] == "SCOPE_DENIED"
