@@ -54,6 +54,13 @@ class Context:
     pagerduty_url: str = PAGERDUTY_URL
 
 
+def fit(text: str, limit: int) -> str:
+    """At most `limit` characters, cut with an ellipsis (nothing when `limit` is 0 or less)."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…" if limit > 0 else ""
+
+
 def clip(text: str) -> str:
     """The first 16 KiB of a response body, as recorded in the delivery log."""
     return text[:RESPONSE_BODY_LIMIT]

@@ -24,7 +24,7 @@ from schemas.notifications import NotificationRecord
 from schemas.payloads import AlertData, DeliveryPayload
 from services.common.clock import iso_ms
 from services.dispatcher.channels import http, webhook
-from services.dispatcher.channels.base import Context, Result, Secrets
+from services.dispatcher.channels.base import Context, Result, Secrets, fit
 from services.dispatcher.channels.summary import Kind, Summary, one_line, plain, summarize
 
 CONTENT_CHARS: Final = 2000
@@ -46,13 +46,6 @@ COLOURS: Final[dict[Kind, int]] = {
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
 _rate_limit = msgspec.json.Decoder(dict[str, Any])
-
-
-def fit(text: str, limit: int) -> str:
-    """At most `limit` characters, cut with an ellipsis (nothing when `limit` is 0 or less)."""
-    if len(text) <= limit:
-        return text
-    return text[: limit - 1] + "…" if limit > 0 else ""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from schemas.notifications import NotificationRecord
 from schemas.payloads import ALERT_RESOLVED, AlertData, DeliveryPayload
 from services.common.clock import iso_ms
 from services.dispatcher.channels import http, webhook
-from services.dispatcher.channels.base import Context, Result, Secrets
+from services.dispatcher.channels.base import Context, Result, Secrets, fit
 from services.dispatcher.channels.summary import Summary, one_line, summarize
 
 SUMMARY_CHARS: Final = 1024
@@ -38,11 +38,6 @@ SEVERITIES: Final[dict[str, str]] = {
 }
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
-
-
-def fit(text: str, limit: int) -> str:
-    """At most `limit` characters, cut with an ellipsis."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _alert(payload: DeliveryPayload) -> AlertData | None:

@@ -19,7 +19,7 @@ import msgspec
 from schemas.notifications import NotificationRecord
 from schemas.payloads import AlertData, DeliveryPayload
 from services.dispatcher.channels import http, webhook
-from services.dispatcher.channels.base import Context, Result, Secrets
+from services.dispatcher.channels.base import Context, Result, Secrets, fit
 from services.dispatcher.channels.summary import Kind, Summary, one_line, plain, summarize
 
 MAX_BYTES: Final = 27 * 1024  # of the encoded message; Teams refuses more than 28 KB
@@ -37,11 +37,6 @@ COLOURS: Final[dict[Kind, str]] = {
 }
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
-
-
-def fit(text: str, limit: int) -> str:
-    """At most `limit` characters, cut with an ellipsis."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def facts(payload: DeliveryPayload, summary: Summary) -> list[dict[str, str]]:
