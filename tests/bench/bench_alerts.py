@@ -277,6 +277,29 @@ class Stack:
                 futures.append(await send)
         await asyncio.gather(*futures)
 
+    async def publish_marked(
+        self,
+        records: Sequence[SubscriptionRecord | SilenceRecord],
+        topic: str = topics.SUBSCRIPTIONS,
+    ) -> None:
+        """Publish as the API's outbox does for a running worker: each record first as a
+        marker on every partition of `executions`, then its compacted records with the
+        markers' offsets, so the worker applies it to every execution produced afterwards."""
+        for record in records:
+            value = msgspec.json.encode(record)
+            sent = []
+            for p in range(PARTITIONS):
+                key = f"{record.id}/{p}".encode()
+                sent.append(
+                    await self.producer.send(topics.EXECUTIONS, value, key=key, partition=p)
+                )
+            for p, meta in enumerate(await asyncio.gather(*sent)):
+                marked = msgspec.structs.replace(record, markerOffset=meta.offset)
+                await self.producer.send(
+                    topic, msgspec.json.encode(marked), key=f"{record.id}/{p}".encode(), partition=p
+                )
+        await self.producer.flush()
+
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far."""
@@ -332,12 +355,11 @@ async def latency(
     probe_project = f"prj_probe_{phase}"
     rule = sub(f"ntf_probe_{phase}", probe_project, createdAtMs=int(time.time() * 1000) - 60_000,
                alertConfig={"rule": "latency_threshold", "durationThresholdMs": 1000})  # fmt: skip
-    await stack.publish([rule])
+    await stack.publish_marked([rule])  # applied before the probes, whenever its topic is read
     if silenced:  # checked for every probe, taking none of them
         quiet = silence(f"sil_probe_{phase}", probe_project, 0, int(time.time() * 1000),
                         workflowIds=["not-a-probe"])  # fmt: skip
-        await stack.publish([quiet], topics.SILENCES)
-    await asyncio.sleep(1)  # the subscriptions topic is read next to executions, not before them
+        await stack.publish_marked([quiet], topics.SILENCES)
     await caught_up(stack, f"ready-{phase}")
     rng = random.Random(11)
     pairs = workflow_ids()
