@@ -83,8 +83,13 @@ class SilenceBody(Struct, frozen=True, forbid_unknown_fields=True):
 
 class SilenceRecord(Struct, frozen=True, tag="silence", tag_field="kind"):
     """A silence on the compacted `silences` topic (key `<id>/<partition>`), broadcast to every
-    partition; times in epoch ms. `endedAtMs` is set when it was ended early (then a tombstone
-    follows); the engine decides from these fields and event time alone."""
+    partition; times in epoch ms. `endedAtMs` is set when it was ended early (that version is
+    kept); the engine decides from these fields, the log order and event time alone.
+
+    Each version is also a marker on `executions` (same tag, `kind: "silence"`), written to
+    every partition before the compacted records, like a subscription's: `markerOffset` is then
+    the offset of the marker on this record's partition, after which the alert engine applies
+    this version (None in the marker itself and in records written before markers existed)."""
 
     v: int
     id: str
@@ -97,6 +102,7 @@ class SilenceRecord(Struct, frozen=True, tag="silence", tag_field="kind"):
     schedule: Schedule | None = None
     untilMs: int | None = None
     endedAtMs: int | None = None
+    markerOffset: int | None = None
 
 
 class Silence(Struct, frozen=True, omit_defaults=True):

@@ -22,7 +22,10 @@ and replays only the changelog written after the store's last flush. `Views` ind
 in memory by partition and project, from the store once recovery is complete; the
 subscriptions are also read ahead from their compacted topic when partitions are assigned.
 Silences have no table: they are read ahead from their compacted topic (every version of
-every silence, ended ones included) at every assignment, then followed in the stream.
+every silence, ended ones included) at every assignment, then followed in the stream. Like a
+subscription, each silence version is also a marker on `executions` (`kind: "silence"`) and its
+compacted records carry the marker's offset; a version applies to the execution records after
+its marker on their partition (see `Views.project_silences`).
 
 When a subscription begins. The API (through its outbox) writes every subscription change
 first as a marker record on each partition of `executions` (the `SubscriptionRecord` itself,

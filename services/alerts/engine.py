@@ -7,7 +7,9 @@ and markers are applied by `Subscriptions`, workflow values and cost rows are ke
 ahead from their compacted topic at every assignment) in memory by partition and project.
 
 Silences are applied at emission time, from event time (the execution's end, or the tick's
-time): the rules return a notification a silence takes as `silenced` (see
+time), each in its version whose marker on `executions` the record follows (see
+`Views.project_silences`; the marker, a `SilenceRecord` on `executions`, is applied here like
+a subscription's): the rules return a notification a silence takes as `silenced` (see
 `services.alerts.rules`), which is logged (`alerts.silenced`) and counted
 (`cc_alerts_silenced_total`) instead of sent. The faust wiring in
 `services.alerts.app` feeds it; the benchmark feeds it plain dicts.
@@ -45,8 +47,8 @@ from services.common.silences import is_active, matches
 
 log = structlog.get_logger(__name__)
 
-_record: RecordDecoder[ExecutionRecord | SubscriptionRecord] = RecordDecoder(
-    ExecutionRecord | SubscriptionRecord
+_record: RecordDecoder[ExecutionRecord | SubscriptionRecord | SilenceRecord] = RecordDecoder(
+    ExecutionRecord | SubscriptionRecord | SilenceRecord
 )
 _event = msgspec.json.Decoder(Event)
 _tick = msgspec.json.Decoder(Tick)
@@ -89,7 +91,9 @@ class Engine:
             # Also after a dead letter: a tick waiting for this offset must not wait forever.
             due = self.gate.executed(message.partition, message.offset)
             if due is not None:
-                await self.settle(message, lambda m: self.on_tick(m.partition, due.atMs))
+                await self.settle(
+                    message, lambda m: self.on_tick(m.partition, due.atMs, due.executionsEnd)
+                )
 
     async def settle(self, message: Message, work: Callable[[Message], Awaitable[None]]) -> None:
         """Run `work` on a record: dead-letter it when it fails, retry while the broker is out."""
@@ -114,10 +118,15 @@ class Engine:
             return
         self.views.put_silence(message.partition, decode(_silence, message.value))
 
-    def muted(self, partition: int, project: str, workflow: str) -> Muted:
-        """Whether a silence of the project, as seen on the partition, takes a notification of
-        this workflow at an event time."""
-        silences = self.views.project_silences(partition, project)
+    def on_silence_marker(self, message: Message, record: SilenceRecord) -> None:
+        """Apply a silence marker on `executions`: its version applies from this offset on."""
+        marked = msgspec.structs.replace(record, markerOffset=message.offset)
+        self.views.put_silence(message.partition, marked)
+
+    def muted(self, partition: int, project: str, workflow: str, offset: int | None) -> Muted:
+        """Whether a silence of the project, as it stood on the partition for the input at
+        `offset` of `executions`, takes a notification of this workflow at an event time."""
+        silences = self.views.project_silences(partition, project, offset)
         if not silences:
             return never_muted
 
@@ -130,10 +139,14 @@ class Engine:
         return muted
 
     async def on_executions(self, message: Message) -> None:
-        """Evaluate the completed executions of a record, or take in a subscription marker."""
+        """Evaluate the completed executions of a record, or take in a subscription or silence
+        marker."""
         record = decode(_record, message.value)
         if isinstance(record, SubscriptionRecord):
             self.subscriptions.on_marker(message, record)
+            return
+        if isinstance(record, SilenceRecord):
+            self.on_silence_marker(message, record)
             return
         events = [decode(_event, raw) for raw in record.events]
         completed = [e for e in events if isinstance(e, ExecutionCompleted)]
@@ -165,7 +178,7 @@ class Engine:
         out: list[NotificationRecord] = []
         fresh = False
         for event in events:
-            notes = self.evaluate(partition, key, stored, subs, record, event)
+            notes = self.evaluate(partition, key, stored, subs, record, event, message.offset)
             fresh = fresh or notes is not None
             out += notes or []
         if fresh:
@@ -180,14 +193,16 @@ class Engine:
         subs: list[SubView],
         record: ExecutionRecord,
         event: ExecutionCompleted,
+        offset: int | None = None,
     ) -> list[NotificationRecord] | None:
-        """One completed execution's notifications; None for a duplicate (nothing changes)."""
+        """One completed execution's notifications; None for a duplicate (nothing changes).
+        `offset`: the record's on `executions` (which silence versions apply)."""
         facts = facts_of(event)
         if facts.execution_id in stored.state.seen:
             return None
         rules = [s.rule for s in subs if s.rule is not None]
         cooldown = self.settings.alert_cooldown_s
-        muted = self.muted(partition, record.projectId, event.workflowId)
+        muted = self.muted(partition, record.projectId, event.workflowId, offset)
         stored.state, alerts = on_execution(stored.state, rules, facts, cooldown, muted)
         alerts = self.unsilenced(record.projectId, alerts)
         add_cost(stored.cost, facts)
@@ -208,21 +223,22 @@ class Engine:
         tick = msgspec.structs.replace(tick, partition=message.partition)
         due = await self.gate.admit(tick)
         if due is not None:
-            await self.on_tick(message.partition, due.atMs)
+            await self.on_tick(message.partition, due.atMs, due.executionsEnd)
 
-    async def on_tick(self, partition: int, at_ms: int) -> None:
-        """Let event time reach `at_ms` for every watched workflow of the partition."""
+    async def on_tick(self, partition: int, at_ms: int, end: int | None = None) -> None:
+        """Let event time reach `at_ms` for every watched workflow of the partition; `end` is
+        the offset of `executions` the tick follows (which silence versions apply)."""
         for key in self.views.keys(partition):
             project, workflow = split_key(key)
             covering = self.views.covering(partition, project, workflow, at_ms)
             # With silences, any rule's muted episode may be owed its notification.
-            silences = bool(self.views.project_silences(partition, project))
+            silences = bool(self.views.project_silences(partition, project, end))
             subs = [s for s in covering if s.timed or (silences and s.rule is not None)]
             if subs:
-                await self.tick_workflow(partition, key, subs, at_ms)
+                await self.tick_workflow(partition, key, subs, at_ms, end)
 
     async def tick_workflow(
-        self, partition: int, key: bytes, subs: list[SubView], at_ms: int
+        self, partition: int, key: bytes, subs: list[SubView], at_ms: int, end: int | None = None
     ) -> None:
         """Run the time-driven rules of one workflow; store it only when a watch changed."""
         project, workflow = split_key(key)
@@ -230,7 +246,7 @@ class Engine:
         before = _encode(stored.state.watches)
         rules = [s.rule for s in subs if s.rule is not None]
         cooldown = self.settings.alert_cooldown_s
-        muted = self.muted(partition, project, workflow)
+        muted = self.muted(partition, project, workflow, end)
         stored.state, all_alerts = on_tick(stored.state, rules, at_ms, cooldown, muted)
         alerts = self.unsilenced(project, all_alerts)
         if alerts:

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
+import msgspec
 import structlog
 from aiokafka.partitioner import murmur2
 
@@ -27,6 +28,11 @@ MAX_WORKFLOWS = 10_000  # workflow states per project and partition; the least r
 
 _subscription = RecordDecoder(SubscriptionRecord)
 _silence = RecordDecoder(SilenceRecord)
+
+
+def _earliest(a: int | None, b: int | None) -> int | None:
+    """The lower of two marker offsets, either of which may be unknown."""
+    return b if a is None else a if b is None else min(a, b)
 
 
 def partition_of(key: bytes, partitions: int) -> int:
@@ -83,7 +89,9 @@ class Views:
     Workflow keys are kept per (partition, project) in the order they were last written, at most
     `max_workflows` of them: `add_key` returns the least recent ones beyond that for eviction.
     `starts` holds, per partition, the offset of the earliest marker of each subscription on
-    that partition of `executions` (see `covering`).
+    that partition of `executions` (see `covering`). `silences` holds every version of each
+    silence seen on a partition, each with the offset of its marker there when known (see
+    `project_silences`).
     """
 
     def __init__(self, max_workflows: int = MAX_WORKFLOWS) -> None:
@@ -98,8 +106,8 @@ class Views:
         )
         self.plans: dict[str, str] = {}
         self._by_project: dict[int, dict[str, list[SubView]]] = {}
-        # partition -> project -> silence id -> its newest version seen on that partition
-        self.silences: dict[int, dict[str, dict[str, SilenceRecord]]] = defaultdict(
+        # partition -> project -> silence id -> its versions seen on that partition, by version
+        self.silences: dict[int, dict[str, dict[str, list[SilenceRecord]]]] = defaultdict(
             lambda: defaultdict(dict)
         )
 
@@ -199,20 +207,46 @@ class Views:
             log.warning("alerts.preload_skipped", partition=partition, error=repr(exc)[:200])
 
     def put_silence(self, partition: int, record: SilenceRecord) -> None:
-        """Add or replace a silence, unless a newer version is already known."""
-        known = self.silences[partition][record.projectId]
-        if record.id not in known or known[record.id].version <= record.version:
-            known[record.id] = record
+        """Add a version of a silence; one already known keeps the earliest marker offset
+        either record brought (the marker in the stream, or the compacted record)."""
+        versions = self.silences[partition][record.projectId].setdefault(record.id, [])
+        for i, known in enumerate(versions):
+            if known.version == record.version:
+                marker = _earliest(known.markerOffset, record.markerOffset)
+                versions[i] = msgspec.structs.replace(record, markerOffset=marker)
+                return
+        versions.append(record)
+        versions.sort(key=lambda v: v.version)
 
     def drop_silence(self, partition: int, silence_id: str) -> None:
         """Forget a silence (its tombstone)."""
         for by_id in self.silences.get(partition, {}).values():
             by_id.pop(silence_id, None)
 
-    def project_silences(self, partition: int, project: str) -> list[SilenceRecord]:
-        """The silences of a project as seen on a partition."""
+    def project_silences(
+        self, partition: int, project: str, offset: int | None = None
+    ) -> list[SilenceRecord]:
+        """The silences of a project as they stood, on a partition, for an input.
+
+        A version of a silence applies to the execution records after its marker on that
+        partition of `executions` (`offset` is the record's), the same whichever topic it was
+        learnt from first; a tick's `offset` is the end of the executions it follows. Each
+        silence is taken in its newest version that applies; a version without a known marker
+        (written before markers) applies to everything, as does every version when `offset` is
+        None.
+        """
         by_project = self.silences.get(partition)
-        return list(by_project.get(project, {}).values()) if by_project else []
+        by_id = by_project.get(project) if by_project else None
+        if not by_id:
+            return []
+        out = []
+        for versions in by_id.values():
+            for version in reversed(versions):
+                marker = version.markerOffset
+                if offset is None or marker is None or marker < offset:
+                    out.append(version)
+                    break
+        return out
 
     def preload_silence(self, partition: int, key: bytes, value: bytes | None) -> None:
         """Take in a record read straight from the `silences` topic (see `preload`)."""

@@ -5,11 +5,12 @@ which consumers absorb (subscription records carry a version; the topic is compa
 A message the broker can never take (larger than its limit, not encodable) is set aside on
 `subscriptions.dlq` with the error, so that it cannot hold up the messages behind it.
 
-A subscription record is first written as a marker to the same partition of `executions`,
-and the compacted record then carries the marker's offset (`markerOffset`): the alert engine
-applies a subscription to the executions after its marker, an order the log itself gives.
-The API publishes a change this way before answering it (`publish_now`), so an execution sent
-after the answer always follows the marker; the relay loop is the fallback when that fails.
+A subscription or silence record is first written as a marker to the same partition of
+`executions`, and the compacted record then carries the marker's offset (`markerOffset`): the
+alert engine applies a subscription, or a silence's version, to the executions after its marker,
+an order the log itself gives. The API publishes a change this way before answering it
+(`publish_now`), so an execution sent after the answer always follows the marker; the relay loop
+is the fallback when that fails.
 """
 
 import asyncio
@@ -22,6 +23,7 @@ from prometheus_client import Counter
 from schemas import topics
 from schemas.destinations import RecordDecoder
 from schemas.notifications import SubscriptionRecord
+from schemas.silences import SilenceRecord
 from services.api.deps import Deps
 from services.common.clock import now_ms
 from services.common.controlplane import OutboxMessage
@@ -35,7 +37,11 @@ PUBLISH_NOW_TIMEOUT_S = 10.0
 PUBLISH_NOW_BATCHES = 4
 DEAD_LETTERS = Counter("cc_outbox_dead_letters", "Outbox messages sent to subscriptions.dlq")
 
-_subscription = RecordDecoder(SubscriptionRecord)
+# The compacted topics whose records are also markers on `executions`, with their decoders.
+MARKED: dict[str, RecordDecoder[SubscriptionRecord] | RecordDecoder[SilenceRecord]] = {
+    topics.SUBSCRIPTIONS: RecordDecoder(SubscriptionRecord),
+    topics.SILENCES: RecordDecoder(SilenceRecord),
+}
 _json = msgspec.json.Encoder(decimal_format="number")
 
 
@@ -85,9 +91,10 @@ async def relay_once(deps: Deps) -> int:
 
 
 async def with_markers(deps: Deps, pending: list[OutboxMessage]) -> list[OutboxMessage]:
-    """Write a marker on `executions` for every subscription record; the records with the
-    offsets of their markers (a record whose marker the broker refused stays as it is)."""
-    records = [m for m in pending if m.topic == topics.SUBSCRIPTIONS and m.value is not None]
+    """Write a marker on `executions` for every subscription and silence record; the records
+    with the offsets of their markers (a record whose marker the broker refused stays as it
+    is; tombstones have none)."""
+    records = [m for m in pending if m.topic in MARKED and m.value is not None]
     sent = [await _send(deps, m, topics.EXECUTIONS) for m in records]
     offsets: dict[int, int] = {}
     for m, future in zip(records, sent, strict=True):
@@ -99,7 +106,7 @@ async def with_markers(deps: Deps, pending: list[OutboxMessage]) -> list[OutboxM
 
 def _marked(message: OutboxMessage, offset: int) -> OutboxMessage:
     try:
-        record = _subscription.decode(message.value or b"")
+        record = MARKED[message.topic].decode(message.value or b"")
     except (msgspec.DecodeError, msgspec.ValidationError):  # not a record: relayed unmarked
         return message
     marked = msgspec.structs.replace(record, markerOffset=offset)

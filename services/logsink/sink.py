@@ -36,9 +36,9 @@ from services.logsink.watermarks import PartitionClock, advance_idle, load_clock
 
 log = structlog.get_logger(__name__)
 
-# A subscription record written to `executions` as a marker for the alert engine (the encoder
-# puts the tag first).
-SUBSCRIPTION_MARKER = b'{"kind":"subscription"'
+# Subscription and silence records written to `executions` as markers for the alert engine
+# (the encoder puts the tag first).
+MARKERS = (b'{"kind":"subscription"', b'{"kind":"silence"')
 RECORDS = Counter("cc_logsink_records", "Records consumed from executions")
 DEAD_LETTERS = Counter("cc_logsink_dead_letters", "Records sent to executions.dlq")
 INSERTED = Counter("cc_logsink_inserted_executions", "Executions inserted into ClickHouse")
@@ -155,7 +155,7 @@ class LogSink:
         if not self.batch.records:
             self.batch.opened_at = time.monotonic()
         value = record.value or b""
-        if tp.topic == topics.EXECUTIONS and value.startswith(SUBSCRIPTION_MARKER):
+        if tp.topic == topics.EXECUTIONS and value.startswith(MARKERS):
             self.batch.note(tp, record.offset, 0, len(value))  # the alert engine's: no events
             return
         ts = 0

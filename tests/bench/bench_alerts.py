@@ -9,9 +9,16 @@ notifications that bracket the load on every partition. The same run without tho
 subscriptions is the baseline, and the ratio of the two rates is the cost of the rules.
 The evaluator alone (same records, tables in dicts, no Kafka) is measured in this process.
 
+Silences: the same subscribed run again with 100 active silences on `silences`, one per
+project, a mix of matchers (by two workflows, by one rule, by one subscription) and of kinds
+(one-off, or a weekly window open now in one of several time zones). They mute a small share
+of the alerts (the `muted_share` printed), so the ratio to the subscribed run without them is
+the cost of checking silences; the evaluator alone and the latency are measured with them too.
+
 Latency: with the subscribed worker caught up, a background load of 1,000 events/s runs while
 probe executions, each triggering a latency_threshold alert, are produced; latency is from the
-produce call to the notification's arrival on `notifications`. Prints one JSON object.
+produce call to the notification's arrival on `notifications` (the probes' project has a
+silence too in the silenced run, one that takes none of them). Prints one JSON object.
 """
 
 import asyncio
@@ -21,12 +28,14 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from types import SimpleNamespace
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -35,6 +44,7 @@ from aiokafka.structs import TopicPartition
 from schemas import topics
 from schemas.events import ExecutionCompleted, ExecutionRecord, topic_key
 from schemas.notifications import SubscriptionRecord
+from schemas.silences import Matchers, Schedule, SilenceRecord
 from services.alerts.engine import Engine
 from services.alerts.tables import Tables
 from services.alerts.ticks import OffsetReader, TickGate
@@ -61,6 +71,7 @@ BACKGROUND_PER_S = 1000
 LATENCY_S = float(os.environ.get("BENCH_LATENCY_S", "30"))
 PROBES_PER_S = 10
 SENTINEL = "prj_sentinel"
+SILENCE_ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo")
 TARGETS = {"events_per_s": 5000, "latency_p50_ms": 250, "latency_p99_ms": 1000}
 
 Pairs = list[tuple[bytes, bytes]]
@@ -92,6 +103,39 @@ def subscriptions(created_ms: int) -> list[SubscriptionRecord]:
                     alertConfig=RULES[(p * SUBS_PER_PROJECT + k) % len(RULES)])
             )  # fmt: skip
     return records
+
+
+def silences(now_ms: int) -> list[SilenceRecord]:
+    """One active silence per project, matching in turn by two workflows, by one rule and by one
+    subscription; even projects' are one-off, odd projects' a weekly window open now."""
+    return [silence(f"sil_b{p:03d}", f"prj_b{p:03d}", p, now_ms) for p in range(PROJECTS)]
+
+
+def silence(silence_id: str, project: str, n: int, now_ms: int, **matchers: Any) -> SilenceRecord:
+    """The `n`th silence of the mix (see `silences`), active from an hour ago for hours."""
+    kind = n % 3
+    if matchers:
+        match = Matchers(**matchers)
+    elif kind == 0:
+        match = Matchers(
+            workflowIds=[f"wf{(n * 13 + j) % WORKFLOWS_PER_PROJECT:03d}" for j in (0, 1)]
+        )
+    elif kind == 1:
+        match = msgspec.convert({"rules": [RULES[n % len(RULES)]["rule"]]}, Matchers)
+    else:
+        match = Matchers(subscriptionIds=[f"ntf_{project}_{n % SUBS_PER_PROJECT}"])
+    hour = 3_600_000
+    base: dict[str, Any] = {
+        "v": 1, "id": silence_id, "projectId": project, "version": 1, "matchers": match,
+        "createdAtMs": now_ms - hour, "startsAtMs": now_ms - 2 * hour,
+    }  # fmt: skip
+    if n % 2 == 0:
+        return SilenceRecord(**base, endsAtMs=now_ms + 8 * hour)
+    zone = SILENCE_ZONES[n % len(SILENCE_ZONES)]
+    opened = datetime.fromtimestamp((now_ms - hour) / 1000, UTC).astimezone(ZoneInfo(zone))
+    window = Schedule(timezone=zone, daysOfWeek=["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                      start=opened.strftime("%H:%M"), durationMinutes=8 * 60)  # fmt: skip
+    return SilenceRecord(**base, schedule=window)
 
 
 def load_records(count: int, per_record: int = 1, seed: int = 7) -> Pairs:
@@ -218,15 +262,43 @@ class Stack:
         futures = [await self.producer.send(topic, value, key=key) for key, value in pairs]
         await asyncio.gather(*futures)
 
-    async def publish(self, records: list[SubscriptionRecord]) -> None:
+    async def publish(
+        self,
+        records: Sequence[SubscriptionRecord | SilenceRecord],
+        topic: str = topics.SUBSCRIPTIONS,
+    ) -> None:
+        """Broadcast compacted records to every partition of their topic, as the outbox does."""
         futures = []
         for record in records:
             value = msgspec.json.encode(record)
             for p in range(PARTITIONS):
                 key = f"{record.id}/{p}".encode()
-                send = self.producer.send(topics.SUBSCRIPTIONS, value, key=key, partition=p)
+                send = self.producer.send(topic, value, key=key, partition=p)
                 futures.append(await send)
         await asyncio.gather(*futures)
+
+    async def publish_marked(
+        self,
+        records: Sequence[SubscriptionRecord | SilenceRecord],
+        topic: str = topics.SUBSCRIPTIONS,
+    ) -> None:
+        """Publish as the API's outbox does for a running worker: each record first as a
+        marker on every partition of `executions`, then its compacted records with the
+        markers' offsets, so the worker applies it to every execution produced afterwards."""
+        for record in records:
+            value = msgspec.json.encode(record)
+            sent = []
+            for p in range(PARTITIONS):
+                key = f"{record.id}/{p}".encode()
+                sent.append(
+                    await self.producer.send(topics.EXECUTIONS, value, key=key, partition=p)
+                )
+            for p, meta in enumerate(await asyncio.gather(*sent)):
+                marked = msgspec.structs.replace(record, markerOffset=meta.offset)
+                await self.producer.send(
+                    topic, msgspec.json.encode(marked), key=f"{record.id}/{p}".encode(), partition=p
+                )
+        await self.producer.flush()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -236,14 +308,16 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def throughput(
-    stack: Stack, with_subs: bool, warmup: Pairs, load: Pairs, events: int
+    stack: Stack, with_subs: bool, warmup: Pairs, load: Pairs, events: int, silenced: bool
 ) -> dict[str, Any]:
     """Events/s of a worker working off a backlog, its tables recovered from a first run."""
     created = int(time.time() * 1000) - 3_600_000
     plain = sub("ntf_sentinel", SENTINEL, createdAtMs=created)
     await stack.publish([plain, *(subscriptions(created) if with_subs else [])])
+    if silenced:
+        await stack.publish(silences(int(time.time() * 1000)), topics.SILENCES)
     await stack.produce(topics.EXECUTIONS, warmup)
-    name = f"bench-{with_subs}-{len(load)}"
+    name = f"bench-{with_subs}-{silenced}-{len(load)}"
     log_path = Path(stack.broker.log_path.parent, f"{name}.log")
     bootstrap = stack.broker.bootstrap
     stack.worker = Worker(bootstrap, PARTITIONS, name, log_path, CC_TICK_SECONDS="15").start()
@@ -273,14 +347,19 @@ async def throughput(
     }
 
 
-async def latency(stack: Stack, background_per_s: int, per_record: int) -> dict[str, Any]:
+async def latency(
+    stack: Stack, background_per_s: int, per_record: int, silenced: bool = False
+) -> dict[str, Any]:
     """Produce-to-notification latency of alerts under a steady background load."""
     phase = f"{background_per_s}-{per_record}"
     probe_project = f"prj_probe_{phase}"
     rule = sub(f"ntf_probe_{phase}", probe_project, createdAtMs=int(time.time() * 1000) - 60_000,
                alertConfig={"rule": "latency_threshold", "durationThresholdMs": 1000})  # fmt: skip
-    await stack.publish([rule])
-    await asyncio.sleep(1)  # the subscriptions topic is read next to executions, not before them
+    await stack.publish_marked([rule])  # applied before the probes, whenever its topic is read
+    if silenced:  # checked for every probe, taking none of them
+        quiet = silence(f"sil_probe_{phase}", probe_project, 0, int(time.time() * 1000),
+                        workflowIds=["not-a-probe"])  # fmt: skip
+        await stack.publish_marked([quiet], topics.SILENCES)
     await caught_up(stack, f"ready-{phase}")
     rng = random.Random(11)
     pairs = workflow_ids()
@@ -346,7 +425,9 @@ async def caught_up(stack: Stack, prefix: str, timeout_s: float = 300) -> None:
         await asyncio.sleep(0.05)
 
 
-async def evaluator_only(load: Pairs, with_subs: bool, events: int) -> dict[str, Any]:
+async def evaluator_only(
+    load: Pairs, with_subs: bool, events: int, silenced: bool = False
+) -> dict[str, Any]:
     """Events/s of the engine alone: tables in dicts, notifications discarded, no Kafka."""
     settings = Settings(data_dir=Path("unused"), clickhouse_url="", database_url="")
     views = Views()
@@ -354,6 +435,10 @@ async def evaluator_only(load: Pairs, with_subs: bool, events: int) -> dict[str,
         for record in subscriptions(int(time.time() * 1000) - 3_600_000):
             for p in range(PARTITIONS):
                 views.preload(p, f"{record.id}/{p}".encode(), msgspec.json.encode(record))
+    if silenced:
+        for quiet in silences(int(time.time() * 1000)):
+            for p in range(PARTITIONS):
+                views.preload_silence(p, f"{quiet.id}/{p}".encode(), msgspec.json.encode(quiet))
     sent = 0
 
     async def send(records: Any) -> None:
@@ -382,21 +467,27 @@ async def evaluator_only(load: Pairs, with_subs: bool, events: int) -> dict[str,
 
 
 async def measure(
-    work: Path, name: str, with_subs: bool, warmup: Pairs, load: Pairs
+    work: Path,
+    name: str,
+    with_subs: bool,
+    warmup: Pairs,
+    load: Pairs,
+    silenced: bool = False,
+    with_latency: bool = False,
 ) -> dict[str, Any]:
     stack = await Stack.start(work, name)
     try:
-        result = await throughput(stack, with_subs, warmup, load, EVENTS)
+        result = await throughput(stack, with_subs, warmup, load, EVENTS, silenced)
         progress(f"{name}: {result}")
-        if name == "with_subscriptions":
+        if with_latency:
             result["latency"] = []
             for background, per_record in (
                 (0, 1),
                 (BACKGROUND_PER_S, GROUPED),
                 (BACKGROUND_PER_S, 1),
             ):
-                progress(f"latency under {background} events/s, {per_record} per record")
-                result["latency"].append(await latency(stack, background, per_record))
+                progress(f"{name}: latency under {background} events/s, {per_record} per record")
+                result["latency"].append(await latency(stack, background, per_record, silenced))
         return result
     finally:
         await stack.stop()
@@ -414,24 +505,35 @@ async def main() -> dict[str, Any]:
         f"with_subscriptions_{GROUPED}_events_per_record": await evaluator_only(
             grouped, True, EVENTS
         ),
+        "with_silences": await evaluator_only(load, True, EVENTS, silenced=True),
     }
     with TemporaryDirectory(prefix="bench-alerts-") as tmp:
         work = Path(tmp)
         bare = await measure(work, "without_subscriptions", False, warmup, load)
         batched = await measure(work, "grouped", True, warmup, grouped)
-        subscribed = await measure(work, "with_subscriptions", True, warmup, load)
+        subscribed = await measure(
+            work, "with_subscriptions", True, warmup, load, with_latency=True
+        )
+        silenced = await measure(
+            work, "with_silences", True, warmup, load, silenced=True, with_latency=True
+        )
     lat = subscribed.pop("latency")
+    silenced_lat = silenced.pop("latency")
     return {
         "bench": "alerts",
         "cpus": os.cpu_count(),
         "partitions": PARTITIONS,
         "subscriptions": PROJECTS * SUBS_PER_PROJECT,
         "workflows": PROJECTS * WORKFLOWS_PER_PROJECT,
+        "silences": PROJECTS,
         "worker": {
             "with_subscriptions": subscribed,
             "without_subscriptions": bare,
             "rule_cost_ratio": round(bare["events_per_s"] / subscribed["events_per_s"], 2),
             f"with_subscriptions_{GROUPED}_events_per_record": batched,
+            "with_silences": silenced,
+            "silence_cost_ratio": ratio(subscribed["events_per_s"], silenced["events_per_s"]),
+            "muted_share": muted_share(subscribed, silenced),
         },
         "evaluator_alone": {
             **alone,
@@ -440,10 +542,34 @@ async def main() -> dict[str, Any]:
                 / alone["with_subscriptions"]["events_per_s"],
                 2,
             ),
+            "silence_cost_ratio": ratio(
+                alone["with_subscriptions"]["events_per_s"],
+                alone["with_silences"]["events_per_s"],
+            ),
+            "muted_share": muted_share(alone["with_subscriptions"], alone["with_silences"]),
         },
         "latency": lat,
+        "latency_with_silences": [
+            {
+                **with_silences,
+                "p50_ratio": ratio(with_silences["p50_ms"], without["p50_ms"]),
+                "p99_ratio": ratio(with_silences["p99_ms"], without["p99_ms"]),
+            }
+            for without, with_silences in zip(lat, silenced_lat, strict=True)
+        ],
         "targets": TARGETS,
     }
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """numerator / denominator to two places (None when either is missing or zero)."""
+    return round(numerator / denominator, 2) if numerator and denominator else None
+
+
+def muted_share(without: dict[str, Any], silenced: dict[str, Any]) -> float | None:
+    """The share of the notifications of the run without silences that the silences took."""
+    sent = without["notifications"]
+    return round(1 - silenced["notifications"] / sent, 3) if sent else None
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """A silence on a running stack: an alert it matches reaches no receiver; ending the silence
-while the alert still fires sends exactly one notification."""
+while the alert still fires sends exactly one notification. Each of its versions is on
+`executions` as a marker before its compacted records, which carry the markers' offsets."""
 
 import asyncio
 import json
@@ -8,10 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
+from schemas import topics
 from tests.e2e.helpers import call, new_project, post_events, subscribe
 from tests.factories import completed
 from tests.processes import Stack
 from tests.receivers import HttpReceiver
+from tests.records import consume_all
 
 QUIET_S = 8  # ample for an unmuted alert to arrive (the first delivery takes about a second)
 RELEASE_DEADLINE_S = 60  # the next tick after the end releases it (CC_TICK_SECONDS, 15 s)
@@ -53,3 +56,20 @@ async def test_a_silenced_alert_is_not_delivered_and_one_follows_when_the_silenc
         body = json.loads(receiver.requests[0].body)
         assert body["data"]["workflowId"] == "wf-quiet"
         assert body["data"]["alert"]["rule"] == "consecutive_failures"
+
+    records = [
+        r for r in await consume_all(stack.kafka_bootstrap, topics.SILENCES)
+        if r.key.startswith(f"{silence_id}/".encode())
+    ]  # fmt: skip
+    markers = {
+        (r.partition, r.offset): json.loads(r.value)
+        for r in await consume_all(stack.kafka_bootstrap, topics.EXECUTIONS)
+        if r.value and r.value.startswith(b'{"kind":"silence"')
+    }
+    assert any(json.loads(r.value)["version"] == 2 for r in records)  # the ended version
+    for r in records:  # created and ended: each version after its marker on its partition
+        record = json.loads(r.value)
+        marker = markers[(r.partition, record["markerOffset"])]
+        assert (marker["id"], marker["version"]) == (silence_id, record["version"])
+    dead = await consume_all(stack.kafka_bootstrap, topics.EXECUTIONS_DLQ, wait_ms=1000)
+    assert not [r for r in dead if (r.value or b"").startswith(b'{"kind":"silence"')]

@@ -6,6 +6,7 @@ the subscriptions ahead when its partitions were assigned (a fresh worker replay
 
 import asyncio
 import time
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
@@ -59,7 +60,7 @@ class World:
     def __init__(self, max_workflows: int = 10_000, tables: Tables | None = None) -> None:
         self.sent: list[NotificationRecord] = []
         self.dead: list[tuple[Any, str]] = []
-        self.offsets = dict.fromkeys(range(PARTITIONS), 0)
+        self.offsets: dict[tuple[str, int], int] = defaultdict(int)  # next, by topic-partition
         settings = Settings(data_dir=Path("unused"), clickhouse_url="", database_url="")
         self.views = Views(max_workflows=max_workflows)
         self.tables = tables or Tables({}, {}, {})
@@ -78,8 +79,8 @@ class World:
         return 0
 
     def message(self, topic: str, partition: int, key: bytes, value: bytes) -> SimpleNamespace:
-        offset = self.offsets[partition]
-        self.offsets[partition] += 1
+        offset = self.offsets[topic, partition]
+        self.offsets[topic, partition] += 1
         return SimpleNamespace(
             topic=topic, partition=partition, offset=offset, key=key, value=value,
             timestamp=time.time(),
@@ -98,7 +99,8 @@ class World:
 
     async def tick(self, at: datetime) -> None:
         for p in range(PARTITIONS):
-            tick = Tick(v=1, partition=p, atMs=int(at.timestamp() * 1000), executionsEnd=0)
+            end = self.offsets[topics.EXECUTIONS, p]  # after every execution handled so far
+            tick = Tick(v=1, partition=p, atMs=int(at.timestamp() * 1000), executionsEnd=end)
             await self.engine.handle(
                 self.message(topics.TICKS, p, b"tick", msgspec.json.encode(tick))
             )

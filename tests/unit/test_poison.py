@@ -33,8 +33,10 @@ from services.dispatcher.loop import Partition
 from services.dispatcher.records import decode
 from services.logsink import rows
 from services.logsink.batch import TABLES, Batch
-from services.logsink.sink import SUBSCRIPTION_MARKER, LogSink, SinkConfig
+from services.logsink.sink import MARKERS, LogSink, SinkConfig
 from tests.factories import completed
+from tests.unit.test_alerts_engine import subscription
+from tests.unit.test_alerts_silences import silence
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -155,12 +157,19 @@ def test_the_valid_envelopes_are_stored_not_dead_lettered() -> None:
     assert producer.sent == [] and len(sink.batch.attempts) == 1
 
 
+def test_the_alert_engine_markers_are_neither_stored_nor_dead_lettered() -> None:
+    for record in (subscription(), silence()):
+        sink, producer = asyncio.run(_sink_add(topics.EXECUTIONS, msgspec.json.encode(record)))
+        assert producer.sent == [] and not sink.batch.sources
+        assert sink.batch.records == 1 and sink.batch.next_offsets  # the offset moves on
+
+
 @FUZZ
 @given(values_for(EXECUTION, [], ["events"]))
 def test_the_sink_stores_or_dead_letters_any_executions_record(value: bytes) -> None:
     sink, producer = asyncio.run(_sink_add(topics.EXECUTIONS, value))
     assert sink.batch.records == 1 and sink.batch.next_offsets  # the offset moves on either way
-    if value.startswith(SUBSCRIPTION_MARKER):  # the alert engine's record: neither stored nor dead
+    if value.startswith(MARKERS):  # the alert engine's record: neither stored nor dead
         assert not producer.sent and not sink.batch.sources
     elif producer.sent:
         ((topic, sent, headers),) = producer.sent
@@ -410,6 +419,49 @@ def test_the_relay_publishes_or_dead_letters_every_message(messages: list[Outbox
     published = [t for t, *_ in broker.sent if t == topics.SUBSCRIPTIONS]
     assert len(dead) + len(published) == len(messages)
     assert len(set(dead)) == len(dead)
+
+
+class Log:
+    """A producer that takes everything, each record at the next offset of one log."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int | None, bytes, bytes | None, int]] = []
+
+    async def send(
+        self, topic: str, value: bytes | None, key: bytes, partition: int | None
+    ) -> "asyncio.Future[SimpleNamespace]":
+        offset = 100 + len(self.sent)
+        self.sent.append((topic, partition, key, value, offset))
+        future: asyncio.Future[SimpleNamespace] = asyncio.get_running_loop().create_future()
+        future.set_result(SimpleNamespace(offset=offset))
+        return future
+
+
+def test_subscription_and_silence_records_are_published_after_their_markers() -> None:
+    sub_value, sil_value = msgspec.json.encode(subscription()), msgspec.json.encode(silence())
+    store = Outbox([
+        OutboxMessage(topics.SUBSCRIPTIONS, "ntf_cost/0", 0, sub_value, id=1),
+        OutboxMessage(topics.SILENCES, "sil_maint/1", 1, sil_value, id=2),
+        OutboxMessage(topics.SILENCES, "sil_gone/2", 2, None, id=3),  # a tombstone: no marker
+    ])  # fmt: skip
+    log = Log()
+    deps = cast(
+        Deps,
+        SimpleNamespace(
+            controlplane=store, producer=log, clock=time.time, outbox_lock=asyncio.Lock()
+        ),
+    )
+    assert asyncio.run(outbox.relay_once(deps)) == 3
+    markers = [(p, k, v, o) for t, p, k, v, o in log.sent if t == topics.EXECUTIONS]
+    assert [(p, k, v) for p, k, v, _ in markers] == [
+        (0, b"ntf_cost/0", sub_value), (1, b"sil_maint/1", sil_value)
+    ]  # fmt: skip
+    published = {(t, k): v for t, _, k, v, _ in log.sent if t != topics.EXECUTIONS}
+    assert set(published) == {(topics.SUBSCRIPTIONS, b"ntf_cost/0"),
+                              (topics.SILENCES, b"sil_maint/1"), (topics.SILENCES, b"sil_gone/2")}  # fmt: skip
+    for (_, key), value in published.items():
+        offset = None if value is None else msgspec.json.decode(value)["markerOffset"]
+        assert offset == next((o for _, k, _, o in markers if k == key), None)
 
 
 def test_a_broker_outage_publishes_nothing_and_marks_nothing() -> None:
