@@ -81,6 +81,7 @@ class Alert(Struct, frozen=True, omit_defaults=True):
     notificationCount: int = 0
     version: int = 0
     firstExecutionId: str | None = None
+    lastNotifiedAtMs: int | None = None
 
 
 class AlertEvent(Struct, frozen=True):
@@ -109,6 +110,7 @@ class AlertEvent(Struct, frozen=True):
     notificationCount: int
     version: int
     executionId: str | None = None
+    lastNotifiedAtMs: int | None = None
 
 
 class AckRecord(Struct, frozen=True, tag="ack", tag_field="kind"):
@@ -135,8 +137,8 @@ class AlertView(Struct, frozen=True):
     acknowledged: bool
     silenced: bool
     reason: str
-    observed: float
-    threshold: float
+    observed: int | float
+    threshold: int | float
     firedAt: str
     lastNotifiedAt: str | None
     resolvedAt: str | None

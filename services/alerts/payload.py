@@ -126,6 +126,7 @@ def alert_event(project_id: str, alert: Alert) -> AlertEvent:
         observed=alert.observed, threshold=alert.threshold, atMs=alert.atMs,
         firedAtMs=alert.firedAtMs or alert.atMs, notificationCount=alert.notificationCount,
         version=alert.version, executionId=alert.firstExecutionId,
+        lastNotifiedAtMs=alert.lastNotifiedAtMs,
     )  # fmt: skip
 
 

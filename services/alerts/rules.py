@@ -302,6 +302,7 @@ def _event(
     episode.seq += 1
     if notify and not silenced:
         episode.count += 1
+        episode.notified_ms = trigger.at_ms
     rule = sub.config.rule
     return Alert(
         id=episode_id,
@@ -321,4 +322,5 @@ def _event(
         notificationCount=episode.count,
         version=episode.seq,
         firstExecutionId=episode.execution_id,
+        lastNotifiedAtMs=episode.notified_ms,
     )

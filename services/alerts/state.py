@@ -60,7 +60,8 @@ class Episode(Struct):
 
     The alert it is: `id` (the episode's `alr_` id, from its first trigger), `fired_ms` (event
     time of its first event, delivered or muted), `count` (notifications delivered), `seq`
-    (events recorded: delivered, muted or resolved) and `execution_id` (the execution that
+    (events recorded: delivered, muted or resolved), `notified_ms` (event time of the latest
+    delivered notification) and `execution_id` (the execution that
     triggered it, if one did). Episodes stored before these fields had them get them lazily.
     """
 
@@ -75,6 +76,7 @@ class Episode(Struct):
     count: int = 0
     seq: int = 0
     execution_id: str | None = None
+    notified_ms: int | None = None
 
     @property
     def silenced(self) -> bool:
