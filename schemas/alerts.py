@@ -50,11 +50,22 @@ class AlertConfig(Struct, frozen=True, omit_defaults=True, forbid_unknown_fields
             raise ValueError("costThresholdDollars must be between 0.01 and 1000")
 
 
+AlertKind = Literal["fired", "resolved"]
+AlertState = Literal["firing", "resolved"]
+
+
 class Alert(Struct, frozen=True, omit_defaults=True):
-    """One alert notification: a rule fired for a workflow, or a fired condition resolved."""
+    """One event of an alert episode: a rule fired (first or repeat notification) for a
+    workflow, or the fired condition resolved.
+
+    `id` names the episode (every event of it shares it); `key` names this event's trigger, so
+    that (id, kind, key) is unique per event. `notify`: whether a notification is due (False for
+    a resolve the subscription did not ask for: recorded only). `firedAtMs`, `notificationCount`
+    and `version` are the episode's figures after this event, for the alerts table.
+    """
 
     id: str
-    kind: Literal["fired", "resolved"]
+    kind: AlertKind
     rule: Rule
     reason: str
     observed: Decimal
@@ -64,3 +75,74 @@ class Alert(Struct, frozen=True, omit_defaults=True):
     atMs: int
     executionId: str | None = None
     silenced: bool = False  # muted by a silence: recorded, not delivered
+    key: str = ""
+    notify: bool = True
+    firedAtMs: int = 0
+    notificationCount: int = 0
+    version: int = 0
+    firstExecutionId: str | None = None
+    lastNotifiedAtMs: int | None = None
+
+
+class AlertEvent(Struct, frozen=True):
+    """A record of the `alert-events` topic (key: the alert id): one event of an alert episode
+    as the log sink stores it, whether or not a notification was sent for it.
+
+    `version` grows with every event of the episode, so the latest one wins in the `alerts`
+    table; `notified` says a notification was produced for this event (not silenced, and for a
+    resolve, asked for). `executionId` is the execution that triggered the episode, if any.
+    """
+
+    v: int
+    alertId: str
+    projectId: str
+    subscriptionId: str
+    workflowId: str
+    rule: Rule
+    kind: AlertKind
+    silenced: bool
+    notified: bool
+    reason: str
+    observed: Decimal
+    threshold: Decimal
+    atMs: int
+    firedAtMs: int
+    notificationCount: int
+    version: int
+    executionId: str | None = None
+    lastNotifiedAtMs: int | None = None
+
+
+class AckRecord(Struct, frozen=True, tag="ack", tag_field="kind"):
+    """An acknowledgement on the compacted `alert-acks` topic (key `<alert id>/<partition>`),
+    broadcast to every partition like a silence. The engine sends no repeat notification of
+    the alert for triggers at or after `acknowledgedAtMs` (event time); its resolve is still
+    sent."""
+
+    v: int
+    alertId: str
+    projectId: str
+    acknowledgedAtMs: int
+    acknowledgedBy: str = ""
+
+
+class AlertView(Struct, frozen=True):
+    """An alert as `GET /api/v1/alerts` shows it (contract section 6, v1.1)."""
+
+    id: str
+    subscriptionId: str
+    workflowId: str
+    rule: Rule
+    state: AlertState
+    acknowledged: bool
+    silenced: bool
+    reason: str
+    observed: int | float
+    threshold: int | float
+    firedAt: str
+    lastNotifiedAt: str | None
+    resolvedAt: str | None
+    notificationCount: int
+    executionId: str | None = None
+    acknowledgedAt: str | None = None
+    acknowledgedBy: str | None = None

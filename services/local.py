@@ -220,9 +220,9 @@ class LocalStack:
         log.warning("local.broker_restarted", bootstrap=self.bootstrap)
 
     async def _republish(self) -> None:
-        """Rebuild the compacted topics (subscriptions and silences: every outbox message is
-        published again) on a broker that starts empty. Events wait meanwhile: a subscription
-        applies to the executions after its marker."""
+        """Rebuild the compacted topics (subscriptions, silences and alert acknowledgements:
+        every outbox message is published again) on a broker that starts empty. Events wait
+        meanwhile: a subscription applies to the executions after its marker."""
         assert self.api is not None
         intake = self.api.deps.intake
         reason = RESTARTING

@@ -143,7 +143,8 @@ class Stopper:
 
     async def drain_sink(self, workers: Awaitable[object]) -> None:
         """Wait until the sink has committed the end offsets of `executions` taken now, and of
-        `delivery-log` taken once `workers` (the dispatcher logs its attempts) have stopped."""
+        `delivery-log`, `alert-events` and `alert-acks` taken once `workers` (the dispatcher logs
+        its attempts, the engine its alerts) have stopped."""
         since, before = time.monotonic(), _inserted()
         try:
             group_id = self.stack.settings.logsink.group_id
@@ -152,7 +153,8 @@ class Stopper:
                 pending = _behind(ends, await group.committed(ends))
                 left = await self.wait_stored(group, ends)
                 await workers
-                left += await self.wait_stored(group, await self.ends(topics.DELIVERY_LOG))
+                for topic in (topics.DELIVERY_LOG, topics.ALERT_EVENTS, topics.ALERT_ACKS):
+                    left += await self.wait_stored(group, await self.ends(topic))
         except _BROKER_ERRORS as exc:
             self.clean = False
             self.line("log sink", f"not drained: the broker is unreachable ({exc!r:.80})", since)

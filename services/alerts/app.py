@@ -69,7 +69,7 @@ from mode import CrashingSupervisor
 
 from schemas import topics
 from services.alerts.engine import Engine
-from services.alerts.producers import dead_letter_sender, sender
+from services.alerts.producers import dead_letter_sender, event_sender, sender
 from services.alerts.tables import Tables
 from services.alerts.ticks import OffsetReader, TickGate, TickProducer
 from services.alerts.transport import AlertsApp
@@ -80,6 +80,9 @@ from services.common.kafkaclients import KafkaClients
 from services.common.workers import AlertsConfig
 
 log = structlog.get_logger(__name__)
+
+# The compacted topics read to their ends at every assignment, before the stream delivers them.
+_READ_AHEAD = (topics.SUBSCRIPTIONS, topics.SILENCES, topics.ALERT_ACKS)
 
 # Settings the embedded broker is known to work with; rebalances finish in a few seconds.
 FAUST_SETTINGS: dict[str, Any] = {
@@ -123,7 +126,10 @@ def build_app(
         costs=_table(app, "project-costs", partitions, views.index_cost, _suffix),
     )  # fmt: skip
     gate = TickGate(lambda p: _start_offset(app.offsets, p))
-    engine = Engine(settings, partitions, tables, views, sender(app), gate, dead_letter_sender(app))
+    engine = Engine(
+        settings, partitions, tables, views, sender(app), gate, dead_letter_sender(app),
+        record_events=event_sender(app),
+    )  # fmt: skip
     _wire(app, engine, kafka, config)
     return app
 
@@ -211,7 +217,7 @@ def _wire(app: AlertsApp, engine: Engine, kafka: KafkaClients, config: AlertsCon
         engine.gate.reset()
         tps: set[Any] = args[0] if args else kwargs.get("assigned", set())
         mine = [TopicPartition(tp.topic, tp.partition) for tp in tps]
-        wanted = [tp for tp in mine if tp.topic in (topics.SUBSCRIPTIONS, topics.SILENCES)]
+        wanted = [tp for tp in mine if tp.topic in _READ_AHEAD]
         try:
             records = await app.offsets.read(wanted)
         except (KafkaError, OSError, TimeoutError) as exc:  # the stream still delivers them
@@ -220,6 +226,8 @@ def _wire(app: AlertsApp, engine: Engine, kafka: KafkaClients, config: AlertsCon
         for record in records:
             if record.topic == topics.SILENCES:
                 engine.views.preload_silence(record.partition, record.key, record.value)
+            elif record.topic == topics.ALERT_ACKS:
+                engine.views.preload_ack(record.partition, record.key, record.value)
             else:
                 engine.views.preload(record.partition, record.key, record.value)
 

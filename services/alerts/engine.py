@@ -1,6 +1,7 @@
 """The alert engine without faust: records in, notifications and table writes out.
 
-`Engine` handles one record of `executions`, `ticks`, `subscriptions` or `silences` at a time
+`Engine` handles one record of `executions`, `ticks`, `subscriptions`, `silences` or
+`alert-acks` at a time
 for the partition it came from: completed executions are evaluated here, subscription changes
 and markers are applied by `Subscriptions`, workflow values and cost rows are kept by the
 `Ledger`, and `Views` index the `Tables` (and the silences, which need no table: they are read
@@ -11,7 +12,12 @@ time), each in its version whose marker on `executions` the record follows (see
 `Views.project_silences`; the marker, a `SilenceRecord` on `executions`, is applied here like
 a subscription's): the rules return a notification a silence takes as `silenced` (see
 `services.alerts.rules`), which is logged (`alerts.silenced`) and counted
-(`cc_alerts_silenced_total`) instead of sent. The faust wiring in
+(`cc_alerts_silenced_total`) instead of sent. Acknowledgements (`alert-acks`, kept in the
+views like silences) are applied the same way, at emission time from event time.
+
+Every event of an alert episode (a notification, a muted one, a resolve notifying no one) is
+also produced to `alert-events` (`record_events`), for the log sink's `alerts` table; like the
+notifications, before the state that follows from it is written. The faust wiring in
 `services.alerts.app` feeds it; the benchmark feeds it plain dicts.
 
 Errors: `Engine.handle` never raises for a record; what a record's handling raises is settled
@@ -27,6 +33,7 @@ import structlog
 from prometheus_client import Counter
 
 from schemas import topics
+from schemas.alerts import AckRecord, Alert, AlertEvent
 from schemas.destinations import RecordDecoder
 from schemas.events import Event, ExecutionCompleted, ExecutionRecord, topic_key
 from schemas.notifications import NotificationRecord, SubscriptionRecord
@@ -36,7 +43,15 @@ from services.alerts import payload
 from services.alerts.ledger import Ledger, add_cost
 from services.alerts.payload import Extras
 from services.alerts.records import DeadLetter, Message, decode, settle
-from services.alerts.rules import Muted, facts_of, never_muted, on_execution, on_tick
+from services.alerts.rules import (
+    Acked,
+    Muted,
+    facts_of,
+    never_acked,
+    never_muted,
+    on_execution,
+    on_tick,
+)
 from services.alerts.subscriptions import Subscriptions
 from services.alerts.tables import Stored, Tables
 from services.alerts.ticks import TickGate
@@ -53,10 +68,16 @@ _record: RecordDecoder[ExecutionRecord | SubscriptionRecord | SilenceRecord] = R
 _event = msgspec.json.Decoder(Event)
 _tick = msgspec.json.Decoder(Tick)
 _silence: RecordDecoder[SilenceRecord] = RecordDecoder(SilenceRecord)
+_ack = msgspec.json.Decoder(AckRecord)
 SILENCED = Counter("cc_alerts_silenced", "Alert notifications muted by a silence", ["kind"])
 _encode = msgspec.json.Encoder().encode
 
 Send = Callable[[Sequence[NotificationRecord]], Awaitable[None]]
+RecordEvents = Callable[[Sequence[AlertEvent]], Awaitable[None]]
+
+
+async def _no_events(_events: Sequence[AlertEvent]) -> None:
+    """Alert events go nowhere (benchmarks and tests that only look at notifications)."""
 
 
 class Engine:
@@ -72,6 +93,7 @@ class Engine:
         gate: TickGate,
         dead_letter: DeadLetter,
         clock: Clock = system_clock,
+        record_events: RecordEvents = _no_events,
     ) -> None:
         self.settings = settings
         self.partitions = partitions
@@ -81,6 +103,7 @@ class Engine:
         self.gate = gate
         self.dead_letters = dead_letter
         self.clock = clock
+        self.record_events = record_events
         self.ledger = Ledger(settings, tables, views)
         self.subscriptions = Subscriptions(partitions, tables, views, self.ledger)
 
@@ -109,6 +132,27 @@ class Engine:
             self.subscriptions.on_record(message)
         elif message.topic == topics.SILENCES:
             self.on_silence(message)
+        elif message.topic == topics.ALERT_ACKS:
+            self.on_ack(message)
+
+    def on_ack(self, message: Message) -> None:
+        """Apply a record of the compacted `alert-acks` topic to its partition's view."""
+        if message.value is None:
+            alert_id = (message.key or b"").decode(errors="replace").rpartition("/")[0]
+            self.views.drop_ack(message.partition, alert_id)
+            return
+        self.views.put_ack(message.partition, decode(_ack, message.value))
+
+    def acked(self, partition: int) -> Acked:
+        """Whether an alert was acknowledged, as seen on the partition, by an event time."""
+        if not self.views.acks.get(partition):
+            return never_acked
+
+        def acked(alert_id: str, at_ms: int) -> bool:
+            ack = self.views.ack_of(partition, alert_id)
+            return ack is not None and ack.acknowledgedAtMs <= at_ms
+
+        return acked
 
     def on_silence(self, message: Message) -> None:
         """Apply a record of the compacted `silences` topic to its partition's view."""
@@ -176,13 +220,18 @@ class Engine:
         stored = self.ledger.load(key, workflow_id)
         stored.plan = record.plan
         out: list[NotificationRecord] = []
+        alert_events: list[AlertEvent] = []
         fresh = False
         for event in events:
-            notes = self.evaluate(partition, key, stored, subs, record, event, message.offset)
+            notes = self.evaluate(
+                partition, key, stored, subs, record, event, message.offset, alert_events
+            )
             fresh = fresh or notes is not None
             out += notes or []
         if fresh:
             await self.send(out)
+            if alert_events:
+                await self.record_events(alert_events)
             self.ledger.store(partition, key, stored)
 
     def evaluate(
@@ -194,17 +243,22 @@ class Engine:
         record: ExecutionRecord,
         event: ExecutionCompleted,
         offset: int | None = None,
+        alert_events: list[AlertEvent] | None = None,
     ) -> list[NotificationRecord] | None:
         """One completed execution's notifications; None for a duplicate (nothing changes).
-        `offset`: the record's on `executions` (which silence versions apply)."""
+        `offset`: the record's on `executions` (which silence versions apply); the events of its
+        alerts are appended to `alert_events`."""
         facts = facts_of(event)
         if facts.execution_id in stored.state.seen:
             return None
         rules = [s.rule for s in subs if s.rule is not None]
         cooldown = self.settings.alert_cooldown_s
         muted = self.muted(partition, record.projectId, event.workflowId, offset)
-        stored.state, alerts = on_execution(stored.state, rules, facts, cooldown, muted)
-        alerts = self.unsilenced(record.projectId, alerts)
+        acked = self.acked(partition)
+        stored.state, all_alerts = on_execution(stored.state, rules, facts, cooldown, muted, acked)
+        if alert_events is not None:
+            alert_events += [payload.alert_event(record.projectId, a) for a in all_alerts]
+        alerts = self.notifying(record.projectId, all_alerts)
         add_cost(stored.cost, facts)
         plain = [s for s in subs if s.rule is None and s.admits(event)]
         if not plain and not alerts:
@@ -247,23 +301,27 @@ class Engine:
         rules = [s.rule for s in subs if s.rule is not None]
         cooldown = self.settings.alert_cooldown_s
         muted = self.muted(partition, project, workflow, end)
-        stored.state, all_alerts = on_tick(stored.state, rules, at_ms, cooldown, muted)
-        alerts = self.unsilenced(project, all_alerts)
+        acked = self.acked(partition)
+        stored.state, all_alerts = on_tick(stored.state, rules, at_ms, cooldown, muted, acked)
+        alerts = self.notifying(project, all_alerts)
         if alerts:
             extras = self.ledger.extras(project, at_ms)
             await self.send(self.alert_records(partition, project, alerts, None, extras))
+        if all_alerts:
+            await self.record_events([payload.alert_event(project, a) for a in all_alerts])
         if all_alerts or _encode(stored.state.watches) != before:
             self.ledger.store(partition, key, stored)
 
-    def unsilenced(self, project: str, alerts: list[Any]) -> list[Any]:
-        """The alerts to send; the silenced ones are logged and counted instead."""
+    def notifying(self, project: str, alerts: list[Alert]) -> list[Alert]:
+        """The alerts to send: those that notify and no silence takes; the silenced ones are
+        logged and counted instead."""
         for alert in alerts:
-            if alert.silenced:
+            if alert.silenced and alert.notify:
                 SILENCED.labels(alert.kind).inc()
                 log.info("alerts.silenced", id=alert.id, kind=alert.kind, rule=alert.rule,
                          project=project, subscription=alert.notificationId,
                          workflow=alert.workflowId, at_ms=alert.atMs)  # fmt: skip
-        return [a for a in alerts if not a.silenced]
+        return [a for a in alerts if a.notify and not a.silenced]
 
     def alert_records(
         self,

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from schemas.alerts import Alert
+from schemas.alerts import Alert, AlertEvent
 from schemas.events import ExecutionCompleted
 from schemas.limits import BucketLimit, RateLimits, Usage
 from schemas.notifications import NotificationRecord, SubscriptionRecord
@@ -100,7 +100,7 @@ def alert_notification(
     created_ms: int,
 ) -> NotificationRecord:
     """The notification of an alert, with the triggering execution when there is one."""
-    evt = event_id(sub.id, f"alert:{alert.id}")
+    evt = event_id(sub.id, alert_event_key(alert))
     data = msgspec.structs.replace(
         _data(alert.workflowId, event, sub, extras), alert=alert_data(alert)
     )
@@ -109,6 +109,25 @@ def alert_notification(
         id=evt, type=event_type(alert), timestamp=alert.atMs, data=data, links=links
     )
     return _record(project_id, sub, payload, created_ms)
+
+
+def alert_event_key(alert: Alert) -> str:
+    """What names one notification of an alert: the episode's id, the kind and the trigger,
+    so that repeats and the resolve of one alert get event ids of their own."""
+    return f"alert:{alert.id}:{alert.kind}:{alert.key}"
+
+
+def alert_event(project_id: str, alert: Alert) -> AlertEvent:
+    """The `alert-events` record of one event of an alert episode."""
+    return AlertEvent(
+        v=1, alertId=alert.id, projectId=project_id, subscriptionId=alert.notificationId,
+        workflowId=alert.workflowId, rule=alert.rule, kind=alert.kind, silenced=alert.silenced,
+        notified=alert.notify and not alert.silenced, reason=alert.reason,
+        observed=alert.observed, threshold=alert.threshold, atMs=alert.atMs,
+        firedAtMs=alert.firedAtMs or alert.atMs, notificationCount=alert.notificationCount,
+        version=alert.version, executionId=alert.firstExecutionId,
+        lastNotifiedAtMs=alert.lastNotifiedAtMs,
+    )  # fmt: skip
 
 
 def alert_data(alert: Alert) -> AlertData:

@@ -1,15 +1,18 @@
-"""The engine's outputs as faust topics: notifications, and dead letters with their headers."""
+"""The engine's outputs as faust topics: notifications, alert events, and dead letters with
+their headers."""
 
 import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from schemas import topics
+from schemas.alerts import AlertEvent
 from schemas.notifications import NotificationRecord
 from services.alerts import payload
-from services.alerts.engine import Send
+from services.alerts.engine import RecordEvents, Send
 from services.alerts.records import DeadLetter, Message
 from services.alerts.transport import AlertsApp
 from services.common.errors import Unavailable
@@ -40,6 +43,28 @@ def sender(app: AlertsApp) -> Send:
             raise Unavailable(f"notifications not produced: {exc!r}") from exc
 
     return send
+
+
+_encode_event = msgspec.json.Encoder(decimal_format="number").encode
+
+
+def event_sender(app: AlertsApp) -> RecordEvents:
+    """Produce alert events (key: the alert id) and wait for their acks; broker errors become
+    Unavailable."""
+    out = raw_topic(app, topics.ALERT_EVENTS)
+
+    async def record(events: Sequence[AlertEvent]) -> None:
+        try:
+            futures = [
+                await out.send(key=e.alertId.encode(), value=_encode_event(e)) for e in events
+            ]
+            await asyncio.gather(*futures)
+        except MessageSizeTooLargeError:
+            raise  # bounded records: never the broker's fault; dead-lettered like a notification
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise Unavailable(f"alert events not produced: {exc!r}") from exc
+
+    return record
 
 
 def dead_letter_sender(app: AlertsApp) -> DeadLetter:

@@ -12,6 +12,15 @@ notify again once the cooldown has passed, ticks only deliver an episode's pendi
 notification. When the condition stops holding after a notification, a "resolved" alert follows
 if the subscription asked for it.
 
+Alerts. An episode is one alert: its `alr_` id is a digest of the subscription, workflow, rule
+and the episode's first trigger (`alert_id`), so its first notification, its repeats and its
+resolve share it, and a replay gives the same. Every event of an episode is returned, also those
+that notify no one (a muted one, or a resolve the subscription did not ask for: `notify=False`),
+with the episode's figures, so that the alerts table can follow it. Acknowledgements.
+`acked(alert_id, at_ms)` says whether the episode was acknowledged at or before event time
+`at_ms`: an acknowledged episode gets no further fired notification (repeat or release), but its
+resolve; a new episode has a new id, so it is not acknowledged.
+
 Silences. `muted(subscription_id, rule, at_ms)` says whether an active silence takes a
 notification at event time `at_ms`. A muted notification is returned with `silenced=True` (the
 engine records it and does not send it) and touches neither the cooldown nor `notified`, which
@@ -28,8 +37,6 @@ import hashlib
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Literal, NamedTuple
-
-import msgspec
 
 from schemas.alerts import Alert, Rule
 from schemas.events import ExecutionCompleted
@@ -52,8 +59,17 @@ Muted = Callable[[str, str, int], bool]
 """(subscription id, rule, event time in ms) -> whether an active silence takes it."""
 
 
+Acked = Callable[[str, int], bool]
+"""(alert id, event time in ms) -> whether the alert was acknowledged at or before that time."""
+
+
 def never_muted(_subscription_id: str, _rule: str, _at_ms: int) -> bool:
     """No silences."""
+    return False
+
+
+def never_acked(_alert_id: str, _at_ms: int) -> bool:
+    """No acknowledgements."""
     return False
 
 
@@ -100,6 +116,7 @@ def on_execution(
     facts: ExecutionFacts,
     cooldown_s: int = DEFAULT_COOLDOWN_S,
     muted: Muted = never_muted,
+    acked: Acked = never_acked,
 ) -> tuple[WorkflowState, list[Alert]]:
     """Count a completed execution once and evaluate every subscription on it."""
     if not record(state, facts):
@@ -109,7 +126,7 @@ def on_execution(
     for sub in subscriptions:
         repeat = sub.config.rule not in TICK_ONLY
         trigger = Trigger(facts.execution_id, now, facts.execution_id, repeat)
-        alerts += _evaluate(state, sub, facts, trigger, cooldown_s * 1000, muted)
+        alerts += _evaluate(state, sub, facts, trigger, cooldown_s * 1000, muted, acked)
     return state, alerts
 
 
@@ -119,6 +136,7 @@ def on_tick(
     now_ms: int,
     cooldown_s: int = DEFAULT_COOLDOWN_S,
     muted: Muted = never_muted,
+    acked: Acked = never_acked,
 ) -> tuple[WorkflowState, list[Alert]]:
     """Let event time pass (never the wall clock), evaluate the time-driven conditions and
     follow up episodes whose silence is over."""
@@ -126,14 +144,16 @@ def on_tick(
     trigger = Trigger(f"tick:{now}", now, None, repeat=False)
     alerts: list[Alert] = []
     for sub in subscriptions:
-        alerts += _evaluate(state, sub, None, trigger, cooldown_s * 1000, muted)
-        alerts += _release(state, sub, trigger, cooldown_s * 1000, muted)
+        alerts += _evaluate(state, sub, None, trigger, cooldown_s * 1000, muted, acked)
+        alerts += _release(state, sub, trigger, cooldown_s * 1000, muted, acked)
     return state, alerts
 
 
-def alert_id(subscription_id: str, workflow_id: str, rule: str, kind: str, key: str) -> str:
-    """A deterministic `alr_` id: the same trigger always yields the same id."""
-    material = "\0".join((subscription_id, workflow_id, rule, kind, key)).encode()
+def alert_id(subscription_id: str, workflow_id: str, rule: str, key: str) -> str:
+    """The deterministic `alr_` id of the episode whose first trigger is `key`: every event of
+    the episode (first notification, repeats, resolve) carries it, and a replay gives the same.
+    (The digest is that of the episode's first "fired" notification in earlier versions.)"""
+    material = "\0".join((subscription_id, workflow_id, rule, "fired", key)).encode()
     digest = hashlib.blake2b(material, digest_size=15).digest()
     return "alr_" + base64.b32encode(digest).decode().lower()
 
@@ -145,6 +165,7 @@ def _evaluate(
     trigger: Trigger,
     cooldown_ms: int,
     muted: Muted = never_muted,
+    acked: Acked = never_acked,
 ) -> list[Alert]:
     # Not armed yet here (a workflow first seen after the subscription, or an input read before
     # the subscription's own record): armed since the subscription's creation, as `arm` does.
@@ -155,7 +176,7 @@ def _evaluate(
     silenced = muted(sub.id, sub.config.rule, trigger.at_ms)
     if not check.holds:
         return _close(state.workflow_id, sub, watch, check, trigger, silenced)
-    return _fire(state.workflow_id, sub, watch, check, trigger, cooldown_ms, silenced)
+    return _fire(state.workflow_id, sub, watch, check, trigger, cooldown_ms, silenced, acked)
 
 
 def _fire(
@@ -166,19 +187,25 @@ def _fire(
     trigger: Trigger,
     cooldown_ms: int,
     silenced: bool = False,
+    acked: Acked = never_acked,
 ) -> list[Alert]:
     key = check.key or trigger.key
-    episode = watch.episode = watch.episode or Episode(key)
+    if watch.episode is None:
+        episode_id = alert_id(sub.id, workflow_id, sub.config.rule, key)
+        watch.episode = Episode(key, id=episode_id, execution_id=trigger.execution_id)
+    episode = watch.episode
     if episode.notified and not trigger.repeat:
         return []
     if watch.last_fired_ms is not None and trigger.at_ms - watch.last_fired_ms < cooldown_ms:
         return []
+    if acked(_episode_id(workflow_id, sub, episode), trigger.at_ms):
+        return []  # acknowledged: no more notifications until it resolves
     if silenced:
         return _mute(workflow_id, sub, episode, check, trigger, key, cooldown_ms)
     episode.notified = True
     episode.silenced_ms = None
     watch.last_fired_ms = trigger.at_ms
-    return [_alert(workflow_id, sub, "fired", key, check, trigger)]
+    return [_event(workflow_id, sub, episode, "fired", key, check, trigger)]
 
 
 def _mute(
@@ -199,15 +226,19 @@ def _mute(
         check.observed,
         check.threshold,
     )
-    alert = _alert(workflow_id, sub, "fired", key, check, trigger)
-    return [msgspec.structs.replace(alert, silenced=True)]
+    return [_event(workflow_id, sub, episode, "fired", key, check, trigger, silenced=True)]
 
 
 def _release(
-    state: WorkflowState, sub: Subscription, trigger: Trigger, cooldown_ms: int, muted: Muted
+    state: WorkflowState,
+    sub: Subscription,
+    trigger: Trigger,
+    cooldown_ms: int,
+    muted: Muted,
+    acked: Acked = never_acked,
 ) -> list[Alert]:
     """One notification for an open episode whose latest one was muted, once no silence takes
-    it any more and the cooldown allows."""
+    it any more and the cooldown allows (none for an acknowledged one)."""
     watch = state.watches.get(sub.id)
     episode = watch.episode if watch is not None else None
     if watch is None or episode is None or not episode.silenced:
@@ -216,12 +247,14 @@ def _release(
         return []
     if watch.last_fired_ms is not None and trigger.at_ms - watch.last_fired_ms < cooldown_ms:
         return []
+    if acked(_episode_id(state.workflow_id, sub, episode), trigger.at_ms):
+        return []
     key = trigger.key if episode.notified else episode.key
     check = Check(True, episode.observed or Decimal(0), episode.threshold or Decimal(0),
                   episode.reason or "")  # fmt: skip
     episode.notified, episode.silenced_ms = True, None
     watch.last_fired_ms = trigger.at_ms
-    return [_alert(state.workflow_id, sub, "fired", key, check, trigger)]
+    return [_event(state.workflow_id, sub, episode, "fired", key, check, trigger)]
 
 
 def _close(
@@ -232,24 +265,47 @@ def _close(
     trigger: Trigger,
     silenced: bool = False,
 ) -> list[Alert]:
+    """The end of an episode: a resolve notification when one was delivered and the
+    subscription asked for it, else a resolve that is only recorded (the alert's new state)."""
     episode, watch.episode = watch.episode, None
-    if episode is None or not episode.notified or not sub.config.notifyOnResolve:
-        return []
-    alert = _alert(workflow_id, sub, "resolved", episode.key, check, trigger)
-    return [msgspec.structs.replace(alert, silenced=True) if silenced else alert]
+    if episode is None or not (episode.seq or episode.notified or episode.silenced):
+        return []  # nothing was ever recorded of it: not an alert
+    notify = episode.notified and sub.config.notifyOnResolve
+    muted = silenced if notify else episode.silenced
+    return [_event(workflow_id, sub, episode, "resolved", episode.key, check, trigger,
+                   silenced=muted, notify=notify)]  # fmt: skip
 
 
-def _alert(
+def _episode_id(workflow_id: str, sub: Subscription, episode: Episode) -> str:
+    """The episode's alert id (computed for an episode stored before it had one)."""
+    if not episode.id:
+        episode.id = alert_id(sub.id, workflow_id, sub.config.rule, episode.key)
+    return episode.id
+
+
+def _event(
     workflow_id: str,
     sub: Subscription,
+    episode: Episode,
     kind: Literal["fired", "resolved"],
     key: str,
     check: Check,
     trigger: Trigger,
+    *,
+    silenced: bool = False,
+    notify: bool = True,
 ) -> Alert:
+    """One event of the episode, counted into it: its figures are the episode's after it."""
+    episode_id = _episode_id(workflow_id, sub, episode)
+    if episode.fired_ms is None:
+        episode.fired_ms = trigger.at_ms
+    episode.seq += 1
+    if notify and not silenced:
+        episode.count += 1
+        episode.notified_ms = trigger.at_ms
     rule = sub.config.rule
     return Alert(
-        id=alert_id(sub.id, workflow_id, rule, kind, key),
+        id=episode_id,
         kind=kind,
         rule=rule,
         reason=check.summary if kind == "fired" else f"Resolved: {check.summary}",
@@ -259,4 +315,12 @@ def _alert(
         workflowId=workflow_id,
         atMs=trigger.at_ms,
         executionId=trigger.execution_id,
+        silenced=silenced,
+        key=key,
+        notify=notify,
+        firedAtMs=episode.fired_ms,
+        notificationCount=episode.count,
+        version=episode.seq,
+        firstExecutionId=episode.execution_id,
+        lastNotifiedAtMs=episode.notified_ms,
     )

@@ -57,6 +57,12 @@ class Episode(Struct):
     `notified`: a notification of it was delivered. `silenced_ms`: when a silence last muted
     one of its notifications (None once one is delivered), with that notification's figures,
     so that one can follow when the silence ends.
+
+    The alert it is: `id` (the episode's `alr_` id, from its first trigger), `fired_ms` (event
+    time of its first event, delivered or muted), `count` (notifications delivered), `seq`
+    (events recorded: delivered, muted or resolved), `notified_ms` (event time of the latest
+    delivered notification) and `execution_id` (the execution that
+    triggered it, if one did). Episodes stored before these fields had them get them lazily.
     """
 
     key: str
@@ -65,6 +71,12 @@ class Episode(Struct):
     reason: str | None = None
     observed: Decimal | None = None
     threshold: Decimal | None = None
+    id: str = ""
+    fired_ms: int | None = None
+    count: int = 0
+    seq: int = 0
+    execution_id: str | None = None
+    notified_ms: int | None = None
 
     @property
     def silenced(self) -> bool:

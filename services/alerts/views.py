@@ -14,6 +14,7 @@ import msgspec
 import structlog
 from aiokafka.partitioner import murmur2
 
+from schemas.alerts import AckRecord
 from schemas.destinations import RecordDecoder
 from schemas.events import ExecutionCompleted
 from schemas.notifications import SubscriptionRecord
@@ -28,6 +29,7 @@ MAX_WORKFLOWS = 10_000  # workflow states per project and partition; the least r
 
 _subscription = RecordDecoder(SubscriptionRecord)
 _silence = RecordDecoder(SilenceRecord)
+_ack = msgspec.json.Decoder(AckRecord)
 
 
 def _earliest(a: int | None, b: int | None) -> int | None:
@@ -110,6 +112,8 @@ class Views:
         self.silences: dict[int, dict[str, dict[str, list[SilenceRecord]]]] = defaultdict(
             lambda: defaultdict(dict)
         )
+        # partition -> alert id -> its acknowledgement seen on that partition
+        self.acks: dict[int, dict[str, AckRecord]] = defaultdict(dict)
 
     def add_key(self, partition: int, key: bytes) -> list[bytes]:
         """Index (or refresh) a workflow state key; the keys evicted over the project's cap."""
@@ -258,6 +262,31 @@ class Views:
         except Exception as exc:  # whatever it is, it must not stop the read-ahead
             log.warning("alerts.preload_skipped", partition=partition, error=repr(exc)[:200])
 
+    def put_ack(self, partition: int, record: AckRecord) -> None:
+        """Keep an acknowledgement (the earliest, should one be published twice)."""
+        known = self.acks[partition].get(record.alertId)
+        if known is None or record.acknowledgedAtMs < known.acknowledgedAtMs:
+            self.acks[partition][record.alertId] = record
+
+    def drop_ack(self, partition: int, alert_id: str) -> None:
+        """Forget an acknowledgement (its tombstone)."""
+        self.acks.get(partition, {}).pop(alert_id, None)
+
+    def ack_of(self, partition: int, alert_id: str) -> AckRecord | None:
+        """The acknowledgement of an alert as seen on a partition."""
+        by_id = self.acks.get(partition)
+        return by_id.get(alert_id) if by_id else None
+
+    def preload_ack(self, partition: int, key: bytes, value: bytes | None) -> None:
+        """Take in a record read straight from the `alert-acks` topic (see `preload`)."""
+        try:
+            if value is None:
+                self.drop_ack(partition, key.decode().rpartition("/")[0])
+            else:
+                self.put_ack(partition, _ack.decode(value))
+        except Exception as exc:  # whatever it is, it must not stop the read-ahead
+            log.warning("alerts.preload_skipped", partition=partition, error=repr(exc)[:200])
+
     def drop_sub(self, partition: int, sub_id: str) -> None:
         """Forget a subscription."""
         self.subs[partition].pop(sub_id, None)
@@ -300,7 +329,7 @@ class Views:
         """Drop what belongs to partitions no longer held."""
         for partition in partitions:
             indexes = (self._keys, self.costs, self.wf_costs, self.subs, self.starts, self.silences)
-            for index in (*indexes, self._by_project):
+            for index in (*indexes, self.acks, self._by_project):
                 index.pop(partition, None)
 
     def index_state(self, partition: int, key: bytes, value: bytes | None) -> None:

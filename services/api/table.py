@@ -2,6 +2,7 @@
 
 from services.api import (
     admin,
+    alerts,
     deliveries,
     events,
     identity,
@@ -32,6 +33,7 @@ ROUTES: list[Route] = [
     *notifications.ROUTES,
     *deliveries.ROUTES,
     *silences.ROUTES,
+    *alerts.ROUTES,
     *session.ROUTES,
     *members.ROUTES,
     *invitations.ROUTES,

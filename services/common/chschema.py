@@ -19,6 +19,16 @@ is a keyset read whose first row of each run is its latest state. Workflow count
 come from aggregate projections of `executions` and `executions_started`: they live inside each
 part, so they are written with the rows they summarise (a crash cannot split them) and follow the
 TTL. Existing rows are backfilled by the migration itself.
+
+Migration 4 holds alerts (contract section 6, v1.1). `alerts` has one row per event of an alert
+episode, as the engine produced it on `alert-events` with the episode's figures after it; a
+ReplacingMergeTree on the episode's `version` keeps the latest per (project, alert), read with
+FINAL, so a replayed event collapses into its copy and the row is the alert's current state
+without an aggregation at read time. Acknowledgements come from another producer (the API, on
+`alert-acks`) and would lack every other column, so they are rows of their own in `alert_acks`,
+joined at read time: an alert is acknowledged when an `alert_acks` row names it. Both are kept
+`ALERT_RETENTION_DAYS` after the alert's latest event (acknowledgements twice as long, so that
+one never disappears before its alert).
 """
 
 _TTL = "TTL toDateTime(intDiv(ingest_ts, 1000000)) + toIntervalDay(retention_days)"
@@ -261,6 +271,45 @@ WORKFLOW_PROJECTIONS = [
     "ALTER TABLE executions_started MATERIALIZE PROJECTION workflow_starts",
 ]
 
+ALERT_RETENTION_DAYS = 90
+
+ALERTS = f"""
+CREATE TABLE IF NOT EXISTS alerts (
+    project_id LowCardinality(String),
+    id String,
+    subscription_id String,
+    workflow_id String,
+    rule LowCardinality(String),
+    state LowCardinality(String),
+    silenced UInt8,
+    reason String CODEC(ZSTD(3)),
+    observed Float64,
+    threshold Float64,
+    execution_id Nullable(String),
+    fired_at DateTime64(3, 'UTC'),
+    last_notified_at Nullable(DateTime64(3, 'UTC')),
+    resolved_at Nullable(DateTime64(3, 'UTC')),
+    updated_at DateTime64(3, 'UTC'),
+    notification_count UInt32,
+    version UInt32
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (project_id, id)
+TTL toDateTime(updated_at) + toIntervalDay({ALERT_RETENTION_DAYS})
+SETTINGS non_replicated_deduplication_window = 10000
+"""
+
+ALERT_ACKS = f"""
+CREATE TABLE IF NOT EXISTS alert_acks (
+    project_id LowCardinality(String),
+    alert_id String,
+    acknowledged_at DateTime64(3, 'UTC'),
+    acknowledged_by String
+) ENGINE = ReplacingMergeTree
+ORDER BY (project_id, alert_id)
+TTL toDateTime(acknowledged_at) + toIntervalDay({2 * ALERT_RETENTION_DAYS})
+SETTINGS non_replicated_deduplication_window = 10000
+"""
+
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
         1,
@@ -286,4 +335,5 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "runs by start time, workflow projections",
         [RUNS, RUNS_FROM_STARTED, RUNS_FROM_EXECUTIONS, *BACKFILL_RUNS, *WORKFLOW_PROJECTIONS],
     ),
+    (4, "alerts and their acknowledgements", [ALERTS, ALERT_ACKS]),
 ]

@@ -47,6 +47,8 @@ DEFAULT_QUERY_LIMITS: dict[str, QueryLimits] = {
     "stats": QueryLimits(10.0, 1024**3, 500_000_000),
     # Every delivery of a page of subscriptions (up to 90 days of the delivery log).
     "health": QueryLimits(10.0, 1024**3, 500_000_000),
+    # A page of a project's alerts (one row per alert episode) and their acknowledgements.
+    "alerts": QueryLimits(10.0, 1024**3, 100_000_000),
 }
 
 DEFAULT_PLANS: dict[str, PlanLimits] = {
@@ -104,7 +106,7 @@ class Settings(Struct, frozen=True, kw_only=True):
 
     def query_limits_for(self, group: str) -> QueryLimits:
         """The ClickHouse limits of a group of routes (`logs`, `runs`, `workflows`, `stats`,
-        `health`)."""
+        `health`, `alerts`)."""
         return self.query_limits.get(group) or DEFAULT_QUERY_LIMITS[group]
 
     @property

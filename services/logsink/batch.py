@@ -12,9 +12,14 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 # The tables a batch writes, in insert order: the keyed (replacing) tables first, `executions`
 # last, so that a crash before it leaves nothing half-visible.
-TABLES = ("delivery_attempts", "execution_payloads", "executions_started", "executions")
+TABLES = (
+    "delivery_attempts", "alerts", "alert_acks", "execution_payloads", "executions_started",
+    "executions",
+)  # fmt: skip
 _FIELDS = {
     "delivery_attempts": "attempts",
+    "alerts": "alerts",
+    "alert_acks": "acks",
     "execution_payloads": "payloads",
     "executions_started": "started",
     "executions": "executions",
@@ -29,6 +34,8 @@ class Batch:
     payloads: list[tuple[Any, ...]] = field(default_factory=list)
     started: list[tuple[Any, ...]] = field(default_factory=list)
     attempts: list[tuple[Any, ...]] = field(default_factory=list)
+    alerts: list[tuple[Any, ...]] = field(default_factory=list)
+    acks: list[tuple[Any, ...]] = field(default_factory=list)
     sources: list[ConsumerRecord[bytes, bytes]] = field(default_factory=list)
     origins: dict[str, list[int]] = field(default_factory=lambda: {t: [] for t in TABLES})
     rejected: dict[int, str] = field(default_factory=dict)  # source index -> why refused
@@ -61,6 +68,8 @@ class Batch:
         payloads: list[tuple[Any, ...]],
         started: list[tuple[Any, ...]],
         attempts: list[tuple[Any, ...]],
+        alert: tuple[Any, ...] | None = None,
+        ack: tuple[Any, ...] | None = None,
     ) -> None:
         """The rows of one record (straight-line: this runs for every record)."""
         index = len(self.sources)
@@ -78,6 +87,12 @@ class Batch:
         if attempts:
             self.attempts += attempts
             origins["delivery_attempts"] += [index] * len(attempts)
+        if alert is not None:
+            self.alerts.append(alert)
+            origins["alerts"].append(index)
+        if ack is not None:
+            self.acks.append(ack)
+            origins["alert_acks"].append(index)
 
     def keep_executions(self, known: set[tuple[str, str]]) -> None:
         """Drop the execution rows whose (project, execution) is `known` or repeated."""

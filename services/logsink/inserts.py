@@ -16,6 +16,8 @@ DeadLetter = Callable[[ConsumerRecord[bytes, bytes], BaseException | str], Await
 
 _COLUMNS = {
     "delivery_attempts": rows.ATTEMPT_COLUMNS,
+    "alerts": rows.ALERT_COLUMNS,
+    "alert_acks": rows.ACK_COLUMNS,
     "execution_payloads": rows.PAYLOAD_COLUMNS,
     "executions_started": rows.STARTED_COLUMNS,
     "executions": rows.EXECUTION_COLUMNS,

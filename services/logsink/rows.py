@@ -4,6 +4,7 @@ The sink reads events through a storage view in which large fields stay raw JSON
 final output, workflow state, files and cost are written as the client sent them, never parsed
 and re-serialised. Rows are JSON arrays for `JSONCompactEachRow`, parsed by ClickHouse itself.
 Delivery attempts are read the same way: the delivered payload stays the text that was sent.
+Alert events and acknowledgements become `alerts` and `alert_acks` rows as they are.
 """
 
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from typing import Any, Protocol
 import msgspec
 from msgspec import Raw, Struct
 
+from schemas.alerts import AckRecord, AlertEvent
 from schemas.deliveries import DeliveryAttempt, LogEntry
 from schemas.events import ExecutionRecord
 from services.common.clock import iso_ms
@@ -37,6 +39,12 @@ ATTEMPT_COLUMNS = (
     "round", "attempt", "outcome", "attempted_at", "duration_ms", "target", "response_code",
     "response_body", "error", "next_attempt_at", "payload",
 )  # fmt: skip
+ALERT_COLUMNS = (
+    "project_id", "id", "subscription_id", "workflow_id", "rule", "state", "silenced", "reason",
+    "observed", "threshold", "execution_id", "fired_at", "last_notified_at", "resolved_at",
+    "updated_at", "notification_count", "version",
+)  # fmt: skip
+ACK_COLUMNS = ("project_id", "alert_id", "acknowledged_at", "acknowledged_by")
 
 NULL = Raw(b"null")
 # ClickHouse stores an unsigned number too large for its column wrapped, without an error (a
@@ -115,6 +123,9 @@ _record = msgspec.json.Decoder(ExecutionRecord)
 _event = msgspec.json.Decoder(StoredEvent)
 _attempt = msgspec.json.Decoder(LogEntry)
 _cost = msgspec.json.Decoder(CostView)
+_alert_event = msgspec.json.Decoder(AlertEvent)
+_ack = msgspec.json.Decoder(AckRecord)
+UINT32 = 2**32
 _row = msgspec.json.Encoder()
 
 
@@ -243,6 +254,32 @@ def attempt_row(value: bytes) -> tuple[Any, ...] | None:
         a.round, a.attempt, a.outcome, iso_ms(a.attemptedAtMs), a.durationMs, a.target,
         a.responseCode, a.responseBody, a.error, next_at, payload,
     )  # fmt: skip
+
+
+def alert_row(value: bytes) -> tuple[Any, ...]:
+    """The `alerts` row of an `alert-events` record: the alert as of this event (the highest
+    `version` of an alert is its current state); raises msgspec errors if malformed."""
+    e = _alert_event.decode(value)
+    fits("version", e.version, UINT32)
+    fits("notificationCount", e.notificationCount, UINT32)
+    resolved = e.kind == "resolved"
+    last = None if e.lastNotifiedAtMs is None else iso_ms(e.lastNotifiedAtMs)
+    return (
+        e.projectId, e.alertId, e.subscriptionId, e.workflowId, e.rule,
+        "resolved" if resolved else "firing", int(e.silenced), e.reason, float(e.observed),
+        float(e.threshold), e.executionId, iso_ms(e.firedAtMs), last,
+        iso_ms(e.atMs) if resolved else None, iso_ms(e.atMs), e.notificationCount, e.version,
+    )  # fmt: skip
+
+
+def ack_row(value: bytes | None) -> tuple[Any, ...] | None:
+    """The `alert_acks` row of an `alert-acks` record (None for a tombstone); raises msgspec
+    errors if malformed. Broadcast to every partition, it arrives once per partition: the
+    copies share the key and collapse."""
+    if value is None:
+        return None
+    a = _ack.decode(value)
+    return (a.projectId, a.alertId, iso_ms(a.acknowledgedAtMs), a.acknowledgedBy)
 
 
 def encode_rows(rows: list[tuple[Any, ...]]) -> bytes:

@@ -1,5 +1,5 @@
-"""The log sink: Kafka `executions` and `delivery-log` -> ClickHouse, in batches, exactly once
-as users see it.
+"""The log sink: Kafka `executions`, `delivery-log`, `alert-events` and `alert-acks` ->
+ClickHouse, in batches, exactly once as users see it.
 
 Invariants:
 - Offsets are committed only after the batch's inserts are acknowledged, in batch order.
@@ -9,6 +9,8 @@ Invariants:
   watermark, so a row can never appear behind a cursor a client already holds.
 - Delivery attempts share the batches, inserts and commits; they have no watermark (nothing pages
   them by ingestion), and a replayed attempt collapses in its ReplacingMergeTree (read with FINAL).
+- Alert events and acknowledgements ride along the same way (`alerts`, `alert_acks`: replacing
+  tables read with FINAL); what cannot be stored of them goes to `alert-events.dlq`.
 """
 
 import asyncio
@@ -47,12 +49,17 @@ ATTEMPTS = Counter("cc_logsink_delivery_attempts", "Delivery attempts inserted i
 ATTEMPT_DEAD_LETTERS = Counter(
     "cc_logsink_delivery_dead_letters", "Records sent to delivery-log.dlq"
 )
+ALERT_EVENTS = Counter("cc_logsink_alert_events", "Alert events and acknowledgements consumed")
+ALERT_DEAD_LETTERS = Counter("cc_logsink_alert_dead_letters", "Records sent to alert-events.dlq")
 INSERT_SECONDS = Histogram("cc_logsink_insert_seconds", "Batch insert latency")
 
 _DLQ = {
     topics.EXECUTIONS: (topics.EXECUTIONS_DLQ, DEAD_LETTERS),
     topics.DELIVERY_LOG: (topics.DELIVERY_LOG_DLQ, ATTEMPT_DEAD_LETTERS),
+    topics.ALERT_EVENTS: (topics.ALERT_EVENTS_DLQ, ALERT_DEAD_LETTERS),
+    topics.ALERT_ACKS: (topics.ALERT_EVENTS_DLQ, ALERT_DEAD_LETTERS),
 }
+SOURCES = [topics.EXECUTIONS, topics.DELIVERY_LOG, topics.ALERT_EVENTS, topics.ALERT_ACKS]
 _NONE: list[tuple[Any, ...]] = []  # never appended to: Batch.add copies rows out
 
 
@@ -68,7 +75,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class LogSink:
-    """Consumes `executions` and `delivery-log`; writes ClickHouse, commits, keeps watermarks."""
+    """Consumes `executions`, `delivery-log`, `alert-events` and `alert-acks`; writes
+    ClickHouse, commits, keeps watermarks."""
 
     def __init__(
         self,
@@ -106,7 +114,7 @@ class LogSink:
         self.producer = self.kafka.producer()
         await self.producer.start()
         await self.consumer.start()
-        self.consumer.subscribe([topics.EXECUTIONS, topics.DELIVERY_LOG], listener=_Rebalance(self))
+        self.consumer.subscribe(SOURCES, listener=_Rebalance(self))
         log.info("logsink.started", group=self.config.group_id)
         next_watermark = 0.0
         quiet_until = 0.0
@@ -160,8 +168,15 @@ class LogSink:
             return
         ts = 0
         executions = payloads = started = attempts = _NONE
+        alert = ack = None
         try:
-            if tp.topic == topics.DELIVERY_LOG:  # no ingest_ts: attempts have no cursor
+            if tp.topic == topics.ALERT_EVENTS:
+                ALERT_EVENTS.inc()
+                alert = rows.alert_row(value)
+            elif tp.topic == topics.ALERT_ACKS:
+                ALERT_EVENTS.inc()
+                ack = rows.ack_row(record.value)
+            elif tp.topic == topics.DELIVERY_LOG:  # no ingest_ts: attempts have no cursor
                 row = rows.attempt_row(value)
                 attempts = _NONE if row is None else [row]
             else:
@@ -177,7 +192,7 @@ class LogSink:
             self.batch.dead_letters += 1
             await self._dead_letter(record, exc)
             return
-        self.batch.add(record, executions, payloads, started, attempts)
+        self.batch.add(record, executions, payloads, started, attempts, alert, ack)
         self.batch.note(tp, record.offset, ts, len(value))
 
     async def _dead_letter(

@@ -577,11 +577,17 @@ async def test_cooldown_survives_kill_minus_nine(isolated: Harness, tmp_path: Pa
         await harness.execute(project, *other)  # another workflow keeps its own cooldown
         late = execution("a61", "wf", level="error", ended=t0 + timedelta(minutes=61))
         await harness.execute(project, late)
-        await harness.wait_for(lambda: len(_alert_ids(harness, rule.id)) >= 3, 30, "3 alerts")
+        await harness.wait_for(lambda: len(harness.of(rule.id)) >= 3, 30, "3 notifications")
         await asyncio.sleep(2)
-        by_execution = {n["payload"]["data"]["executionId"] for n in harness.of(rule.id)}
-        assert by_execution == {"a2", "b2", "a61"}
-        assert len(_alert_ids(harness, rule.id)) == 3
+        by_execution = {
+            n["payload"]["data"]["executionId"]: n["payload"]["data"]["alert"]["id"]
+            for n in harness.of(rule.id)
+        }
+        assert set(by_execution) == {"a2", "b2", "a61"}
+        assert len({n["eventId"] for n in harness.of(rule.id)}) == 3
+        # a61 repeats the alert of a2 (one episode: the workflow never stopped failing)
+        assert by_execution["a61"] == by_execution["a2"] != by_execution["b2"]
+        assert len(_alert_ids(harness, rule.id)) == 2
     finally:
         worker.kill()
 

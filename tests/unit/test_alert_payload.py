@@ -91,7 +91,7 @@ def test_an_alert_and_a_plain_delivery_of_one_execution_have_different_ids() -> 
     plain = payload.execution_notification("prj_1", event(), sub(), EXTRAS, 1)
     alerted = payload.alert_notification("prj_1", alert(), event(), sub(), EXTRAS, 1)
     assert plain.eventId != alerted.eventId
-    assert alerted.eventId == payload.event_id("ntf_1", "alert:alr_x")
+    assert alerted.eventId == payload.event_id("ntf_1", payload.alert_event_key(alert()))
 
 
 def test_execution_payload_carries_the_contract_fields() -> None:

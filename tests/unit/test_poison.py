@@ -180,7 +180,8 @@ def test_the_sink_stores_or_dead_letters_any_executions_record(value: bytes) -> 
         assert sink.batch.sources
         for table in TABLES:
             columns = {"executions": rows.EXECUTION_COLUMNS, "execution_payloads": rows.PAYLOAD_COLUMNS,
-                       "executions_started": rows.STARTED_COLUMNS, "delivery_attempts": rows.ATTEMPT_COLUMNS}  # fmt: skip
+                       "executions_started": rows.STARTED_COLUMNS, "delivery_attempts": rows.ATTEMPT_COLUMNS,
+                       "alerts": rows.ALERT_COLUMNS, "alert_acks": rows.ACK_COLUMNS}  # fmt: skip
             assert all(len(row) == len(columns[table]) for row in sink.batch.rows(table))
             assert len(sink.batch.origins[table]) == len(sink.batch.rows(table))
 
@@ -193,6 +194,48 @@ def test_the_sink_stores_or_dead_letters_any_delivery_log_record(value: bytes) -
     if producer.sent:
         ((topic, sent, headers),) = producer.sent
         assert (topic, sent) == (topics.DELIVERY_LOG_DLQ, value) and dict(headers)["error"]
+
+
+ALERT_EVENT = {
+    "v": 1, "alertId": "alr_1", "projectId": "prj_a", "subscriptionId": "ntf_1",
+    "workflowId": "w1", "rule": "consecutive_failures", "kind": "fired", "silenced": False,
+    "notified": True, "reason": "3 failures", "observed": 3, "threshold": 3, "atMs": 1,
+    "firedAtMs": 1, "notificationCount": 1, "version": 1,
+}  # fmt: skip
+ACK = {"kind": "ack", "v": 1, "alertId": "alr_1", "projectId": "prj_a", "acknowledgedAtMs": 5}
+
+
+def test_alert_events_and_acknowledgements_are_stored() -> None:
+    sink, producer = asyncio.run(_sink_add(topics.ALERT_EVENTS, msgspec.json.encode(ALERT_EVENT)))
+    assert producer.sent == [] and len(sink.batch.alerts) == 1
+    assert len(sink.batch.alerts[0]) == len(rows.ALERT_COLUMNS)
+    sink, producer = asyncio.run(_sink_add(topics.ALERT_ACKS, msgspec.json.encode(ACK)))
+    assert producer.sent == [] and len(sink.batch.acks) == 1
+
+
+@FUZZ
+@given(values_for(ALERT_EVENT, []))
+def test_the_sink_stores_or_dead_letters_any_alert_event(value: bytes) -> None:
+    sink, producer = asyncio.run(_sink_add(topics.ALERT_EVENTS, value))
+    assert sink.batch.records == 1 and sink.batch.next_offsets
+    if producer.sent:
+        ((topic, sent, headers),) = producer.sent
+        assert (topic, sent) == (topics.ALERT_EVENTS_DLQ, value) and dict(headers)["error"]
+        assert dict(headers)["source"] == b"alert-events/0/7"
+    else:
+        assert [len(r) for r in sink.batch.alerts] == [len(rows.ALERT_COLUMNS)]
+
+
+@FUZZ
+@given(values_for(ACK, []))
+def test_the_sink_stores_or_dead_letters_any_acknowledgement(value: bytes) -> None:
+    sink, producer = asyncio.run(_sink_add(topics.ALERT_ACKS, value))
+    assert sink.batch.records == 1
+    if producer.sent:
+        ((topic, sent, _),) = producer.sent
+        assert (topic, sent) == (topics.ALERT_EVENTS_DLQ, value)
+    else:
+        assert [len(r) for r in sink.batch.acks] == [len(rows.ACK_COLUMNS)]
 
 
 class RefusingClickHouse:

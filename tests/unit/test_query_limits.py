@@ -71,6 +71,6 @@ def test_limits_and_page_bytes_are_configurable(tmp_path: Path) -> None:
         == DEFAULT_QUERY_LIMITS["logs"].max_memory_bytes
     )
     with pytest.raises(ConfigError, match="unknown route group"):
-        load_settings({"CC_DATA_DIR": str(tmp_path), "CC_QUERY_LIMITS": '{"alerts": {}}'})
+        load_settings({"CC_DATA_DIR": str(tmp_path), "CC_QUERY_LIMITS": '{"bogus": {}}'})
     with pytest.raises(ConfigError, match="unknown field"):
         load_settings({"CC_DATA_DIR": str(tmp_path), "CC_QUERY_LIMITS": '{"logs": {"rows": 1}}'})

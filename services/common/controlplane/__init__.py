@@ -12,12 +12,14 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from services.common.controlplane.acks import AckQueries
 from services.common.controlplane.invitations import InvitationQueries
 from services.common.controlplane.keys import KeyQueries
 from services.common.controlplane.members import MemberChange, MemberQueries
 from services.common.controlplane.outbox import OutboxQueries
 from services.common.controlplane.projects import ProjectQueries
 from services.common.controlplane.records import (
+    AckRow,
     InvitationRecord,
     KeyRecord,
     MemberRecord,
@@ -37,6 +39,7 @@ from services.common.controlplane.users import UserQueries, new_user
 from services.common.errors import Unavailable
 
 __all__ = [
+    "AckRow",
     "ControlPlane",
     "InvitationRecord",
     "KeyRecord",
@@ -84,6 +87,7 @@ class ControlPlane(
     SessionQueries,
     InvitationQueries,
     SilenceQueries,
+    AckQueries,
 ):
     """Projects, keys, subscriptions, the outbox, users, memberships, sessions and invitations;
     every method is one short transaction with bound parameters."""

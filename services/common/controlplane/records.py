@@ -130,6 +130,15 @@ class SilenceRow(Struct, frozen=True):
     version: int
 
 
+class AckRow(Struct, frozen=True):
+    """A row of `alert_acks`: who acknowledged an alert of a project, and when (epoch ms)."""
+
+    project_id: str
+    alert_id: str
+    acknowledged_at_ms: int
+    acknowledged_by: str
+
+
 class OutboxMessage(Struct, frozen=True):
     """A record to publish, written in the same transaction as the change it announces."""
 

@@ -138,6 +138,16 @@ silences = sa.Table(
     sa.Index("ix_silences_project", "project_id", "id"),
 )
 
+# Acknowledged alerts (the alerts themselves live in ClickHouse, derived from the engine's events).
+alert_acks = sa.Table(
+    "alert_acks",
+    metadata,
+    sa.Column("project_id", sa.String(40), sa.ForeignKey("projects.id"), primary_key=True),
+    sa.Column("alert_id", sa.String(40), primary_key=True),
+    sa.Column("acknowledged_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("acknowledged_by", sa.String(300), nullable=False),
+)
+
 
 # One counter per kind of change that replicas cache: `keys` moves with every key created or
 # revoked and every plan change, so API replicas can drop their key caches when it moves.
@@ -175,4 +185,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
         create_tables(users, memberships, sessions, invitations),
     ),
     (5, "silences", create_tables(silences)),
+    (6, "alert acknowledgements", create_tables(alert_acks)),
 ]

@@ -1,87 +1,100 @@
-// Alerts, until they are a resource of their own: the recent notifications of the subscriptions
-// that have an alert rule, read from their delivery logs, newest first; then the Silences.
+// Alerts: firing and recent alerts from GET /api/v1/alerts (one row per alert episode, newest
+// first, state filter in the URL), with Acknowledge for members and owners; then the Silences.
 import { api } from "../api.js";
 import {
-  clear, emptyState, errorBox, formatTime, h, loading, pageHeader, table,
+  badge, clear, emptyState, errorBox, formatTime, h, loadMoreButton, loading, pageHeader, table,
+  toast,
 } from "../ui.js";
-import {
-  bounded, describeRule, describeTarget, eventLabel, outcomeBadge, ruleOf, typeLabel,
-} from "./subscriptions.js";
+import { ruleOf } from "./subscriptions.js";
 import { silencesSection } from "./silences.js";
 
-const PER_SUBSCRIPTION = 25;
-const AT_ONCE = 4;
+const STATES = [["", "Any state"], ["firing", "Firing"], ["resolved", "Resolved"]];
+const PAGE = 50;
 
 export async function render(ctx) {
   const canWrite = ctx.project && ctx.project.role !== "viewer";
-  const listSlot = h("div", {}, loading("Reading the delivery logs of alert subscriptions…"));
+  const state = STATES.some(([v]) => v && v === ctx.query.state) ? ctx.query.state : "";
+  const listSlot = h("div", {}, loading("Loading alerts…"));
+  const moreSlot = h("div", { class: "load-more" });
+  const filter = h("select", { name: "state", "aria-label": "Alert state" },
+    STATES.map(([value, label]) => h("option", { value, selected: value === state }, label)));
+  filter.addEventListener("change", () => ctx.setQuery({ state: filter.value }, { replace: true }));
   clear(ctx.root,
     pageHeader("Alerts", canWrite ? h("a", { class: "button", href: "/notifications/new" }, "New alert rule") : null),
     h("p", { class: "muted lead", role: "note" },
-      "Recent alert notifications, read from the delivery logs of subscriptions with a rule; acknowledgement comes with alert history."),
-    listSlot,
+      "Each alert is one episode of a rule for one workflow, from its first notification until the condition clears. Acknowledging one stops its repeat notifications; its resolve is still sent."),
+    h("div", { class: "filters" }, filter),
+    listSlot, moreSlot,
     silencesSection(ctx, canWrite));
 
-  let subs;
+  const rows = [];
+  let cursor = null;
+  const columns = [
+    { label: "State", cell: (a) => h("span", { class: "stack" },
+      badge(a.state, a.state === "firing" ? "error" : "ok"),
+      a.acknowledged ? badge("acknowledged", "neutral") : null,
+      a.silenced ? badge("silenced", "muted") : null) },
+    { label: "Rule", cell: (a) => h("span", { class: "stack" },
+      h("strong", {}, (ruleOf(a.rule) || { label: a.rule }).label),
+      h("span", { class: "muted small" }, a.reason)) },
+    { label: "Workflow", cell: (a) => h("span", { class: "stack" },
+      h("a", { href: `/workflows/${encodeURIComponent(a.workflowId)}` }, a.workflowId),
+      a.executionId ? h("a", { class: "mono small", href: `/executions/${encodeURIComponent(a.executionId)}` },
+        a.executionId) : null) },
+    { label: "Fired", cell: (a) => formatTime(a.firedAt) },
+    { label: "Resolved", cell: (a) => a.resolvedAt ? formatTime(a.resolvedAt) : h("span", { class: "muted" }, "—") },
+    { label: "Notifications", class: "num", cell: (a) => h("span", { class: "stack" }, String(a.notificationCount),
+      a.lastNotifiedAt ? h("span", { class: "muted small" }, `last ${formatTime(a.lastNotifiedAt)}`) : null) },
+    { label: "Sent by", cell: (a) => h("a", { href: `/notifications/${encodeURIComponent(a.subscriptionId)}` }, a.subscriptionId) },
+    { label: "", cell: (a) => ackCell(a) },
+  ];
+
+  function ackCell(alert) {
+    if (alert.acknowledged) {
+      return alert.acknowledgedBy ? h("span", { class: "muted small" }, `by ${alert.acknowledgedBy}`) : null;
+    }
+    if (!canWrite || alert.state !== "firing") return null;
+    const button = h("button", { type: "button", class: "button small" }, "Acknowledge");
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        const acked = await api.send("POST", `/api/v1/alerts/${encodeURIComponent(alert.id)}/acknowledge`,
+          undefined, { signal: ctx.signal });
+        Object.assign(alert, acked);
+        toast("Alert acknowledged: no more repeats until it resolves.");
+        draw();
+      } catch (err) {
+        if (err.name === "AbortError") return;
+        button.disabled = false;
+        toast(err.message || "The alert was not acknowledged", "error");
+      }
+    });
+    return button;
+  }
+
+  function draw() {
+    if (!rows.length) {
+      clear(listSlot, emptyState(state ? `No ${state} alerts` : "No alerts yet",
+        "An alert appears here when a notification subscription with an alert rule fires: 3 failures in a row, an error rate above a threshold, a slow or silent workflow.",
+        canWrite ? h("a", { class: "button primary", href: "/notifications/new" }, "Create an alert rule") : null));
+    } else {
+      clear(listSlot, table(columns, rows, { caption: state ? `${state[0].toUpperCase()}${state.slice(1)} alerts` : "Alerts" }));
+    }
+    clear(moreSlot, cursor ? loadMoreButton(load) : null);
+  }
+
+  async function load() {
+    const page = await api.list("/api/v1/alerts", { state: state || undefined, limit: PAGE, cursor },
+      { signal: ctx.signal });
+    rows.push(...page.data);
+    cursor = page.hasMore ? page.nextCursor : null;
+    draw();
+  }
+
   try {
-    subs = await allSubscriptions(ctx.signal);
+    await load();
   } catch (err) {
     if (err.name === "AbortError") throw err;
-    clear(listSlot, errorBox(err, "The notifications could not be loaded"));
-    return;
+    clear(listSlot, errorBox(err, "The alerts could not be loaded"));
   }
-  const alerting = subs.filter((s) => s.alertConfig);
-  if (!alerting.length) {
-    clear(listSlot, emptyState("No alert rules yet",
-      "An alert rule notifies you when something goes wrong instead of on every execution: 3 failures in a row, an error rate above 20% over an hour, an execution slower than 30 s, a workflow silent for a day.",
-      canWrite ? h("a", { class: "button primary", href: "/notifications/new" }, "Create an alert rule")
-        : h("p", { class: "muted" }, "Viewers cannot change notifications; ask a member or owner.")));
-    return;
-  }
-  const results = await bounded(alerting, AT_ONCE, async (sub) => {
-    const page = await api.list(`/api/v1/notifications/${encodeURIComponent(sub.id)}/deliveries`,
-      { limit: PER_SUBSCRIPTION }, { signal: ctx.signal });
-    return page.data.map((delivery) => ({ sub, delivery }));
-  });
-  const failures = results.filter((r) => r.error);
-  const rows = results.flatMap((r) => r.value || [])
-    .sort((a, b) => b.delivery.createdAt.localeCompare(a.delivery.createdAt));
-  const columns = [
-    { label: "Time", cell: (r) => formatTime(r.delivery.createdAt) },
-    { label: "Rule", cell: (r) => h("span", { class: "stack" },
-      h("strong", {}, (ruleOf(r.sub.alertConfig.rule) || { label: r.sub.alertConfig.rule }).label),
-      h("span", { class: "muted small" }, describeRule(r.sub.alertConfig))) },
-    { label: "Event", cell: (r) => eventLabel(r.delivery.eventType) },
-    { label: "Workflow", cell: (r) => workflowCell(r.sub) },
-    { label: "Sent to", cell: (r) => h("span", { class: "stack" },
-      h("a", { href: `/notifications/${encodeURIComponent(r.sub.id)}` }, `${typeLabel(r.sub.notificationType)} ${r.sub.id}`),
-      h("span", { class: "muted small" }, describeTarget(r.sub))) },
-    { label: "Status", cell: (r) => outcomeBadge(r.delivery.status) },
-  ];
-  clear(listSlot,
-    failures.map((f) => errorBox(f.error, "A delivery log could not be read")),
-    rows.length ? table(columns, rows, { caption: "Recent alert notifications" })
-      : emptyState("No alerts sent yet",
-        `${alerting.length} subscription${alerting.length === 1 ? " has" : "s have"} an alert rule and none has fired. Use “Send test” on a notification to check that its destination receives.`),
-    rows.length ? h("p", { class: "muted small" },
-      `The latest ${PER_SUBSCRIPTION} deliveries of each alert subscription, test sends included; the delivery log does not name the workflow or execution of each alert, so they are shown when a subscription watches a single workflow.`) : null);
-}
-
-function workflowCell(sub) {
-  if (sub.allWorkflows || (sub.workflowIds || []).length !== 1) {
-    return h("span", { class: "muted" }, sub.allWorkflows ? "any workflow" : `one of ${sub.workflowIds.length}`);
-  }
-  const id = sub.workflowIds[0];
-  return h("a", { href: `/workflows/${encodeURIComponent(id)}` }, id);
-}
-
-async function allSubscriptions(signal) {
-  const subs = [];
-  let cursor = null;
-  do {
-    const page = await api.list("/api/v1/notifications", { limit: 100, cursor }, { signal });
-    subs.push(...page.data);
-    cursor = page.hasMore ? page.nextCursor : null;
-  } while (cursor);
-  return subs;
 }

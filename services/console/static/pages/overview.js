@@ -1,5 +1,5 @@
 // Overview: the project's executions, errors, durations and cost over a range, its workflows'
-// health, and the latest alert deliveries. With no executions yet, how to send the first one.
+// health, and the alerts firing now. With no executions yet, how to send the first one.
 
 import { api } from "../api.js";
 import { currentRange, healthStrip, rangePicker, statCards, statCharts } from "../statsview.js";
@@ -29,36 +29,25 @@ function firstSteps() {
 }
 
 async function latestAlerts(signal) {
-  const subs = await api.list("/api/v1/notifications", { limit: 20 }, { signal });
-  const picked = (subs.data || []).filter((s) => s.active !== false).slice(0, 4);
-  const pages = await Promise.all(picked.map((s) =>
-    api.list(`/api/v1/notifications/${encodeURIComponent(s.id)}/deliveries`, { limit: 5 }, { signal })
-      .then((r) => r.data || []).catch(() => [])));
-  return { count: (subs.data || []).length,
-    deliveries: pages.flat().sort((a, b) => String(b.createdAt).localeCompare(String(a.createdAt))).slice(0, 5) };
+  const page = await api.list("/api/v1/alerts", { state: "firing", limit: 5 }, { signal });
+  return { alerts: page.data || [], more: Boolean(page.hasMore) };
 }
 
 function alertsBlock(result) {
   if (result instanceof Error) {
     return h("p", { class: "muted" }, "Alerts could not be read here. ", h("a", { href: "/alerts" }, "Open Alerts"));
   }
-  if (!result.count) {
-    return h("p", { class: "muted" }, "No notifications yet. ",
-      h("a", { href: "/notifications/new?from=overview" }, "Set one up"), " to hear about errors.");
+  if (!result.alerts.length) {
+    return h("p", { class: "muted" }, "No alert is firing. ", h("a", { href: "/alerts" }, "All alerts"));
   }
-  if (!result.deliveries.length) {
-    return h("p", { class: "muted" }, "Nothing delivered recently. ", h("a", { href: "/alerts" }, "All alerts"));
-  }
-  const tone = { delivered: "ok", retrying: "warn", failed: "error" };
   return h("div", {},
     table([
-      { label: "When", cell: (d) => formatTime(d.createdAt) },
-      { label: "Event", cell: (d) => d.eventType },
-      { label: "Status", cell: (d) => badge(d.status, tone[d.status] || "neutral") },
-      { label: "Notification", cell: (d) => h("a", { href: `/notifications/${encodeURIComponent(d.subscriptionId)}` },
-        d.subscriptionId) },
-    ], result.deliveries, { caption: "Latest alert deliveries" }),
-    h("p", {}, h("a", { href: "/alerts" }, "All alerts")));
+      { label: "Fired", cell: (a) => formatTime(a.firedAt) },
+      { label: "Rule", cell: (a) => a.rule },
+      { label: "Workflow", cell: (a) => h("a", { href: `/workflows/${encodeURIComponent(a.workflowId)}` }, a.workflowId) },
+      { label: "State", cell: (a) => [badge(a.state, "error"), a.acknowledged ? badge("acknowledged", "neutral") : null] },
+    ], result.alerts, { caption: "Firing alerts" }),
+    h("p", {}, h("a", { href: "/alerts?state=firing" }, result.more ? "All firing alerts" : "All alerts")));
 }
 
 function workflowsTable(rows, names) {

@@ -1,0 +1,52 @@
+"""Alert acknowledgements in the control plane, each written with its outbox messages."""
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.common.controlplane.outbox import enqueue
+from services.common.controlplane.records import AckRow, OutboxMessage, record_of
+from services.common.controlplane.schema import alert_acks
+
+
+class AckQueries:
+    """The control plane's acknowledgement queries."""
+
+    engine: AsyncEngine
+
+    async def get_ack(self, project_id: str, alert_id: str) -> AckRow | None:
+        """The acknowledgement of an alert of a project, if any."""
+        query = sa.select(alert_acks).where(
+            alert_acks.c.project_id == project_id, alert_acks.c.alert_id == alert_id
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return record_of(AckRow, row) if row else None
+
+    async def acknowledge(self, row: AckRow, messages: list[OutboxMessage]) -> AckRow:
+        """Record an acknowledgement and its outbox messages, once: an alert acknowledged
+        already keeps its first acknowledgement (returned), and nothing is published again."""
+        try:
+            return await self._acknowledge(row, messages)
+        except IntegrityError:  # acknowledged concurrently: that one stands
+            found = await self.get_ack(row.project_id, row.alert_id)
+            if found is None:
+                raise
+            return found
+
+    async def _acknowledge(self, row: AckRow, messages: list[OutboxMessage]) -> AckRow:
+        async with self.engine.begin() as conn:
+            found = (
+                await conn.execute(
+                    sa.select(alert_acks).where(
+                        alert_acks.c.project_id == row.project_id,
+                        alert_acks.c.alert_id == row.alert_id,
+                    )
+                )
+            ).first()
+            if found is not None:
+                return record_of(AckRow, found)
+            await conn.execute(alert_acks.insert().values(**msgspec.structs.asdict(row)))
+            await enqueue(conn, messages, row.acknowledged_at_ms)
+        return row

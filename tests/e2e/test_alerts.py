@@ -1,0 +1,107 @@
+"""Alerts on a running stack with a short cooldown: a consecutive_failures alert is listed as
+firing within 5 s of its notification; once acknowledged it repeats no more while the failures
+go on; a success resolves it and the resolve reaches the receiver under the same alert id."""
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.e2e.helpers import call, new_project, post_events, subscribe
+from tests.factories import completed
+from tests.processes import Stack, running_stack
+from tests.receivers import HttpReceiver
+
+COOLDOWN_S = 2
+LISTED_WITHIN_S = 5.0
+
+
+@pytest.fixture(scope="module")
+def short_cooldown(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A stack of this module's own, whose alerts may repeat every COOLDOWN_S seconds."""
+    data_dir: Path = tmp_path_factory.mktemp("alerts") / "data"
+    env = {"CC_ALERT_COOLDOWN_SECONDS": str(COOLDOWN_S)}
+    with running_stack(data_dir, env) as running:
+        yield running
+
+
+async def _run(session: aiohttp.ClientSession, stack: Stack, key: str, level: str) -> None:
+    event = completed(f"{level}-{time.time_ns()}", "wf-ack", ended=datetime.now(UTC), level=level)
+    status, _, body = await post_events(session, stack, key, [event])
+    assert status == 202, body
+
+
+async def _alerts(
+    session: aiohttp.ClientSession, stack: Stack, key: str, query: str
+) -> list[dict[str, Any]]:
+    status, _, body = await call(session, "GET", f"{stack.base_url}/api/v1/alerts{query}", key)
+    assert status == 200, body
+    return list(body["data"])
+
+
+async def test_an_alert_is_listed_acknowledged_and_resolved(
+    short_cooldown: Stack, session: aiohttp.ClientSession
+) -> None:
+    stack = short_cooldown
+    _, key = await new_project(session, stack)
+    async with HttpReceiver() as receiver:
+        config = {"rule": "consecutive_failures", "consecutiveFailures": 1,
+                  "notifyOnResolve": True}  # fmt: skip
+        await subscribe(session, stack, key, receiver.url, alertConfig=config)
+        await _run(session, stack, key, "error")
+        deadline = time.monotonic() + 30
+        while not receiver.requests:
+            assert time.monotonic() < deadline, "no alert notification"
+            await asyncio.sleep(0.05)
+        notified = time.monotonic()  # the notification was produced before this
+        first = json.loads(receiver.requests[0].body)
+        alert_id = first["data"]["alert"]["id"]
+
+        listed: list[dict[str, Any]] = []
+        while not listed:
+            assert time.monotonic() - notified < LISTED_WITHIN_S, "not listed within 5 s"
+            listed = [a for a in await _alerts(session, stack, key, "?state=firing")
+                      if a["id"] == alert_id]  # fmt: skip
+            await asyncio.sleep(0.1)
+        assert listed[0]["rule"] == "consecutive_failures" and listed[0]["workflowId"] == "wf-ack"
+        assert listed[0]["acknowledged"] is False and listed[0]["notificationCount"] == 1
+
+        url = f"{stack.base_url}/api/v1/alerts/{alert_id}/acknowledge"
+        status, _, acked = await call(session, "POST", url, key)
+        assert status == 200 and acked["data"]["acknowledged"] is True, acked
+        await asyncio.sleep(1)  # the engine follows alert-acks (another topic than executions)
+        for _ in range(4 * COOLDOWN_S):  # failing on, well past the cooldown
+            await _run(session, stack, key, "error")
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(3)
+        assert len(receiver.requests) == 1, "a repeat after the acknowledgement"
+
+        await _run(session, stack, key, "info")
+        deadline = time.monotonic() + 30
+        while len(receiver.requests) < 2:
+            assert time.monotonic() < deadline, "no resolve notification"
+            await asyncio.sleep(0.1)
+        resolved = json.loads(receiver.requests[1].body)
+        assert resolved["type"] == "workflow.alert.resolved"
+        assert resolved["data"]["alert"]["id"] == alert_id
+        assert resolved["id"] != first["id"]  # its own event id
+
+        deadline = time.monotonic() + 10
+        while True:
+            status, _, one = await call(
+                session, "GET", f"{stack.base_url}/api/v1/alerts/{alert_id}", key
+            )
+            assert status == 200, one
+            if one["data"]["state"] == "resolved":
+                break
+            assert time.monotonic() < deadline, one
+            await asyncio.sleep(0.2)
+        alert = one["data"]
+        assert alert["acknowledged"] is True and alert["notificationCount"] == 2
+        assert alert["resolvedAt"] is not None and alert["executionId"].startswith("error-")
