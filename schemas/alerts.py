@@ -115,15 +115,20 @@ class AlertEvent(Struct, frozen=True):
 
 class AckRecord(Struct, frozen=True, tag="ack", tag_field="kind"):
     """An acknowledgement on the compacted `alert-acks` topic (key `<alert id>/<partition>`),
-    broadcast to every partition like a silence. The engine sends no repeat notification of
-    the alert for triggers at or after `acknowledgedAtMs` (event time); its resolve is still
-    sent."""
+    broadcast to every partition like a silence; its resolve is still sent.
+
+    It is also a marker on `executions` (same tag, `kind: "ack"`), written to every partition
+    before the compacted records, like a silence's: `markerOffset` is then the offset of the
+    marker on this record's partition, and the engine sends no repeat notification of the alert
+    for the execution records after it (None in the marker itself and in records written before
+    markers existed: those apply to triggers at or after `acknowledgedAtMs`, by event time)."""
 
     v: int
     alertId: str
     projectId: str
     acknowledgedAtMs: int
     acknowledgedBy: str = ""
+    markerOffset: int | None = None
 
 
 class AlertView(Struct, frozen=True):

@@ -13,7 +13,9 @@ time), each in its version whose marker on `executions` the record follows (see
 a subscription's): the rules return a notification a silence takes as `silenced` (see
 `services.alerts.rules`), which is logged (`alerts.silenced`) and counted
 (`cc_alerts_silenced_total`) instead of sent. Acknowledgements (`alert-acks`, kept in the
-views like silences) are applied the same way, at emission time from event time.
+views like silences) are applied the same way: to the records after their marker on
+`executions` (an `AckRecord` there, applied here), or by event time when no marker offset is
+known (see `Views.acknowledged`).
 
 Every event of an alert episode (a notification, a muted one, a resolve notifying no one) is
 also produced to `alert-events` (`record_events`), for the log sink's `alerts` table; like the
@@ -62,8 +64,8 @@ from services.common.silences import is_active, matches
 
 log = structlog.get_logger(__name__)
 
-_record: RecordDecoder[ExecutionRecord | SubscriptionRecord | SilenceRecord] = RecordDecoder(
-    ExecutionRecord | SubscriptionRecord | SilenceRecord
+_record: RecordDecoder[ExecutionRecord | SubscriptionRecord | SilenceRecord | AckRecord] = (
+    RecordDecoder(ExecutionRecord | SubscriptionRecord | SilenceRecord | AckRecord)
 )
 _event = msgspec.json.Decoder(Event)
 _tick = msgspec.json.Decoder(Tick)
@@ -143,14 +145,19 @@ class Engine:
             return
         self.views.put_ack(message.partition, decode(_ack, message.value))
 
-    def acked(self, partition: int) -> Acked:
-        """Whether an alert was acknowledged, as seen on the partition, by an event time."""
+    def on_ack_marker(self, message: Message, record: AckRecord) -> None:
+        """Apply an acknowledgement marker on `executions`: it applies from this offset on."""
+        marked = msgspec.structs.replace(record, markerOffset=message.offset)
+        self.views.put_ack(message.partition, marked)
+
+    def acked(self, partition: int, offset: int | None = None) -> Acked:
+        """Whether an alert was acknowledged, as seen on the partition, for the input at
+        `offset` of `executions` (see `Views.acknowledged`), at an event time."""
         if not self.views.acks.get(partition):
             return never_acked
 
         def acked(alert_id: str, at_ms: int) -> bool:
-            ack = self.views.ack_of(partition, alert_id)
-            return ack is not None and ack.acknowledgedAtMs <= at_ms
+            return self.views.acknowledged(partition, alert_id, at_ms, offset)
 
         return acked
 
@@ -183,14 +190,17 @@ class Engine:
         return muted
 
     async def on_executions(self, message: Message) -> None:
-        """Evaluate the completed executions of a record, or take in a subscription or silence
-        marker."""
+        """Evaluate the completed executions of a record, or take in a subscription, silence or
+        acknowledgement marker."""
         record = decode(_record, message.value)
         if isinstance(record, SubscriptionRecord):
             self.subscriptions.on_marker(message, record)
             return
         if isinstance(record, SilenceRecord):
             self.on_silence_marker(message, record)
+            return
+        if isinstance(record, AckRecord):
+            self.on_ack_marker(message, record)
             return
         events = [decode(_event, raw) for raw in record.events]
         completed = [e for e in events if isinstance(e, ExecutionCompleted)]
@@ -246,15 +256,15 @@ class Engine:
         alert_events: list[AlertEvent] | None = None,
     ) -> list[NotificationRecord] | None:
         """One completed execution's notifications; None for a duplicate (nothing changes).
-        `offset`: the record's on `executions` (which silence versions apply); the events of its
-        alerts are appended to `alert_events`."""
+        `offset`: the record's on `executions` (which silence versions and acknowledgements
+        apply); the events of its alerts are appended to `alert_events`."""
         facts = facts_of(event)
         if facts.execution_id in stored.state.seen:
             return None
         rules = [s.rule for s in subs if s.rule is not None]
         cooldown = self.settings.alert_cooldown_s
         muted = self.muted(partition, record.projectId, event.workflowId, offset)
-        acked = self.acked(partition)
+        acked = self.acked(partition, offset)
         stored.state, all_alerts = on_execution(stored.state, rules, facts, cooldown, muted, acked)
         if alert_events is not None:
             alert_events += [payload.alert_event(record.projectId, a) for a in all_alerts]
@@ -281,7 +291,8 @@ class Engine:
 
     async def on_tick(self, partition: int, at_ms: int, end: int | None = None) -> None:
         """Let event time reach `at_ms` for every watched workflow of the partition; `end` is
-        the offset of `executions` the tick follows (which silence versions apply)."""
+        the offset of `executions` the tick follows (which silence versions and acknowledgements
+        apply)."""
         for key in self.views.keys(partition):
             project, workflow = split_key(key)
             covering = self.views.covering(partition, project, workflow, at_ms)
@@ -301,7 +312,7 @@ class Engine:
         rules = [s.rule for s in subs if s.rule is not None]
         cooldown = self.settings.alert_cooldown_s
         muted = self.muted(partition, project, workflow, end)
-        acked = self.acked(partition)
+        acked = self.acked(partition, end)
         stored.state, all_alerts = on_tick(stored.state, rules, at_ms, cooldown, muted, acked)
         alerts = self.notifying(project, all_alerts)
         if alerts:

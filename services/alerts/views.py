@@ -93,7 +93,8 @@ class Views:
     `starts` holds, per partition, the offset of the earliest marker of each subscription on
     that partition of `executions` (see `covering`). `silences` holds every version of each
     silence seen on a partition, each with the offset of its marker there when known (see
-    `project_silences`).
+    `project_silences`). `acks` holds each alert's acknowledgement seen on a partition, with
+    the offset of its marker there when known (see `acknowledged`).
     """
 
     def __init__(self, max_workflows: int = MAX_WORKFLOWS) -> None:
@@ -263,10 +264,14 @@ class Views:
             log.warning("alerts.preload_skipped", partition=partition, error=repr(exc)[:200])
 
     def put_ack(self, partition: int, record: AckRecord) -> None:
-        """Keep an acknowledgement (the earliest, should one be published twice)."""
+        """Keep an acknowledgement: the earliest time and the earliest marker offset that its
+        records brought (the marker in the stream, the compacted record, one published twice)."""
         known = self.acks[partition].get(record.alertId)
-        if known is None or record.acknowledgedAtMs < known.acknowledgedAtMs:
-            self.acks[partition][record.alertId] = record
+        if known is not None:
+            marker = _earliest(known.markerOffset, record.markerOffset)
+            earlier = min(known, record, key=lambda r: r.acknowledgedAtMs)
+            record = msgspec.structs.replace(earlier, markerOffset=marker)
+        self.acks[partition][record.alertId] = record
 
     def drop_ack(self, partition: int, alert_id: str) -> None:
         """Forget an acknowledgement (its tombstone)."""
@@ -276,6 +281,24 @@ class Views:
         """The acknowledgement of an alert as seen on a partition."""
         by_id = self.acks.get(partition)
         return by_id.get(alert_id) if by_id else None
+
+    def acknowledged(
+        self, partition: int, alert_id: str, at_ms: int, offset: int | None = None
+    ) -> bool:
+        """Whether an alert was acknowledged, on a partition, for an input.
+
+        An acknowledgement applies to the execution records after its marker on that partition
+        of `executions` (`offset` is the record's; a tick's is the end of the executions it
+        follows), the same whichever topic it was learnt from first. Without a known marker (a
+        record written before markers, or a tick that names no offset) it applies to triggers
+        at or after the time it was made (`at_ms`, event time).
+        """
+        ack = self.ack_of(partition, alert_id)
+        if ack is None:
+            return False
+        if offset is not None and ack.markerOffset is not None:
+            return ack.markerOffset < offset
+        return ack.acknowledgedAtMs <= at_ms
 
     def preload_ack(self, partition: int, key: bytes, value: bytes | None) -> None:
         """Take in a record read straight from the `alert-acks` topic (see `preload`)."""

@@ -8,8 +8,11 @@ import msgspec
 
 from schemas import topics
 from schemas.alerts import AckRecord, Alert, AlertEvent
+from schemas.events import topic_key
 from services.alerts.rules import Acked, never_acked, on_execution, on_tick
 from services.alerts.state import ExecutionFacts, Subscription, WorkflowState
+from services.alerts.views import partition_of
+from tests.factories import execution, execution_record
 from tests.unit.test_alerts_engine import PARTITIONS, PROJECT
 from tests.unit.test_alerts_silences import Recorder, failing, minutes, ms
 from tests.unit.test_rules import MINUTE, T0, Input, run, watch
@@ -188,3 +191,115 @@ async def test_a_replay_with_the_acknowledgement_read_ahead_decides_the_same() -
     assert fresh.notified() == live.notified()
     assert fresh.events == live.events
     assert [r.eventId for r in fresh.sent] == [r.eventId for r in live.sent]
+
+
+# ---- markers on executions: an acknowledgement applies to the executions after its marker ----
+
+
+class MarkedAcks(AckWorld):
+    """Acknowledgements as the outbox writes them: markers on executions, then compacted
+    records carrying their markers' offsets. Messages take their offsets when created (the log
+    order) and may be handled in another order (which topic the engine reaches first)."""
+
+    def ack_markers(self, record: AckRecord) -> list[Any]:
+        value = msgspec.json.encode(record)
+        return [self.message(topics.EXECUTIONS, p, f"{record.alertId}/{p}".encode(), value)
+                for p in range(PARTITIONS)]  # fmt: skip
+
+    def ack_compacted(self, record: AckRecord, markers: list[Any]) -> list[Any]:
+        out = []
+        for marker in markers:
+            value = msgspec.json.encode(msgspec.structs.replace(record, markerOffset=marker.offset))
+            key = f"{record.alertId}/{marker.partition}".encode()
+            out.append(self.message(topics.ALERT_ACKS, marker.partition, key, value))
+        return out
+
+    def failure(self, execution_id: str, at: float, level: str = "error") -> Any:
+        event = execution(execution_id, "wf1", ended=minutes(at), level=level)
+        record = execution_record(PROJECT, event, received_at_ms=ms(minutes(at)), plan="pro")
+        key = topic_key(PROJECT, "wf1")
+        return self.message(topics.EXECUTIONS, partition_of(key, PARTITIONS), key, record)
+
+    async def handle(self, *messages: Any) -> None:
+        for message in messages:
+            await self.engine.handle(message)
+
+    async def fired(self) -> AckRecord:
+        """Fire the alert (x1 at minute 0); its acknowledgement, dated at minute 500."""
+        await self.subscription_on_stream(failing(notifyOnResolve=True))
+        await self.handle(self.failure("x1", 0))
+        alert_id = self.notified()[0][1]
+        return AckRecord(
+            v=1, alertId=alert_id, projectId=PROJECT, acknowledgedAtMs=ms(minutes(500))
+        )
+
+
+async def test_an_execution_after_the_ack_markers_repeats_no_more_before_the_ack_is_read() -> None:
+    # Dated after the executions (a client's clock behind): by event time they would repeat.
+    world = MarkedAcks()
+    ack = await world.fired()
+    markers = world.ack_markers(ack)
+    await world.handle(*markers)
+    await world.handle(world.failure("x70", 70), world.failure("x130", 130))  # `alert-acks` unread
+    await world.handle(*world.ack_compacted(ack, markers))
+    await world.handle(world.failure("x190", 190), world.failure("ok", 200, level="info"))
+    assert [e for e, _ in world.notified()] == ["x1", "ok"]  # the resolve is still sent
+    assert world.dead == []
+
+
+async def test_an_execution_before_the_ack_markers_is_not_affected_by_an_ack_read_first() -> None:
+    world = MarkedAcks()
+    ack = await world.fired()
+    ack = msgspec.structs.replace(ack, acknowledgedAtMs=ms(minutes(1)))
+    early = world.failure("x70", 70)  # produced before the markers, though dated after the ack
+    markers = world.ack_markers(ack)
+    await world.handle(*world.ack_compacted(ack, markers))  # `alert-acks` read first
+    await world.handle(early)
+    await world.handle(*markers, world.failure("x140", 140))
+    assert [e for e, _ in world.notified()] == ["x1", "x70"]
+
+
+async def test_a_replay_with_ack_markers_decides_the_same_whatever_was_read_ahead() -> None:
+    live = MarkedAcks()
+    ack = await live.fired()
+    ack = msgspec.structs.replace(ack, acknowledgedAtMs=ms(minutes(1)))
+    early = live.failure("x70", 70)  # a repeat: produced before the markers
+    markers = live.ack_markers(ack)
+    after = live.failure("x140", 140)  # after the markers: no repeat
+    compacted = live.ack_compacted(ack, markers)
+    await live.handle(early, *markers, after, *compacted)
+    await live.tick(minutes(150))
+    await live.handle(live.failure("x210", 210), live.failure("ok", 220, level="info"))
+    assert [e for e, _ in live.notified()] == ["x1", "x70", "ok"]
+
+    async def replay(read_ahead: bool) -> MarkedAcks:
+        fresh = MarkedAcks()
+        if read_ahead:  # the compacted topic, read when partitions are assigned
+            for message in compacted:
+                fresh.views.preload_ack(message.partition, message.key, message.value)
+        for topic, partition, key, value in live.log:
+            await fresh.engine.handle(fresh.message(topic, partition, key, value))
+        return fresh
+
+    for read_ahead in (False, True):
+        fresh = await replay(read_ahead)
+        assert fresh.notified() == live.notified()
+        assert fresh.events == live.events
+        assert [r.deliveryId for r in fresh.sent] == [r.deliveryId for r in live.sent]
+        assert fresh.tables.states == live.tables.states
+
+
+def test_an_ack_keeps_its_earliest_marker_and_applies_by_event_time_without_one() -> None:
+    world = MarkedAcks()
+    ack = AckRecord(v=1, alertId="alr_1", projectId=PROJECT, acknowledgedAtMs=1000)
+    world.views.put_ack(0, msgspec.structs.replace(ack, markerOffset=9))
+    world.views.put_ack(0, msgspec.structs.replace(ack, markerOffset=4))  # published twice
+    world.views.put_ack(0, ack)  # a record without a marker offset forgets none
+    assert world.views.ack_of(0, "alr_1") == msgspec.structs.replace(ack, markerOffset=4)
+    assert world.views.acknowledged(0, "alr_1", at_ms=0, offset=5)  # after the marker
+    assert not world.views.acknowledged(0, "alr_1", at_ms=5000, offset=4)  # not after it
+    assert world.views.acknowledged(0, "alr_1", at_ms=1000)  # no offset (a tick): event time
+    assert not world.views.acknowledged(0, "alr_1", at_ms=999)
+    world.views.put_ack(1, ack)  # written before markers: event time
+    assert not world.views.acknowledged(1, "alr_1", at_ms=999, offset=50)
+    assert world.views.acknowledged(1, "alr_1", at_ms=1000, offset=0)
