@@ -5,12 +5,12 @@ which consumers absorb (subscription records carry a version; the topic is compa
 A message the broker can never take (larger than its limit, not encodable) is set aside on
 `subscriptions.dlq` with the error, so that it cannot hold up the messages behind it.
 
-A subscription or silence record is first written as a marker to the same partition of
-`executions`, and the compacted record then carries the marker's offset (`markerOffset`): the
-alert engine applies a subscription, or a silence's version, to the executions after its marker,
-an order the log itself gives. The API publishes a change this way before answering it
-(`publish_now`), so an execution sent after the answer always follows the marker; the relay loop
-is the fallback when that fails.
+A subscription, silence or acknowledgement record is first written as a marker to the same
+partition of `executions`, and the compacted record then carries the marker's offset
+(`markerOffset`): the alert engine applies a subscription, a silence's version or an
+acknowledgement to the executions after its marker, an order the log itself gives. The API
+publishes a change this way before answering it (`publish_now`), so an execution sent after the
+answer always follows the marker; the relay loop is the fallback when that fails.
 """
 
 import asyncio
@@ -21,6 +21,7 @@ import structlog
 from prometheus_client import Counter
 
 from schemas import topics
+from schemas.alerts import AckRecord
 from schemas.destinations import RecordDecoder
 from schemas.notifications import SubscriptionRecord
 from schemas.silences import SilenceRecord
@@ -38,9 +39,12 @@ PUBLISH_NOW_BATCHES = 4
 DEAD_LETTERS = Counter("cc_outbox_dead_letters", "Outbox messages sent to subscriptions.dlq")
 
 # The compacted topics whose records are also markers on `executions`, with their decoders.
-MARKED: dict[str, RecordDecoder[SubscriptionRecord] | RecordDecoder[SilenceRecord]] = {
+MARKED: dict[
+    str, RecordDecoder[SubscriptionRecord] | RecordDecoder[SilenceRecord] | RecordDecoder[AckRecord]
+] = {
     topics.SUBSCRIPTIONS: RecordDecoder(SubscriptionRecord),
     topics.SILENCES: RecordDecoder(SilenceRecord),
+    topics.ALERT_ACKS: RecordDecoder(AckRecord),
 }
 _json = msgspec.json.Encoder(decimal_format="number")
 
@@ -91,7 +95,7 @@ async def relay_once(deps: Deps) -> int:
 
 
 async def with_markers(deps: Deps, pending: list[OutboxMessage]) -> list[OutboxMessage]:
-    """Write a marker on `executions` for every subscription and silence record; the records
+    """Write a marker on `executions` for every record of a topic in `MARKED`; the records
     with the offsets of their markers (a record whose marker the broker refused stays as it
     is; tombstones have none)."""
     records = [m for m in pending if m.topic in MARKED and m.value is not None]

@@ -38,9 +38,9 @@ from services.logsink.watermarks import PartitionClock, advance_idle, load_clock
 
 log = structlog.get_logger(__name__)
 
-# Subscription and silence records written to `executions` as markers for the alert engine
-# (the encoder puts the tag first).
-MARKERS = (b'{"kind":"subscription"', b'{"kind":"silence"')
+# Subscription, silence and acknowledgement records written to `executions` as markers for the
+# alert engine (the encoder puts the tag first).
+MARKERS = (b'{"kind":"subscription"', b'{"kind":"silence"', b'{"kind":"ack"')
 RECORDS = Counter("cc_logsink_records", "Records consumed from executions")
 DEAD_LETTERS = Counter("cc_logsink_dead_letters", "Records sent to executions.dlq")
 INSERTED = Counter("cc_logsink_inserted_executions", "Executions inserted into ClickHouse")

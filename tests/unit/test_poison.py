@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas import topics
+from schemas.alerts import AckRecord
 from schemas.notifications import NotificationRecord
 from services.api import outbox
 from services.api.deps import Deps
@@ -158,7 +159,7 @@ def test_the_valid_envelopes_are_stored_not_dead_lettered() -> None:
 
 
 def test_the_alert_engine_markers_are_neither_stored_nor_dead_lettered() -> None:
-    for record in (subscription(), silence()):
+    for record in (subscription(), silence(), msgspec.convert(ACK, AckRecord)):
         sink, producer = asyncio.run(_sink_add(topics.EXECUTIONS, msgspec.json.encode(record)))
         assert producer.sent == [] and not sink.batch.sources
         assert sink.batch.records == 1 and sink.batch.next_offsets  # the offset moves on
@@ -480,12 +481,14 @@ class Log:
         return future
 
 
-def test_subscription_and_silence_records_are_published_after_their_markers() -> None:
+def test_subscription_silence_and_ack_records_are_published_after_their_markers() -> None:
     sub_value, sil_value = msgspec.json.encode(subscription()), msgspec.json.encode(silence())
+    ack_value = msgspec.json.encode(msgspec.convert(ACK, AckRecord))
     store = Outbox([
         OutboxMessage(topics.SUBSCRIPTIONS, "ntf_cost/0", 0, sub_value, id=1),
         OutboxMessage(topics.SILENCES, "sil_maint/1", 1, sil_value, id=2),
         OutboxMessage(topics.SILENCES, "sil_gone/2", 2, None, id=3),  # a tombstone: no marker
+        OutboxMessage(topics.ALERT_ACKS, "alr_1/2", 2, ack_value, id=4),
     ])  # fmt: skip
     log = Log()
     deps = cast(
@@ -494,14 +497,18 @@ def test_subscription_and_silence_records_are_published_after_their_markers() ->
             controlplane=store, producer=log, clock=time.time, outbox_lock=asyncio.Lock()
         ),
     )
-    assert asyncio.run(outbox.relay_once(deps)) == 3
+    assert asyncio.run(outbox.relay_once(deps)) == 4
     markers = [(p, k, v, o) for t, p, k, v, o in log.sent if t == topics.EXECUTIONS]
     assert [(p, k, v) for p, k, v, _ in markers] == [
-        (0, b"ntf_cost/0", sub_value), (1, b"sil_maint/1", sil_value)
+        (0, b"ntf_cost/0", sub_value), (1, b"sil_maint/1", sil_value), (2, b"alr_1/2", ack_value)
     ]  # fmt: skip
+    assert all(v.startswith(MARKERS) for _, _, v, _ in markers)  # the log sink skips them
     published = {(t, k): v for t, _, k, v, _ in log.sent if t != topics.EXECUTIONS}
     assert set(published) == {(topics.SUBSCRIPTIONS, b"ntf_cost/0"),
-                              (topics.SILENCES, b"sil_maint/1"), (topics.SILENCES, b"sil_gone/2")}  # fmt: skip
+                              (topics.SILENCES, b"sil_maint/1"), (topics.SILENCES, b"sil_gone/2"),
+                              (topics.ALERT_ACKS, b"alr_1/2")}  # fmt: skip
+    acked = msgspec.json.decode(published[topics.ALERT_ACKS, b"alr_1/2"] or b"", type=AckRecord)
+    assert acked == msgspec.structs.replace(msgspec.convert(ACK, AckRecord), markerOffset=102)
     for (_, key), value in published.items():
         offset = None if value is None else msgspec.json.decode(value)["markerOffset"]
         assert offset == next((o for _, k, _, o in markers if k == key), None)
