@@ -7,8 +7,11 @@ the alert fired, keyset-paged with a signed cursor bound to its filters.
 
 Acknowledging writes a control-plane row and, in the same transaction, outbox records that
 broadcast the acknowledgement to every partition of the compacted `alert-acks` topic, which the
-engine follows (no repeat notification after it) and the log sink stores. Acknowledging twice
-answers the first acknowledgement and publishes nothing more.
+log sink stores. The outbox writes each first as a marker on the same partition of `executions`
+(see `services.api.outbox`), and the route answers only once it has published them: the
+executions sent after the answer come after the markers, and the engine sends no repeat
+notification for them. Acknowledging twice answers the first acknowledgement and publishes
+nothing more (but what is still pending, should the first answer have left it to the relay).
 """
 
 import hashlib
@@ -232,7 +235,9 @@ async def acknowledge(call: Call) -> AlertView:
             acknowledged_at_ms=now_ms(deps.clock), acknowledged_by=_actor(call)[:300],
         )  # fmt: skip
         ack = await deps.controlplane.acknowledge(row, await _announce(deps, row))
-        await publish_now(deps)
+    # Also when acknowledged already (concurrently, or by a request whose publishing failed):
+    # the answer says the markers are on `executions`, so it comes after them.
+    await publish_now(deps)
     return view(alert, None, ack)
 
 

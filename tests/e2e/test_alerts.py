@@ -75,7 +75,7 @@ async def test_an_alert_is_listed_acknowledged_and_resolved(
         url = f"{stack.base_url}/api/v1/alerts/{alert_id}/acknowledge"
         status, _, acked = await call(session, "POST", url, key)
         assert status == 200 and acked["data"]["acknowledged"] is True, acked
-        await asyncio.sleep(1)  # the engine follows alert-acks (another topic than executions)
+        # The answer came after the markers on executions: every failure below follows them.
         for _ in range(4 * COOLDOWN_S):  # failing on, well past the cooldown
             await _run(session, stack, key, "error")
             await asyncio.sleep(0.5)

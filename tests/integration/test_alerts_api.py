@@ -2,10 +2,13 @@
 turns `alert-events` and `alert-acks` records into `alerts` and `alert_acks` rows, and
 `/api/v1/alerts` lists (filters, cursors), reads and acknowledges them; foreign ids are 404."""
 
+import asyncio
 import random
 import time
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import msgspec
@@ -39,6 +42,25 @@ class Clock:
         return self.ms / 1000
 
 
+class Broker(RecordingProducer):
+    """A producer that takes every record, each at the next offset of its partition."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[tuple[str, int | None, bytes | None, int]] = []
+        self._next: dict[tuple[str, int | None], int] = defaultdict(int)
+
+    async def send(self, topic: str, value: bytes | None, **kw: Any) -> "asyncio.Future[Any]":
+        self.sent.append((topic, value))
+        partition = kw.get("partition")
+        offset = self._next[topic, partition]
+        self._next[topic, partition] += 1
+        self.log.append((topic, partition, value, offset))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_result(SimpleNamespace(offset=offset))
+        return future
+
+
 @pytest.fixture
 async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
     plane = ControlPlane(control_plane_engine(request, "sqlite", tmp_path))
@@ -46,7 +68,7 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
     ch = ClickHouse(f"chdb://{tmp_path / 'ch'}")
     await ch.migrate()
     deps = deps_for(settings_for(tmp_path), plane)
-    producer = RecordingProducer()
+    producer = Broker()
     deps.clickhouse, deps.clock, deps.producer = ch, Clock(), producer  # type: ignore[assignment]
     try:
         async with serving(deps) as client:
@@ -179,21 +201,29 @@ async def test_acknowledge_is_idempotent_published_and_stored(api: Api) -> None:
     first = (await response.json())["data"]
     assert first["acknowledged"] is True and first["id"] == "alr_three"
     assert first["acknowledgedBy"].startswith("default (kak_")
+    # Answered once published: a marker on each partition of executions, then the compacted
+    # records carrying their markers' offsets.
+    log = cast(Broker, api.producer).log
+    markers = {p: o for t, p, v, o in log if t == topics.EXECUTIONS and v and b'"ack"' in v}
+    published = [(p, msgspec.json.decode(v, type=AckRecord))
+                 for t, p, v, _ in log if t == topics.ALERT_ACKS and v]  # fmt: skip
+    assert sorted(markers) == sorted(p for p, _ in published) == [0, 1]
+    assert {p: a.markerOffset for p, a in published} == markers
     clock = cast(Clock, api.deps.clock)
     clock.ms += MINUTE
+    sent = len(log)
     again = (await (await api.client.post(url, headers=api.headers)).json())["data"]
     assert again["acknowledgedAt"] == first["acknowledgedAt"] == iso_ms(T0 + 30 * MINUTE)
+    assert len(log) == sent  # nothing published again
 
-    published = [msgspec.json.decode(v, type=AckRecord)
-                 for topic, v in api.producer.sent if topic == topics.ALERT_ACKS and v]  # fmt: skip
-    assert {(a.alertId, a.projectId, a.acknowledgedAtMs) for a in published} == {
+    assert {(a.alertId, a.projectId, a.acknowledgedAtMs) for _, a in published} == {
         ("alr_three", api.project, T0 + 30 * MINUTE)
     }
     stored = await api.cp.get_ack(api.project, "alr_three")
     assert stored is not None and stored.acknowledged_at_ms == T0 + 30 * MINUTE
 
     # The topic's records (one per partition) reach the sink; the list shows them.
-    value = msgspec.json.encode(published[0])
+    value = msgspec.json.encode(published[0][1])
     await sink(api, [(topics.ALERT_ACKS, value), (topics.ALERT_ACKS, value)])
     response = await api.client.get("/api/v1/alerts?state=firing", headers=api.headers)
     listed = {a["id"]: a for a in (await response.json())["data"]}
