@@ -25,7 +25,9 @@ Silences have no table: they are read ahead from their compacted topic (every ve
 every silence, ended ones included) at every assignment, then followed in the stream. Like a
 subscription, each silence version is also a marker on `executions` (`kind: "silence"`) and its
 compacted records carry the marker's offset; a version applies to the execution records after
-its marker on their partition (see `Views.project_silences`).
+its marker on their partition (see `Views.project_silences`). Acknowledgements (`alert-acks`)
+are read ahead and followed the same way, with their markers on `executions` (`kind: "ack"`):
+one applies to the execution records after its marker (see `Views.acknowledged`).
 
 When a subscription begins. The API (through its outbox) writes every subscription change
 first as a marker record on each partition of `executions` (the `SubscriptionRecord` itself,
