@@ -54,7 +54,7 @@ async def _insert_executions(ch: ClickHouse, rows: list[tuple[Any, ...]]) -> Non
 async def test_migration_backfills_runs_and_adds_workflow_projections(ch: ClickHouse) -> None:
     await ch.insert("executions_started", [_started(1), _started(2), _started(3)], STARTED_COLUMNS)
     await _insert_executions(ch, [_completed(1), _completed(2)])
-    assert await ch.migrate() == [3]
+    assert (await ch.migrate())[0] == 3  # and any later ones
     rows = await ch.rows(
         runs.runs_sql(None, None, after=False), {"project": PROJECT, "workflow": None, "fetch": 10}
     )
