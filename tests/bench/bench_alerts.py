@@ -401,9 +401,16 @@ async def latency(
     await asyncio.gather(background_load(), probes())
     achieved = background / (time.perf_counter() - started)
     await caught_up(stack, f"done-{phase}")
-    arrived = {
-        n["payload"]["data"]["executionId"]: t for t, n in stack.notes.of_project(probe_project)
-    }
+    # The worker has read every probe, but its producer may still hold their notifications (they
+    # go to other partitions than the sentinels' and leave in batches): wait for each probe's.
+    deadline = time.perf_counter() + 60
+    while True:
+        arrived = {
+            n["payload"]["data"]["executionId"]: t for t, n in stack.notes.of_project(probe_project)
+        }
+        if set(sent) <= set(arrived) or time.perf_counter() > deadline:
+            break
+        await asyncio.sleep(0.05)
     lat = sorted((arrived[e] - t) * 1000 for e, t in sent.items() if e in arrived)
     return {
         "background_events_per_s": round(achieved),
