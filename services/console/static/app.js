@@ -260,6 +260,9 @@ onUnauthenticated(() => {
 
 async function boot() {
   applyTheme(preferredTheme());
+  // The page's module loads while the session is asked for (route() imports it from the cache).
+  const found = match(location.pathname);
+  if (found) import(`./pages/${found.page}.js`).catch(() => {});
   try {
     await loadSession();
   } catch (err) {

@@ -159,6 +159,11 @@ async function exportLogs(format, filters, status, signal) {
 export async function render(ctx) {
   const filters = logFilters(ctx.query);
   const { signal } = ctx;
+  const controller = new AbortController();
+  signal.addEventListener("abort", () => controller.abort());
+  // The first page is asked for at once, beside the workflow list (the filters' options).
+  let firstPage = api.list("/api/v1/logs", { ...filters, limit: PAGE }, { signal: controller.signal });
+  firstPage.catch(() => {}); // settled by next(), which shows the error
   const workflows = await workflowList(ctx).catch((err) => {
     if (err.name === "AbortError") throw err;
     return [];
@@ -184,8 +189,6 @@ export async function render(ctx) {
   const sentinel = h("div", { class: "sentinel", "aria-hidden": "true" });
   const live = h("button", { type: "button", class: "button live-toggle", "aria-pressed": "false" },
     h("span", { class: "live-dot", "aria-hidden": "true" }), "Live");
-  const controller = new AbortController();
-  signal.addEventListener("abort", () => controller.abort());
   const exportTo = (format) => exportLogs(format, filters, exportStatus, controller.signal)
     .catch((err) => { if (err.name !== "AbortError") clear(exportStatus, errorBox(err, "Export failed")); });
   const more = menuButton("More", [
@@ -208,8 +211,10 @@ export async function render(ctx) {
     state.busy = true;
     loadMore.disabled = true;
     try {
-      const page = await api.list("/api/v1/logs", { ...filters, limit: PAGE, cursor: state.cursor || undefined },
-        { signal: controller.signal });
+      const request = firstPage || api.list("/api/v1/logs",
+        { ...filters, limit: PAGE, cursor: state.cursor || undefined }, { signal: controller.signal });
+      firstPage = null;
+      const page = await request;
       const items = page.data || [];
       if (!state.shown && !items.length) {
         clear(results, h("div", { class: "empty-state" }, h("h2", {}, "No logs match"),
