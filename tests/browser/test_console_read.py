@@ -91,8 +91,6 @@ async def seeded(stack: Stack) -> dict[str, str]:
 async def signed_in(page: "Page", stack: Stack, path: str = "/") -> None:
     """Sign in through the form with the console's credentials, then open `path`."""
     local = json.loads((stack.data_dir / "local.json").read_text())
-    if "console" not in local:
-        pytest.skip("this stack has no console sign-in (local.json has no `console`)")
     await page.goto(stack.base_url + path)
     await page.get_by_label("Email").fill(local["console"]["email"])
     await page.get_by_label("Password").fill(local["console"]["password"])
