@@ -69,8 +69,6 @@ _record: RecordDecoder[ExecutionRecord | SubscriptionRecord | SilenceRecord | Ac
 )
 _event = msgspec.json.Decoder(Event)
 _tick = msgspec.json.Decoder(Tick)
-_silence: RecordDecoder[SilenceRecord] = RecordDecoder(SilenceRecord)
-_ack = msgspec.json.Decoder(AckRecord)
 SILENCED = Counter("cc_alerts_silenced", "Alert notifications muted by a silence", ["kind"])
 _encode = msgspec.json.Encoder().encode
 
@@ -139,11 +137,7 @@ class Engine:
 
     def on_ack(self, message: Message) -> None:
         """Apply a record of the compacted `alert-acks` topic to its partition's view."""
-        if message.value is None:
-            alert_id = (message.key or b"").decode(errors="replace").rpartition("/")[0]
-            self.views.drop_ack(message.partition, alert_id)
-            return
-        self.views.put_ack(message.partition, decode(_ack, message.value))
+        self.views.apply_ack(message.partition, message.key, message.value)
 
     def on_ack_marker(self, message: Message, record: AckRecord) -> None:
         """Apply an acknowledgement marker on `executions`: it applies from this offset on."""
@@ -163,11 +157,7 @@ class Engine:
 
     def on_silence(self, message: Message) -> None:
         """Apply a record of the compacted `silences` topic to its partition's view."""
-        if message.value is None:
-            sil_id = (message.key or b"").decode(errors="replace").rpartition("/")[0]
-            self.views.drop_silence(message.partition, sil_id)
-            return
-        self.views.put_silence(message.partition, decode(_silence, message.value))
+        self.views.apply_silence(message.partition, message.key, message.value)
 
     def on_silence_marker(self, message: Message, record: SilenceRecord) -> None:
         """Apply a silence marker on `executions`: its version applies from this offset on."""

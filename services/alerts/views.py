@@ -6,7 +6,7 @@ what concerns it.
 """
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -19,6 +19,7 @@ from schemas.destinations import RecordDecoder
 from schemas.events import ExecutionCompleted
 from schemas.notifications import SubscriptionRecord
 from schemas.silences import SilenceRecord
+from services.alerts.records import decode
 from services.alerts.state import Subscription
 from services.alerts.tables import ProjectCost, decode_cost, decode_head
 
@@ -30,6 +31,23 @@ MAX_WORKFLOWS = 10_000  # workflow states per project and partition; the least r
 _subscription = RecordDecoder(SubscriptionRecord)
 _silence = RecordDecoder(SilenceRecord)
 _ack = msgspec.json.Decoder(AckRecord)
+
+
+def broadcast_id(key: bytes | None) -> str:
+    """The id in a key `<id>/<partition>` of a record broadcast to every partition."""
+    return (key or b"").decode(errors="replace").rpartition("/")[0]
+
+
+def _preloading(
+    partition: int,
+    apply: Callable[[int, bytes | None, bytes | None], None],
+    key: bytes,
+    value: bytes | None,
+) -> None:
+    try:
+        apply(partition, key, value)
+    except Exception as exc:  # whatever it is, it must not stop the read-ahead
+        log.warning("alerts.preload_skipped", partition=partition, error=repr(exc)[:200])
 
 
 def _earliest(a: int | None, b: int | None) -> int | None:
@@ -203,13 +221,13 @@ class Views:
     def preload(self, partition: int, key: bytes, value: bytes | None) -> None:
         """Take in a record read straight from the `subscriptions` topic; one that is not a
         subscription is skipped here (the stream dead-letters it when it gets there)."""
-        try:
-            if value is None:
-                self.drop_sub(partition, key.decode().rpartition("/")[0])
-            else:
-                self.put_sub(partition, SubView.of(_subscription.decode(value)))
-        except Exception as exc:  # whatever it is, it must not stop the read-ahead
-            log.warning("alerts.preload_skipped", partition=partition, error=repr(exc)[:200])
+        _preloading(partition, self._apply_sub, key, value)
+
+    def _apply_sub(self, partition: int, key: bytes | None, value: bytes | None) -> None:
+        if value is None:
+            self.drop_sub(partition, broadcast_id(key))
+        else:
+            self.put_sub(partition, SubView.of(_subscription.decode(value)))
 
     def put_silence(self, partition: int, record: SilenceRecord) -> None:
         """Add a version of a silence; one already known keeps the earliest marker offset
@@ -253,15 +271,17 @@ class Views:
                     break
         return out
 
+    def apply_silence(self, partition: int, key: bytes | None, value: bytes | None) -> None:
+        """Take in a record of the `silences` topic (a version, or a tombstone); raises
+        PoisonRecord for a value that is not a silence."""
+        if value is None:
+            self.drop_silence(partition, broadcast_id(key))
+        else:
+            self.put_silence(partition, decode(_silence, value))
+
     def preload_silence(self, partition: int, key: bytes, value: bytes | None) -> None:
         """Take in a record read straight from the `silences` topic (see `preload`)."""
-        try:
-            if value is None:
-                self.drop_silence(partition, key.decode().rpartition("/")[0])
-            else:
-                self.put_silence(partition, _silence.decode(value))
-        except Exception as exc:  # whatever it is, it must not stop the read-ahead
-            log.warning("alerts.preload_skipped", partition=partition, error=repr(exc)[:200])
+        _preloading(partition, self.apply_silence, key, value)
 
     def put_ack(self, partition: int, record: AckRecord) -> None:
         """Keep an acknowledgement: the earliest time and the earliest marker offset that its
@@ -300,15 +320,17 @@ class Views:
             return ack.markerOffset < offset
         return ack.acknowledgedAtMs <= at_ms
 
+    def apply_ack(self, partition: int, key: bytes | None, value: bytes | None) -> None:
+        """Take in a record of the `alert-acks` topic (an acknowledgement, or a tombstone);
+        raises PoisonRecord for a value that is not one."""
+        if value is None:
+            self.drop_ack(partition, broadcast_id(key))
+        else:
+            self.put_ack(partition, decode(_ack, value))
+
     def preload_ack(self, partition: int, key: bytes, value: bytes | None) -> None:
         """Take in a record read straight from the `alert-acks` topic (see `preload`)."""
-        try:
-            if value is None:
-                self.drop_ack(partition, key.decode().rpartition("/")[0])
-            else:
-                self.put_ack(partition, _ack.decode(value))
-        except Exception as exc:  # whatever it is, it must not stop the read-ahead
-            log.warning("alerts.preload_skipped", partition=partition, error=repr(exc)[:200])
+        _preloading(partition, self.apply_ack, key, value)
 
     def drop_sub(self, partition: int, sub_id: str) -> None:
         """Forget a subscription."""
