@@ -78,3 +78,19 @@ async def serving(deps: Deps, **client_options: Any) -> AsyncIterator[TestClient
     server = TestServer(build_app(deps, background=False))
     async with TestClient(server, **client_options) as client:
         yield client
+
+
+async def admin_project(
+    client: TestClient[Any, Any], plan: str = "enterprise"
+) -> tuple[str, dict[str, str]]:
+    """A project made through the admin API: (its id, headers with its all-scopes key)."""
+    response = await client.post(
+        "/admin/v1/projects",
+        json={"name": "p", "plan": plan},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    body = await response.json()
+    assert response.status == 201, body
+    return body["data"]["project"]["id"], {
+        "Authorization": f"Bearer {body['data']['key']['secret']}"
+    }

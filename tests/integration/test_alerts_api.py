@@ -22,9 +22,9 @@ from services.common.clock import iso_ms
 from services.common.controlplane import ControlPlane
 from services.common.kafkaclients import KafkaClients
 from services.logsink.sink import LogSink, SinkConfig
-from tests.integration.apiserver import deps_for, serving, settings_for
+from tests.integration.apiserver import admin_project, deps_for, serving, settings_for
 from tests.integration.conftest import control_plane_engine
-from tests.integration.test_endpoint_health import ADMIN, Api, RecordingProducer
+from tests.integration.test_endpoint_health import Api, RecordingProducer
 from tests.unit.test_poison import Producer, consumer_record
 
 pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
@@ -81,13 +81,7 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
 
 
 async def _project(api: Api) -> tuple[str, dict[str, str]]:
-    response = await api.client.post(
-        "/admin/v1/projects", json={"name": "p", "plan": "pro"}, headers=ADMIN
-    )
-    body = await response.json()
-    return body["data"]["project"]["id"], {
-        "Authorization": f"Bearer {body['data']['key']['secret']}"
-    }
+    return await admin_project(api.client, "pro")
 
 
 def event(project: str, alert: str, version: int, **fields: Any) -> AlertEvent:

@@ -22,7 +22,7 @@ from services.common.clock import iso_ms
 from services.common.controlplane import ControlPlane
 from services.common.errors import Unavailable
 from services.logsink.rows import ATTEMPT_COLUMNS
-from tests.integration.apiserver import ADMIN_TOKEN, deps_for, serving, settings_for
+from tests.integration.apiserver import ADMIN_TOKEN, admin_project, deps_for, serving, settings_for
 from tests.integration.conftest import control_plane_engine
 from tests.integration.console import person
 from tests.receivers import SmtpReceiver
@@ -79,12 +79,7 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
     try:
         async with serving(deps) as client:
             made = Api(client, ch, plane, deps, producer)
-            response = await client.post(
-                "/admin/v1/projects", json={"name": "p", "plan": "enterprise"}, headers=ADMIN
-            )
-            body = await response.json()
-            made.project = body["data"]["project"]["id"]
-            made.headers = {"Authorization": f"Bearer {body['data']['key']['secret']}"}
+            made.project, made.headers = await admin_project(client)
             yield made
     finally:
         ch.close()

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from services.api import silences
 from services.common.controlplane import ControlPlane
-from tests.integration.apiserver import ADMIN_TOKEN, deps_for, serving, settings_for
+from tests.integration.apiserver import ADMIN_TOKEN, admin_project, deps_for, serving, settings_for
 
 pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -40,11 +40,7 @@ async def api(
 
 
 async def new_key(api: TestClient[Any, Any]) -> dict[str, str]:
-    response = await api.post(
-        "/admin/v1/projects", json={"name": "p", "plan": "pro"}, headers=ADMIN
-    )
-    body = await response.json()
-    return {"Authorization": f"Bearer {body['data']['key']['secret']}"}
+    return (await admin_project(api, "pro"))[1]
 
 
 async def post(api: TestClient[Any, Any], key: dict[str, str], body: dict[str, Any]) -> Any:

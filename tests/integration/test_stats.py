@@ -14,7 +14,7 @@ from services.common.clickhouse import ClickHouse
 from services.common.config import QueryLimits
 from services.common.controlplane import ControlPlane
 from services.logsink.rows import EXECUTION_COLUMNS
-from tests.integration.apiserver import ADMIN_TOKEN, deps_for, serving, settings_for
+from tests.integration.apiserver import ADMIN_TOKEN, admin_project, deps_for, serving, settings_for
 from tests.integration.conftest import control_plane_engine
 
 pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
@@ -51,14 +51,7 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
 
 
 async def _project(api: Api) -> tuple[str, dict[str, str]]:
-    response = await api.client.post(
-        "/admin/v1/projects", json={"name": "p", "plan": "enterprise"}, headers=ADMIN
-    )
-    body = await response.json()
-    assert response.status == 201, body
-    return body["data"]["project"]["id"], {
-        "Authorization": f"Bearer {body['data']['key']['secret']}"
-    }
+    return await admin_project(api.client)
 
 
 _serial = iter(range(10**6))
