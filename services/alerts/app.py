@@ -74,7 +74,7 @@ from services.alerts.engine import Engine
 from services.alerts.producers import dead_letter_sender, event_sender, sender
 from services.alerts.tables import Tables
 from services.alerts.ticks import OffsetReader, TickGate, TickProducer
-from services.alerts.transport import AlertsApp
+from services.alerts.transport import AlertsApp, entering
 from services.alerts.views import Views, partition_of
 from services.common.config import ConfigError, Settings
 from services.common.kafka import ensure_topics
@@ -192,12 +192,16 @@ def _wire(app: AlertsApp, engine: Engine, kafka: KafkaClients, config: AlertsCon
         value_serializer="raw",
     )
 
-    # `handle` raises nothing but cancellation, so the crashing supervisor only ever stops a
-    # worker whose agent is broken, never because of one record.
+    # `handle_batch` raises nothing but cancellation, so the crashing supervisor only ever stops
+    # a worker whose agent is broken, never because of one record. Events are acknowledged (their
+    # offsets become committable) only once their batch's effects are carried out: a worker
+    # stopped or killed within a batch leaves the whole batch to be read again.
     @app.agent(source, concurrency=1, supervisor_strategy=CrashingSupervisor)
     async def evaluate(stream: Any) -> None:
-        async for event in stream.events():
-            await engine.handle(event.message)
+        async for events in stream.noack_take(config.batch_max, within=config.batch_s):
+            await engine.handle_batch([event.message for event in events], entering(events))
+            for event in events:
+                await stream.ack(event)
 
     ticks = TickProducer(kafka.producer, app.offsets, partitions)
 

@@ -42,6 +42,7 @@ from schemas.notifications import NotificationRecord, SubscriptionRecord
 from schemas.silences import SilenceRecord
 from schemas.ticks import Tick
 from services.alerts import payload
+from services.alerts.batch import Batch, Enter, anywhere
 from services.alerts.ledger import Ledger, add_cost
 from services.alerts.payload import Extras
 from services.alerts.records import DeadLetter, Message, decode, settle
@@ -104,19 +105,41 @@ class Engine:
         self.dead_letters = dead_letter
         self.clock = clock
         self.record_events = record_events
-        self.ledger = Ledger(settings, tables, views)
-        self.subscriptions = Subscriptions(partitions, tables, views, self.ledger)
+        self.batch = Batch(tables)
+        self.ledger = Ledger(settings, self.batch.tables, views)
+        self.subscriptions = Subscriptions(partitions, self.batch.tables, views, self.ledger)
 
     async def handle(self, message: Message) -> None:
-        """Handle one record; never raises but for cancellation (see the module docstring)."""
+        """Handle one record and carry out its effects."""
+        await self.handle_batch([message])
+
+    async def handle_batch(self, messages: Sequence[Message], enter: Enter = anywhere) -> None:
+        """Handle records in log order, then carry out their effects together (see
+        `services.alerts.batch`, which calls `enter` before a partition's table writes); never
+        raises but for cancellation (see the module docstring)."""
+        self.batch.enter = enter
+        for message in messages:
+            await self.handle_one(message)
+        await self.batch.flush(self.produce, self.settle)
+
+    async def produce(
+        self, notifications: list[NotificationRecord], events: list[AlertEvent]
+    ) -> None:
+        """Produce outputs and wait for their acks: the notifications, then the alert events."""
+        if notifications:
+            await self.send(notifications)
+        if events:
+            await self.record_events(events)
+
+    async def handle_one(self, message: Message) -> None:
+        """Handle one record of a batch: its effects wait for the batch's flush."""
+        self.batch.begin(message.partition)
         await self.settle(message, self.dispatch)
         if message.topic == topics.EXECUTIONS:
             # Also after a dead letter: a tick waiting for this offset must not wait forever.
             due = self.gate.executed(message.partition, message.offset)
             if due is not None:
-                await self.settle(
-                    message, lambda m: self.on_tick(m.partition, due.atMs, due.executionsEnd)
-                )
+                await self.settle(message, lambda m: self.on_tick(m, due.atMs, due.executionsEnd))
 
     async def settle(self, message: Message, work: Callable[[Message], Awaitable[None]]) -> None:
         """Run `work` on a record: dead-letter it when it fails, retry while the broker is out."""
@@ -229,9 +252,7 @@ class Engine:
             fresh = fresh or notes is not None
             out += notes or []
         if fresh:
-            await self.send(out)
-            if alert_events:
-                await self.record_events(alert_events)
+            self.batch.add(message, out, alert_events)
             self.ledger.store(partition, key, stored)
 
     def evaluate(
@@ -277,12 +298,13 @@ class Engine:
         tick = msgspec.structs.replace(tick, partition=message.partition)
         due = await self.gate.admit(tick)
         if due is not None:
-            await self.on_tick(message.partition, due.atMs, due.executionsEnd)
+            await self.on_tick(message, due.atMs, due.executionsEnd)
 
-    async def on_tick(self, partition: int, at_ms: int, end: int | None = None) -> None:
+    async def on_tick(self, message: Message, at_ms: int, end: int | None = None) -> None:
         """Let event time reach `at_ms` for every watched workflow of the partition; `end` is
         the offset of `executions` the tick follows (which silence versions and acknowledgements
         apply)."""
+        partition = message.partition
         for key in self.views.keys(partition):
             project, workflow = split_key(key)
             covering = self.views.covering(partition, project, workflow, at_ms)
@@ -290,13 +312,13 @@ class Engine:
             silences = bool(self.views.project_silences(partition, project, end))
             subs = [s for s in covering if s.timed or (silences and s.rule is not None)]
             if subs:
-                await self.tick_workflow(partition, key, subs, at_ms, end)
+                self.tick_workflow(message, key, subs, at_ms, end)
 
-    async def tick_workflow(
-        self, partition: int, key: bytes, subs: list[SubView], at_ms: int, end: int | None = None
+    def tick_workflow(
+        self, message: Message, key: bytes, subs: list[SubView], at_ms: int, end: int | None = None
     ) -> None:
         """Run the time-driven rules of one workflow; store it only when a watch changed."""
-        project, workflow = split_key(key)
+        partition, (project, workflow) = message.partition, split_key(key)
         stored = self.ledger.load(key, workflow)
         before = _encode(stored.state.watches)
         rules = [s.rule for s in subs if s.rule is not None]
@@ -305,11 +327,12 @@ class Engine:
         acked = self.acked(partition, end)
         stored.state, all_alerts = on_tick(stored.state, rules, at_ms, cooldown, muted, acked)
         alerts = self.notifying(project, all_alerts)
+        out: list[NotificationRecord] = []
         if alerts:
             extras = self.ledger.extras(project, at_ms)
-            await self.send(self.alert_records(partition, project, alerts, None, extras))
-        if all_alerts:
-            await self.record_events([payload.alert_event(project, a) for a in all_alerts])
+            out = self.alert_records(partition, project, alerts, None, extras)
+        events = [payload.alert_event(project, a) for a in all_alerts]
+        self.batch.add(message, out, events)
         if all_alerts or _encode(stored.state.watches) != before:
             self.ledger.store(partition, key, stored)
 

@@ -7,11 +7,13 @@ would drop the newest writes; `Consumer.highwaters` returns corrected ends inste
 answers a waiting fetch only when the fetch's maximum wait is up, so that wait is kept short.
 """
 
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import faust
 from aiokafka.structs import TopicPartition
+from faust.streams import _current_event
 from faust.transport.drivers import aiokafka as faust_kafka
 
 from services.alerts.ticks import OffsetReader
@@ -57,3 +59,22 @@ class AlertsApp(faust.App):
 
     def _new_transport(self) -> Any:
         return Transport(self.conf.broker_consumer, self)
+
+
+def entering(events: Sequence[Any]) -> Callable[[int | None], None]:
+    """Make an event of the batch of a partition the current one (None: no event).
+
+    faust tables take the partition of a read or a write (the changelog's partition, the RocksDB
+    database) from the event being processed, a context variable its stream sets in its own task.
+    A batch is handled after its events were taken, in the agent's task, so the engine enters
+    each record's partition, and each partition whose rows it writes, by setting that variable
+    there to one of the batch's events of that partition (never the stream's `current_event`
+    attribute, which the stream's task reads).
+    """
+    by_partition = {event.message.partition: event for event in events}
+
+    def enter(partition: int | None) -> None:
+        event = None if partition is None else by_partition[partition]
+        _current_event.set(None if event is None else weakref.ref(event))
+
+    return enter

@@ -279,13 +279,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 
 def load_alerts_config(env: Mapping[str, str]) -> AlertsConfig:
-    """Read `CC_ALERTS_GROUP`, `_STORE`, `_COMMIT_SECONDS` and `CC_TICK_SECONDS`."""
+    """Read `CC_ALERTS_GROUP`, `_STORE`, `_COMMIT_SECONDS`, `_BATCH`, `_BATCH_MS` and
+    `CC_TICK_SECONDS`."""
     default = AlertsConfig()
     return AlertsConfig(
         group=env.get("CC_ALERTS_GROUP") or default.group,
         store=env.get("CC_ALERTS_STORE") or default.store,
         tick_s=env_number(env, "CC_TICK_SECONDS", default.tick_s),
         commit_interval_s=env_number(env, "CC_ALERTS_COMMIT_SECONDS", default.commit_interval_s),
+        batch_max=max(1, int(env_number(env, "CC_ALERTS_BATCH", default.batch_max))),
+        batch_s=max(0.001, env_number(env, "CC_ALERTS_BATCH_MS", default.batch_s * 1000) / 1000),
     )
 
 

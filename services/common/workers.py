@@ -22,12 +22,15 @@ class SinkConfig:
 
 @dataclass(frozen=True)
 class AlertsConfig:
-    """The alert engine's consumer group (= faust app id), table store and tick interval."""
+    """The alert engine's consumer group (= faust app id), table store, tick interval and
+    batches (at most `batch_max` records, or what `batch_s` gathers)."""
 
     group: str = "codecourier-alerts"
     store: str = "rocksdb://"
     tick_s: float = 15.0
     commit_interval_s: float = 1.0
+    batch_max: int = 500
+    batch_s: float = 0.01
 
 
 @dataclass(frozen=True)
