@@ -208,8 +208,22 @@ class Views:
         if known is not None and known.record.version > view.record.version:
             return False
         self.subs[partition][view.record.id] = view
-        self._by_project.pop(partition, None)
+        self._reindex(partition, view.record.id, view.record.projectId, view)
         return True
+
+    def _reindex(
+        self, partition: int, sub_id: str, project: str, view: SubView | None = None
+    ) -> None:
+        """Put (None: drop) one subscription in the project index of a partition, in place: a
+        change of one subscription costs the size of its project, not of the partition."""
+        index = self._by_project.get(partition)
+        if index is None:  # built when first asked for
+            return
+        views = [v for v in index.get(project, []) if v.record.id != sub_id]
+        at = next((i for i, v in enumerate(index.get(project, [])) if v.record.id == sub_id), None)
+        if view is not None:
+            views.insert(len(views) if at is None else at, view)
+        index[project] = views
 
     def note_start(self, partition: int, sub_id: str, offset: int | None) -> int | None:
         """Keep the earliest known marker offset of a subscription on a partition."""
@@ -334,9 +348,10 @@ class Views:
 
     def drop_sub(self, partition: int, sub_id: str) -> None:
         """Forget a subscription."""
-        self.subs[partition].pop(sub_id, None)
+        known = self.subs[partition].pop(sub_id, None)
         self.starts[partition].pop(sub_id, None)
-        self._by_project.pop(partition, None)
+        if known is not None:
+            self._reindex(partition, sub_id, known.record.projectId)
 
     def set_wf_cost(self, partition: int, key: bytes, cost: dict[str, Decimal]) -> None:
         """Index (an empty `cost`: forget) a watched workflow's cost per month."""
