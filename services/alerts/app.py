@@ -49,10 +49,13 @@ counted by `cc_alerts_dead_letters_total{topic}`, and the stream goes on: its of
 committed like any other. Only `Unavailable` (the broker, when producing) is retried, with
 back-off, on the same record.
 
-Effects happen in one order: notifications are produced and acknowledged, then the state with
-its cooldowns is written, then faust commits the offset (after flushing the changelog). A crash
-therefore repeats work and never loses it; a repeated notification carries the same ids, which
-the dispatcher deduplicates. Time-only rules run on tick records (see `ticks`), never on this
+Records come in batches (`noack_take`: at most `CC_ALERTS_BATCH` records, or what arrives within
+`CC_ALERTS_BATCH_MS`), each decided in log order as it would be alone; a batch's effects happen
+in one order (see `services.alerts.batch`): its notifications and alert events are produced and
+acknowledged, then the state rows it changed (with their cooldowns) are written, each once, then
+its events are acknowledged and faust commits their offsets (after flushing the changelog). A
+crash therefore repeats work and never loses it; a repeated notification carries the same ids,
+which the dispatcher deduplicates. Time-only rules run on tick records (see `ticks`), never on this
 process's clock.
 
 The faust transport is adapted to the embedded broker (see `services.alerts.transport`).
