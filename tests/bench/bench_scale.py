@@ -17,9 +17,10 @@ unreachable, said in the output), one Redis (rate limits) and one broker; a clos
 sends authenticated requests to the first 1, 2 and 4 of them in turn (round robin):
 `GET /api/v1/whoami`, and `POST /api/v1/events` with one event per request.
 
-Each figure comes with its rate per member and its speedup against one member, measured in the
-same run; `cpus` is the machine's core count: members beyond it share cores and cannot add
-throughput. Prints one JSON object. Sizes: BENCH_SCALE_MEMBERS (1,2,4), BENCH_SCALE_ALERT_EVENTS,
+Each figure comes with its rate per member, its speedup against one member, measured in the
+same run, and the members' CPU time per unit of work (which sizes a machine better than a rate
+measured on a shared one); `cpus` is the machine's core count: members beyond it share cores
+and cannot add throughput. Prints one JSON object. Sizes: BENCH_SCALE_MEMBERS (1,2,4), BENCH_SCALE_ALERT_EVENTS,
 BENCH_SCALE_DELIVERIES, BENCH_SCALE_SECONDS, BENCH_SCALE_CONCURRENCY.
 """
 
@@ -137,10 +138,12 @@ async def alert_rate(work: Path, members: int, warmup: alerts.Pairs, load: alert
         first = min(t for t, _ in stack.notes.of_project(alerts.SENTINEL, "start-"))
         last = max(t for t, _ in stack.notes.of_project(alerts.SENTINEL, "end-"))
         assert len(group.live()) == members, "a member exited during the run"
+        used = cpu_seconds(pids(group)) - cpu
         return {
             "seconds": round(last - first, 2),
             "events_per_s": round(len(load) / (last - first)),
-            "members_cpu_s": round(cpu_seconds(pids(group)) - cpu, 1),
+            "members_cpu_s": round(used, 1),
+            "cpu_ms_per_event": round(used * 1000 / len(load), 3),
         }
     finally:
         group.stop()
@@ -209,11 +212,13 @@ async def delivery_rate(work: Path, members: int, url: str) -> dict[str, Any]:
         last = max(a.attemptedAtMs + a.durationMs for a in attempts)
         seconds = (last - first) / 1000
         assert len(group.live()) == members, "a member exited during the run"
+        used = cpu_seconds(pids(group)) - cpu
         return {
             "seconds": round(seconds, 2),
             "deliveries_per_s": round(DELIVERIES / seconds),
             "delivered": sum(a.outcome == "delivered" for a in attempts),
-            "members_cpu_s": round(cpu_seconds(pids(group)) - cpu, 1),
+            "members_cpu_s": round(used, 1),
+            "cpu_ms_per_delivery": round(used * 1000 / DELIVERIES, 3),
         }
     finally:
         group.stop()
@@ -314,7 +319,7 @@ async def api_replicas(work: Path) -> dict[str, Any]:
                 # One at a time: the first one migrates the shared control plane.
                 await wait_healthy(session, urls[-1], processes[-1], timeout_s=120)
             key = await _project_key(session, urls[0])
-            result = await _replica_rates(urls, key)
+            result = await _replica_rates(urls, [p.pid for p in processes], key)
             return {"control_plane": database, "rate_limits": "redis", **result}
     finally:
         for process in processes:
@@ -343,7 +348,7 @@ def _event_body() -> bytes:
     return json.dumps({"events": [event]}).encode()
 
 
-async def _replica_rates(urls: list[str], key: str) -> dict[str, Any]:
+async def _replica_rates(urls: list[str], replicas: list[int], key: str) -> dict[str, Any]:
     auth = {"Authorization": f"Bearer {key}"}
     post = auth | {"Content-Type": "application/json"}
     routes: dict[str, Callable[[list[str]], Awaitable[dict[str, float]]]] = {
@@ -362,7 +367,10 @@ async def _replica_rates(urls: list[str], key: str) -> dict[str, Any]:
         rates = {}
         for n in MEMBERS:
             progress(f"api: {name} over {n} replica(s)")
+            cpu = cpu_seconds(replicas[:n])
             rates[n] = await route(urls[:n])
+            used = cpu_seconds(replicas[:n]) - cpu
+            rates[n]["cpu_ms_per_request"] = round(used * 1000 / max(1, rates[n]["requests"]), 3)
         out[name] = {"by_members": scaled(rates, "rps")}
     return out
 
