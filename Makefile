@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install run test check lint typecheck bench openapi clean
+.PHONY: install run test test-containers check lint typecheck bench openapi clean
 
 install: ## create .venv and install the exact pinned dependencies
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ run: ## the whole local stack in the foreground (embedded broker, chDB, SQLite, 
 
 test: ## the default suite: unit, integration (real broker, chDB, SQLite, PostgreSQL, Redis), e2e
 	$(BIN)/pytest
+
+test-containers: ## integration and e2e suites against Kafka and a ClickHouse server in containers (needs Docker)
+	CC_TEST_CONTAINERS=1 $(BIN)/pytest -p tests.containers tests/integration tests/e2e tests/cluster
 
 lint:
 	$(BIN)/ruff check .

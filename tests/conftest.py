@@ -14,6 +14,7 @@ from redis import Redis as SyncRedis
 from redis.exceptions import RedisError
 
 from services.common.broker import EmbeddedBroker
+from tests import external
 from tests.processes import Stack, running_stack
 
 PG_DSN = os.environ.get("CC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -99,7 +100,11 @@ def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    """One embedded broker for the whole session (group joins are slow; share them)."""
+    """One embedded broker for the whole session (group joins are slow; share them), or one
+    Kafka cluster under the container profile."""
+    if services := external.active():
+        yield services.kafka("session")
+        return
     embedded = EmbeddedBroker(0, tmp_path_factory.mktemp("broker") / "broker.log")
     bootstrap = await embedded.start()
     yield bootstrap

@@ -14,10 +14,12 @@ from pathlib import Path
 from msgspec import Struct
 
 from services.common.processes import free_port
+from tests import external
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).with_name("codecourier"))
-# A test chooses its own broker and ClickHouse; a developer's exported ones must not leak in.
+# A test chooses its own broker and ClickHouse (see tests.external); a developer's exported ones
+# must not leak in.
 CHOSEN_BY_THE_TEST = ("CC_KAFKA_BOOTSTRAP", "CC_CLICKHOUSE_URL")
 
 
@@ -94,9 +96,16 @@ class Stack(Struct):
 def start_stack(
     data_dir: Path, extra_env: dict[str, str] | None = None, command: list[str] | None = None
 ) -> Stack:
-    """Start `codecourier up` (or `command`) on free ports and wait until it is ready."""
+    """Start `codecourier up` (or `command`) on free ports and wait until it is ready (on the
+    Kafka cluster and ClickHouse database of `data_dir` under the container profile)."""
     kafka_port = free_port()
-    env = service_env(data_dir, http_port=free_port(), kafka_port=kafka_port, settings=extra_env)
+    bootstrap = f"127.0.0.1:{kafka_port}"
+    chosen = dict(extra_env or {})
+    if services := external.active():
+        bootstrap = services.kafka(str(data_dir))
+        chosen |= {"CC_KAFKA_BOOTSTRAP": bootstrap,
+                   "CC_CLICKHOUSE_URL": services.clickhouse(str(data_dir))}  # fmt: skip
+    env = service_env(data_dir, http_port=free_port(), kafka_port=kafka_port, settings=chosen)
     log_path = data_dir.parent / f"{data_dir.name}.log"
     process = start_service(command or [CLI, "up"], env, log_path, own_session=True)
     creds = wait_for_file(data_dir / "local.json", process)
@@ -107,7 +116,7 @@ def start_stack(
         creds["apiKey"],
         data_dir,
         process,
-        f"127.0.0.1:{kafka_port}",
+        bootstrap,
     )
 
 

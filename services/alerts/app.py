@@ -230,6 +230,9 @@ def _wire(app: AlertsApp, engine: Engine, kafka: KafkaClients, config: AlertsCon
         engine.gate.reset()
         tps: set[Any] = args[0] if args else kwargs.get("assigned", set())
         mine = [TopicPartition(tp.topic, tp.partition) for tp in tps]
+        # One line per rebalance, as the dispatcher logs: how an operator sees the group change.
+        held = sorted(tp.partition for tp in mine if tp.topic == topics.EXECUTIONS)
+        log.info("alerts.assigned", partitions=[f"{topics.EXECUTIONS}/{p}" for p in held])
         wanted = [tp for tp in mine if tp.topic in _READ_AHEAD]
         try:
             records = await app.offsets.read(wanted)

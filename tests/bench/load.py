@@ -1,8 +1,10 @@
 """A small closed-loop HTTP load generator: N workers, fixed duration, latency percentiles."""
 
 import asyncio
+import itertools
 import statistics
 import time
+from collections.abc import Sequence
 
 import aiohttp
 
@@ -16,20 +18,29 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 
 
 async def run_load(
-    url: str, headers: dict[str, str], concurrency: int, duration_s: float
+    url: str | Sequence[str],
+    headers: dict[str, str],
+    concurrency: int,
+    duration_s: float,
+    *,
+    method: str = "GET",
+    body: bytes | None = None,
+    expected_status: int = 200,
 ) -> dict[str, float]:
-    """Hammer `url` for `duration_s`; return requests/s and p50/p99 latency in ms."""
+    """Hammer `url` (or several in turn, as a round-robin balancer would) for `duration_s`;
+    return requests/s and p50/p99 latency in ms."""
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + duration_s
+    urls = itertools.cycle([url] if isinstance(url, str) else url)
 
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal errors
         while time.perf_counter() < deadline:
             started = time.perf_counter()
-            async with session.get(url, headers=headers) as response:
+            async with session.request(method, next(urls), headers=headers, data=body) as response:
                 await response.read()
-                if response.status != 200:
+                if response.status != expected_status:
                     errors += 1
             latencies.append(time.perf_counter() - started)
 
