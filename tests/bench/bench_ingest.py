@@ -11,7 +11,8 @@ one JSON object on stdout; the work directory is removed afterwards unless BENCH
 
 CPU is reported per process of the stack: the API with the log sink (one process: chDB admits one
 per data directory), the embedded broker, the alert engine and the dispatcher (both also read the
-events), each also at rest before the timed phase and per event above that rate.
+events). The broker's figure grows with the run's length as much as with its events: it keeps
+busy while its consumers' fetches wait (see deploy/README.md), so compare it within one run.
 """
 
 import asyncio
@@ -57,7 +58,6 @@ PYSPY_ARGS = os.environ.get("BENCH_PYSPY_ARGS", "--threads --gil --nonblocking")
 KEEP = os.environ.get("BENCH_KEEP") == "1"
 TARGET_EVENTS_PER_S = 20_000
 TARGET_RATIO = 0.35
-IDLE_SAMPLE_S = 3.0  # the stack's CPU at rest, sampled before the timed phase
 
 _page = msgspec.json.Decoder()
 
@@ -162,14 +162,6 @@ def stop_profiler(spy: subprocess.Popen[bytes] | None) -> None:
         except subprocess.TimeoutExpired:
             spy.kill()
             spy.wait(10)
-
-
-async def idle_cpu(pids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds per second of each process while no event flows (the consumers' waiting
-    fetches keep the embedded broker busy even then)."""
-    before = {role: cpu_seconds(pid) for role, pid in pids.items()}
-    await asyncio.sleep(IDLE_SAMPLE_S)
-    return {role: (cpu_seconds(pid) - before[role]) / IDLE_SAMPLE_S for role, pid in pids.items()}
 
 
 # ---- HTTP -----------------------------------------------------------------------------------
@@ -420,9 +412,8 @@ async def main() -> dict[str, Any]:
             if status != 202:
                 raise RuntimeError(f"warm-up POST -> {status}: {answer[:300]!r}")
             await tail.until_seen(warm_id, 90)
-            pids = {"api_and_sink": stack.pid, **children(stack.pid)}
-            idle = await idle_cpu(pids)
             progress(f"sink ready after {time.perf_counter() - ready:.1f} s; timed phase")
+            pids = {"api_and_sink": stack.pid, **children(stack.pid)}
             cpu_before = {role: cpu_seconds(pid) for role, pid in pids.items()}
             client_before = time.process_time()
             spy = profiler(stack.pid)
@@ -481,13 +472,6 @@ async def main() -> dict[str, Any]:
             # directory); the broker is the embedded one; alerts and dispatcher also read events.
             "cpu_us_per_event": {
                 role: round(seconds * 1e6 / EVENTS, 1) for role, seconds in cpu.items()
-            },
-            # What each process burns at rest, and the per-event figure above less that rate
-            # over the timed phase: the work the events themselves cause.
-            "idle_cpu_per_s": {role: round(rate, 3) for role, rate in idle.items()},
-            "cpu_us_per_event_above_idle": {
-                role: round((seconds - idle[role] * timed["visible_s"]) * 1e6 / EVENTS, 1)
-                for role, seconds in cpu.items()
             },
             "server_cpu_us_per_event": round(ingest_cpu * 1e6 / EVENTS, 1),
             "load_average_1m": round(os.getloadavg()[0], 2),
