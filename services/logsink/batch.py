@@ -105,11 +105,11 @@ class Batch:
         """Whether this batch should be flushed now."""
         if not self.records:
             return False
-        return (
-            self.records >= max_rows
-            or self.nbytes >= max_bytes
-            or now - self.opened_at >= max_age_s
-        )
+        return self.filled(max_rows, max_bytes) or now - self.opened_at >= max_age_s
+
+    def filled(self, max_rows: int, max_bytes: int) -> bool:
+        """Whether this batch has reached its row or byte bound (it takes no more records)."""
+        return self.records >= max_rows or self.nbytes >= max_bytes
 
     def token(self, table: str) -> str:
         """Insert deduplication token: the same offsets give the same token on a retry."""

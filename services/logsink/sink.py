@@ -140,9 +140,14 @@ class LogSink:
 
     async def _poll(self) -> None:
         assert self.consumer is not None
-        full = len(self.inflight) >= self.config.max_inflight
+        cfg = self.config
+        full = len(self.inflight) >= cfg.max_inflight
+        # While every insert slot is busy the open batch keeps filling up to its bounds, and
+        # only a filled one pauses the partitions: under a backlog batches grow to the bound,
+        # so each stored-key lookup and each insert (one part per table) covers more rows.
+        blocked = full and self.batch.filled(cfg.flush_rows, cfg.flush_bytes)
         assignment = list(self.consumer.assignment())
-        if full and assignment:
+        if blocked and assignment:
             self.consumer.pause(*assignment)  # back-pressure without leaving the group
         elif self.consumer.paused():
             self.consumer.resume(*self.consumer.paused())
@@ -151,7 +156,7 @@ class LogSink:
             for record in records:
                 await self._add(tp, record)
         await self._complete_heads()
-        cfg = self.config
+        full = len(self.inflight) >= cfg.max_inflight
         if not full and self.batch.due(
             time.monotonic(), cfg.flush_rows, cfg.flush_bytes, cfg.flush_s
         ):
@@ -225,6 +230,7 @@ class LogSink:
     async def _insert(self, batch: Batch) -> None:
         started = time.perf_counter()
         await self._retrying(lambda: self._deduplicate(batch))
+        deduplicated = time.perf_counter()
         await self._retrying(lambda: self._write(batch))
         stored = len(batch.executions)
         self.inserted += stored
@@ -236,6 +242,7 @@ class LogSink:
             started=len(batch.started), attempts=len(batch.attempts),
             dead_letters=batch.dead_letters, bytes=batch.nbytes,
             insert_ms=round((time.perf_counter() - started) * 1000, 1),
+            dedup_ms=round((deduplicated - started) * 1000, 1),
         )  # fmt: skip
 
     async def _retrying(self, step: Callable[[], Awaitable[None]]) -> None:
