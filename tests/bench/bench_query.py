@@ -14,7 +14,10 @@ plus reading one granule of each column on a parallel pipeline, and clickhouse-c
 backend and result conversion under 1 ms; `executionId` paid for a second, IN-subquery plan
 through the by_execution projection. Pages now read on one thread without weighing projections,
 `executionId` is a plain condition that the by_execution projection serves as an index, and
-times come back as epoch milliseconds instead of a datetime per value.
+times come back as epoch milliseconds instead of a datetime per value. Over HTTP, `up` took the
+visibility bound from `sink_watermarks` every 50 ms on the request path and ran every query on
+the sink's chDB handle, one call at a time: the bound now comes from the in-process sink's
+written watermarks and queries have a handle of their own.
 """
 
 import asyncio
