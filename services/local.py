@@ -188,6 +188,8 @@ class LocalStack:
         assert self.api is not None
         ch = self.api.deps.clickhouse
         sink = wiring.log_sink(self.settings, self.bootstrap, ch, self.dedup_scope)
+        visibility = self.api.deps.visibility
+        visibility.follow(sink.visibility_bound)  # one process: no watermark read per request
         try:
             await sink.run(stop)
         except Exception:
@@ -197,6 +199,8 @@ class LocalStack:
                     with contextlib.suppress(Exception):
                         await client.stop()
             raise
+        finally:
+            visibility.unfollow(sink.visibility_bound)
 
     async def _restart_broker(self) -> None:
         """Start the broker again on the same port, with every topic and the subscriptions, and

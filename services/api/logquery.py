@@ -13,6 +13,7 @@ from msgspec import Struct
 
 from schemas.api import ErrorDetail
 from schemas.bounds import MAX_DURATION_MS, MAX_QUERY_LIST, MAX_USD, time_error
+from services.api import logrows
 from services.api.logrows import BASIC_COLUMNS, FULL_COLUMNS, FullLogRow, LogRow
 from services.common.cursor import decode_cursor, encode_cursor
 from services.common.errors import InvalidCursor, InvalidInput
@@ -220,13 +221,9 @@ _CONDITIONS: tuple[tuple[str, str, str], ...] = (
     ("level", "level = {level:String}", "String"),
     ("startMs", "started_at >= fromUnixTimestamp64Milli({startMs:Int64})", "Int64"),
     ("endMs", "started_at <= fromUnixTimestamp64Milli({endMs:Int64})", "Int64"),
-    # Through the by_execution projection to the exact sort-key position: no granule scan.
-    (
-        "executionId",
-        "(ingest_ts, partition, offset) IN (SELECT ingest_ts, partition, offset FROM executions "
-        "WHERE project_id = {project:String} AND execution_id = {executionId:String})",
-        "String",
-    ),
+    # The by_execution projection serves as an index here (see `page_settings`): it names the
+    # one granule to read, where the IN-subquery through it planned and ran two queries.
+    ("executionId", "execution_id = {executionId:String}", "String"),
     ("minDurationMs", "total_duration_ms >= {minDurationMs:UInt64}", "UInt64"),
     ("maxDurationMs", "total_duration_ms <= {maxDurationMs:UInt64}", "UInt64"),
     ("minCost", "cost_total >= {minCost:Float64}", "Float64"),
@@ -261,20 +258,37 @@ def build_sql(
         )
         params.update(ats=q.after.ts, ap=q.after.partition, aoff=q.after.offset)
     names: tuple[str, ...] = FULL_COLUMNS if q.full else BASIC_COLUMNS
+    exprs = logrows.select_list(names)
     if inline_bytes is not None:
         # A literal, not a bound parameter: ClickHouse plans a parameter here noticeably slower.
         limit = int(inline_bytes)
         large = [name for name in names if name in LARGE_COLUMNS]
-        names = (
-            *(f"if(length({n}) <= {limit}, {n}, '')" if n in large else n for n in names),
+        exprs = (
+            *(f"if(length({n}) <= {limit}, {n}, '')" if n in large else n for n in exprs),
             *(f"length({n})" for n in large),
         )
     sql = (
-        f"SELECT {', '.join(names)} FROM executions WHERE {' AND '.join(where)} "  # noqa: S608 - allow-listed
+        f"SELECT {', '.join(exprs)} FROM executions WHERE {' AND '.join(where)} "  # noqa: S608 - allow-listed
         f"ORDER BY ingest_ts {direction}, partition {direction}, offset {direction} "
         "LIMIT {limit:UInt32}"
     )
     return sql, params
+
+
+def page_settings(q: LogQuery) -> dict[str, Any]:
+    """ClickHouse settings of the page query, by what it filters on.
+
+    A page reads a granule or two at one end of the project's key range: one thread reads that
+    without the pool hand-offs of a parallel plan (profiled: the same rows, a third less CPU).
+    Only an `executionId` lookup may use a projection (by_execution, as an index at any table
+    size); other pages skip weighing the table's projections while planning. Filters that may
+    scan (level, duration, cost, model, workflows, time) keep the default threads.
+    """
+    if q.filters.executionId is not None:
+        return {"max_threads": 1, "min_table_rows_to_use_projection_index": 0}
+    if q.filters == Filters():
+        return {"max_threads": 1, "optimize_use_projections": 0}
+    return {"optimize_use_projections": 0}
 
 
 def inline_bytes(max_bytes: int, rows: int) -> int:

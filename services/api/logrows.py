@@ -2,10 +2,10 @@
 
 The page query selects `BASIC_COLUMNS` or `FULL_COLUMNS` (see `logquery.build_sql`); with
 `inline_bytes` it adds the lengths of the large columns, whose values it leaves out ('') past
-that size, so a page is cut by its real size before anything large is read.
+that size, so a page is cut by its real size before anything large is read. Times come back as
+epoch milliseconds (`select_list`), the form the items show: no datetime per value in between.
 """
 
-from datetime import datetime
 from typing import Any, NamedTuple
 
 ROW_OVERHEAD_BYTES = 256  # field names, times and numbers of one item
@@ -20,8 +20,8 @@ class LogRow(NamedTuple):
     execution_id: str
     level: str
     trigger: str
-    started_at: datetime
-    ended_at: datetime
+    started_at: int  # epoch ms
+    ended_at: int  # epoch ms
     total_duration_ms: int
     cost_total: float
     files: str
@@ -40,8 +40,8 @@ class FullLogRow(NamedTuple):
     execution_id: str
     level: str
     trigger: str
-    started_at: datetime
-    ended_at: datetime
+    started_at: int  # epoch ms
+    ended_at: int  # epoch ms
     total_duration_ms: int
     cost_total: float
     files: str
@@ -57,6 +57,12 @@ class FullLogRow(NamedTuple):
 
 BASIC_COLUMNS = LogRow._fields[:-1]
 FULL_COLUMNS = FullLogRow._fields[:-2]
+_AS_EPOCH_MS = ("started_at", "ended_at")
+
+
+def select_list(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The SELECT expressions of these columns: times as epoch milliseconds."""
+    return tuple(f"toUnixTimestamp64Milli({n})" if n in _AS_EPOCH_MS else n for n in names)
 
 
 def named_rows(rows: list[tuple[Any, ...]], full: bool) -> list[LogRow | FullLogRow]:

@@ -67,11 +67,15 @@ _APPLIED = "SELECT version FROM cc_schema_migrations FINAL"
 
 
 class ClickHouse:
-    """A clickhouse-connect client driven from asyncio from worker threads."""
+    """clickhouse-connect clients driven from asyncio from worker threads: one for queries, one
+    for inserts and statements. clickhouse-connect's chDB backend runs one call at a time per
+    client (a lock per chDB connection handle), so with a single client a page query waited
+    behind a sink insert; two handles share the one engine and run side by side."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._client: Any = None
+        self._client: Any = None  # inserts and statements
+        self._reader: Any = None  # queries
         self._lock = threading.Lock()
 
     @property
@@ -79,25 +83,24 @@ class ClickHouse:
         """Whether this is chDB (one process per data directory)."""
         return self.url.startswith("chdb://")
 
-    def _connect(self) -> Any:
+    def _connect(self, read: bool = False) -> Any:
         with self._lock:
-            return self._client or self._open()
+            if read:
+                self._reader = self._reader or self._open()
+                return self._reader
+            self._client = self._client or self._open()
+            return self._client
 
     def _open(self) -> Any:
-        if self._client is None:
-            if self.embedded:
-                self._client = clickhouse_connect.get_client(dsn=self.url)
-            else:
-                self._client = clickhouse_connect.get_client(
-                    dsn=self.url, autogenerate_session_id=False
-                )
-        return self._client
+        if self.embedded:
+            return clickhouse_connect.get_client(dsn=self.url)
+        return clickhouse_connect.get_client(dsn=self.url, autogenerate_session_id=False)
 
     def _run(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        # Statements run concurrently (reads never queue behind a sink insert); only opening
-        # and closing the client is serialised.
+        # Queries and writes run side by side (reads never queue behind a sink insert); only
+        # opening and closing the clients is serialised.
         try:
-            return getattr(self._connect(), method)(*args, **kwargs)
+            return getattr(self._connect(read=method == "query"), method)(*args, **kwargs)
         except Exception as exc:
             if isinstance(exc, DriverError) and exc.code in DATA_ERROR_CODES:
                 raise RefusedData(str(exc)[:2000], exc.code) from exc
@@ -215,9 +218,10 @@ class ClickHouse:
     def close(self) -> None:
         """Close the client (for chDB this releases the data directory)."""
         with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+            for client in (self._reader, self._client):
+                if client is not None:
+                    client.close()
+            self._client = self._reader = None
 
 
 def limit_settings(limits: QueryLimits) -> dict[str, Any]:

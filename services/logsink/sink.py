@@ -316,6 +316,15 @@ class LogSink:
         busy = self.batch.partitions(mine).union(*(b.partitions(mine) for b, _ in self.inflight))
         await advance_idle(self.consumer, self.clock, busy, int(self.wall() * 1_000_000))
 
+    def visibility_bound(self, partitions: int) -> int | None:
+        """The bound over `executions` partitions 0..partitions-1 from the watermarks this sink
+        published, while it owns all of them; None otherwise (the API then reads ClickHouse)."""
+        if self.consumer is None:
+            return None
+        owned = {tp.partition for tp in self.consumer.assignment() if tp.topic == topics.EXECUTIONS}
+        wanted = set(range(partitions))
+        return self.clock.bound(wanted) if wanted <= owned else None
+
     async def publish_watermarks(self) -> None:
         """Write changed partition watermarks for the API's visibility bound."""
         await publish(self.ch, self.clock)

@@ -30,6 +30,15 @@ class PartitionClock:
     last_ts: dict[int, int] = field(default_factory=dict)
     watermark: dict[int, int] = field(default_factory=dict)
     dirty: set[int] = field(default_factory=set)
+    # What `sink_watermarks` holds for each partition: written, so a restart continues above it.
+    published: dict[int, int] = field(default_factory=dict)
+
+    def bound(self, partitions: set[int]) -> int | None:
+        """The visibility bound over these partitions from what was published; None unless
+        every one of them has a published watermark."""
+        if not partitions or not partitions <= self.published.keys():
+            return None
+        return min(self.published[p] for p in partitions)
 
     def stamp(self, partition: int, broker_ts_us: int) -> int:
         """The next ingest_ts for a record of `partition`."""
@@ -47,11 +56,13 @@ class PartitionClock:
 
 async def load_clock(ch: ClickHouse, clock: PartitionClock, partitions: list[int]) -> None:
     """Continue each partition's clock from what is stored."""
+    params = {"ps": partitions, "topic": topics.EXECUTIONS}
     for query in (_LAST_TS, _LAST_WM):
-        params = {"ps": partitions, "topic": topics.EXECUTIONS}
         for partition, ts in await ch.rows(query, params):
             clock.last_ts[partition] = max(clock.last_ts.get(partition, 0), ts)
             clock.watermark[partition] = max(clock.watermark.get(partition, 0), ts)
+            if query is _LAST_WM:
+                clock.published[partition] = max(clock.published.get(partition, 0), ts)
 
 
 async def advance_idle(
@@ -81,3 +92,5 @@ async def publish(ch: ClickHouse, clock: PartitionClock) -> None:
     except Exception:
         clock.dirty.update(changed)
         raise
+    for _topic, partition, ts in data:
+        clock.published[partition] = max(clock.published.get(partition, 0), ts)

@@ -2,6 +2,22 @@
 
 Both stores get the same generated rows (see querydata) in the same run; each query runs REPS
 times, alternating between the stores so that machine noise hits both. Prints one JSON object.
+
+Per query: the API's page query alone at the driver (`ch_page_sql`, before the stack starts, with
+the API's settings and limits), the whole GET over HTTP (`ch_http`), their difference
+(`http_overhead_p50_ms`: authentication, rate limit, watermark, limits block, items, JSON), the
+PostgreSQL SQL (`pg_sql`) and the ratios, each next to its target (`targets`).
+
+What the profile of the read path showed, and what changed: chDB's own work per page was about
+2.5 ms of planning (parse, analysis, plan optimisation weighing the table's projections, pipeline)
+plus reading one granule of each column on a parallel pipeline, and clickhouse-connect's chDB
+backend and result conversion under 1 ms; `executionId` paid for a second, IN-subquery plan
+through the by_execution projection. Pages now read on one thread without weighing projections,
+`executionId` is a plain condition that the by_execution projection serves as an index, and
+times come back as epoch milliseconds instead of a datetime per value. Over HTTP, `up` took the
+visibility bound from `sink_watermarks` every 50 ms on the request path and ran every query on
+the sink's chDB handle, one call at a time: the bound now comes from the in-process sink's
+written watermarks and queries have a handle of their own.
 """
 
 import asyncio
@@ -22,6 +38,7 @@ from msgspec import Struct
 
 from services.api import logquery
 from services.common.clickhouse import ClickHouse
+from services.common.config import DEFAULT_QUERY_LIMITS
 from services.common.processes import free_port
 from tests.bench.load import percentile
 from tests.bench.querydata import DataSet, fill_clickhouse, fill_postgres, progress
@@ -37,7 +54,18 @@ PARTITIONS = 8
 PAGE = 100
 PAGE_MAX_BYTES = 8 * 1024 * 1024  # the API's default logs page bound
 RAISED = '{"enterprise": {"apiPerMinute": 100000000, "apiBurst": 100000000}}'
-TARGETS = {"p50_ms": 30, "p99_ms": 150, "pg_over_ch_p50_filtered": 10, "generate_s": 600}
+TARGETS = {
+    "p50_ms": 30,
+    "p99_ms": 150,
+    "pg_over_ch_p50_filtered": 10,
+    "generate_s": 600,
+    "sql_p50_ms": 5,
+    "http_overhead_p50_ms": 2,
+    "one_day_window_pg_over_ch_p50": 20,
+    "p99_over_p50": 3,
+}
+# The queries whose SQL alone must be within TARGETS["sql_p50_ms"].
+SQL_TARGETED = ("newest_page", "deep_cursor_page", "execution_id", "model", "error_duration_range")
 
 _COLUMNS = (
     "l.id, l.workflow_id, l.execution_id, l.level, l.trigger, l.started_at, l.ended_at, "
@@ -166,8 +194,9 @@ async def time_page_sql(ch: ClickHouse, data: DataSet) -> dict[str, dict[str, fl
                 q = msgspec.structs.replace(q, after=deep)
             inline = logquery.inline_bytes(PAGE_MAX_BYTES, q.limit + 1)
             sql, args = logquery.build_sql(data.heavy_project, q, data.newest_us + 1, inline)
+            settings = logquery.page_settings(q)
             started = time.perf_counter()
-            await ch.rows(sql, args)
+            await ch.rows(sql, args, settings, limits=DEFAULT_QUERY_LIMITS["logs"])
             if index >= WARMUP:
                 seconds.append(time.perf_counter() - started)
         figures[name] = summary(seconds)
@@ -278,9 +307,6 @@ async def measure(
             pg_s.append(pg_elapsed)
     ch, pg = summary(ch_s), summary(pg_s)
     ratio = round(pg["p50_ms"] / ch["p50_ms"], 2)
-    met = ch["p50_ms"] <= TARGETS["p50_ms"] and ch["p99_ms"] <= TARGETS["p99_ms"]
-    if name in FILTERED:
-        met = met and ratio >= TARGETS["pg_over_ch_p50_filtered"]
     progress(f"{name}: clickhouse/http {ch}, postgres/sql {pg}, ratio {ratio}")
     return {
         "ch_http": {**ch, "items": len(ch_ids)},
@@ -288,7 +314,42 @@ async def measure(
         "pg_over_ch_p50": ratio,
         "same_first_page": ch_ids == pg_ids,
         "filtered": name in FILTERED,
-        "target_met": met,
+    }
+
+
+def judge(name: str, figures: dict[str, Any], sql: dict[str, float]) -> dict[str, Any]:
+    """A query's figures with the SQL alone, the HTTP overhead, the ratios and the targets."""
+    http, pg = figures["ch_http"], figures["pg_sql"]
+    overhead = round(http["p50_ms"] - sql["p50_ms"], 2)
+    checks = {
+        # issue 13: the SQL alone, the HTTP layer on top, tails within 3x the median
+        "http_overhead_p50_ms": overhead <= TARGETS["http_overhead_p50_ms"],
+        "http_p99_over_p50": http["p99_ms"] <= TARGETS["p99_over_p50"] * http["p50_ms"],
+        "sql_p99_over_p50": sql["p99_ms"] <= TARGETS["p99_over_p50"] * sql["p50_ms"],
+        # the earlier round's absolute bounds, kept
+        "http_p50_ms": http["p50_ms"] <= TARGETS["p50_ms"],
+        "http_p99_ms": http["p99_ms"] <= TARGETS["p99_ms"],
+    }
+    if name in SQL_TARGETED:
+        checks["sql_p50_ms"] = sql["p50_ms"] <= TARGETS["sql_p50_ms"]
+    if name in FILTERED:
+        checks["pg_over_ch_p50_filtered"] = (
+            figures["pg_over_ch_p50"] >= TARGETS["pg_over_ch_p50_filtered"]
+        )
+    if name == "one_day_window":
+        checks["one_day_window_pg_over_ch_p50"] = (
+            figures["pg_over_ch_p50"] >= TARGETS["one_day_window_pg_over_ch_p50"]
+        )
+    progress(f"{name}: sql {sql}, http overhead {overhead} ms, checks {checks}")
+    return {
+        **figures,
+        "ch_page_sql": sql,
+        "http_overhead_p50_ms": overhead,
+        "pg_over_ch_sql_p50": round(pg["p50_ms"] / sql["p50_ms"], 2),
+        "http_p99_over_p50": round(http["p99_ms"] / http["p50_ms"], 2),
+        "sql_p99_over_p50": round(sql["p99_ms"] / sql["p50_ms"], 2),
+        "checks": checks,
+        "target_met": all(checks.values()),
     }
 
 
@@ -344,8 +405,7 @@ async def run(data_dir: Path) -> dict[str, Any]:
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}"')
         await admin.close()
     shutil.rmtree(data_dir.parent, ignore_errors=True)
-    for name, figures in queries.items():
-        figures["ch_page_sql"] = ch.page_sql[name]
+    queries = {name: judge(name, figures, ch.page_sql[name]) for name, figures in queries.items()}
     result = report(data, ch, (pg_s, pg_bytes), queries)
     result["machine"] = {"cpus": os.cpu_count(), "load_avg_1m_before_queries": round(load, 2)}
     return result
@@ -367,14 +427,24 @@ def report(
         "storage_bytes": {"clickhouse": ch.bytes_on_disk, "postgres": pg[1]},
         "clickhouse_parts": ch.parts,
         "queries": queries,
-        "targets": {**TARGETS, "filtered_queries": list(FILTERED)},
+        "targets": {
+            **TARGETS,
+            "filtered_queries": list(FILTERED),
+            "sql_targeted_queries": list(SQL_TARGETED),
+        },
         "all_targets_met": generated_in_time and all(q["target_met"] for q in queries.values()),
         "notes": [
             "ch_http: GET /api/v1/logs on `codecourier up` (chDB), one request at a time on one "
             "keep-alive connection, with authentication, rate limiting, the limits block and JSON.",
-            "ch_page_sql: only the API's page query (services.api.logquery.build_sql) run "
-            "straight on chDB in the benchmark process before the stack starts: no payload, "
-            "usage or visibility queries, no HTTP; it splits database time from API time.",
+            "ch_page_sql: only the API's page query (services.api.logquery.build_sql, with "
+            "page_settings and the logs route's limits) run through the project's ClickHouse "
+            "client (clickhouse-connect's chDB backend, rows as tuples) in the benchmark "
+            "process before the stack starts: no payload, usage or visibility queries, no HTTP; "
+            "it splits database time from API time (http_overhead_p50_ms = ch_http p50 - "
+            "ch_page_sql p50; both phases share the machine with whatever else runs).",
+            "checks: each issue-13 target per query (sql_p50_ms for the keyed queries, "
+            "http_overhead_p50_ms, p99 <= 3x p50 for HTTP and SQL, one_day_window >= 20x "
+            "PostgreSQL) and the earlier absolute bounds; target_met is all of them.",
             "pg_sql: the equivalent SQL sent straight to PostgreSQL with asyncpg prepared "
             "statements planned for each execution (plan_cache_mode = force_custom_plan); no "
             "HTTP layer, no authentication, no JSON body: this favours PostgreSQL.",

@@ -9,11 +9,13 @@ from typing import Any
 import pytest
 
 from services.api import logblobs, logquery, logrows, runs, workflows
+from services.api.visibility import Visibility
 from services.common import chschema
 from services.common.clickhouse import ClickHouse
 from services.common.config import QueryLimits
 from services.common.errors import QueryTooBroad, Unavailable
 from services.logsink.rows import EXECUTION_COLUMNS, PAYLOAD_COLUMNS, STARTED_COLUMNS
+from services.logsink.watermarks import PartitionClock, load_clock, publish
 
 PROJECT = "prj_readpath"
 START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -135,3 +137,37 @@ async def test_query_limits_become_app_errors(ch: ClickHouse) -> None:
         await ch.rows(sql, limits=no_time)
     assert "longer" in slow.value.message
     assert await ch.rows(sql, limits=WIDE) == [("wf-a", 50)]
+
+
+async def test_visibility_follows_a_sink_in_this_process_and_else_reads_clickhouse(
+    ch: ClickHouse,
+) -> None:
+    clock = PartitionClock()
+    await load_clock(ch, clock, [0, 1])
+    clock.advance(0, 500)
+    clock.advance(1, 700)
+    owns_all = [True]
+
+    def local(partitions: int) -> int | None:
+        return clock.bound(set(range(partitions))) if owns_all[0] else None
+
+    visibility = Visibility(ch, 2, ttl_s=0)
+    visibility.follow(local)
+    assert await visibility.bound() == 0  # nothing published yet: nothing is final
+    await publish(ch, clock)
+    assert await visibility.bound() == 500  # as soon as it is written, without a read
+    clock.advance(0, 900)
+    await publish(ch, clock)
+    assert await visibility.bound() == 700
+    owns_all[0] = False  # partitions moved to another member: the table decides
+    clock.advance(1, 800)  # advanced here but never written: not visible
+    assert await visibility.bound() == 700
+    visibility.unfollow(lambda _n: None)  # another sink's: still following this one
+    owns_all[0] = True
+    assert await visibility.bound() == 700
+    restarted = PartitionClock()
+    await load_clock(ch, restarted, [0, 1])
+    assert restarted.bound({0, 1}) == 700 and restarted.stamp(1, 1) == 701
+    visibility.unfollow(local)
+    await ch.insert("sink_watermarks", [("executions", 1, 1000)], ("topic", "partition", "ts"))
+    assert await visibility.bound() == 900

@@ -166,3 +166,21 @@ def test_the_logs_routes_read_workflow_state_only_for_the_execution_route() -> N
 
     assert "workflow_state" not in logblobs._PAYLOAD_ROWS + logblobs.SPANS_AND_OUTPUT
     assert "workflow_state" in logblobs.STATE and "trace_spans" not in logblobs.STATE
+
+
+def test_page_settings_follow_what_the_page_filters_on() -> None:
+    by_id = parse_query({"executionId": "ex-1", "level": "error"}, "p", KEY)
+    sql, _ = build_sql("p", by_id, 1000)
+    assert "execution_id = {executionId:String}" in sql and "IN (SELECT" not in sql
+    assert logquery.page_settings(by_id) == {
+        "max_threads": 1, "min_table_rows_to_use_projection_index": 0,
+    }  # fmt: skip
+    plain = parse_query({"order": "asc"}, "p", KEY)
+    assert logquery.page_settings(plain) == {"max_threads": 1, "optimize_use_projections": 0}
+    scanning = parse_query({"model": "gpt-4o"}, "p", KEY)
+    assert logquery.page_settings(scanning) == {"optimize_use_projections": 0}
+
+
+def test_times_come_back_as_epoch_milliseconds() -> None:
+    sql, _ = build_sql("p", parse_query({}, "p", KEY), 1000, inline_bytes=4096)
+    assert "toUnixTimestamp64Milli(started_at), toUnixTimestamp64Milli(ended_at)" in sql

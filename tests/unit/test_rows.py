@@ -75,6 +75,17 @@ def test_clamp_makes_ingest_time_strictly_increasing() -> None:
     assert clock.stamp(1, 5) == 5
 
 
+def test_the_bound_is_over_published_watermarks_of_every_partition() -> None:
+    clock = PartitionClock()
+    clock.advance(0, 500)
+    clock.advance(1, 700)
+    assert clock.bound({0, 1}) is None  # advanced, not yet written to sink_watermarks
+    clock.published.update({0: 500})
+    assert clock.bound({0, 1}) is None and clock.bound({0}) == 500
+    clock.published.update({1: 700})
+    assert clock.bound({0, 1}) == 500 and clock.bound(set()) is None
+
+
 def test_batch_tracks_offsets_and_tokens() -> None:
     batch = Batch()
     tp = TopicPartition("executions", 2)
