@@ -76,7 +76,7 @@ class Lines:
     def __init__(self, stream: BinaryIO) -> None:
         self.stream = stream
         self._pending: list[bytes] = []
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a signal handler that logs must not deadlock
 
     def write(self, line: bytes) -> None:
         """Write `line` (ending in a newline) at the end of this turn."""
