@@ -159,51 +159,6 @@ class MemoryProducer:
         await asyncio.sleep(0)  # a write is never synchronous for its caller
         return self.broker.append(topic, value, key, partition, timestamp_ms, headers or [])
 
-    async def partitions_for(self, topic: str) -> set[int]:
-        partitions = self.broker.logs.get(topic)
-        if partitions is None:
-            raise UnknownTopicOrPartitionError(topic)
-        return set(range(len(partitions)))
-
-    def create_batch(self) -> "MemoryBatch":
-        return MemoryBatch(self.broker.max_request_bytes)
-
-    async def send_batch(
-        self, batch: "MemoryBatch", topic: str, *, partition: int
-    ) -> "asyncio.Future[None]":
-        """Every record of `batch` on `partition`; the broker refuses a batch over its limit."""
-        done = asyncio.get_running_loop().create_future()
-        await asyncio.sleep(0)
-        if batch.size > self.broker.max_request_bytes:
-            done.set_exception(MessageSizeTooLargeError(f"{batch.size} bytes is over the limit"))
-            return done
-        for key, value in batch.records:
-            self.broker.append(topic, value, key, partition, None, [])
-        done.set_result(None)
-        return done
-
-
-class MemoryBatch:
-    """Records for one partition, like aiokafka's BatchBuilder: full past `max_bytes`."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.records: list[tuple[bytes | None, bytes | None]] = []
-        self.size = 0
-
-    def append(
-        self, *, timestamp: int | None, key: bytes | None, value: bytes | None
-    ) -> object | None:
-        size = len(key or b"") + len(value or b"")
-        if self.records and self.size + size > self.max_bytes:
-            return None
-        self.records.append((key, value))
-        self.size += size
-        return self
-
-    def close(self) -> None:
-        pass
-
 
 class MemoryConsumer:
     """A consumer of a `MemoryBroker`: assigned partitions, or one group member."""

@@ -5,24 +5,11 @@ and the subscriptions are read by members of no group (assigned partitions, expl
 Anything that offers these methods with aiokafka's meaning can stand in for the broker.
 """
 
-import asyncio
 from typing import Any, Protocol, TypeAlias
 
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
 
 Message: TypeAlias = ConsumerRecord[bytes, bytes]
-
-
-class Batch(Protocol):
-    """Records for one partition, sent together (aiokafka's `BatchBuilder`)."""
-
-    def append(
-        self, *, timestamp: int | None, key: bytes | None, value: bytes | None
-    ) -> object | None:
-        """Add a record; None when the batch is full (the first record always fits)."""
-
-    def close(self) -> None:
-        """Take no more records."""
 
 
 class Producer(Protocol):
@@ -44,17 +31,6 @@ class Producer(Protocol):
         headers: list[tuple[str, bytes]] | None = None,
     ) -> Any:
         """Write one record; done once the broker has it (raises `KafkaError` otherwise)."""
-
-    async def partitions_for(self, topic: str) -> set[int]:
-        """The partitions of `topic`."""
-
-    def create_batch(self) -> Batch:
-        """An empty batch."""
-
-    async def send_batch(
-        self, batch: Batch, topic: str, *, partition: int
-    ) -> "asyncio.Future[Any]":
-        """Queue a closed batch for `partition`: the future is done once the broker has it."""
 
 
 class Consumer(Protocol):

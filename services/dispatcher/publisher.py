@@ -6,7 +6,6 @@ broker refuses (too large) fails at once, and becomes a dead letter.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 import structlog
 from aiokafka.errors import KafkaError
@@ -17,7 +16,6 @@ from schemas.deliveries import DeliveryAttempt
 from schemas.notifications import NotificationRecord
 from services.common.kafka import REFUSED_RECORD_ERRORS, dead_letter_headers, describe_error
 from services.dispatcher import retry
-from services.dispatcher.batches import TurnBatches
 from services.dispatcher.broker import Message, Producer
 from services.dispatcher.records import encoder
 
@@ -35,15 +33,14 @@ class Publisher:
     def __init__(self, producer: Producer) -> None:
         self.producer = producer
         self.stopping = False  # once set, a broker error is raised instead of retried
-        self._log = TurnBatches(producer, topics.DELIVERY_LOG, self._until_answered, self._one)
 
     async def log(self, entry: DeliveryAttempt) -> None:
-        """Put an attempt's end on `delivery-log` (with the other ends of this turn)."""
-        await self._log.add(encoder.encode(entry), _key(entry.deliveryId))
+        """Put an attempt's end on `delivery-log`."""
+        await self.produce(topics.DELIVERY_LOG, encoder.encode(entry), entry.deliveryId)
 
     async def log_starts(self, value: bytes) -> None:
         """Put attempts' starts (an encoded `AttemptsStarted`) on `delivery-log`."""
-        await self._log.add(value, None)
+        await self.produce(topics.DELIVERY_LOG, value, None)
 
     async def schedule(self, record: NotificationRecord, tier: int) -> None:
         """Put a notification on retry tier `tier`, where it waits until it is due."""
@@ -71,30 +68,15 @@ class Publisher:
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         """Produce and wait for the broker, retried until it answers."""
-        encoded_key = _key(key) if key else None
-
-        async def send() -> None:
-            await self.producer.send_and_wait(topic, value, key=encoded_key, headers=headers)
-
-        await self._until_answered(send)
-
-    async def _one(self, topic: str, value: bytes, key: bytes | None) -> None:
-        await self._until_answered(lambda: self.producer.send_and_wait(topic, value, key=key))
-
-    async def _until_answered(self, write: Callable[[], Awaitable[object]]) -> None:
-        """Run `write` until the broker answers: a refused record or a stop raise at once."""
         delay = 0.2
+        encoded_key = key.encode(errors="replace") if key else None
         while True:
             try:
-                await write()
+                await self.producer.send_and_wait(topic, value, key=encoded_key, headers=headers)
                 return
             except KafkaError as exc:
                 if self.stopping or isinstance(exc, REFUSED_RECORD_ERRORS):
                     raise
-                log.warning("dispatcher.produce_retry", error=repr(exc))
+                log.warning("dispatcher.produce_retry", topic=topic, error=repr(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-
-
-def _key(key: str) -> bytes:
-    return key.encode(errors="replace")

@@ -35,7 +35,6 @@ from services.dispatcher.records import decode
 from services.logsink import rows
 from services.logsink.batch import TABLES, Batch
 from services.logsink.sink import MARKERS, LogSink, SinkConfig
-from tests.brokers import MemoryBatch
 from tests.factories import completed
 from tests.unit.test_alerts_engine import subscription
 from tests.unit.test_alerts_silences import silence
@@ -119,26 +118,6 @@ class Producer:
         self, topic: str, value: bytes | None, key: bytes | None = None, **kw: Any
     ) -> None:
         self.sent.append((topic, value, list(kw.get("headers") or [])))
-
-    async def partitions_for(self, topic: str) -> set[int]:
-        return {0}
-
-    def create_batch(self) -> MemoryBatch:
-        return MemoryBatch(max_bytes=1024 * 1024)
-
-    async def send_batch(
-        self, batch: MemoryBatch, topic: str, *, partition: int
-    ) -> "asyncio.Future[None]":
-        """Each record as `send_and_wait` would write it; the batch fails when one does."""
-        done = asyncio.get_running_loop().create_future()
-        try:
-            for key, value in batch.records:
-                await self.send_and_wait(topic, value, key)
-        except Exception as exc:
-            done.set_exception(exc)
-        else:
-            done.set_result(None)
-        return done
 
 
 # ---- the log sink --------------------------------------------------------------------------
