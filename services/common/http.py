@@ -24,6 +24,7 @@ from services.common.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
+from services.common.log import info_line
 from services.common.ratelimit import Decision
 
 log = structlog.get_logger("codecourier.http")
@@ -75,9 +76,31 @@ class HttpMetrics:
 METRICS = web.AppKey("metrics", HttpMetrics)
 
 
+class _Random:
+    """Bytes of os.urandom drawn 4 KiB at a time: one system call per 256 request ids."""
+
+    block = b""
+    at = 0
+
+
+def _forget_random() -> None:
+    _Random.block, _Random.at = b"", 0
+
+
+os.register_at_fork(after_in_child=_forget_random)  # a forked child must not reuse the block
+
+
+def _random16() -> bytes:
+    if _Random.at + 16 > len(_Random.block):
+        _Random.block, _Random.at = os.urandom(4096), 0
+    start = _Random.at
+    _Random.at = start + 16
+    return _Random.block[start : start + 16]
+
+
 def new_request_id() -> str:
     """A random UUID4 string (uuid.uuid4() builds an object we would only format)."""
-    raw = bytearray(os.urandom(16))
+    raw = bytearray(_random16())
     raw[6] = (raw[6] & 0x0F) | 0x40
     raw[8] = (raw[8] & 0x3F) | 0x80
     h = raw.hex()
@@ -175,14 +198,16 @@ def _observe(
     metrics = request.app.get(METRICS)
     if metrics is not None:
         metrics.observe(request.method, route, response.status, elapsed_s)
-    log.info(
+    info_line(
         "http.request",
-        request_id=rid,
-        method=request.method,
-        route=route,
-        status=response.status,
-        duration_ms=round(elapsed_s * 1000, 2),
-        project_id=request.get("project_id"),
+        {
+            "request_id": rid,
+            "method": request.method,
+            "route": route,
+            "status": response.status,
+            "duration_ms": round(elapsed_s * 1000, 2),
+            "project_id": request.get("project_id"),
+        },
     )
 
 

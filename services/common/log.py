@@ -8,10 +8,13 @@ with `level`, `event` and `timestamp`. Those libraries are heard from WARNING up
 level: their per-step chatter stays off, and a process tells what it does in its own words.
 """
 
+import asyncio
+import atexit
 import logging
 import sys
+import threading
 from collections.abc import MutableMapping
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import msgspec
 import structlog
@@ -61,8 +64,91 @@ def stdlib_formatter(tty: bool) -> logging.Formatter:
     )
 
 
+class Lines:
+    """JSON lines on their way to a binary stream, written once per turn of the event loop.
+
+    An API process writes a line per request, and a write per line was a system call per
+    request; the lines of one turn go out as one write at its end instead. Off the event loop's
+    thread (or with none running) a line is written at once; `flush` runs before a standard
+    library record is written and at exit, so lines keep their order and none is left behind.
+    """
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self._pending: list[bytes] = []
+        self._lock = threading.RLock()  # a signal handler that logs must not deadlock
+
+    def write(self, line: bytes) -> None:
+        """Write `line` (ending in a newline) at the end of this turn."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop in this thread: at once, after what waits
+            with self._lock:
+                self._pending.append(line)
+                self._write_pending()
+            return
+        with self._lock:
+            if not self._pending:
+                loop.call_soon(self.flush)
+            self._pending.append(line)
+
+    def flush(self) -> None:
+        """Write every pending line now."""
+        with self._lock:
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        if self._pending:
+            lines, self._pending = self._pending, []
+            self.stream.write(b"".join(lines))
+            self.stream.flush()
+
+
+class _LineLogger:
+    """structlog's logger off a terminal: each rendered line goes to `Lines`."""
+
+    def __init__(self, lines: Lines) -> None:
+        self._lines = lines
+
+    def msg(self, message: bytes) -> None:
+        """Write one rendered line."""
+        self._lines.write(message + b"\n")
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+class _Fast:
+    """Where `info_line` writes: set by `configure_logging` off a terminal at info or below."""
+
+    lines: Lines | None = None
+
+
+def info_line(event: str, fields: dict[str, Any]) -> None:
+    """An info line with `fields`, as structlog would render it (the same keys in the same
+    order) but without its processor chain: for the line written per request. `fields` is
+    taken over."""
+    lines = _Fast.lines
+    if lines is None:  # on a terminal, or info is filtered out: structlog decides
+        structlog.get_logger("codecourier.http").info(event, **fields)
+        return
+    fields["event"] = event
+    fields["level"] = "info"
+    fields["timestamp"] = iso_ms(now_ms())
+    lines.write(_encoder.encode(fields) + b"\n")
+
+
 class _StreamHandler(logging.StreamHandler[TextIO]):
-    """The root logger's handler installed by `configure_logging` (replaced when called again)."""
+    """The root logger's handler installed by `configure_logging` (replaced when called again):
+    pending structlog lines are written before each of its records."""
+
+    lines: Lines | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write what structlog has pending, then the record."""
+        if self.lines is not None:
+            self.lines.flush()
+        super().emit(record)
 
 
 def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
@@ -70,6 +156,10 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
     out = sys.stderr if stream is None else stream
     tty = out.isatty()
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    lines = None if tty else Lines(out.buffer)
+    if lines is not None:
+        atexit.register(lines.flush)
+    _Fast.lines = lines if numeric <= logging.INFO else None
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -80,11 +170,12 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=out)
-        if tty
-        else structlog.BytesLoggerFactory(file=out.buffer),
+        if lines is None
+        else (lambda *_args: _LineLogger(lines)),
         cache_logger_on_first_use=True,
     )
     handler = _StreamHandler(out)
+    handler.lines = lines
     handler.setFormatter(stdlib_formatter(tty))
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _StreamHandler)]:

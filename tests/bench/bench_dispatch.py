@@ -47,6 +47,7 @@ ISOLATION_RATE = int(os.environ.get("BENCH_ISOLATION_RATE", "250"))  # notificat
 ISOLATION_S = float(os.environ.get("BENCH_ISOLATION_SECONDS", "20"))
 TIMEOUT_S = 10  # delivery timeout during the benchmark (the default is 30 s)
 HUNG_HOST = "127.0.0.50"
+TARGET_RATIO = 0.6  # issue 13: deliveries/s over the bare client loop's POSTs/s, same run
 
 RECEIVER = """
 import asyncio, sys
@@ -140,6 +141,21 @@ async def wait_for(log: Log, prefix: str, count: int, timeout_s: float) -> list[
     return found
 
 
+async def receiving(url: str, timeout_s: float = 60) -> None:
+    """Wait until the receiver answers (a loaded machine starts it slowly)."""
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.post(url, data=b"{}") as response:
+                    await response.read()
+                    return
+            except aiohttp.ClientConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+
 async def bare_loop(url: str, count: int) -> dict[str, float]:
     """The same POSTs from a plain aiohttp client with the lane's concurrency."""
     bodies = [canonical_body(payload(n)) for n in range(count)]
@@ -177,8 +193,8 @@ async def main() -> dict[str, Any]:
     await log.start()
     dispatcher = None
     try:
-        await asyncio.sleep(1)
         url = f"http://127.0.0.1:{port}/hook"
+        await receiving(url)
         progress(f"bare client loop: {N} POSTs")
         bare = await bare_loop(url, N)
         progress(f"producing {N} notifications")
@@ -197,11 +213,16 @@ async def main() -> dict[str, Any]:
         )
         progress("starting the dispatcher")
         dispatcher = start_service([CLI, "dispatcher"], env, work / "dispatcher.log")
+        # CPU while delivering: from the first attempt on the log (start-up, imports and the
+        # journal read excluded) to the last.
+        early = len(await wait_for(log, "tp", 1, 300))
+        cpu_at_first = cpu_seconds(dispatcher.pid)
         attempts = await wait_for(log, "tp", N, 600)
         first = min(a.attemptedAtMs for a in attempts)
         last = max(a.attemptedAtMs + a.durationMs for a in attempts)
         seconds = (last - first) / 1000
         cpu = cpu_seconds(dispatcher.pid)
+        delivering_us = (cpu - cpu_at_first) * 1e6 / max(1, N - early)
         throughput = {
             "deliveries": N,
             "delivered": sum(a.outcome == "delivered" for a in attempts),
@@ -209,8 +230,11 @@ async def main() -> dict[str, Any]:
             "per_s": round(N / seconds),
             "dispatcher_cpu_s": round(cpu, 1),
             "dispatcher_cpu_us_per_delivery": round(cpu * 1e6 / N),
+            "dispatcher_cpu_us_per_delivery_delivering": round(delivering_us),
         }
-        progress(f"throughput {throughput['per_s']}/s vs bare {bare['per_s']}/s")
+        ratio = round(throughput["per_s"] / bare["per_s"], 3)
+        progress(f"throughput {throughput['per_s']}/s vs bare {bare['per_s']}/s: {ratio} "
+                 f"(target {TARGET_RATIO}), {round(delivering_us)} us of CPU per delivery")  # fmt: skip
         phases = {}
         for name, hung in (("all_healthy", False), ("one_hung", True)):
             progress(f"isolation: {name} ({ISOLATION_RATE}/s for {ISOLATION_S:.0f} s)")
@@ -219,12 +243,13 @@ async def main() -> dict[str, Any]:
             "benchmark": "dispatch",
             "throughput": throughput,
             "bare_client_loop": bare,
-            "ratio_vs_bare": round(throughput["per_s"] / bare["per_s"], 3),
+            "ratio_vs_bare": ratio,
+            "target_ratio_vs_bare": TARGET_RATIO,
             "isolation": phases,
             "p99_ratio_hung_vs_healthy": round(
                 phases["one_hung"]["p99_ms"] / max(1.0, phases["all_healthy"]["p99_ms"]), 2
             ),
-            "targets": {"per_s": 1500, "ratio_vs_bare": 0.5, "p99_ratio": 2.0},
+            "targets": {"per_s": 1500, "ratio_vs_bare": TARGET_RATIO, "p99_ratio": 2.0},
             "notes": f"one dispatcher process, {PARTITIONS} partitions, lane in flight "
             f"{IN_FLIGHT}, delivery timeout {TIMEOUT_S} s during the benchmark",
         }

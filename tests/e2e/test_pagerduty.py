@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.helpers import call, new_project, post_events
+from tests.e2e.helpers import call, eventually, new_project, post_events
 from tests.factories import completed
 from tests.processes import Stack, running_stack
 from tests.receivers import PagerDutyReceiver
@@ -83,8 +83,13 @@ async def test_an_alert_triggers_and_its_resolve_closes_the_same_incident(
     assert resolve["dedup_key"] == alert_id  # the same incident
     assert [r.problems for r in pagerduty.requests] == [[], []]
 
-    status, _, alert = await call(
-        session, "GET", f"{pd_stack.base_url}/api/v1/alerts/{alert_id}", key
-    )
-    assert status == 200, alert
+    async def stored() -> Any:
+        # The receiver may hear of the alert before the log sink has stored it.
+        status, _, alert = await call(
+            session, "GET", f"{pd_stack.base_url}/api/v1/alerts/{alert_id}", key
+        )
+        assert status in (200, 404), alert
+        return alert if status == 200 else None
+
+    alert = await eventually(stored)
     assert alert["data"]["rule"] == "consecutive_failures"

@@ -104,6 +104,14 @@ def test_canonical_body_of_a_typical_payload(node: Node) -> None:
     assert_matches_node(node, payload)
 
 
+def test_canonical_body_rewrites_decimals_as_javascript_reads_them(node: Node) -> None:
+    # The numbers msgspec writes unlike JavaScript, beside a timestamp that only looks like one.
+    text = "1.10 -0 1E+2 0.010 12345678.123456789 0.1234567890123456789 2.5 100"
+    value = {"d": [Decimal(t) for t in text.split()], "at": "2026-11-24T01:00:00.000Z"}
+    literal = '{"d":[' + ",".join(text.split()) + '],"at":"2026-11-24T01:00:00.000Z"}'
+    assert webhook.canonical_body(value) == node.restringify(literal.encode())
+
+
 def test_canonical_body_of_a_struct_equals_that_of_its_dict() -> None:
     class Cost(msgspec.Struct):
         total: float

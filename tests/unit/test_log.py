@@ -1,6 +1,7 @@
 """One log stream: the renderer follows the terminal, and the standard library's loggers and
 Python's warnings come out in the same format as structlog's own lines."""
 
+import asyncio
 import io
 import logging
 import sys
@@ -12,7 +13,7 @@ import msgspec
 import pytest
 import structlog
 
-from services.common.log import configure_logging, renderer, stdlib_formatter
+from services.common.log import Lines, configure_logging, info_line, renderer, stdlib_formatter
 
 
 class Stream(io.TextIOWrapper):
@@ -107,3 +108,37 @@ def test_on_a_terminal_lines_are_readable_and_a_second_configuration_replaces_th
     lines = stream.lines()
     assert len(lines) == 2 and not any(line.startswith("{") for line in lines)
     assert "dispatcher.started" in lines[0] and "Timer woke up too late" in lines[1]
+
+
+async def test_lines_of_one_turn_are_written_together_at_its_end_in_order() -> None:
+    stream = io.BytesIO()
+    lines = Lines(stream)
+    for n in range(3):
+        lines.write(b"%d\n" % n)
+    assert stream.getvalue() == b""  # not before the turn ends
+    await asyncio.sleep(0)
+    assert stream.getvalue() == b"0\n1\n2\n"
+    lines.write(b"3\n")
+    lines.flush()  # as before a standard library record, or at exit
+    assert stream.getvalue() == b"0\n1\n2\n3\n"
+
+
+@pytest.mark.usefixtures("restored")
+async def test_a_request_line_reads_like_a_structlog_line_and_keeps_its_place() -> None:
+    stream = Stream(tty=False)
+    configure_logging("info", stream)
+    structlog.get_logger("test").info("api.listening", port=1)
+    info_line("http.request", {"request_id": "r1", "status": 200})
+    logging.getLogger("aiohttp").warning("Unclosed connection")  # written after the two above
+    entries = [msgspec.json.decode(line) for line in stream.lines()]
+    assert [e["event"] for e in entries] == ["api.listening", "http.request", "Unclosed connection"]
+    assert list(entries[1]) == ["request_id", "status", "event", "level", "timestamp"]
+    assert list(entries[0])[-3:] == ["event", "level", "timestamp"]
+
+
+@pytest.mark.usefixtures("restored")
+def test_request_lines_are_left_out_above_info() -> None:
+    stream = Stream(tty=False)
+    configure_logging("warning", stream)
+    info_line("http.request", {"status": 200})
+    assert stream.lines() == []

@@ -40,11 +40,20 @@ MAX_SAFE_INTEGER: Final = 2**53
 MAX_ARRAY_INDEX: Final = 2**32 - 2
 
 _encoder = msgspec.json.Encoder(decimal_format="number")  # as on the topics
-# Keys that may be array indices, and runs of 16 digits (integers that may exceed 2**53): a
-# false positive (either inside a string) only costs the slow path; a true case never escapes.
+# Keys that may be array indices, and runs of 16 digits, points allowed among them (integers
+# that may exceed 2**53, decimals of more digits than a double keeps): a false positive (either
+# inside a string) only costs the slow path; a true case never escapes.
 _INDEX_KEY = re.compile(rb'"(?:0|[1-9][0-9]{0,9})":')
-_DIGITS_AS_ZEROS = bytes.maketrans(b"123456789", b"000000000")
+_DIGITS_AS_ZEROS = bytes.maketrans(b"123456789.", b"0000000000")
 _SIXTEEN_DIGITS = b"0" * 16
+# Numbers msgspec writes otherwise than JavaScript: a fraction ending in 0 (`1.0`, a Decimal's
+# `1.10`), an exponent (`1e21`, `1e-6`, a Decimal's `1E+2`) and `-0`; any other number of at
+# most 15 digits both write alike (the shortest digits that read back as the same double).
+# Translations and substring searches: a regular expression that starts with a class of
+# characters scans the body far more slowly.
+_FRACTION_ENDING_IN_ZERO = re.compile(rb"\.[0-9]*0[,}\]]")
+_DIGITS_AND_EXPONENTS = bytes.maketrans(b"123456789E", b"000000000e")
+_NEGATIVE_ZEROS = (b"-0,", b"-0}", b"-0]")
 _SURROGATE = re.compile("([\ud800-\udfff])")
 
 
@@ -92,7 +101,15 @@ def canonical_body(payload: Any) -> bytes:
         return b"".join(_js_json(builtins))
     if _INDEX_KEY.search(raw) or _SIXTEEN_DIGITS in raw.translate(_DIGITS_AS_ZEROS):
         return b"".join(_js_json(msgspec.json.decode(raw)))
-    return _encoder.encode(_js_decoder.decode(raw))
+    if _FRACTION_ENDING_IN_ZERO.search(raw) or _has_exponent_or_negative_zero(raw):
+        return _encoder.encode(_js_decoder.decode(raw))
+    return raw  # the common case: one encoding, no number to rewrite
+
+
+def _has_exponent_or_negative_zero(raw: bytes) -> bool:
+    if b"0e" in raw.translate(_DIGITS_AND_EXPONENTS):
+        return True
+    return b"-0" in raw and any(zero in raw for zero in _NEGATIVE_ZEROS)
 
 
 def _js_json(value: Any) -> Iterable[bytes]:
