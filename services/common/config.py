@@ -301,7 +301,6 @@ def load_dispatcher_config(env: Mapping[str, str]) -> DispatcherConfig:
         group=env.get("CC_DISPATCHER_GROUP") or default.group,
         in_flight_per_lane=int(in_flight),
         queued_per_lane=int(queued),
-        ready_per_lane=int(env_number(env, "CC_DISPATCHER_LANE_READY", default.ready_per_lane)),
         timeout_s=env_number(env, "CC_DELIVERY_TIMEOUT_SECONDS", default.timeout_s),
         lane_stall_s=env_number(env, "CC_DISPATCHER_LANE_STALL_SECONDS", default.lane_stall_s),
     )

@@ -39,9 +39,6 @@ class DispatcherConfig:
 
     group: str = "codecourier-dispatcher"
     in_flight_per_lane: int = 16
-    # Queued attempts whose starts are written ahead of their turn: a start's broker round trip
-    # hides behind this many attempts (at a kill -9, running and ready ones count as made).
-    ready_per_lane: int = 64
     queued_per_lane: int = 2000
     commit_interval_s: float = 0.2
     timeout_s: float = 30.0

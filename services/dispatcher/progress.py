@@ -65,15 +65,11 @@ class Lanes:
     A full lane refuses work (`offer` returns False) instead of blocking the caller; `room` tells
     a lane that is merely busy (wait for it) from one whose receiver has stopped answering for
     `stall_s` (put its work elsewhere), so other lanes keep going. A job's `prepare` runs once the
-    job is among the next `ahead` queued jobs of its lane (default `in_flight`), never earlier:
-    preparing takes a broker round trip, which a lane hides behind the jobs ahead of it.
+    job is among the next `in_flight` of its lane, never earlier.
     """
 
-    def __init__(
-        self, in_flight: int, queued: int, stall_s: float = 1.0, ahead: int | None = None
-    ) -> None:
+    def __init__(self, in_flight: int, queued: int, stall_s: float = 1.0) -> None:
         self.in_flight = in_flight
-        self.ahead = max(1, in_flight if ahead is None else ahead)
         self.queued = queued
         self.stall_s = stall_s
         self._running: dict[str, int] = {}
@@ -91,7 +87,7 @@ class Lanes:
         waiting = self._waiting.setdefault(lane, deque())
         if len(waiting) >= self.queued:
             return False
-        if prepare is not None and len(waiting) < self.ahead:
+        if prepare is not None and len(waiting) < self.in_flight:
             prepare()
         waiting.append((job, prepare))
         return True
@@ -138,8 +134,8 @@ class Lanes:
         waiting = self._waiting.get(lane)
         if waiting:
             self._start(lane, waiting.popleft()[0])
-            if len(waiting) >= self.ahead:  # one more job among the next to run
-                prepare = waiting[self.ahead - 1][1]
+            if len(waiting) >= self.in_flight:  # one more job among the next to run
+                prepare = waiting[self.in_flight - 1][1]
                 if prepare is not None:
                     prepare()
         if not self._running[lane] and not waiting:

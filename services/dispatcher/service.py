@@ -107,8 +107,7 @@ class Dispatcher:
     def loop(self, clients: Clients) -> Loop:
         """The poll loop over `clients` (not started)."""
         config = self.config
-        lanes = Lanes(config.in_flight_per_lane, config.queued_per_lane, config.lane_stall_s,
-                      config.ready_per_lane)  # fmt: skip
+        lanes = Lanes(config.in_flight_per_lane, config.queued_per_lane, config.lane_stall_s)
         state = State(self.schedule, self.journal, lanes, self.rng)
         sender = Sender(clients.context, self.key, self.subscriptions, self.channels,
                         self.on_gone, self.clock)  # fmt: skip
