@@ -20,19 +20,14 @@ from services.alerts.tables import Tables
 from services.alerts.views import partition_of
 from services.common.errors import Unavailable
 from tests.factories import execution, execution_record
-from tests.unit.test_alerts_engine import PARTITIONS, PROJECT, T0, World, subscription
-
-
-class CountingTable(dict[bytes, bytes]):
-    """A table that counts its writes (each one a changelog record in the worker)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes = 0
-
-    def __setitem__(self, key: bytes, value: bytes) -> None:
-        self.writes += 1
-        super().__setitem__(key, value)
+from tests.unit.test_alerts_engine import (
+    PARTITIONS,
+    PROJECT,
+    T0,
+    CountingTable,
+    World,
+    subscription,
+)
 
 
 def fixed_world() -> World:

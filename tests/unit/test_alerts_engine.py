@@ -441,6 +441,8 @@ async def test_a_workflow_whose_subscriptions_are_gone_loses_its_state() -> None
 
 
 class CountingTable(dict[bytes, bytes]):
+    """A table that counts its writes (each one a changelog record in the worker)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.writes = 0
