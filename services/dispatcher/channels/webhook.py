@@ -51,7 +51,7 @@ _SIXTEEN_DIGITS = b"0" * 16
 # most 15 digits both write alike (the shortest digits that read back as the same double).
 # Translations and substring searches: a regular expression that starts with a class of
 # characters scans the body far more slowly.
-_FRACTION_ENDING_IN_ZERO = re.compile(rb"\.[0-9]*0[,}\]]")
+_FRACTION_ENDING_IN_ZERO = re.compile(rb"\.[0-9]*0(?:[,}\]]|\Z)")  # \Z: a bare number
 _DIGITS_AND_EXPONENTS = bytes.maketrans(b"123456789E", b"000000000e")
 _NEGATIVE_ZEROS = (b"-0,", b"-0}", b"-0]")
 _SURROGATE = re.compile("([\ud800-\udfff])")
@@ -109,7 +109,7 @@ def canonical_body(payload: Any) -> bytes:
 def _has_exponent_or_negative_zero(raw: bytes) -> bool:
     if b"0e" in raw.translate(_DIGITS_AND_EXPONENTS):
         return True
-    return b"-0" in raw and any(zero in raw for zero in _NEGATIVE_ZEROS)
+    return b"-0" in raw and (raw.endswith(b"-0") or any(z in raw for z in _NEGATIVE_ZEROS))
 
 
 def _js_json(value: Any) -> Iterable[bytes]:
