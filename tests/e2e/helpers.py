@@ -4,10 +4,12 @@ import asyncio
 import io
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aiohttp
 
+from tests.factories import completed
 from tests.processes import Stack
 
 T = TypeVar("T")
@@ -82,6 +84,15 @@ async def post_events(
     return await call(
         session, "POST", f"{stack.base_url}/api/v1/events", key, json={"events": events}
     )
+
+
+async def post_run(
+    session: aiohttp.ClientSession, stack: Stack, key: str, workflow: str, level: str
+) -> None:
+    """POST one completed execution of `workflow` ending now at `level`; it must be accepted."""
+    event = completed(f"{level}-{time.time_ns()}", workflow, ended=datetime.now(UTC), level=level)
+    status, _, body = await post_events(session, stack, key, [event])
+    assert status == 202, body
 
 
 async def read_all(

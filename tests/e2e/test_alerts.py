@@ -6,15 +6,13 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.e2e.helpers import call, new_project, post_events, subscribe
-from tests.factories import completed
+from tests.e2e.helpers import call, new_project, post_run, subscribe
 from tests.processes import Stack, running_stack
 from tests.receivers import HttpReceiver
 
@@ -29,12 +27,6 @@ def short_cooldown(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     env = {"CC_ALERT_COOLDOWN_SECONDS": str(COOLDOWN_S)}
     with running_stack(data_dir, env) as running:
         yield running
-
-
-async def _run(session: aiohttp.ClientSession, stack: Stack, key: str, level: str) -> None:
-    event = completed(f"{level}-{time.time_ns()}", "wf-ack", ended=datetime.now(UTC), level=level)
-    status, _, body = await post_events(session, stack, key, [event])
-    assert status == 202, body
 
 
 async def _alerts(
@@ -54,7 +46,7 @@ async def test_an_alert_is_listed_acknowledged_and_resolved(
         config = {"rule": "consecutive_failures", "consecutiveFailures": 1,
                   "notifyOnResolve": True}  # fmt: skip
         await subscribe(session, stack, key, receiver.url, alertConfig=config)
-        await _run(session, stack, key, "error")
+        await post_run(session, stack, key, "wf-ack", "error")
         deadline = time.monotonic() + 30
         while not receiver.requests:
             assert time.monotonic() < deadline, "no alert notification"
@@ -77,12 +69,12 @@ async def test_an_alert_is_listed_acknowledged_and_resolved(
         assert status == 200 and acked["data"]["acknowledged"] is True, acked
         # The answer came after the markers on executions: every failure below follows them.
         for _ in range(4 * COOLDOWN_S):  # failing on, well past the cooldown
-            await _run(session, stack, key, "error")
+            await post_run(session, stack, key, "wf-ack", "error")
             await asyncio.sleep(0.5)
         await asyncio.sleep(3)
         assert len(receiver.requests) == 1, "a repeat after the acknowledgement"
 
-        await _run(session, stack, key, "info")
+        await post_run(session, stack, key, "wf-ack", "info")
         deadline = time.monotonic() + 30
         while len(receiver.requests) < 2:
             assert time.monotonic() < deadline, "no resolve notification"

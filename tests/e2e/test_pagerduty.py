@@ -5,15 +5,13 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.e2e.helpers import call, eventually, new_project, post_events
-from tests.factories import completed
+from tests.e2e.helpers import call, eventually, new_project, post_run
 from tests.processes import Stack, running_stack
 from tests.receivers import PagerDutyReceiver
 
@@ -35,12 +33,6 @@ def pd_stack(
     env = {"CC_PAGERDUTY_URL": pagerduty.url, "CC_EGRESS_ALLOW_CIDRS": "127.0.0.0/8"}
     with running_stack(data_dir, env) as running:
         yield running
-
-
-async def _run(session: aiohttp.ClientSession, stack: Stack, key: str, level: str) -> None:
-    event = completed(f"{level}-{time.time_ns()}", "wf-pd", ended=datetime.now(UTC), level=level)
-    status, _, body = await post_events(session, stack, key, [event])
-    assert status == 202, body
 
 
 async def _events(receiver: PagerDutyReceiver, count: int) -> list[dict[str, Any]]:
@@ -67,7 +59,7 @@ async def test_an_alert_triggers_and_its_resolve_closes_the_same_incident(
     assert status == 201, created
 
     for _ in range(2):
-        await _run(session, pd_stack, key, "error")
+        await post_run(session, pd_stack, key, "wf-pd", "error")
     [trigger] = await _events(pagerduty, 1)
     assert [r.problems for r in pagerduty.requests] == [[]]  # the receiver's checks passed
     assert trigger["routing_key"] == ROUTING_KEY
@@ -77,7 +69,7 @@ async def test_an_alert_triggers_and_its_resolve_closes_the_same_incident(
     alert_id = trigger["dedup_key"]
     assert alert_id.startswith("alr_")
 
-    await _run(session, pd_stack, key, "info")
+    await post_run(session, pd_stack, key, "wf-pd", "info")
     _, resolve = await _events(pagerduty, 2)
     assert resolve["event_action"] == "resolve"
     assert resolve["dedup_key"] == alert_id  # the same incident
