@@ -53,8 +53,10 @@ Records come in batches (`noack_take`: at most `CC_ALERTS_BATCH` records, or wha
 `CC_ALERTS_BATCH_MS`), each decided in log order as it would be alone; a batch's effects happen
 in one order (see `services.alerts.batch`): its notifications and alert events are produced and
 acknowledged, then the state rows it changed (with their cooldowns) are written, each once, then
-its events are acknowledged and faust commits their offsets (after flushing the changelog). A
-crash therefore repeats work and never loses it; a repeated notification carries the same ids,
+its events are acknowledged and faust commits their offsets (after flushing the changelog). Each
+record of `executions` and `ticks` is handled once per assignment and in log order, whatever
+faust's fetcher hands on around a rebalance (see `services.alerts.order`). A crash therefore
+repeats work and never loses it; a repeated notification carries the same ids,
 which the dispatcher deduplicates. Time-only rules run on tick records (see `ticks`), never on this
 process's clock.
 
@@ -63,6 +65,7 @@ The faust transport is adapted to the embedded broker (see `services.alerts.tran
 
 import asyncio
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -74,6 +77,7 @@ from mode import CrashingSupervisor
 
 from schemas import topics
 from services.alerts.engine import Engine
+from services.alerts.order import GAPLESS, Order
 from services.alerts.producers import dead_letter_sender, event_sender, sender
 from services.alerts.tables import Tables
 from services.alerts.ticks import OffsetReader, TickGate, TickProducer
@@ -187,6 +191,7 @@ async def _start_offset(reader: OffsetReader, partition: int) -> int:
 
 def _wire(app: AlertsApp, engine: Engine, kafka: KafkaClients, config: AlertsConfig) -> None:
     partitions = engine.partitions
+    order = Order()
     # Raw bytes in: faust's codecs would crash the agent on a record that is not UTF-8 JSON;
     # the engine decodes with msgspec and skips (logs) what it cannot read.
     source = app.topic(
@@ -206,9 +211,17 @@ def _wire(app: AlertsApp, engine: Engine, kafka: KafkaClients, config: AlertsCon
     @app.agent(source, concurrency=1, supervisor_strategy=CrashingSupervisor)
     async def evaluate(stream: Any) -> None:
         async for events in stream.noack_take(config.batch_max, within=config.batch_s):
-            await engine.handle_batch([event.message for event in events], entering(events))
-            for event in events:
+            batch = order.admit(events, time.monotonic())
+            if batch.taken:
+                taken = batch.taken
+                await engine.handle_batch([event.message for event in taken], entering(taken))
+            for event in (*batch.taken, *batch.settled):
                 await stream.ack(event)
+            for tp, offset in batch.rewind.items():
+                try:
+                    await app.consumer.seek(tp, offset)
+                except KafkaError as exc:  # no longer assigned: a rebalance came first
+                    log.warning("alerts.read_again_failed", partition=str(tp), error=repr(exc))
 
     ticks = TickProducer(kafka.producer, app.offsets, partitions)
 
@@ -224,6 +237,7 @@ def _wire(app: AlertsApp, engine: Engine, kafka: KafkaClients, config: AlertsCon
         tps: set[Any] = args[0] if args else kwargs.get("revoked", set())
         engine.views.forget({tp.partition for tp in tps if tp.topic == topics.EXECUTIONS})
         engine.gate.reset()
+        order.revoke()
 
     @app.on_partitions_assigned.connect
     async def assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -233,6 +247,14 @@ def _wire(app: AlertsApp, engine: Engine, kafka: KafkaClients, config: AlertsCon
         # One line per rebalance, as the dispatcher logs: how an operator sees the group change.
         held = sorted(tp.partition for tp in mine if tp.topic == topics.EXECUTIONS)
         log.info("alerts.assigned", partitions=[f"{topics.EXECUTIONS}/{p}" for p in held])
+        gapless = [tp for tp in mine if tp.topic in GAPLESS]
+        try:
+            starts = await app.offsets.starts(gapless)
+        except (KafkaError, OSError, TimeoutError) as exc:  # the first records read decide
+            log.warning("alerts.committed_offsets_not_read", error=repr(exc))
+            order.assign(None)
+        else:
+            order.assign({(tp.topic, tp.partition): offset for tp, offset in starts.items()})
         wanted = [tp for tp in mine if tp.topic in _READ_AHEAD]
         try:
             records = await app.offsets.read(wanted)

@@ -103,6 +103,17 @@ class OffsetReader:
             starts: dict[TopicPartition, int] = await consumer.beginning_offsets([tp])
             return starts[tp]
 
+    async def starts(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """Where the group goes on reading each partition: its committed offset, or the log's
+        first offset when none is committed or the log no longer reaches back to it."""
+        async with self._lock:
+            grouped = await self._client(self._group_id)
+            committed = {tp: await grouped.committed(tp) for tp in tps}
+            firsts: dict[TopicPartition, int] = await (await self._client(None)).beginning_offsets(
+                list(tps)
+            )
+        return {tp: max(committed[tp] or 0, firsts[tp]) for tp in tps}
+
     async def read(self, tps: Sequence[TopicPartition], timeout_s: float = 10.0) -> list[Any]:
         """Every record of some (small, compacted) partitions, from the start to the end."""
         async with self._lock:

@@ -5,6 +5,8 @@ Two facts about the embedded broker shape the faust wiring: it has no idempotent
 multi-record last batch, so faust's table recovery, which reads changelogs up to that answer,
 would drop the newest writes; `Consumer.highwaters` returns corrected ends instead. It also
 answers a waiting fetch only when the fetch's maximum wait is up, so that wait is kept short.
+And faust's consumer counts offsets it jumps over as processed only where a log has gaps by
+design (see `services.alerts.order`).
 """
 
 import weakref
@@ -16,6 +18,7 @@ from aiokafka.structs import TopicPartition
 from faust.streams import _current_event
 from faust.transport.drivers import aiokafka as faust_kafka
 
+from schemas import topics
 from services.alerts.ticks import OffsetReader
 
 FETCH_MAX_WAIT_MS = 25
@@ -38,6 +41,13 @@ class Consumer(faust_kafka.Consumer):
 
     def _new_consumer_thread(self) -> Any:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
+        """Count offsets jumped over as processed only on a compacted topic: elsewhere a jump
+        means records fetched before a seek, and the records jumped over are still to come
+        (see `services.alerts.order`)."""
+        if tp.topic in topics.COMPACTED:
+            await super()._add_gap(tp, offset_from, offset_to)
 
     async def highwaters(self, *partitions: Any) -> Mapping[Any, int]:
         """The end offset of each partition, corrected for a short ListOffsets answer."""

@@ -14,12 +14,14 @@ start and kept up to date while running, says what became of it:
 """
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import msgspec
 import structlog
+from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from schemas import topics
@@ -127,49 +129,92 @@ def _retrieve(future: "asyncio.Future[None]") -> None:
 _decoder = msgspec.json.Decoder(LogEntry)
 
 
-async def read_tail(
-    consumer: Consumer, per_partition: int, quiet_s: float = 0.3, timeout_s: float = 30.0
-) -> list[LogEntry]:
-    """The last `per_partition` records of every `delivery-log` partition, oldest first (read
-    with `consumer`, a reader outside any group, started here and stopped when done)."""
-    await consumer.start()
-    started = time.monotonic()
-    found: list[LogEntry] = []
-    try:
+class Follower:
+    """Keeps a journal up to date with all of `delivery-log`: the starts and ends every member of
+    the group writes, so a dispatcher that takes partitions over from another (one killed, or one
+    that left the group) knows which of their attempts were begun or made.
+
+    It reads with `consumer`, a reader outside any group: from the last `per_partition` records
+    of each partition at `start`, then on as they come (`run`). `caught_up` waits until it has
+    read what was on the log when it was called: at start, and at every assignment, before the
+    new partitions' records are read."""
+
+    def __init__(self, consumer: Consumer, journal: Journal, per_partition: int) -> None:
+        self.consumer = consumer
+        self.journal = journal
+        self.per_partition = per_partition
+        self.tps: list[TopicPartition] = []
+        self.records = 0
+        self._rounds = 0
+        self._round = asyncio.Event()  # set when a fetch round ends, then replaced
+
+    async def start(self) -> None:
+        """Assign every partition of `delivery-log`, each from its last `per_partition`."""
+        consumer = self.consumer
+        await consumer.start()
         partitions = consumer.partitions_for_topic(topics.DELIVERY_LOG) or set()
         if not partitions:
             await consumer.topics()  # refresh metadata once
             partitions = consumer.partitions_for_topic(topics.DELIVERY_LOG) or set()
-        tps = [TopicPartition(topics.DELIVERY_LOG, p) for p in sorted(partitions)]
-        if not tps:
-            return found
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        starts = await consumer.beginning_offsets(tps)
-        for tp in tps:
-            consumer.seek(tp, max(starts[tp], ends[tp] - per_partition))
-        # Up to the end offsets, then on until nothing more comes for `quiet_s`: the embedded
-        # broker reports ends a little short.
-        quiet_until: float | None = None
-        while time.monotonic() - started < timeout_s:
-            batch = await consumer.getmany(timeout_ms=100, max_records=10_000)
-            for records in batch.values():
-                for record in records:
-                    try:
-                        found.append(_decoder.decode(record.value or b""))
-                    except Exception:  # noqa: S112 - not an entry (the sink dead-letters it)
-                        continue
-            now = time.monotonic()
-            if batch or not await _at_ends(consumer, ends):
-                quiet_until = None
-            elif quiet_until is None:
-                quiet_until = now + quiet_s
-            elif now >= quiet_until:
-                break
-    finally:
-        await consumer.stop()
-    log.info("dispatcher.journal_read", records=len(found))
-    return found
+        self.tps = [TopicPartition(topics.DELIVERY_LOG, p) for p in sorted(partitions)]
+        if not self.tps:
+            return
+        consumer.assign(self.tps)
+        ends = await consumer.end_offsets(self.tps)
+        starts = await consumer.beginning_offsets(self.tps)
+        for tp in self.tps:
+            consumer.seek(tp, max(starts[tp], ends[tp] - self.per_partition))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Read on until `stop` is set (a broker error is waited out); stops the consumer."""
+        try:
+            while not stop.is_set():
+                try:
+                    batch = await self.consumer.getmany(timeout_ms=100, max_records=10_000)
+                except KafkaError as exc:
+                    log.warning("dispatcher.journal_read_failed", error=repr(exc))
+                    await asyncio.sleep(0.5)
+                    continue
+                for records in batch.values():
+                    for record in records:
+                        self._note(record.value)
+                self._rounds += 1
+                self._round.set()
+                self._round = asyncio.Event()
+        finally:
+            await self.consumer.stop()
+
+    def _note(self, value: bytes | None) -> None:
+        try:
+            entry = _decoder.decode(value or b"")
+        except Exception:  # not an entry (the sink dead-letters it)
+            return
+        self.journal.note(entry)
+        self.records += 1
+
+    async def caught_up(self, timeout_s: float = 30.0) -> bool:
+        """Wait until what was on `delivery-log` now has been read (False: not within
+        `timeout_s`; it is logged, and the dispatcher goes on)."""
+        if not self.tps:
+            return True
+        deadline = time.monotonic() + timeout_s
+        try:
+            ends = await self.consumer.end_offsets(self.tps)
+        except KafkaError as exc:
+            log.warning("dispatcher.journal_behind", error=repr(exc))
+            return False
+        # The broker may report an end short of a last batch of several records: two whole
+        # rounds after the ends are reached read such a batch too.
+        first = self._rounds
+        while True:
+            if self._rounds >= first + 2 and await _at_ends(self.consumer, ends):
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.warning("dispatcher.journal_behind", timeout_s=timeout_s)
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._round.wait(), left)
 
 
 async def _at_ends(consumer: Consumer, ends: dict[TopicPartition, int]) -> bool:

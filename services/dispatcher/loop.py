@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +104,10 @@ class Loop:
         self.clock = clock
         self.starts = Starts(publisher.log_starts, clock)
         self.parts: dict[TopicPartition, Partition] = {}
+        # Cleared while an assignment waits for the journal: records are read and held, and
+        # none is handed on.
+        self.ready = asyncio.Event()
+        self.ready.set()
         self._recording = asyncio.Semaphore(recording)
         self._background: set[asyncio.Task[None]] = set()
 
@@ -127,8 +131,9 @@ class Loop:
             for message in messages:
                 part.take(message)
         paused = self.consumer.paused()
+        ready = self.ready.is_set()
         for tp, part in self.parts.items():
-            if part.buffer:
+            if part.buffer and ready:
                 await self.pump(part)
             blocked = bool(part.buffer)
             if blocked and tp not in paused:
@@ -279,22 +284,35 @@ class Loop:
 
 
 class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Keeps the loop's partitions in step with the group: committed before they go."""
+    """Keeps the loop's partitions in step with the group, so that a partition changes hands
+    without an attempt made twice: its running and queued attempts end and are committed before
+    it goes, and what others wrote to `delivery-log` is in the journal before it comes."""
 
-    def __init__(self, loop: Loop) -> None:
+    def __init__(
+        self, loop: Loop, drain_s: float, caught_up: Callable[[], Awaitable[object]]
+    ) -> None:
         self.loop = loop
+        self.drain_s = drain_s
+        self.caught_up = caught_up
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Commit what is finished, then forget the partitions."""
+        """Let running and queued attempts end (at most `drain_s`), commit what is finished,
+        then forget the partitions."""
+        await self.loop.drain(self.drain_s)
         await self.loop.commit()
         for tp in revoked:
             self.loop.parts.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        """Start holding the partitions."""
+        """Hold the partitions; hand their records on once `delivery-log` is read up to now."""
+        self.loop.ready.clear()
         for tp in assigned:
             self.loop.parts[tp] = Partition()
         log.info(
             "dispatcher.assigned",
             partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in assigned),
         )
+        try:
+            await self.caught_up()
+        finally:
+            self.loop.ready.set()

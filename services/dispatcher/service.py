@@ -41,7 +41,7 @@ from services.dispatcher.broker import Consumer, Producer
 from services.dispatcher.channels.base import Context
 from services.dispatcher.current import Subscriptions
 from services.dispatcher.decision import State
-from services.dispatcher.journal import Journal, read_tail
+from services.dispatcher.journal import Follower, Journal
 from services.dispatcher.loop import Loop, Rebalance
 from services.dispatcher.progress import Lanes
 from services.dispatcher.publisher import Publisher
@@ -56,7 +56,7 @@ class Clients:
 
     consumer: Consumer  # the group member over `notifications` and the retry tiers
     producer: Producer
-    journal_reader: Consumer  # reads the tail of `delivery-log` once, at start
+    journal_reader: Consumer  # follows `delivery-log`, from its tail at start
     subscriptions_reader: Consumer  # follows `subscriptions`
     context: Context  # the channels' HTTP session and settings
 
@@ -118,8 +118,11 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event, clients: Clients) -> None:
         """Deliver until `stop` is set; then let running attempts end briefly and commit."""
         loop = self.loop(clients)
-        for done in await read_tail(clients.journal_reader, self.config.journal_tail):
-            self.journal.note(done)
+        journal = Follower(clients.journal_reader, self.journal, self.config.journal_tail)
+        await journal.start()
+        reading = asyncio.create_task(journal.run(stop))
+        await journal.caught_up()
+        log.info("dispatcher.journal_read", records=journal.records)
         known = asyncio.Event()
         follower = asyncio.create_task(
             self.subscriptions.follow(clients.subscriptions_reader, known, stop)
@@ -129,7 +132,8 @@ class Dispatcher:
         await clients.producer.start()
         await clients.consumer.start()
         clients.consumer.subscribe(
-            [topics.NOTIFICATIONS, *self.schedule.tiers()], listener=Rebalance(loop)
+            [topics.NOTIFICATIONS, *self.schedule.tiers()],
+            listener=Rebalance(loop, self.config.drain_s, journal.caught_up),
         )
         log.info("dispatcher.started", group=self.config.group, tiers=self.schedule.tiers())
         try:
@@ -140,7 +144,8 @@ class Dispatcher:
             await clients.consumer.stop()
             await clients.producer.stop()
             await clients.context.http.close()
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
+            for task in (follower, reading):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             log.info("dispatcher.stopped")

@@ -1,12 +1,15 @@
-"""The dispatcher's journal: what a restarted process learns from `delivery-log`."""
+"""The dispatcher's journal: what a restarted process, or one that takes partitions over, learns
+from `delivery-log`."""
 
 import asyncio
 
 import msgspec
 import pytest
 
+from schemas import topics
 from schemas.deliveries import AttemptsStarted, DeliveryAttempt, LogEntry
-from services.dispatcher.journal import STARTED, Done, Journal, Starts
+from services.dispatcher.journal import STARTED, Done, Follower, Journal, Starts
+from tests.brokers import MemoryBroker
 
 
 def ended(delivery: str, attempt: int, outcome: str = "retrying") -> DeliveryAttempt:
@@ -85,3 +88,32 @@ async def test_a_start_that_cannot_be_written_fails_its_attempts() -> None:
     starts = Starts(write)
     with pytest.raises(ConnectionError):
         await asyncio.shield(starts.mark(("dlv_a", 0, 1)))
+
+
+async def test_the_follower_reads_the_tail_then_what_other_members_write_on() -> None:
+    broker = MemoryBroker()
+    await broker.create_topics([topics.DELIVERY_LOG], 3)
+    producer = broker.producer()
+    encode = msgspec.json.encode
+    for n in range(5):  # older than the tail the follower reads back
+        await producer.send_and_wait(topics.DELIVERY_LOG, encode(started(("dlv_old", 0, n))))
+    await producer.send_and_wait(topics.DELIVERY_LOG, encode(started(("dlv_a", 0, 1))))
+    await producer.send_and_wait(topics.DELIVERY_LOG, b"not an entry")
+    journal = Journal()
+    follower = Follower(broker.consumer(), journal, per_partition=2)
+    await follower.start()
+    stop = asyncio.Event()
+    reading = asyncio.create_task(follower.run(stop))
+    try:
+        assert await follower.caught_up(timeout_s=5)
+        assert journal.done[("dlv_a", 0, 1)].outcome == STARTED
+        assert ("dlv_old", 0, 0) not in journal.done
+        # another member begins an attempt and ends one: known once caught up again
+        await producer.send_and_wait(topics.DELIVERY_LOG, encode(started(("dlv_b", 0, 1))))
+        await producer.send_and_wait(topics.DELIVERY_LOG, encode(ended("dlv_a", 1, "delivered")))
+        assert await follower.caught_up(timeout_s=5)
+        assert journal.done[("dlv_b", 0, 1)].outcome == STARTED
+        assert journal.done[("dlv_a", 0, 1)].outcome == "delivered"
+    finally:
+        stop.set()
+        await asyncio.wait_for(reading, 5)
