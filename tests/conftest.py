@@ -116,21 +116,3 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The whole local stack, shared by the e2e tests."""
     with running_stack(tmp_path_factory.mktemp("stack") / "data") as running:
         yield running
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--scale-out",
-        action="store_true",
-        help="also run the scale-out acceptance test (marker scaleout), which the default run "
-        "leaves out: it fails today (see the README's Development section)",
-    )
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--scale-out"):
-        return
-    left_out = [item for item in items if item.get_closest_marker("scaleout")]
-    if left_out:
-        config.hook.pytest_deselected(items=left_out)
-        items[:] = [item for item in items if not item.get_closest_marker("scaleout")]

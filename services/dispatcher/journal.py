@@ -170,7 +170,7 @@ class Follower:
         try:
             while not stop.is_set():
                 try:
-                    batch = await self.consumer.getmany(timeout_ms=100, max_records=10_000)
+                    batch = await self.consumer.getmany(timeout_ms=200, max_records=10_000)
                 except KafkaError as exc:
                     log.warning("dispatcher.journal_read_failed", error=repr(exc))
                     await asyncio.sleep(0.5)

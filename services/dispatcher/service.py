@@ -75,7 +75,9 @@ def connect(config: DispatcherConfig, kafka: KafkaClients, context: Context) -> 
         rebalance_timeout_ms=10_000, fetch_max_wait_ms=25,
     )  # fmt: skip
     return Clients(
-        consumer, kafka.producer(), reader(fetch_max_wait_ms=25),
+        # The journal waits longer between fetches: it follows, nobody waits for it record by
+        # record, and every waiting fetch costs the embedded broker CPU until its wait is up.
+        consumer, kafka.producer(), reader(fetch_max_wait_ms=200),
         reader(metadata_max_age_ms=5000), context,
     )  # fmt: skip
 

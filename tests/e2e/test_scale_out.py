@@ -192,7 +192,6 @@ def victim(group: Group, topic: str) -> Member:
 
 
 @pytest.mark.slow
-@pytest.mark.scaleout
 async def test_groups_lose_and_gain_members_while_events_flow_and_nothing_is_lost_or_doubled(
     scale_stack: ScaleStack, session: aiohttp.ClientSession
 ) -> None:
