@@ -17,6 +17,7 @@ import faust
 from aiokafka.structs import TopicPartition
 from faust.streams import _current_event
 from faust.transport.drivers import aiokafka as faust_kafka
+from mode.services import WaitResults
 
 from schemas import topics
 from services.alerts.ticks import OffsetReader
@@ -42,6 +43,19 @@ class Consumer(faust_kafka.Consumer):
     def _new_consumer_thread(self) -> Any:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def wait_first(self, *coros: Any, timeout: Any = None) -> Any:  # noqa: ASYNC109
+        """faust's consumer loop hands each record on through `wait_first(on_message, flow
+        suspended)`, which makes four tasks per record to race the two against the service's
+        stop. While the flow is not suspended, the record is handed on directly instead (a
+        rebalance that suspends the flow meanwhile leaves the record to `Order`, like any
+        record fetched before a rebalance)."""
+        if len(coros) == 2 and timeout is None and _waits_on(coros[1], self.suspend_flow):
+            work, suspended = coros
+            if not self.suspend_flow.is_set():
+                suspended.close()  # never started
+                return WaitResults([work], [await work], False)
+        return await super().wait_first(*coros, timeout=timeout)
+
     async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
         """Count offsets jumped over as processed only on a compacted topic: elsewhere a jump
         means records fetched before a seek, and the records jumped over are still to come
@@ -54,6 +68,12 @@ class Consumer(faust_kafka.Consumer):
         reader: OffsetReader = cast(AlertsApp, self.app).offsets
         ends = await reader.ends([TopicPartition(tp.topic, tp.partition) for tp in partitions])
         return {tp: ends[TopicPartition(tp.topic, tp.partition)] for tp in partitions}
+
+
+def _waits_on(coro: Any, event: Any) -> bool:
+    """Whether `coro` is a `wait()` of `event` not yet started."""
+    frame = getattr(coro, "cr_frame", None)
+    return frame is not None and frame.f_locals.get("self") is event
 
 
 class Transport(faust_kafka.Transport):
