@@ -185,8 +185,7 @@ def _suffix(key: bytes) -> int:
 
 async def _start_offset(reader: OffsetReader, partition: int) -> int:
     tp = TopicPartition(topics.EXECUTIONS, partition)
-    committed = await reader.committed(tp)
-    return committed if committed is not None else await reader.beginning(tp)
+    return (await reader.starts([tp]))[tp]
 
 
 def _wire(app: AlertsApp, engine: Engine, kafka: KafkaClients, config: AlertsConfig) -> None:

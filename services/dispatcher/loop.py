@@ -104,8 +104,8 @@ class Loop:
         self.clock = clock
         self.starts = Starts(publisher.log_starts, clock)
         self.parts: dict[TopicPartition, Partition] = {}
-        # Cleared while an assignment waits for the journal: records are read and held, and
-        # none is handed on.
+        # Cleared from a revocation until the next assignment has caught up with the journal:
+        # records are read and held, and none is handed on.
         self.ready = asyncio.Event()
         self.ready.set()
         self._recording = asyncio.Semaphore(recording)
@@ -296,8 +296,9 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.caught_up = caught_up
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Let running and queued attempts end (at most `drain_s`), commit what is finished,
-        then forget the partitions."""
+        """Hand no more records on, let running and queued attempts end (at most `drain_s`),
+        commit what is finished, then forget the partitions."""
+        self.loop.ready.clear()
         await self.loop.drain(self.drain_s)
         await self.loop.commit()
         for tp in revoked:
