@@ -204,7 +204,7 @@ class LocalStack:
 
     async def _restart_broker(self) -> None:
         """Start the broker again on the same port, with every topic and the subscriptions, and
-        start the consumers afresh: their groups and offsets died with the old broker."""
+        restart the consumers: their groups and offsets died with the old broker."""
         assert self.api is not None
         # Closed until the subscriptions are back: an execution taken before their markers
         # would not be alerted on (a subscription applies to executions after its marker), and
@@ -212,22 +212,15 @@ class LocalStack:
         # default partition count. `_republish` reopens it.
         if self.api.deps.intake.open:  # a stop already under way keeps its own reason
             self.api.deps.intake.close(RESTARTING)
-        # The consumers are stopped until the topics are back for the same reason: the broker
-        # creates a topic a consumer asks about with its default partition count, and the alert
-        # engine refuses co-partitioned topics whose counts differ.
-        consumers = [self.services[name] for name in ("logsink", "alerts", "dispatcher")]
-        await asyncio.gather(*(service.pause(CHILD_TERM_TIMEOUT_S) for service in consumers))
-        try:
-            await self.broker.start()
-            await kafka.ensure_topics(
-                self.bootstrap,
-                self.settings.kafka_partitions,
-                retry_tiers=len(self.settings.retry_delays_s),
-            )
-            await self._republish()
-        finally:
-            for service in consumers:
-                service.resume()
+        await self.broker.start()
+        await kafka.ensure_topics(
+            self.bootstrap,
+            self.settings.kafka_partitions,
+            retry_tiers=len(self.settings.retry_delays_s),
+        )
+        await self._republish()
+        for name in ("logsink", "alerts", "dispatcher"):
+            self.services[name].recycle()
         log.warning("local.broker_restarted", bootstrap=self.bootstrap)
 
     async def _republish(self) -> None:

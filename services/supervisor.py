@@ -57,10 +57,6 @@ class Service:
         self.restarts = 0
         self.stopping = asyncio.Event()
         self._run_stop = asyncio.Event()
-        self._resumed = asyncio.Event()  # cleared while paused: no run starts
-        self._resumed.set()
-        self._idle = asyncio.Event()  # set while no run is under way
-        self._idle.set()
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -69,23 +65,17 @@ class Service:
 
     async def _supervise(self) -> None:
         while not self.stopping.is_set():
-            await self._resumed.wait()
-            if self.stopping.is_set():
-                return
             self._run_stop = asyncio.Event()
             started = time.monotonic()
-            self._idle.clear()
             try:
                 await self.job(self._run_stop)
                 error = "exited"
             except Exception as exc:
                 error = repr(exc)[:300]
-            finally:
-                self._idle.set()
             if self.stopping.is_set():
                 return
             if self._run_stop.is_set():
-                continue  # paused on purpose: not a crash
+                continue  # recycled on purpose: start afresh at once
             await self._after_crash(error, time.monotonic() - started)
 
     async def _after_crash(self, error: str, ran_s: float) -> None:
@@ -96,24 +86,14 @@ class Service:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stopping.wait(), delay)
 
-    async def pause(self, timeout_s: float) -> bool:
-        """End the current run and start none until `resume`; whether the run ended within
-        `timeout_s`."""
-        self._resumed.clear()
+    def recycle(self) -> None:
+        """End the current run and start a fresh one at once (not a crash: not counted)."""
         self._run_stop.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), max(timeout_s, 0.0))
-        return self._idle.is_set()
-
-    def resume(self) -> None:
-        """Start runs again after `pause` (the next one at once)."""
-        self._resumed.set()
 
     async def stop(self, timeout_s: float) -> bool:
         """Ask the service to stop; whether it stopped within `timeout_s`."""
         self.stopping.set()
         self._run_stop.set()
-        self._resumed.set()
         if self.task is None or self.task.done():
             return True
         done, _ = await asyncio.wait([self.task], timeout=max(timeout_s, 0.0))

@@ -46,7 +46,7 @@ async def test_a_crashing_service_is_restarted_and_counted_until_it_stays_up() -
     assert restarts("unit-crash") == before + 2
 
 
-async def test_a_paused_service_runs_again_only_once_resumed_without_counting_a_crash() -> None:
+async def test_a_recycled_service_starts_afresh_without_counting_a_crash() -> None:
     runs = 0
     running = asyncio.Event()
 
@@ -56,29 +56,14 @@ async def test_a_paused_service_runs_again_only_once_resumed_without_counting_a_
         running.set()
         await stop.wait()
 
-    service = Service("unit-pause", job, FAST)
+    service = Service("unit-recycle", job, FAST)
     service.start()
     await asyncio.wait_for(running.wait(), 5)
     running.clear()
-    assert await service.pause(1.0)  # the run has ended
-    for _ in range(20):
-        await asyncio.sleep(0)
-    assert runs == 1 and not running.is_set()
-    service.resume()
+    service.recycle()
     await asyncio.wait_for(running.wait(), 5)
     assert await service.stop(1.0)
     assert service.restarts == 0 and runs == 2
-
-
-async def test_a_paused_service_stops_at_once() -> None:
-    async def job(stop: asyncio.Event) -> None:
-        await stop.wait()
-
-    service = Service("unit-pause-stop", job, FAST)
-    service.start()
-    await asyncio.sleep(0)
-    assert await service.pause(1.0)
-    assert await service.stop(1.0)
 
 
 async def test_a_stop_during_the_back_off_ends_at_once() -> None:
