@@ -138,12 +138,13 @@ def build_app(
         ),
         costs=_table(app, "project-costs", partitions, views.index_cost, _suffix),
     )  # fmt: skip
-    gate = TickGate(lambda p: _start_offset(app.offsets, p))
+    order = Order()
+    gate = TickGate(lambda p: _start_offset(app.offsets, order, p))
     engine = Engine(
         settings, partitions, tables, views, sender(app), gate, dead_letter_sender(app),
         record_events=event_sender(app),
     )  # fmt: skip
-    _wire(app, engine, kafka, config)
+    _wire(app, engine, kafka, config, order)
     return app
 
 
@@ -183,14 +184,20 @@ def _suffix(key: bytes) -> int:
     return int(key.rpartition(b"/")[2])
 
 
-async def _start_offset(reader: OffsetReader, partition: int) -> int:
+async def _start_offset(reader: OffsetReader, order: Order, partition: int) -> int:
+    """Where the partition's `executions` went on at the assignment: as read for the agent's
+    order then, else from the broker."""
+    known = order.starts.get((topics.EXECUTIONS, partition))
+    if known is not None:
+        return known
     tp = TopicPartition(topics.EXECUTIONS, partition)
     return (await reader.starts([tp]))[tp]
 
 
-def _wire(app: AlertsApp, engine: Engine, kafka: KafkaClients, config: AlertsConfig) -> None:
+def _wire(
+    app: AlertsApp, engine: Engine, kafka: KafkaClients, config: AlertsConfig, order: Order
+) -> None:
     partitions = engine.partitions
-    order = Order()
     # Raw bytes in: faust's codecs would crash the agent on a record that is not UTF-8 JSON;
     # the engine decodes with msgspec and skips (logs) what it cannot read.
     source = app.topic(
@@ -212,8 +219,8 @@ def _wire(app: AlertsApp, engine: Engine, kafka: KafkaClients, config: AlertsCon
         async for events in stream.noack_take(config.batch_max, within=config.batch_s):
             batch = order.admit(events, time.monotonic())
             if batch.taken:
-                taken = batch.taken
-                await engine.handle_batch([event.message for event in taken], entering(taken))
+                messages = [event.message for event in batch.taken]
+                await engine.handle_batch(messages, entering(batch.taken))
             for event in (*batch.taken, *batch.settled):
                 await stream.ack(event)
             for tp, offset in batch.rewind.items():

@@ -48,6 +48,7 @@ class Order:
 
     def __init__(self, rewind_s: float = 1.0) -> None:
         self.rewind_s = rewind_s
+        self.starts: dict[Partition, int] = {}  # as read at the assignment
         self.next: dict[Partition, int] = {}
         # Without the committed offsets (the broker did not answer at the assignment), the
         # first record read of a partition is where it goes on, as faust's seek put it.
@@ -57,12 +58,14 @@ class Order:
     def assign(self, starts: Mapping[Partition, int] | None) -> None:
         """The group's committed offsets (or the log start) of the assigned partitions; None
         when they could not be read."""
-        self.next = dict(starts or {})
+        self.starts = dict(starts or {})
+        self.next = dict(self.starts)
         self.learning = starts is None
         self._rewound.clear()
 
     def revoke(self) -> None:
         """The partitions are gone: records of them still to come belong to their next owner."""
+        self.starts.clear()
         self.next.clear()
         self.learning = False
 

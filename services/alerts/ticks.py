@@ -96,13 +96,6 @@ class OffsetReader:
             offset: int | None = await consumer.committed(tp)
             return offset
 
-    async def beginning(self, tp: TopicPartition) -> int:
-        """The first offset still on the log."""
-        async with self._lock:
-            consumer = await self._client(None)
-            starts: dict[TopicPartition, int] = await consumer.beginning_offsets([tp])
-            return starts[tp]
-
     async def starts(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         """Where the group goes on reading each partition: its committed offset, or the log's
         first offset when none is committed or the log no longer reaches back to it."""

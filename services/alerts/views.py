@@ -219,8 +219,9 @@ class Views:
         index = self._by_project.get(partition)
         if index is None:  # built when first asked for
             return
-        views = [v for v in index.get(project, []) if v.record.id != sub_id]
-        at = next((i for i, v in enumerate(index.get(project, [])) if v.record.id == sub_id), None)
+        current = index.get(project, [])
+        at = next((i for i, v in enumerate(current) if v.record.id == sub_id), None)
+        views = [v for v in current if v.record.id != sub_id]
         if view is not None:
             views.insert(len(views) if at is None else at, view)
         index[project] = views

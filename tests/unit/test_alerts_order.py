@@ -44,6 +44,7 @@ def test_records_from_the_committed_offset_on_are_taken_in_order() -> None:
     batch = order.admit(events(5, 6, 7), now=0)
     assert offsets(batch.taken) == [5, 6, 7] and not batch.settled and not batch.rewind
     assert offsets(order.admit(events(8), now=0).taken) == [8]
+    assert order.starts == {EX0: 5}  # where the assignment began, for the tick gate
 
 
 def test_records_read_again_are_acknowledged_not_handled() -> None:
