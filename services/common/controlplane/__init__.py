@@ -68,7 +68,7 @@ def make_engine(url: str, connect_args: dict[str, Any] | None = None) -> AsyncEn
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=5000")
+            cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
         return engine
@@ -92,9 +92,6 @@ class ControlPlane(
     """Projects, keys, subscriptions, the outbox, users, memberships, sessions and invitations;
     every method is one short transaction with bound parameters."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-
     async def close(self) -> None:
         """Release pooled connections."""
         await self.engine.dispose()
@@ -109,7 +106,7 @@ class ControlPlane(
 
     async def migrate(self, now_ms: int) -> list[int]:
         """Apply pending migrations in order; return the versions applied."""
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             if conn.dialect.name == "postgresql":
                 # Two API replicas starting together must not race through the same DDL.
                 await conn.execute(sa.text("SELECT pg_advisory_xact_lock(424242)"))

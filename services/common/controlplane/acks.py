@@ -3,17 +3,15 @@
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.common.controlplane.base import Queries
 from services.common.controlplane.outbox import enqueue
 from services.common.controlplane.records import AckRow, OutboxMessage, record_of
 from services.common.controlplane.schema import alert_acks
 
 
-class AckQueries:
+class AckQueries(Queries):
     """The control plane's acknowledgement queries."""
-
-    engine: AsyncEngine
 
     async def get_ack(self, project_id: str, alert_id: str) -> AckRow | None:
         """The acknowledgement of an alert of a project, if any."""
@@ -36,7 +34,7 @@ class AckQueries:
             return found
 
     async def _acknowledge(self, row: AckRow, messages: list[OutboxMessage]) -> AckRow:
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             found = (
                 await conn.execute(
                     sa.select(alert_acks).where(

@@ -2,8 +2,8 @@
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.common.controlplane.base import Queries
 from services.common.controlplane.members import add_membership
 from services.common.controlplane.records import InvitationRecord, UserRecord, record_of
 from services.common.controlplane.schema import invitations, projects
@@ -18,15 +18,13 @@ def _pending(now_ms: int) -> tuple[sa.ColumnElement[bool], ...]:
     )
 
 
-class InvitationQueries:
+class InvitationQueries(Queries):
     """The control plane's invitation queries."""
-
-    engine: AsyncEngine
 
     async def create_invitation(self, invitation: InvitationRecord) -> None:
         """Insert an invitation (its token's hash, never the token)."""
         values = {name: getattr(invitation, name) for name in InvitationRecord.__struct_fields__}
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.execute(invitations.insert().values(**values))
 
     async def find_invitation(self, token_hash: str) -> tuple[InvitationRecord, str] | None:
@@ -62,7 +60,7 @@ class InvitationQueries:
             )
             .values(revoked_at_ms=now_ms)
         )
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             return bool((await conn.execute(statement)).rowcount)
 
     async def accept_invitation(
@@ -76,7 +74,7 @@ class InvitationQueries:
             .values(accepted_at_ms=now_ms)
         )
         try:
-            async with self.engine.begin() as conn:
+            async with self.writing() as conn:
                 if not (await conn.execute(claim)).rowcount:
                     return False
                 if create_user:

@@ -4,17 +4,16 @@ import json
 from collections.abc import Iterable
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.common.controlplane.base import Queries
 from services.common.controlplane.records import KeyRecord, key_of
 from services.common.controlplane.schema import KEYS_VERSION, api_keys, change_versions, projects
 from services.common.ids import new_id
 
 
-class KeyQueries:
+class KeyQueries(Queries):
     """The control plane's key queries."""
-
-    engine: AsyncEngine
 
     async def create_key(
         self,
@@ -40,7 +39,7 @@ class KeyQueries:
             revoked_at_ms=None,
             last_used_at_ms=None,
         )
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.execute(
                 api_keys.insert().values(
                     id=record.id,
@@ -103,7 +102,7 @@ class KeyQueries:
             )
             .values(revoked_at_ms=now_ms)
         )
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             result = await conn.execute(statement)
             if result.rowcount:
                 await bump_keys_version(conn)
@@ -131,7 +130,7 @@ class KeyQueries:
             )
             .values(last_used_at_ms=sa.bindparam("used_ms"))
         )
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.execute(statement, [{"key_id": k, "used_ms": ms} for k, ms in items])
 
 

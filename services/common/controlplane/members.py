@@ -7,8 +7,9 @@ owners and refuse the change that would leave none.
 from typing import Literal
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.common.controlplane.base import Queries
 from services.common.controlplane.projects import lock_project
 from services.common.controlplane.records import MemberRecord, MembershipRecord, record_of
 from services.common.controlplane.schema import memberships, projects, users
@@ -31,14 +32,12 @@ async def add_membership(
     return True
 
 
-class MemberQueries:
+class MemberQueries(Queries):
     """The control plane's membership queries."""
-
-    engine: AsyncEngine
 
     async def add_member(self, user_id: str, project_id: str, role: str, now_ms: int) -> bool:
         """Make a user a member of a project; False when they already are one."""
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             return await add_membership(conn, user_id, project_id, role, now_ms)
 
     async def memberships_of(self, user_id: str) -> list[MembershipRecord]:
@@ -78,7 +77,7 @@ class MemberQueries:
 
     async def set_role(self, project_id: str, user_id: str, role: str) -> MemberChange:
         """Change a member's role, unless that would leave the project without an owner."""
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             problem = await _check_owner_kept(conn, project_id, user_id, role)
             if problem is None:
                 await conn.execute(
@@ -88,7 +87,7 @@ class MemberQueries:
 
     async def remove_member(self, project_id: str, user_id: str) -> MemberChange:
         """Remove a member, unless that would leave the project without an owner."""
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             problem = await _check_owner_kept(conn, project_id, user_id, None)
             if problem is None:
                 await conn.execute(memberships.delete().where(*_one(project_id, user_id)))

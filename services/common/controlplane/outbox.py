@@ -1,16 +1,15 @@
 """The transactional outbox: records written with the change they announce, published later."""
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.common.controlplane.base import Queries
 from services.common.controlplane.records import OutboxMessage
 from services.common.controlplane.schema import outbox
 
 
-class OutboxQueries:
+class OutboxQueries(Queries):
     """The control plane's outbox queries, for the relay."""
-
-    engine: AsyncEngine
 
     async def pending_outbox(self, limit: int) -> list[OutboxMessage]:
         """The oldest unpublished outbox messages, in commit order."""
@@ -30,7 +29,7 @@ class OutboxQueries:
     async def republish_outbox(self) -> int:
         """Mark every outbox message unpublished, so that the relay rebuilds the compacted topics
         on a broker that lost them (the embedded one keeps its log in memory); how many."""
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             result = await conn.execute(
                 outbox.update()
                 .where(outbox.c.published_at_ms.is_not(None))
@@ -41,7 +40,7 @@ class OutboxQueries:
     async def mark_published(self, ids: list[int], now_ms: int) -> None:
         """Record that outbox messages reached the broker."""
         if ids:
-            async with self.engine.begin() as conn:
+            async with self.writing() as conn:
                 await conn.execute(
                     outbox.update().where(outbox.c.id.in_(ids)).values(published_at_ms=now_ms)
                 )

@@ -1,23 +1,22 @@
 """Projects in the control plane: created, read, re-planned, and locked for a transaction."""
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.common.controlplane.base import Queries
 from services.common.controlplane.keys import bump_keys_version
 from services.common.controlplane.records import ProjectRecord, project_of
 from services.common.controlplane.schema import projects
 from services.common.ids import new_id
 
 
-class ProjectQueries:
+class ProjectQueries(Queries):
     """The control plane's project queries."""
-
-    engine: AsyncEngine
 
     async def create_project(self, name: str, plan: str, now_ms: int) -> ProjectRecord:
         """Insert a project with a fresh id."""
         record = ProjectRecord(id=new_id("prj_"), name=name, plan=plan, created_at_ms=now_ms)
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.execute(
                 projects.insert().values(id=record.id, name=name, plan=plan, created_at_ms=now_ms)
             )
@@ -33,7 +32,7 @@ class ProjectQueries:
 
     async def set_plan(self, project_id: str, plan: str) -> ProjectRecord | None:
         """Change a project's plan; None when it does not exist."""
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             changed = await conn.execute(
                 projects.update().where(projects.c.id == project_id).values(plan=plan)
             )

@@ -1,21 +1,19 @@
 """Console sessions in the control plane: created, found with their user, touched, revoked."""
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.common.controlplane.base import Queries
 from services.common.controlplane.records import SessionRecord, UserRecord, record_of
 from services.common.controlplane.schema import sessions, users
 
 
-class SessionQueries:
+class SessionQueries(Queries):
     """The control plane's session queries."""
-
-    engine: AsyncEngine
 
     async def create_session(self, session: SessionRecord) -> None:
         """Insert a session (its token's hash, never the token)."""
         values = {name: getattr(session, name) for name in SessionRecord.__struct_fields__}
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.execute(sessions.insert().values(**values))
 
     async def find_session(self, id_hash: str) -> tuple[SessionRecord, UserRecord] | None:
@@ -47,7 +45,7 @@ class SessionQueries:
 
     async def touch_session(self, id_hash: str, now_ms: int) -> None:
         """Record that the session was used (the idle expiry counts from here)."""
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.execute(
                 sessions.update()
                 .where(sessions.c.id_hash == id_hash, sessions.c.last_seen_at_ms < now_ms)
@@ -56,7 +54,7 @@ class SessionQueries:
 
     async def revoke_session(self, id_hash: str, now_ms: int) -> None:
         """End a session (sign-out)."""
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.execute(
                 sessions.update()
                 .where(sessions.c.id_hash == id_hash, sessions.c.revoked_at_ms.is_(None))

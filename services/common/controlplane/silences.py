@@ -2,25 +2,24 @@
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.common.controlplane.base import Queries
 from services.common.controlplane.outbox import enqueue
 from services.common.controlplane.projects import lock_project
 from services.common.controlplane.records import OutboxMessage, SilenceRow, record_of
 from services.common.controlplane.schema import silences
 
 
-class SilenceQueries:
+class SilenceQueries(Queries):
     """The control plane's silence queries."""
-
-    engine: AsyncEngine
 
     async def create_silence(
         self, row: SilenceRow, messages: list[OutboxMessage], max_unexpired: int
     ) -> bool:
         """Insert a silence and its outbox messages unless the project has `max_unexpired`
         silences not yet over (locked like subscriptions, so the count cannot go stale)."""
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await lock_project(conn, row.project_id)
             if await _count_unexpired(conn, row.project_id, row.created_at_ms) >= max_unexpired:
                 return False
@@ -56,7 +55,7 @@ class SilenceQueries:
     ) -> bool:
         """Record that a silence was ended early (`row` is the ended version), with its outbox
         messages; False when it changed meanwhile."""
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             result = await conn.execute(
                 silences.update()
                 .where(

@@ -2,18 +2,17 @@
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.common.controlplane.base import Queries
 from services.common.controlplane.outbox import enqueue
 from services.common.controlplane.projects import lock_project
 from services.common.controlplane.records import OutboxMessage, SubscriptionRow, subscription_of
 from services.common.controlplane.schema import subscriptions
 
 
-class SubscriptionQueries:
+class SubscriptionQueries(Queries):
     """The control plane's subscription queries."""
-
-    engine: AsyncEngine
 
     async def count_subscriptions(self, project_id: str, notification_type: str) -> int:
         """How many subscriptions of a type a project has."""
@@ -28,7 +27,7 @@ class SubscriptionQueries:
         The project row is locked first, so concurrent creates of one project are serialised
         and the count cannot go stale between the check and the insert. False: at the cap.
         """
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await lock_project(conn, row.project_id)
             if await _count_subscriptions(conn, row.project_id, row.notification_type) >= (
                 max_per_type
@@ -78,7 +77,7 @@ class SubscriptionQueries:
         (optimistic locking); False means someone else changed it first.
         """
         values = msgspec.structs.asdict(row)
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             if create:
                 await conn.execute(subscriptions.insert().values(**values))
             else:
@@ -100,7 +99,7 @@ class SubscriptionQueries:
         self, project_id: str, subscription_id: str, messages: list[OutboxMessage], now_ms: int
     ) -> bool:
         """Delete a subscription and enqueue its removal in one transaction."""
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             result = await conn.execute(
                 subscriptions.delete().where(
                     subscriptions.c.id == subscription_id, subscriptions.c.project_id == project_id

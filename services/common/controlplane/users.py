@@ -2,8 +2,9 @@
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.common.controlplane.base import Queries
 from services.common.controlplane.records import UserRecord, record_of
 from services.common.controlplane.schema import sessions, users
 from services.common.errors import Conflict
@@ -44,15 +45,13 @@ def _columns(user: UserRecord) -> dict[str, object]:
     return {name: getattr(user, name) for name in UserRecord.__struct_fields__}
 
 
-class UserQueries:
+class UserQueries(Queries):
     """The control plane's user queries."""
-
-    engine: AsyncEngine
 
     async def create_user(self, user: UserRecord) -> None:
         """Insert a user; Conflict when the email is taken."""
         try:
-            async with self.engine.begin() as conn:
+            async with self.writing() as conn:
                 await insert_user(conn, user)
         except IntegrityError as exc:
             raise email_taken(user.email) from exc
@@ -75,7 +74,7 @@ class UserQueries:
     ) -> None:
         """Store a new password hash and revoke every session of the user but `keep_session`."""
         others = sessions.c.id_hash != keep_session if keep_session else sa.true()
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.execute(
                 users.update()
                 .where(users.c.id == user_id)
