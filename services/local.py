@@ -37,6 +37,10 @@ from services.supervisor import RESTARTS, Child, Crashed, Job, Service
 
 log = structlog.get_logger(__name__)
 
+# The services that consume from the broker, and how long a broker restart waits for their runs
+# to end before it makes the topics anyway.
+CONSUMERS = ("logsink", "alerts", "dispatcher")
+HOLD_TIMEOUT_S = 15.0
 RESTARTING = "CodeCourier is (re)starting its broker; retry in a few seconds."
 
 LOCAL_PROJECT_PLAN = "enterprise"
@@ -207,21 +211,29 @@ class LocalStack:
         restart the consumers: their groups and offsets died with the old broker."""
         assert self.api is not None
         # Closed until the subscriptions are back: an execution taken before their markers
-        # would not be alerted on (a subscription applies to executions after its marker), and
-        # one produced before `ensure_topics` would have the broker create `executions` with its
-        # default partition count. `_republish` reopens it.
+        # would not be alerted on (a subscription applies to executions after its marker).
         if self.api.deps.intake.open:  # a stop already under way keeps its own reason
             self.api.deps.intake.close(RESTARTING)
-        await self.broker.start()
+        # The consumers are held while the topics are made: a client asking the new, empty
+        # broker for a topic first has it created with the broker's own partition count.
+        consumers = [self.services[name] for name in CONSUMERS]
+        for service in consumers:
+            service.hold()
+        await self.broker.start()  # a run ending on the new broker is not kept waiting
+        idle = [asyncio.create_task(service.idle.wait()) for service in consumers]
+        _, late = await asyncio.wait(idle, timeout=HOLD_TIMEOUT_S)
+        for task in late:
+            task.cancel()
         await kafka.ensure_topics(
             self.bootstrap,
             self.settings.kafka_partitions,
             retry_tiers=len(self.settings.retry_delays_s),
+            recreate_miscounted=True,
         )
         await self._republish()
-        for name in ("logsink", "alerts", "dispatcher"):
-            self.services[name].recycle()
-        log.warning("local.broker_restarted", bootstrap=self.bootstrap)
+        for service in consumers:
+            service.release()
+        log.warning("local.broker_restarted", bootstrap=self.bootstrap, late=len(late))
 
     async def _republish(self) -> None:
         """Rebuild the compacted topics (subscriptions, silences and alert acknowledgements:

@@ -57,6 +57,9 @@ class Service:
         self.restarts = 0
         self.stopping = asyncio.Event()
         self._run_stop = asyncio.Event()
+        self._go = asyncio.Event()  # cleared while held: no run starts
+        self._go.set()
+        self.idle = asyncio.Event()  # set while held and no run is under way
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -65,6 +68,11 @@ class Service:
 
     async def _supervise(self) -> None:
         while not self.stopping.is_set():
+            if not self._go.is_set():
+                self.idle.set()
+                await self._go.wait()
+                self.idle.clear()
+                continue
             self._run_stop = asyncio.Event()
             started = time.monotonic()
             try:
@@ -90,10 +98,21 @@ class Service:
         """End the current run and start a fresh one at once (not a crash: not counted)."""
         self._run_stop.set()
 
+    def hold(self) -> None:
+        """End the current run, and start none until `release()`; `idle` is set once the run
+        has ended."""
+        self._go.clear()
+        self._run_stop.set()
+
+    def release(self) -> None:
+        """Let a held service run again (a fresh run starts at once)."""
+        self._go.set()
+
     async def stop(self, timeout_s: float) -> bool:
         """Ask the service to stop; whether it stopped within `timeout_s`."""
         self.stopping.set()
         self._run_stop.set()
+        self._go.set()
         if self.task is None or self.task.done():
             return True
         done, _ = await asyncio.wait([self.task], timeout=max(timeout_s, 0.0))

@@ -155,15 +155,31 @@ def topic_specs(partitions: int, names: tuple[str, ...] = topics.ALL) -> list[Ne
 
 
 async def ensure_topics(
-    bootstrap: str, partitions: int, replication_factor: int = 1, retry_tiers: int = 5
+    bootstrap: str,
+    partitions: int,
+    replication_factor: int = 1,
+    retry_tiers: int = 5,
+    *,
+    recreate_miscounted: bool = False,
 ) -> list[str]:
     """Create missing topics explicitly (auto-creation picks the wrong partition count), with
-    the dispatcher's `retry_tiers` delay tiers (one per entry of `CC_RETRY_DELAYS`)."""
+    the dispatcher's `retry_tiers` delay tiers (one per entry of `CC_RETRY_DELAYS`).
+
+    `recreate_miscounted` deletes and creates again every topic whose partition count is not
+    `partitions`: only for a broker that just started empty, where such a topic can only have
+    been auto-created by a client that asked for it first, and holds nothing to keep."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         names = (*topics.ALL, *topics.retry_tiers(retry_tiers))
+        if recreate_miscounted and (present := [n for n in names if n in existing]):
+            described = await admin.describe_topics(present)
+            wrong = [d["topic"] for d in described if len(d["partitions"]) != partitions]
+            if wrong:
+                log.warning("kafka.topics_recreated", topics=wrong, partitions=partitions)
+                await admin.delete_topics(wrong)
+                existing.difference_update(wrong)
         missing = [spec for spec in topic_specs(partitions, names) if spec.name not in existing]
         for spec in missing:
             spec.replication_factor = replication_factor

@@ -2,25 +2,55 @@
 
 from pathlib import Path
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import topics
+from services.common.broker import EmbeddedBroker
 from services.common.clickhouse import ClickHouse
 from services.common.kafka import ensure_topics, ping
+
+
+async def partition_counts(bootstrap: str, names: list[str]) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    return {t["topic"]: len(t["partitions"]) for t in described}
 
 
 async def test_topics_are_created_explicitly_with_the_configured_partitions(broker: str) -> None:
     await ping(broker)
     await ensure_topics(broker, partitions=3)
     assert await ensure_topics(broker, partitions=3) == []
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
-    await admin.start()
+    assert await partition_counts(broker, list(topics.ALL)) == dict.fromkeys(topics.ALL, 3)
+
+
+async def test_a_topic_auto_created_on_a_fresh_broker_is_made_again_with_the_right_count(
+    tmp_path: Path,
+) -> None:
+    """What `up` does after its broker restarted empty: a client that asked for `executions`
+    first had the broker create it with its own count (4)."""
+    embedded = EmbeddedBroker(0, tmp_path / "broker.log")
+    bootstrap = await embedded.start()
     try:
-        described = await admin.describe_topics(list(topics.ALL))
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topics.EXECUTIONS, b"first")
+        finally:
+            await producer.stop()
+        assert await partition_counts(bootstrap, [topics.EXECUTIONS]) == {topics.EXECUTIONS: 4}
+        await ensure_topics(bootstrap, partitions=2)  # an ordinary start keeps what exists
+        assert await partition_counts(bootstrap, [topics.EXECUTIONS]) == {topics.EXECUTIONS: 4}
+        created = await ensure_topics(bootstrap, partitions=2, recreate_miscounted=True)
+        assert topics.EXECUTIONS in created
+        counts = await partition_counts(bootstrap, list(topics.ALL))
+        assert counts == dict.fromkeys(topics.ALL, 2)
     finally:
-        await admin.close()
-    counts = {t["topic"]: len(t["partitions"]) for t in described}
-    assert counts == dict.fromkeys(topics.ALL, 3)
+        embedded.stop()
 
 
 async def test_clickhouse_migrations_apply_once_in_order(tmp_path: Path) -> None:

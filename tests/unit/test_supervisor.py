@@ -66,6 +66,34 @@ async def test_a_recycled_service_starts_afresh_without_counting_a_crash() -> No
     assert service.restarts == 0 and runs == 2
 
 
+async def test_a_held_service_ends_its_run_starts_none_until_released() -> None:
+    runs = 0
+    running = asyncio.Event()
+
+    async def job(stop: asyncio.Event) -> None:
+        nonlocal runs
+        runs += 1
+        running.set()
+        await stop.wait()
+
+    service = Service("unit-hold", job, FAST)
+    service.start()
+    await asyncio.wait_for(running.wait(), 5)
+    running.clear()
+    service.hold()
+    await asyncio.wait_for(service.idle.wait(), 5)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert runs == 1 and not running.is_set()
+    service.release()
+    await asyncio.wait_for(running.wait(), 5)
+    assert runs == 2 and not service.idle.is_set() and service.restarts == 0
+    service.hold()
+    await asyncio.wait_for(service.idle.wait(), 5)
+    assert await service.stop(1.0)  # a held service stops at once
+    assert runs == 2
+
+
 async def test_a_stop_during_the_back_off_ends_at_once() -> None:
     ran = asyncio.Event()
 
