@@ -337,6 +337,30 @@ async def test_teams_errors_never_contain_the_url(ctx: Context) -> None:
     assert down.retryable and down.error and "TeamsSecret" not in down.error
 
 
+TEAMS_FAILED = (
+    "Webhook message delivery failed with error: Microsoft Teams endpoint returned HTTP error "
+    "{code} with ContextId tcid=0,server=msgapi-production-eus-azsc2-4-170,cv=deadbeef.0."
+)
+
+
+async def test_teams_200_that_tells_of_a_failure_is_not_a_delivery(ctx: Context) -> None:
+    """Teams' incoming webhooks answer 200 with a text when they did not post the message."""
+    replies = [Reply(200, body=TEAMS_FAILED.format(code=code)) for code in (429, 502, 413)]
+    async with TeamsReceiver([*replies, Reply(202, body="")]) as receiver:
+        results = [
+            await teams.send(notification("teams"), Secrets(receiver.url), ctx) for _ in range(5)
+        ]
+    throttled, unavailable, refused, workflows, connector = results
+    assert not throttled.delivered and throttled.retryable and throttled.status == 200
+    assert throttled.error is not None and "HTTP error 429" in throttled.error
+    assert not unavailable.delivered and unavailable.retryable
+    assert not refused.delivered and not refused.retryable
+    assert workflows == Result(delivered=True, status=202, body="")
+    assert connector == Result(delivered=True, status=200, body="1")
+    for result in results:
+        assert "TeamsSecret" not in (result.error or "")
+
+
 async def test_discord_429_retry_after_then_delivered(ctx: Context) -> None:
     async with DiscordReceiver([DiscordReceiver.rate_limited(1.25)]) as receiver:
         record = notification("discord", sample_payload(alert=ALERT, finalOutput="x" * 9000))

@@ -8,9 +8,14 @@ bounded and the final output is cut until the whole message fits in MAX_BYTES (T
 messages over 28 KB). Trace spans are never shown.
 
 The URL is the secret (`Secrets.current`): errors never contain it. The outcome of a POST is
-classified as for a webhook (429 and its Retry-After included).
+classified as for a webhook (429 and its Retry-After included), with one more rule: an incoming
+webhook answers 200 with a text when Teams did not post the message ("Webhook message delivery
+failed with error: Microsoft Teams endpoint returned HTTP error 429 ..."), so a 2xx whose body
+tells of an error or a failure is not a delivery (retryable when the error it names is 429 or
+5xx). Success is "1" from an incoming webhook, and 202 with no body from a Workflows URL.
 """
 
+import re
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -37,6 +42,8 @@ COLOURS: Final[dict[Kind, str]] = {
 }
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
+_FAILED = re.compile(r"error|fail", re.IGNORECASE)
+_NAMED_STATUS = re.compile(r"HTTP error (\d{3})")
 
 
 def facts(payload: DeliveryPayload, summary: Summary) -> list[dict[str, str]]:
@@ -103,4 +110,20 @@ async def send(record: NotificationRecord, secrets: Secrets, ctx: Context) -> Re
     headers = {"Content-Type": "application/json", "User-Agent": webhook.USER_AGENT}
     parts = urlsplit(url)
     hidden = [url, *(part for part in (parts.path, parts.query) if len(part) > 1)]
-    return await http.post(ctx, url, body, headers, hidden)
+    return judged(await http.post(ctx, url, body, headers, hidden), hidden)
+
+
+def judged(result: Result, hidden: list[str]) -> Result:
+    """`result`, unless it is a 2xx whose body says Teams did not post the message."""
+    if not result.delivered or not _FAILED.search(result.body):
+        return result
+    named = _NAMED_STATUS.search(result.body)
+    code = int(named.group(1)) if named else 0
+    said = http.redact(one_line(result.body), hidden)[:300]
+    return Result(
+        delivered=False,
+        retryable=code == 429 or code >= 500,
+        status=result.status,
+        body=result.body,
+        error=f"HTTP {result.status} but not delivered: {said}",
+    )
