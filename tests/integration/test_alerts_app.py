@@ -510,8 +510,8 @@ async def test_no_false_no_activity_during_a_consumer_backlog(
 ) -> None:
     harness = isolated
     project = project_id()
-    worker = Worker(harness.bootstrap, harness.partitions, f"alerts-backlog-{secrets.token_hex(4)}",
-                    tmp_path / "worker.log").start()  # fmt: skip
+    group = f"alerts-backlog-{secrets.token_hex(4)}"
+    worker = Worker(harness.bootstrap, harness.partitions, group, tmp_path / "worker.log").start()
     try:
         seen = sub("ntf_seen_" + project, project, allWorkflows=False, workflowIds=["wf"])
         await harness.subscribe(seen)
@@ -529,7 +529,7 @@ async def test_no_false_no_activity_during_a_consumer_backlog(
         await harness.ready(project, "wf")
         await harness.execute(project, execution("before", "wf", ended=last))
         await harness.wait_for(lambda: bool(harness.of(seen.id)), 20, "the execution")
-        await asyncio.sleep(2.5)  # the offset is committed
+        await _until_committed(harness, group, "wf", project)
         worker.kill()
         # While it is down the workflow keeps running, behind a backlog on its partition.
         filler = harness.sibling(project, "wf")
@@ -630,6 +630,13 @@ async def _kill_after_commit(
     harness: Harness, worker: Worker, group: str, workflow_id: str, project: str
 ) -> None:
     """Wait until the group committed the workflow's partition to its end, kill -9, restart."""
+    await _until_committed(harness, group, workflow_id, project)
+    worker.kill()
+    worker.start()
+
+
+async def _until_committed(harness: Harness, group: str, workflow_id: str, project: str) -> None:
+    """Wait until the group committed the workflow's partition to its end."""
     tp = TopicPartition(topics.EXECUTIONS, partition_of(topic_key(project, workflow_id),
                                                         harness.partitions))  # fmt: skip
     end = (await _ends(harness.bootstrap, [tp]))[tp]
@@ -641,8 +648,6 @@ async def _kill_after_commit(
             await asyncio.sleep(0.2)
     finally:
         await reader.stop()
-    worker.kill()
-    worker.start()
 
 
 @pytest.mark.slow
