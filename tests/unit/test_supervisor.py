@@ -46,52 +46,51 @@ async def test_a_crashing_service_is_restarted_and_counted_until_it_stays_up() -
     assert restarts("unit-crash") == before + 2
 
 
-async def test_a_recycled_service_starts_afresh_without_counting_a_crash() -> None:
-    runs = 0
-    running = asyncio.Event()
+class Runs:
+    """A job that counts its runs, says when one is under way, and runs until asked to stop."""
 
-    async def job(stop: asyncio.Event) -> None:
-        nonlocal runs
-        runs += 1
-        running.set()
+    def __init__(self) -> None:
+        self.count = 0
+        self.running = asyncio.Event()
+
+    async def __call__(self, stop: asyncio.Event) -> None:
+        self.count += 1
+        self.running.set()
         await stop.wait()
 
-    service = Service("unit-recycle", job, FAST)
+    async def next_run(self) -> None:
+        await asyncio.wait_for(self.running.wait(), 5)
+        self.running.clear()
+
+
+async def test_a_recycled_service_starts_afresh_without_counting_a_crash() -> None:
+    runs = Runs()
+    service = Service("unit-recycle", runs, FAST)
     service.start()
-    await asyncio.wait_for(running.wait(), 5)
-    running.clear()
+    await runs.next_run()
     service.recycle()
-    await asyncio.wait_for(running.wait(), 5)
+    await runs.next_run()
     assert await service.stop(1.0)
-    assert service.restarts == 0 and runs == 2
+    assert service.restarts == 0 and runs.count == 2
 
 
 async def test_a_held_service_ends_its_run_starts_none_until_released() -> None:
-    runs = 0
-    running = asyncio.Event()
-
-    async def job(stop: asyncio.Event) -> None:
-        nonlocal runs
-        runs += 1
-        running.set()
-        await stop.wait()
-
-    service = Service("unit-hold", job, FAST)
+    runs = Runs()
+    service = Service("unit-hold", runs, FAST)
     service.start()
-    await asyncio.wait_for(running.wait(), 5)
-    running.clear()
+    await runs.next_run()
     service.hold()
     await asyncio.wait_for(service.idle.wait(), 5)
     for _ in range(10):
         await asyncio.sleep(0)
-    assert runs == 1 and not running.is_set()
+    assert runs.count == 1 and not runs.running.is_set()
     service.release()
-    await asyncio.wait_for(running.wait(), 5)
-    assert runs == 2 and not service.idle.is_set() and service.restarts == 0
+    await runs.next_run()
+    assert runs.count == 2 and not service.idle.is_set() and service.restarts == 0
     service.hold()
     await asyncio.wait_for(service.idle.wait(), 5)
     assert await service.stop(1.0)  # a held service stops at once
-    assert runs == 2
+    assert runs.count == 2
 
 
 async def test_a_stop_during_the_back_off_ends_at_once() -> None:
