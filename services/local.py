@@ -215,24 +215,28 @@ class LocalStack:
         if self.api.deps.intake.open:  # a stop already under way keeps its own reason
             self.api.deps.intake.close(RESTARTING)
         # The consumers are held while the topics are made: a client asking the new, empty
-        # broker for a topic first has it created with the broker's own partition count.
+        # broker for a topic first has it created with the broker's own partition count (the
+        # topics made again below), and none may start on such a topic.
         consumers = [self.services[name] for name in CONSUMERS]
         for service in consumers:
             service.hold()
-        await self.broker.start()  # a run ending on the new broker is not kept waiting
-        idle = [asyncio.create_task(service.idle.wait()) for service in consumers]
-        _, late = await asyncio.wait(idle, timeout=HOLD_TIMEOUT_S)
-        for task in late:
-            task.cancel()
-        await kafka.ensure_topics(
-            self.bootstrap,
-            self.settings.kafka_partitions,
-            retry_tiers=len(self.settings.retry_delays_s),
-            recreate_miscounted=True,
-        )
-        await self._republish()
-        for service in consumers:
-            service.release()
+        try:
+            await self.broker.start()
+            # Topics first: a run ending commits its offsets, which waits for the topics.
+            await kafka.ensure_topics(
+                self.bootstrap,
+                self.settings.kafka_partitions,
+                retry_tiers=len(self.settings.retry_delays_s),
+                recreate_miscounted=True,
+            )
+            idle = [asyncio.create_task(service.idle.wait()) for service in consumers]
+            _, late = await asyncio.wait(idle, timeout=HOLD_TIMEOUT_S)
+            for task in late:
+                task.cancel()
+            await self._republish()
+        finally:  # a failed restart must not leave them held: the next try may skip all this
+            for service in consumers:
+                service.release()
         log.warning("local.broker_restarted", bootstrap=self.bootstrap, late=len(late))
 
     async def _republish(self) -> None:

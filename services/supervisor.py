@@ -83,7 +83,7 @@ class Service:
             if self.stopping.is_set():
                 return
             if self._run_stop.is_set():
-                continue  # recycled on purpose: start afresh at once
+                continue  # ended on purpose (held): not a crash
             await self._after_crash(error, time.monotonic() - started)
 
     async def _after_crash(self, error: str, ran_s: float) -> None:
@@ -93,10 +93,6 @@ class Service:
         log.error("local.service_crashed", service=self.name, error=error, restart_in_s=delay)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stopping.wait(), delay)
-
-    def recycle(self) -> None:
-        """End the current run and start a fresh one at once (not a crash: not counted)."""
-        self._run_stop.set()
 
     def hold(self) -> None:
         """End the current run, and start none until `release()`; `idle` is set once the run

@@ -3,22 +3,20 @@
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import topics
+from services.alerts.ticks import OffsetReader
 from services.common.broker import EmbeddedBroker
 from services.common.clickhouse import ClickHouse
 from services.common.kafka import ensure_topics, ping
 
 
 async def partition_counts(bootstrap: str, names: list[str]) -> dict[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
+    reader = OffsetReader(bootstrap)
     try:
-        described = await admin.describe_topics(names)
+        return await reader.partition_counts(names)
     finally:
-        await admin.close()
-    return {t["topic"]: len(t["partitions"]) for t in described}
+        await reader.stop()
 
 
 async def test_topics_are_created_explicitly_with_the_configured_partitions(broker: str) -> None:

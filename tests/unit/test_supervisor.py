@@ -63,17 +63,6 @@ class Runs:
         self.running.clear()
 
 
-async def test_a_recycled_service_starts_afresh_without_counting_a_crash() -> None:
-    runs = Runs()
-    service = Service("unit-recycle", runs, FAST)
-    service.start()
-    await runs.next_run()
-    service.recycle()
-    await runs.next_run()
-    assert await service.stop(1.0)
-    assert service.restarts == 0 and runs.count == 2
-
-
 async def test_a_held_service_ends_its_run_starts_none_until_released() -> None:
     runs = Runs()
     service = Service("unit-hold", runs, FAST)
