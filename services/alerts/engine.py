@@ -107,7 +107,7 @@ class Engine:
         self.record_events = record_events
         self.batch = Batch(tables)
         self.ledger = Ledger(settings, self.batch.tables, views)
-        self.subscriptions = Subscriptions(partitions, self.batch.tables, views, self.ledger)
+        self.subscriptions = Subscriptions(partitions, self.batch, views, self.ledger)
 
     async def handle(self, message: Message) -> None:
         """Handle one record and carry out its effects."""

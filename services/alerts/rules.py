@@ -1,10 +1,10 @@
 """The seven alert rules (contract section 6) as pure functions of state, input and event time.
 
 Three inputs drive them: a completed execution (`on_execution`), a tick carrying only event time
-(`on_tick`) and a subscription change (`arm`, `disarm`). Each updates the `WorkflowState` it is
-given in place, returns it for the caller to write back, and returns the alerts to emit. Nothing
-here reads a clock or does I/O, so a replay of the same inputs yields the same alerts and ids.
-Each rule's condition is checked in `services.alerts.checks`.
+(`on_tick`) and a subscription change (`arm`, `disarm`, `withdraw`). Each updates the
+`WorkflowState` it is given in place, returns it for the caller to write back, and returns the
+alerts to emit. Nothing here reads a clock or does I/O, so a replay of the same inputs yields the
+same alerts and ids. Each rule's condition is checked in `services.alerts.checks`.
 
 An episode is a stretch during which a rule's condition holds. Its first notification is subject
 to the cooldown per (subscription, workflow); later executions that keep the condition true may
@@ -108,6 +108,19 @@ def disarm(state: WorkflowState, subscription_id: str) -> WorkflowState:
     """Forget a subscription's cooldown and episode (deleted, paused or no longer matching)."""
     state.watches.pop(subscription_id, None)
     return state
+
+
+def withdraw(state: WorkflowState, sub: Subscription, at_ms: int, why: str) -> list[Alert]:
+    """Stop watching the workflow for `sub` (deleted, paused, changed or no longer covering it):
+    like `disarm`, and an episode still open ends with a resolve that is only recorded (nobody
+    is notified; `why` says what ended it), so that its alert does not stay firing."""
+    watch = state.watches.pop(sub.id, None)
+    if watch is None or watch.episode is None:
+        return []
+    episode = watch.episode
+    check = Check(False, episode.observed or Decimal(0), episode.threshold or Decimal(0), why)
+    trigger = Trigger(episode.key, at_ms, None, False)
+    return _close(state.workflow_id, sub, watch, check, trigger, announce=False)
 
 
 def on_execution(
@@ -264,13 +277,15 @@ def _close(
     check: Check,
     trigger: Trigger,
     silenced: bool = False,
+    *,
+    announce: bool = True,
 ) -> list[Alert]:
-    """The end of an episode: a resolve notification when one was delivered and the
-    subscription asked for it, else a resolve that is only recorded (the alert's new state)."""
+    """The end of an episode: a resolve notification when one was delivered, the subscription
+    asked for it and `announce`, else a resolve that is only recorded (the alert's new state)."""
     episode, watch.episode = watch.episode, None
     if episode is None or not (episode.seq or episode.notified or episode.silenced):
         return []  # nothing was ever recorded of it: not an alert
-    notify = episode.notified and sub.config.notifyOnResolve
+    notify = announce and episode.notified and sub.config.notifyOnResolve
     muted = silenced if notify else episode.silenced
     return [_event(workflow_id, sub, episode, "resolved", episode.key, check, trigger,
                    silenced=muted, notify=notify)]  # fmt: skip

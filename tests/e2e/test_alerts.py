@@ -97,3 +97,37 @@ async def test_an_alert_is_listed_acknowledged_and_resolved(
         alert = one["data"]
         assert alert["acknowledged"] is True and alert["notificationCount"] == 2
         assert alert["resolvedAt"] is not None and alert["executionId"].startswith("error-")
+
+
+async def test_deleting_the_subscription_of_a_firing_alert_resolves_it(
+    short_cooldown: Stack, session: aiohttp.ClientSession
+) -> None:
+    stack = short_cooldown
+    _, key = await new_project(session, stack)
+    async with HttpReceiver() as receiver:
+        config = {"rule": "consecutive_failures", "consecutiveFailures": 1,
+                  "notifyOnResolve": True}  # fmt: skip
+        sub_id, _ = await subscribe(session, stack, key, receiver.url, alertConfig=config)
+        await post_run(session, stack, key, "wf-gone", "error")
+        deadline = time.monotonic() + 30
+        while not receiver.requests:
+            assert time.monotonic() < deadline, "no alert notification"
+            await asyncio.sleep(0.05)
+        alert_id = json.loads(receiver.requests[0].body)["data"]["alert"]["id"]
+        url = f"{stack.base_url}/api/v1/alerts/{alert_id}"
+        deadline = time.monotonic() + LISTED_WITHIN_S
+        while (await call(session, "GET", url, key))[0] != 200:
+            assert time.monotonic() < deadline, "not listed within 5 s"
+            await asyncio.sleep(0.1)
+
+        status, _, _ = await call(
+            session, "DELETE", f"{stack.base_url}/api/v1/notifications/{sub_id}", key
+        )
+        assert status == 200
+        deadline = time.monotonic() + 10
+        while (alert := (await call(session, "GET", url, key))[2]["data"])["state"] != "resolved":
+            assert time.monotonic() < deadline, alert
+            await asyncio.sleep(0.2)
+        assert alert["reason"] == "Resolved: the subscription was deleted."
+        assert alert["resolvedAt"] is not None and alert["notificationCount"] == 1
+        assert len(receiver.requests) == 1  # recorded, not sent: the subscription is gone

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas import topics
+from schemas.alerts import AlertEvent
 from schemas.events import ExecutionRecord, topic_key
 from schemas.notifications import NotificationRecord, SubscriptionRecord
 from services.alerts import engine as engine_module
@@ -59,6 +60,7 @@ def subscription(
 class World:
     def __init__(self, max_workflows: int = 10_000, tables: Tables | None = None) -> None:
         self.sent: list[NotificationRecord] = []
+        self.events: list[AlertEvent] = []
         self.dead: list[tuple[Any, str]] = []
         self.offsets: dict[tuple[str, int], int] = defaultdict(int)  # next, by topic-partition
         settings = Settings(data_dir=Path("unused"), clickhouse_url="", database_url="")
@@ -66,11 +68,14 @@ class World:
         self.tables = tables or Tables({}, {}, {})
         self.engine = Engine(
             settings, PARTITIONS, self.tables, self.views, self.send, TickGate(self.start),
-            self.dead_letter,
+            self.dead_letter, record_events=self.record_events,
         )  # fmt: skip
 
     async def send(self, records: Any) -> None:
         self.sent.extend(records)
+
+    async def record_events(self, events: Any) -> None:
+        self.events.extend(events)
 
     async def dead_letter(self, message: Any, reason: str) -> None:
         self.dead.append((message, reason))
@@ -238,6 +243,75 @@ async def test_a_record_without_marker_offset_falls_back_to_the_creation_time() 
     await world.execution("ex-early", -1, 0.01)
     await world.execution("ex-late", 1, 0.01)
     assert world.alerts() == ["ex-late"]
+
+
+# ---- a subscription that stops watching ends its open alerts ----------------------------------
+
+
+def _resolves(world: World) -> list[tuple[str, int, bool, str]]:
+    return [(e.alertId, e.version, e.notified, e.reason) for e in world.events
+            if e.kind == "resolved"]  # fmt: skip
+
+
+async def test_deleting_a_subscription_resolves_its_firing_alert_and_notifies_nobody() -> None:
+    world = World()
+    await world.subscription_on_stream(subscription())
+    await world.execution("ex-1", 0, 0.75)  # fires, and stays firing while costs stay high
+    [fired] = world.alert_ids()
+    deleted = msgspec.structs.replace(subscription(version=2), deleted=True)
+    await world.subscription_on_stream(deleted)
+    assert _resolves(world) == [(fired, 2, False, "Resolved: the subscription was deleted.")]
+    for p in range(PARTITIONS):  # the tombstone that follows finds nothing left to end
+        await world.engine.handle(world.message(topics.SUBSCRIPTIONS, p, f"ntf_cost/{p}".encode(),
+                                                None))  # type: ignore[arg-type]  # fmt: skip
+    await world.execution("ex-2", 1, 0.75)
+    assert len(world.sent) == 1 and len(_resolves(world)) == 1
+
+
+async def test_pausing_or_changing_the_rule_ends_the_episode_and_a_new_rule_starts_a_new_one() -> (
+    None
+):
+    paused = World()
+    await paused.subscription_on_stream(subscription())
+    await paused.execution("ex-1", 0, 0.75)
+    off = msgspec.structs.replace(subscription(version=2), active=False)
+    await paused.subscription_on_stream(off)
+    assert _resolves(paused) == [(paused.alert_ids()[0], 2, False,
+                                  "Resolved: the subscription was turned off.")]  # fmt: skip
+    changed = World()
+    await changed.subscription_on_stream(subscription())
+    await changed.execution("ex-1", 0, 0.75)
+    await changed.subscription_on_stream(subscription(version=2, threshold="0.6"))
+    await changed.execution("ex-2", 1, 0.75)  # the new rule fires: a new alert
+    first, second = changed.alert_ids()
+    assert first != second
+    assert _resolves(changed) == [(first, 2, False,
+                                   "Resolved: the subscription's alert rule was changed.")]  # fmt: skip
+
+
+async def test_a_deletion_by_marker_then_by_compacted_record_ends_the_alert_once() -> None:
+    world = World()
+    await world.subscription_on_stream(subscription())
+    await world.execution("ex-1", 0, 0.75)
+    deleted = msgspec.structs.replace(subscription(version=2), deleted=True)
+    offsets = await markers(world, deleted)
+    assert len(_resolves(world)) == 1
+    for p, record in marked(deleted, offsets).items():
+        await world.engine.handle(world.message(
+            topics.SUBSCRIPTIONS, p, f"{record.id}/{p}".encode(), msgspec.json.encode(record)
+        ))  # fmt: skip
+    assert len(_resolves(world)) == 1 and world.dead == []
+
+
+async def test_deleting_a_subscription_whose_alert_already_resolved_records_nothing() -> None:
+    world = World()
+    await world.subscription_on_stream(subscription())
+    await world.execution("ex-1", 0, 0.75)
+    await world.execution("ex-2", 1, 0.25)  # under the threshold: the episode resolves
+    assert [e.kind for e in world.events] == ["fired", "resolved"]
+    await world.subscription_on_stream(msgspec.structs.replace(subscription(version=2),
+                                                               deleted=True))  # fmt: skip
+    assert [e.kind for e in world.events] == ["fired", "resolved"]
 
 
 # ---- poison records go to the dead-letter path -----------------------------------------------
