@@ -4,7 +4,8 @@ Two facts about the embedded broker shape the faust wiring: it has no idempotent
 (faust's at-least-once default does not ask for one), and it answers ListOffsets short of a
 multi-record last batch, so faust's table recovery, which reads changelogs up to that answer,
 would drop the newest writes; `Consumer.highwaters` returns corrected ends instead. It also
-answers a waiting fetch only when the fetch's maximum wait is up, so that wait is kept short.
+answers a waiting fetch only when the fetch's maximum wait is up, so that wait is kept short
+while records come (and long once quiet, see `FetchWait`).
 And faust's consumer counts offsets it jumps over as processed only where a log has gaps by
 design (see `services.alerts.order`).
 """
@@ -21,12 +22,15 @@ from mode.services import WaitResults
 
 from schemas import topics
 from services.alerts.ticks import OffsetReader
+from services.common.kafka import FetchWait
 
 FETCH_MAX_WAIT_MS = 25
 
 
 class ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
-    """faust's consumer thread, with a short fetch wait."""
+    """faust's consumer thread, with a short fetch wait while records come (`FetchWait`)."""
+
+    fetch_wait = FetchWait(FETCH_MAX_WAIT_MS)
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
@@ -34,7 +38,14 @@ class ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
         # that time is up, not when data arrives: every record would wait for it. Read by
         # aiokafka when the consumer starts.
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        self.fetch_wait = FetchWait(FETCH_MAX_WAIT_MS)
         return consumer
+
+    async def _fetch_records(self, consumer: Any, *args: Any, **kwargs: Any) -> Any:
+        """faust's fetch of a batch (on this thread's loop), then the next fetch's wait."""
+        records = await super()._fetch_records(consumer, *args, **kwargs)
+        self.fetch_wait.after_fetch(consumer, sum(map(len, records.values())))
+        return records
 
 
 class Consumer(faust_kafka.Consumer):

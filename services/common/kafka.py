@@ -3,7 +3,8 @@ readiness and offsets (the embedded broker itself is in `services.common.broker`
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -230,3 +231,50 @@ class GroupOffsets:
         wanted = list(tps)
         found = await asyncio.gather(*(self.consumer.committed(tp) for tp in wanted))
         return {tp: offset for tp, offset in zip(wanted, found, strict=True) if offset is not None}
+
+
+# A consumer that wants records soon waits BUSY_WAIT_MS per fetch while records come, and
+# QUIET_WAIT_MS once none has come for QUIET_AFTER_S (see `FetchWait`).
+QUIET_AFTER_S = 1.0
+QUIET_WAIT_MS = 250
+
+
+def fetch_wait_ms(quiet_for_s: float, busy_ms: int, quiet_ms: int = QUIET_WAIT_MS) -> int:
+    """The maximum wait of the next fetch, after `quiet_for_s` seconds without a record."""
+    return quiet_ms if quiet_for_s >= QUIET_AFTER_S else busy_ms
+
+
+class FetchWait:
+    """A consumer's fetch wait: short while records come, long once it has been quiet.
+
+    The embedded broker answers a waiting fetch only when its maximum wait is up (not when data
+    arrives), so the wait bounds how late a record is seen, and each wait costs the broker a
+    re-read of every partition in the fetch. The 25 ms waits of the alert engine and the
+    dispatcher kept about a fifth of a core busy at rest. Once no record has come for
+    QUIET_AFTER_S, fetches wait QUIET_WAIT_MS instead; the first record back (seen up to that
+    much later) makes them short again. Apache Kafka answers a waiting fetch when data arrives,
+    so there the long wait costs nothing.
+    """
+
+    def __init__(
+        self,
+        busy_ms: int,
+        quiet_ms: int = QUIET_WAIT_MS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.busy_ms = busy_ms
+        self.quiet_ms = quiet_ms
+        self.clock = clock
+        self.last_record_at = clock()
+
+    def after_fetch(self, consumer: object, records: int) -> int:
+        """Note what a fetch of an aiokafka `consumer` gave; set and return its next wait (a
+        consumer not started, or a stand-in without aiokafka's fetcher, is left alone)."""
+        now = self.clock()
+        if records:
+            self.last_record_at = now
+        wait_ms = fetch_wait_ms(now - self.last_record_at, self.busy_ms, self.quiet_ms)
+        fetcher = getattr(consumer, "_fetcher", None)  # read for each fetch request it builds
+        if fetcher is not None:
+            fetcher._fetch_max_wait_ms = wait_ms
+        return wait_ms

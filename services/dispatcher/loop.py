@@ -23,7 +23,7 @@ from prometheus_client import Counter
 from schemas.deliveries import DeliveryAttempt
 from schemas.notifications import NotificationRecord
 from services.common.clock import Clock, now_ms
-from services.common.kafka import REFUSED_RECORD_ERRORS
+from services.common.kafka import REFUSED_RECORD_ERRORS, FetchWait
 from services.dispatcher.broker import Consumer, Message
 from services.dispatcher.decision import (
     Action,
@@ -49,6 +49,9 @@ log = structlog.get_logger(__name__)
 
 Write = Coroutine[Any, Any, None]
 
+# The fetch wait while records come (see `FetchWait`): how late a record may be seen on the
+# embedded broker, which answers a waiting fetch only when its wait is up.
+FETCH_WAIT_MS = 25
 ATTEMPTS = Counter("cc_dispatcher_attempts", "Delivery attempts", ["channel", "outcome"])
 DEFERRED = Counter("cc_dispatcher_deferred", "Attempts put off because their lane was full")
 
@@ -103,6 +106,7 @@ class Loop:
         self.sender = sender
         self.clock = clock
         self.starts = Starts(publisher.log_starts, clock)
+        self.fetch_wait = FetchWait(FETCH_WAIT_MS)
         self.parts: dict[TopicPartition, Partition] = {}
         # Cleared from a revocation until the next assignment has caught up with the journal:
         # records are read and held, and none is handed on.
@@ -124,6 +128,7 @@ class Loop:
         """Read what is there, hand it on, and pause the partitions that must wait."""
         wait_ms = self._poll_wait_ms()
         fetched = await self.consumer.getmany(timeout_ms=wait_ms, max_records=2000)
+        self.fetch_wait.after_fetch(self.consumer, sum(map(len, fetched.values())))
         for tp, messages in fetched.items():
             part = self.parts.get(tp)
             if part is None:

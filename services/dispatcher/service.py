@@ -42,7 +42,7 @@ from services.dispatcher.channels.base import Context
 from services.dispatcher.current import Subscriptions
 from services.dispatcher.decision import State
 from services.dispatcher.journal import Follower, Journal
-from services.dispatcher.loop import Loop, Rebalance
+from services.dispatcher.loop import FETCH_WAIT_MS, Loop, Rebalance
 from services.dispatcher.progress import Lanes
 from services.dispatcher.publisher import Publisher
 from services.dispatcher.sender import CHANNELS, OnGone, Send, Sender
@@ -72,7 +72,7 @@ def connect(config: DispatcherConfig, kafka: KafkaClients, context: Context) -> 
     consumer = kafka.consumer(
         group_id=config.group, enable_auto_commit=False, auto_offset_reset="earliest",
         max_poll_records=2000, session_timeout_ms=10_000, heartbeat_interval_ms=1_000,
-        rebalance_timeout_ms=10_000, fetch_max_wait_ms=25,
+        rebalance_timeout_ms=10_000, fetch_max_wait_ms=FETCH_WAIT_MS,
     )  # fmt: skip
     return Clients(
         # The journal waits longer between fetches: it follows, nobody waits for it record by

@@ -1,14 +1,18 @@
-"""The embedded broker and chDB: topics with the configured partitions, versioned migrations."""
+"""The embedded broker and chDB: topics with the configured partitions, fetch waits, versioned
+migrations."""
 
+import time
+import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
 
 from schemas import topics
 from services.alerts.ticks import OffsetReader
 from services.common.broker import EmbeddedBroker
 from services.common.clickhouse import ClickHouse
-from services.common.kafka import ensure_topics, ping
+from services.common.kafka import QUIET_WAIT_MS, FetchWait, ensure_topics, ping
 
 
 async def partition_counts(bootstrap: str, names: list[str]) -> dict[str, int]:
@@ -49,6 +53,50 @@ async def test_a_topic_auto_created_on_a_fresh_broker_is_made_again_with_the_rig
         assert counts == dict.fromkeys(topics.ALL, 2)
     finally:
         embedded.stop()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_quiet_consumer_waits_longer_per_fetch_and_still_gets_the_next_record(
+    broker: str,
+) -> None:
+    topic = f"fetch-wait-{uuid.uuid4().hex[:8]}"
+    producer = AIOKafkaProducer(bootstrap_servers=broker)
+    await producer.start()
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker, fetch_max_wait_ms=25)
+    try:
+        await producer.send_and_wait(topic, b"before", partition=0)  # the topic exists now
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.start()
+        await consumer.seek_to_end(tp)
+        clock = FakeClock()
+        wait = FetchWait(25, clock=clock)
+        fetcher = consumer._fetcher
+        assert fetcher._fetch_max_wait_ms == 25  # where aiokafka keeps the wait it sends
+        assert wait.after_fetch(consumer, 0) == 25  # not quiet long enough yet
+        clock.now += 1.5
+        assert wait.after_fetch(consumer, 0) == QUIET_WAIT_MS
+        assert fetcher._fetch_max_wait_ms == QUIET_WAIT_MS
+        await producer.send_and_wait(topic, b"after", partition=0)
+        got: list[bytes | None] = []
+        deadline = time.monotonic() + 10
+        while not got:
+            assert time.monotonic() < deadline, "the record after the quiet never came"
+            fetched = await consumer.getmany(tp, timeout_ms=500)
+            got = [m.value for m in fetched.get(tp, [])]
+            wait.after_fetch(consumer, len(got))
+        assert got == [b"after"]
+        assert fetcher._fetch_max_wait_ms == 25  # records flow: short waits again
+    finally:
+        await consumer.stop()
+        await producer.stop()
 
 
 async def test_clickhouse_migrations_apply_once_in_order(tmp_path: Path) -> None:
