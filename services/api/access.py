@@ -63,8 +63,9 @@ async def authenticate(route: "Route", request: web.Request, deps: Deps) -> Prin
         return None, None
     if route.auth == "none":
         return None, None
-    has_cookie = bool(request.cookies.get(SESSION_COOKIE))
-    if presented_secret(request.headers) is not None or (route.auth == "key" and not has_cookie):
+    if presented_secret(request.headers) is not None or (
+        route.auth == "key" and not request.cookies.get(SESSION_COOKIE)  # parsed only if needed
+    ):
         return await _key_request(route, request, deps), None
     return await _session_request(route, request, deps)
 

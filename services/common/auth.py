@@ -75,7 +75,7 @@ class KeyAuthenticator:
         if not apikeys.is_well_formed(secret):
             raise Unauthenticated("Malformed API key: keys start with 'cc_live_'.")
         digest = self.digest(secret)
-        key = await self._lookup(digest)
+        key = self._cached(digest, time.monotonic()) or await self._lookup(digest)
         if key is None or not apikeys.hashes_match(key.secret_hash, digest):
             raise Unauthenticated("Unknown API key.")
         at = now_ms(self._clock)
@@ -83,11 +83,14 @@ class KeyAuthenticator:
         self._last_used[key.id] = at
         return key
 
-    async def _lookup(self, digest: str) -> KeyRecord | None:
-        now = time.monotonic()
+    def _cached(self, digest: str, now: float) -> KeyRecord | None:
+        """The key behind `digest` while its cache entry is fresh (most requests end here)."""
         cached = self._cache.get(digest)
-        if cached is not None and now - cached[0] < self._cache_s:
-            return cached[1]
+        return cached[1] if cached is not None and now - cached[0] < self._cache_s else None
+
+    async def _lookup(self, digest: str) -> KeyRecord | None:
+        """A key the cache has no fresh entry for: a remembered miss, or the control plane's."""
+        now = time.monotonic()
         missed = self._unknown.get(digest)
         if missed is not None and now - missed < self._cache_s:
             self._unknown.move_to_end(digest)
