@@ -10,12 +10,12 @@ ahead from their compacted topic at every assignment) in memory by partition and
 Silences are applied at emission time, from event time (the execution's end, or the tick's
 time), each in its version whose marker on `executions` the record follows (see
 `Views.project_silences`; the marker, a `SilenceRecord` on `executions`, is applied here like
-a subscription's): the rules return a notification a silence takes as `silenced` (see
-`services.alerts.rules`), which is logged (`alerts.silenced`) and counted
-(`cc_alerts_silenced_total`) instead of sent. Acknowledgements (`alert-acks`, kept in the
-views like silences) are applied the same way: to the records after their marker on
-`executions` (an `AckRecord` there, applied here), or by event time when no marker offset is
-known (see `Views.acknowledged`).
+a subscription's; a tick forgets the silences over for more than SILENCE_MEMORY_MS): the rules
+return a notification a silence takes as `silenced` (see `services.alerts.rules`), which is
+logged (`alerts.silenced`) and counted (`cc_alerts_silenced_total`) instead of sent.
+Acknowledgements (`alert-acks`, kept in the views like silences) are applied the same way: to
+the records after their marker on `executions` (an `AckRecord` there, applied here), or by
+event time when no marker offset is known (see `Views.acknowledged`).
 
 Every event of an alert episode (a notification, a muted one, a resolve notifying no one) is
 also produced to `alert-events` (`record_events`), for the log sink's `alerts` table; like the
@@ -64,6 +64,11 @@ from services.common.config import Settings
 from services.common.silences import is_active, matches
 
 log = structlog.get_logger(__name__)
+
+# How long after it is over a silence is still kept in the views: a tick forgets the ones over
+# for longer (so that silences created and ended over months cost no memory). A workflow whose
+# event time lags its partition's ticks by more than this is no longer muted by such a silence.
+SILENCE_MEMORY_MS = 7 * 24 * 3600 * 1000
 
 _record: RecordDecoder[ExecutionRecord | SubscriptionRecord | SilenceRecord | AckRecord] = (
     RecordDecoder(ExecutionRecord | SubscriptionRecord | SilenceRecord | AckRecord)
@@ -303,8 +308,9 @@ class Engine:
     async def on_tick(self, message: Message, at_ms: int, end: int | None = None) -> None:
         """Let event time reach `at_ms` for every watched workflow of the partition; `end` is
         the offset of `executions` the tick follows (which silence versions and acknowledgements
-        apply)."""
+        apply). Silences over for SILENCE_MEMORY_MS before `at_ms` are forgotten first."""
         partition = message.partition
+        self.views.forget_silences(partition, at_ms - SILENCE_MEMORY_MS)
         for key in self.views.keys(partition):
             project, workflow = split_key(key)
             covering = self.views.covering(partition, project, workflow, at_ms)

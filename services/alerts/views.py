@@ -22,6 +22,7 @@ from schemas.silences import SilenceRecord
 from services.alerts.records import decode
 from services.alerts.state import Subscription
 from services.alerts.tables import ProjectCost, decode_cost, decode_head
+from services.common.silences import end_ms
 
 log = structlog.get_logger(__name__)
 
@@ -261,6 +262,17 @@ class Views:
         for by_id in self.silences.get(partition, {}).values():
             by_id.pop(silence_id, None)
 
+    def forget_silences(self, partition: int, before_ms: int) -> int:
+        """Forget the silences of a partition whose every version was over before `before_ms`
+        (see `Engine.on_tick`); how many."""
+        forgotten = 0
+        for by_id in self.silences.get(partition, {}).values():
+            over = [i for i, versions in by_id.items() if _over_before(versions, before_ms)]
+            for silence_id in over:
+                del by_id[silence_id]
+            forgotten += len(over)
+        return forgotten
+
     def project_silences(
         self, partition: int, project: str, offset: int | None = None
     ) -> list[SilenceRecord]:
@@ -426,3 +438,9 @@ def _begun(view: SubView, start: int | None, at_ms: int, offset: int | None) -> 
     if start is not None and offset is not None:
         return offset > start
     return view.record.createdAtMs <= at_ms
+
+
+def _over_before(versions: list[SilenceRecord], before_ms: int) -> bool:
+    """Whether every version of a silence ended before `before_ms`."""
+    ends = [end_ms(v) for v in versions]
+    return bool(ends) and all(end is not None and end < before_ms for end in ends)

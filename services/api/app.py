@@ -15,6 +15,7 @@ from services.api.intake import INGEST_PATH, gated
 from services.api.ops import READINESS, Readiness
 from services.api.outbox import run_relay
 from services.api.routing import bind
+from services.api.silencepurge import run_silence_purge
 from services.api.table import ROUTES
 from services.common.http import METRICS, HttpMetrics, envelope_middleware
 
@@ -26,8 +27,8 @@ log = structlog.get_logger(__name__)
 def build_app(deps: Deps, background: bool = True) -> web.Application:
     """The application: every route wrapped by auth, limits and envelopes.
 
-    `background` runs the last-used flusher, the outbox relay and auto-disable with it (tests
-    may not).
+    `background` runs the last-used flusher, the outbox relay, auto-disable and the silence
+    purge with it (tests may not).
     """
     app = web.Application(
         middlewares=[envelope_middleware],
@@ -48,6 +49,7 @@ def build_app(deps: Deps, background: bool = True) -> web.Application:
             asyncio.create_task(deps.auth.run_sync()),
             asyncio.create_task(run_relay(deps)),
             asyncio.create_task(run_auto_disable(deps)),
+            asyncio.create_task(run_silence_purge(deps)),
         ]
         yield
         for task in tasks:

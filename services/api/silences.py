@@ -2,7 +2,9 @@
 
 A silence is broadcast to every partition of the compacted `silences` topic, like a
 subscription; ending one publishes its ended version (kept, not tombstoned, so that a replay of
-the topics decides as the live engine did).
+the topics decides as the live engine did). Thirty days after a silence is over, it is deleted
+and tombstoned (`services.api.silencepurge`). A project has at most 100 silences not yet over
+and creates at most 1,000 in any 24 hours, so that what the engine keeps stays bounded.
 """
 
 import msgspec
@@ -22,6 +24,7 @@ from services.common.kafka import check_record_size
 from services.common.silences import active_until, next_starts_at, state_of
 
 MAX_UNEXPIRED = 100  # active or pending silences per project
+MAX_PER_DAY = 1000  # silences a project creates in any 24 hours
 SCAN_BATCH = 200
 STATES: tuple[SilenceState, ...] = ("active", "pending", "expired")
 _json = msgspec.json.Encoder()
@@ -103,8 +106,12 @@ async def create(call: Call) -> Silence:
         schedule_json=_json.encode(body.schedule).decode() if body.schedule else None,
         until_ms=until, ended_at_ms=None, version=1,
     )  # fmt: skip
-    if not await deps.controlplane.create_silence(row, await _announce(deps, row), MAX_UNEXPIRED):
+    messages = await _announce(deps, row)
+    refused = await deps.controlplane.create_silence(row, messages, MAX_UNEXPIRED, MAX_PER_DAY)
+    if refused == "unexpired":
         raise Conflict(f"A project has at most {MAX_UNEXPIRED} active or pending silences.")
+    if refused == "per_day":
+        raise Conflict(f"A project creates at most {MAX_PER_DAY} silences in 24 hours.")
     await publish_now(deps)
     return view(row, at)
 
@@ -176,7 +183,8 @@ _ID = "/api/v1/silences/{id}"
 ROUTES = [
     Route("POST", "/api/v1/silences", create, "Create a silence or maintenance window",
           "silences", scope="notifications:write", body=SilenceBody, response=Silence,
-          status=201, conflict="the project already has 100 active or pending silences"),
+          status=201, conflict="the project already has 100 active or pending silences, or "
+          "created 1000 in the last 24 hours"),
     Route("GET", "/api/v1/silences", list_all, "List silences", "silences",
           scope="notifications:read", response=Silence, paged=True,
           params=(choice_param("state", STATES, "only silences in this state"),

@@ -1,5 +1,5 @@
 """`/api/v1/silences` over HTTP on a real control plane (SQLite and PostgreSQL), with a clock the
-test moves: create, list by state, read, end, bounds, the cap and foreign ids."""
+test moves: create, list by state, read, end, bounds, the caps, the purge and foreign ids."""
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -10,6 +10,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from services.api import silences
+from services.api.deps import Deps
+from services.api.silencepurge import purge_silences
 from services.common.controlplane import ControlPlane
 from tests.integration.apiserver import ADMIN_TOKEN, admin_project, deps_for, serving, settings_for
 
@@ -32,10 +34,13 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def api(
-    cp: ControlPlane, tmp_path: Path, clock: Clock
-) -> AsyncIterator[TestClient[Any, Any]]:
-    async with serving(deps_for(settings_for(tmp_path), cp, clock=clock)) as client:
+def deps(cp: ControlPlane, tmp_path: Path, clock: Clock) -> Deps:
+    return deps_for(settings_for(tmp_path), cp, clock=clock)
+
+
+@pytest.fixture
+async def api(deps: Deps) -> AsyncIterator[TestClient[Any, Any]]:
+    async with serving(deps) as client:
         yield client
 
 
@@ -158,6 +163,44 @@ async def test_a_project_has_at_most_the_cap_of_unexpired_silences(
     assert status == 409 and answer["error"]["code"] == "CONFLICT"
     await api.delete(f"/api/v1/silences/{created[0][1]['data']['id']}", headers=key)
     assert (await post(api, key, body))[0] == 201
+
+
+async def test_a_project_creates_at_most_the_daily_cap_of_silences(
+    api: TestClient[Any, Any], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(silences, "MAX_PER_DAY", 3)
+    key = await new_key(api)
+    body = {"comment": "x", "endsAt": "2026-06-09T00:00:00Z"}
+    for _ in range(3):  # created and ended at once: never more than one unexpired
+        status, created = await post(api, key, body)
+        assert status == 201
+        await api.delete(f"/api/v1/silences/{created['data']['id']}", headers=key)
+    status, answer = await post(api, key, body)
+    assert status == 409 and "at most 3 silences in 24 hours" in answer["error"]["message"]
+    clock.now += 24 * 3600
+    assert (await post(api, key, body))[0] == 201
+
+
+async def test_a_silence_over_for_thirty_days_is_deleted_and_tombstoned(
+    api: TestClient[Any, Any], deps: Deps, cp: ControlPlane, clock: Clock
+) -> None:
+    key = await new_key(api)
+    status, created = await post(api, key, {"comment": "x", "endsAt": "2026-06-01T13:00:00Z"})
+    assert status == 201
+    sid = created["data"]["id"]
+    clock.now += 3600 + 29 * 24 * 3600  # over for 29 days: still listed
+    assert await purge_silences(deps) == 0
+    assert await states(api, key, "expired") == [sid]
+    clock.now += 2 * 24 * 3600
+    assert await purge_silences(deps) == 1
+    assert await states(api, key, "expired") == []
+    assert (await api.get(f"/api/v1/silences/{sid}", headers=key)).status == 404
+    pending = await cp.pending_outbox(100)
+    assert [(m.topic, m.key, m.value) for m in pending if m.value is None] == [
+        ("silences", f"{sid}/0", None),
+        ("silences", f"{sid}/1", None),
+    ]
+    assert await purge_silences(deps) == 0
 
 
 async def test_the_listing_pages_with_a_cursor_bound_to_its_state(

@@ -307,3 +307,30 @@ async def test_a_replay_with_markers_decides_the_same_whatever_was_read_ahead() 
         fresh = await replay(read_ahead)
         assert [r.deliveryId for r in fresh.sent] == [r.deliveryId for r in live.sent]
         assert fresh.tables.states == live.tables.states
+
+
+async def test_a_tick_forgets_silences_over_for_a_week_and_only_those() -> None:
+    world = Recorder()
+    await world.subscription_on_stream(failing())
+    await world.silence(silence(ends=minutes(30)))  # over 30 minutes after T0
+    weekly = msgspec.structs.replace(silence(), id="sil_weekly", endsAtMs=None)  # never over
+    await world.silence(weekly)
+    await world.run("ex-1", "wf1", 1)  # muted
+    memory = timedelta(milliseconds=engine_module.SILENCE_MEMORY_MS)
+
+    def kept() -> list[set[str]]:
+        views = world.engine.views
+        return [{s.id for s in views.project_silences(p, PROJECT)} for p in range(PARTITIONS)]
+
+    await world.tick(minutes(30) + memory)  # over exactly a week: still kept
+    assert kept() == [{"sil_maint", "sil_weekly"}] * PARTITIONS
+    await world.tick(minutes(31) + memory)
+    assert kept() == [{"sil_weekly"}] * PARTITIONS
+    assert world.sent_alerts() == []
+    # A replay of the same records decides the same and forgets the same.
+    replay = Recorder()
+    for topic, partition, key, value in world.log:
+        await replay.engine.handle(replay.message(topic, partition, key, value))
+    assert (
+        replay.sent_alerts() == [] and replay.engine.views.silences == world.engine.views.silences
+    )

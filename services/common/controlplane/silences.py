@@ -10,22 +10,32 @@ from services.common.controlplane.projects import lock_project
 from services.common.controlplane.records import OutboxMessage, SilenceRow, record_of
 from services.common.controlplane.schema import silences
 
+DAY_MS = 24 * 3600 * 1000
+
 
 class SilenceQueries(Queries):
     """The control plane's silence queries."""
 
     async def create_silence(
-        self, row: SilenceRow, messages: list[OutboxMessage], max_unexpired: int
-    ) -> bool:
-        """Insert a silence and its outbox messages unless the project has `max_unexpired`
-        silences not yet over (locked like subscriptions, so the count cannot go stale)."""
+        self,
+        row: SilenceRow,
+        messages: list[OutboxMessage],
+        max_unexpired: int,
+        max_per_day: int,
+    ) -> str | None:
+        """Insert a silence and its outbox messages; or, without writing, "unexpired" when the
+        project has `max_unexpired` silences not yet over, "per_day" when it created
+        `max_per_day` in the last 24 hours (locked like subscriptions: no count goes stale)."""
         async with self.writing() as conn:
             await lock_project(conn, row.project_id)
             if await _count_unexpired(conn, row.project_id, row.created_at_ms) >= max_unexpired:
-                return False
+                return "unexpired"
+            since = row.created_at_ms - DAY_MS
+            if await _count_created(conn, row.project_id, since) >= max_per_day:
+                return "per_day"
             await conn.execute(silences.insert().values(**msgspec.structs.asdict(row)))
             await enqueue(conn, messages, row.created_at_ms)
-        return True
+        return None
 
     async def get_silence(self, project_id: str, silence_id: str) -> SilenceRow | None:
         """One silence of a project; another project's is None, like an unknown one."""
@@ -49,6 +59,35 @@ class SilenceQueries(Queries):
         query = query.order_by(silences.c.id).limit(limit)
         async with self.engine.connect() as conn:
             return [record_of(SilenceRow, r) for r in (await conn.execute(query)).all()]
+
+    async def silences_over(self, before_ms: int, limit: int) -> list[SilenceRow]:
+        """Silences of any project that were over before `before_ms`, oldest id first."""
+        over = sa.or_(
+            silences.c.ended_at_ms < before_ms,
+            silences.c.ends_at_ms < before_ms,
+            silences.c.until_ms < before_ms,
+        )
+        query = sa.select(silences).where(over).order_by(silences.c.id).limit(limit)
+        async with self.engine.connect() as conn:
+            return [record_of(SilenceRow, r) for r in (await conn.execute(query)).all()]
+
+    async def delete_silence(
+        self, row: SilenceRow, messages: list[OutboxMessage], now_ms: int
+    ) -> bool:
+        """Delete a silence as it is in `row` (False when it changed or went meanwhile) and
+        enqueue its tombstones in one transaction."""
+        async with self.writing() as conn:
+            result = await conn.execute(
+                silences.delete().where(
+                    silences.c.id == row.id,
+                    silences.c.project_id == row.project_id,
+                    silences.c.version == row.version,
+                )
+            )
+            if not result.rowcount:
+                return False
+            await enqueue(conn, messages, now_ms)
+        return True
 
     async def end_silence(
         self, row: SilenceRow, messages: list[OutboxMessage], now_ms: int
@@ -85,5 +124,14 @@ async def _count_unexpired(conn: AsyncConnection, project_id: str, now_ms: int) 
         sa.select(sa.func.count())
         .select_from(silences)
         .where(silences.c.project_id == project_id, _unexpired(now_ms))
+    )
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def _count_created(conn: AsyncConnection, project_id: str, since_ms: int) -> int:
+    query = (
+        sa.select(sa.func.count())
+        .select_from(silences)
+        .where(silences.c.project_id == project_id, silences.c.created_at_ms > since_ms)
     )
     return int((await conn.execute(query)).scalar_one())
