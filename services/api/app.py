@@ -14,8 +14,8 @@ from services.api.deps import Deps
 from services.api.intake import INGEST_PATH, gated
 from services.api.ops import READINESS, Readiness
 from services.api.outbox import run_relay
+from services.api.purge import run_purge
 from services.api.routing import bind
-from services.api.silencepurge import run_silence_purge
 from services.api.table import ROUTES
 from services.common.http import METRICS, HttpMetrics, envelope_middleware
 
@@ -49,7 +49,7 @@ def build_app(deps: Deps, background: bool = True) -> web.Application:
             asyncio.create_task(deps.auth.run_sync()),
             asyncio.create_task(run_relay(deps)),
             asyncio.create_task(run_auto_disable(deps)),
-            asyncio.create_task(run_silence_purge(deps)),
+            asyncio.create_task(run_purge(deps)),
         ]
         yield
         for task in tasks:

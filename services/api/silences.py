@@ -3,7 +3,7 @@
 A silence is broadcast to every partition of the compacted `silences` topic, like a
 subscription; ending one publishes its ended version (kept, not tombstoned, so that a replay of
 the topics decides as the live engine did). Thirty days after a silence is over, it is deleted
-and tombstoned (`services.api.silencepurge`). A project has at most 100 silences not yet over
+and tombstoned (`services.api.purge`). A project has at most 100 silences not yet over
 and creates at most 1,000 in any 24 hours, so that what the engine keeps stays bounded.
 """
 

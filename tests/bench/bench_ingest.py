@@ -13,6 +13,8 @@ CPU is reported per process of the stack: the API with the log sink (one process
 per data directory), the embedded broker, the alert engine and the dispatcher (both also read the
 events). The broker's figure grows with the run's length as much as with its events: it keeps
 busy while its consumers' fetches wait (see deploy/README.md), so compare it within one run.
+Before the timed phase, the same processes are measured for REST_S seconds with nothing sent
+(`at_rest_cpu_pct`, percent of one core): what the stack costs a machine while idle.
 """
 
 import asyncio
@@ -56,6 +58,7 @@ RAISED = '{"enterprise": {"apiPerMinute": 100000000, "apiBurst": 100000000}}'
 PYSPY_OUT = os.environ.get("BENCH_PYSPY")
 PYSPY_ARGS = os.environ.get("BENCH_PYSPY_ARGS", "--threads --gil --nonblocking").split()
 KEEP = os.environ.get("BENCH_KEEP") == "1"
+REST_S = float(os.environ.get("BENCH_REST_SECONDS", "10"))  # nothing sent: the stack at rest
 TARGET_EVENTS_PER_S = 20_000
 TARGET_RATIO = 0.35
 
@@ -412,8 +415,16 @@ async def main() -> dict[str, Any]:
             if status != 202:
                 raise RuntimeError(f"warm-up POST -> {status}: {answer[:300]!r}")
             await tail.until_seen(warm_id, 90)
-            progress(f"sink ready after {time.perf_counter() - ready:.1f} s; timed phase")
             pids = {"api_and_sink": stack.pid, **children(stack.pid)}
+            progress(f"sink ready after {time.perf_counter() - ready:.1f} s; {REST_S} s at rest")
+            await asyncio.sleep(2)  # past the consumers' quiet threshold (services.common.kafka)
+            rest_before = {role: cpu_seconds(pid) for role, pid in pids.items()}
+            await asyncio.sleep(REST_S)
+            at_rest = {
+                role: round((cpu_seconds(pid) - rest_before[role]) * 100 / REST_S, 1)
+                for role, pid in pids.items()
+            }
+            progress(f"at rest, % of a core: {at_rest}; timed phase")
             cpu_before = {role: cpu_seconds(pid) for role, pid in pids.items()}
             client_before = time.process_time()
             spy = profiler(stack.pid)
@@ -474,6 +485,7 @@ async def main() -> dict[str, Any]:
                 role: round(seconds * 1e6 / EVENTS, 1) for role, seconds in cpu.items()
             },
             "server_cpu_us_per_event": round(ingest_cpu * 1e6 / EVENTS, 1),
+            "at_rest_cpu_pct": at_rest,
             "load_average_1m": round(os.getloadavg()[0], 2),
             "cores": os.cpu_count(),
         }

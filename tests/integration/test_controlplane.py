@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from services.common.controlplane import ControlPlane, make_engine
 
@@ -22,6 +23,21 @@ async def _key(cp: ControlPlane, project_id: str, name: str, created: int, diges
 
 async def test_migrations_are_versioned_and_idempotent(cp: ControlPlane) -> None:
     assert await cp.migrate(2) == []
+
+
+async def test_a_database_of_an_earlier_release_gains_the_owner_notice_column(
+    cp: ControlPlane,
+) -> None:
+    """Migration 7 on a `subscriptions` table made before it (dropped here to stand for one)."""
+    async with cp.engine.begin() as conn:
+        await conn.execute(sa.text("ALTER TABLE subscriptions DROP COLUMN owner_notice_due_ms"))
+        await conn.execute(sa.text("DELETE FROM cc_schema_migrations WHERE version = 7"))
+    assert await cp.migrate(3) == [7]
+    async with cp.engine.connect() as conn:
+        columns = await conn.run_sync(lambda c: sa.inspect(c).get_columns("subscriptions"))
+    assert "owner_notice_due_ms" in {c["name"] for c in columns}
+    assert await cp.owner_notices_due(0, 10) == []
+    assert await cp.migrate(4) == []
 
 
 async def test_projects_round_trip_and_plan_change(cp: ControlPlane) -> None:

@@ -14,13 +14,14 @@ from aiohttp.test_utils import TestClient
 
 from schemas import topics
 from schemas.notifications import NotificationRecord, SubscriptionRecord
-from services.api.autodisable import disable_failing
+from services.api.autodisable import disable_failing, send_owner_notices
 from services.api.deps import Deps
 from services.api.samples import sample_notification
 from services.common.clickhouse import ClickHouse
 from services.common.clock import iso_ms
 from services.common.controlplane import ControlPlane
 from services.common.errors import Unavailable
+from services.common.processes import free_port
 from services.logsink.rows import ATTEMPT_COLUMNS
 from tests.integration.apiserver import ADMIN_TOKEN, admin_project, deps_for, serving, settings_for
 from tests.integration.conftest import control_plane_engine
@@ -221,6 +222,42 @@ async def test_two_replicas_disable_once_and_send_one_email(api: Api) -> None:
         first, second = await asyncio.gather(disable_failing(api.deps), disable_failing(api.deps))
         assert len(first) + len(second) == 1
         assert len(smtp.mails) == 1
+
+
+async def test_an_email_the_smtp_server_refused_is_sent_on_a_later_pass(api: Api) -> None:
+    await person(api.cp, "owner@example.com", {api.project: "owner"})
+    subscription = await _subscription(api)
+    await _deliveries(api, subscription, [("failed", NOW_MS - 3 * HOUR_MS + i) for i in range(12)])
+    down = f"smtp://127.0.0.1:{free_port()}"  # nothing listens there
+    api.deps.settings = msgspec.structs.replace(api.deps.settings, smtp_url=down)
+    assert [row.id for row in await disable_failing(api.deps)] == [subscription]
+    async with SmtpReceiver() as smtp:
+        api.deps.settings = msgspec.structs.replace(api.deps.settings, smtp_url=smtp.url)
+        api.deps.clock = lambda: (NOW_MS + 30_000) / 1000
+        assert await send_owner_notices(api.deps) == 0  # retried a minute after the failure
+        api.deps.clock = lambda: (NOW_MS + 61_000) / 1000
+        assert await send_owner_notices(api.deps) == 1
+        assert await disable_failing(api.deps) == [] and await send_owner_notices(api.deps) == 0
+        assert [mail.recipients for mail in smtp.mails] == [["owner@example.com"]]
+        assert subscription in str(smtp.mails[0].message["Subject"])
+
+
+async def test_a_subscription_set_active_again_is_owed_no_email(api: Api) -> None:
+    await person(api.cp, "owner@example.com", {api.project: "owner"})
+    subscription = await _subscription(api)
+    await _deliveries(api, subscription, [("failed", NOW_MS - 3 * HOUR_MS + i) for i in range(12)])
+    api.deps.settings = msgspec.structs.replace(
+        api.deps.settings, smtp_url=f"smtp://127.0.0.1:{free_port()}"
+    )
+    await disable_failing(api.deps)
+    url = f"/api/v1/notifications/{subscription}"
+    response = await api.client.patch(url, json={"active": True}, headers=api.headers)
+    assert response.status == 200, await response.text()
+    async with SmtpReceiver() as smtp:
+        api.deps.settings = msgspec.structs.replace(api.deps.settings, smtp_url=smtp.url)
+        api.deps.clock = lambda: (NOW_MS + 2 * HOUR_MS) / 1000
+        assert await send_owner_notices(api.deps) == 0
+        assert smtp.mails == [] and await api.cp.owner_notices_due(NOW_MS + 2 * HOUR_MS, 10) == []
 
 
 async def test_not_disabled_with_nine_failures_or_a_success_inside_the_span(api: Api) -> None:

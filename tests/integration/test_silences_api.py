@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestClient
 
 from services.api import silences
 from services.api.deps import Deps
-from services.api.silencepurge import purge_silences
-from services.common.controlplane import ControlPlane
+from services.api.purge import ACK_KEPT_MS, purge_acks, purge_silences
+from services.common.controlplane import AckRow, ControlPlane, OutboxMessage
 from tests.integration.apiserver import ADMIN_TOKEN, admin_project, deps_for, serving, settings_for
 
 pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
@@ -201,6 +201,25 @@ async def test_a_silence_over_for_thirty_days_is_deleted_and_tombstoned(
         ("silences", f"{sid}/1", None),
     ]
     assert await purge_silences(deps) == 0
+
+
+async def test_an_acknowledgement_older_than_the_alerts_retention_is_deleted_and_tombstoned(
+    api: TestClient[Any, Any], deps: Deps, cp: ControlPlane, clock: Clock
+) -> None:
+    project = (await admin_project(api, "pro"))[0]
+    made = int(clock.now * 1000)
+    for alert in ("alr_old", "alr_new"):
+        row = AckRow(project, alert, made if alert == "alr_old" else made + 1000, "ops")
+        record = OutboxMessage("alert-acks", f"{alert}/0", 0, b"{}")
+        await cp.acknowledge(row, [record])
+    clock.now += ACK_KEPT_MS / 1000  # the first is exactly as old as the retention: kept
+    assert await purge_acks(deps) == 0
+    clock.now += 0.5
+    assert await purge_acks(deps) == 1
+    assert await cp.get_ack(project, "alr_old") is None
+    assert await cp.get_ack(project, "alr_new") is not None
+    tombstoned = [(m.topic, m.key) for m in await cp.pending_outbox(100) if m.value is None]
+    assert tombstoned == [("alert-acks", "alr_old/0"), ("alert-acks", "alr_old/1")]
 
 
 async def test_the_listing_pages_with_a_cursor_bound_to_its_state(

@@ -48,3 +48,29 @@ class AckQueries(Queries):
             await conn.execute(alert_acks.insert().values(**msgspec.structs.asdict(row)))
             await enqueue(conn, messages, row.acknowledged_at_ms)
         return row
+
+    async def acks_before(self, before_ms: int, limit: int) -> list[AckRow]:
+        """Acknowledgements of any project made before `before_ms`, oldest first."""
+        query = (
+            sa.select(alert_acks)
+            .where(alert_acks.c.acknowledged_at_ms < before_ms)
+            .order_by(alert_acks.c.acknowledged_at_ms, alert_acks.c.alert_id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [record_of(AckRow, r) for r in (await conn.execute(query)).all()]
+
+    async def delete_ack(self, row: AckRow, messages: list[OutboxMessage], now_ms: int) -> bool:
+        """Delete an acknowledgement (False when it went meanwhile) and enqueue its tombstones
+        in one transaction."""
+        async with self.writing() as conn:
+            result = await conn.execute(
+                alert_acks.delete().where(
+                    alert_acks.c.project_id == row.project_id,
+                    alert_acks.c.alert_id == row.alert_id,
+                )
+            )
+            if not result.rowcount:
+                return False
+            await enqueue(conn, messages, now_ms)
+        return True

@@ -48,6 +48,7 @@ class SubscriptionRow(Struct, frozen=True):
     created_at_ms: int
     updated_at_ms: int
     version: int
+    owner_notice_due_ms: int | None = None
 
 
 class UserRecord(Struct, frozen=True):

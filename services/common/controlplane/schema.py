@@ -55,6 +55,9 @@ subscriptions = sa.Table(
     sa.Column("created_at_ms", sa.BigInteger, nullable=False),
     sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
+    # When the owners are next to be emailed that the auto-disable turned it off (None: nobody
+    # is to be told).
+    sa.Column("owner_notice_due_ms", sa.BigInteger, nullable=True),
     sa.Index("ix_subscriptions_project", "project_id", "notification_type", "id"),
 )
 
@@ -160,6 +163,20 @@ change_versions = sa.Table(
 KEYS_VERSION = "keys"
 
 
+def add_column(table: sa.Table, name: str) -> Callable[[Connection], None]:
+    """Add a column of `table` (as the metadata declares it) unless it is there already."""
+
+    def apply(conn: Connection) -> None:
+        if name in {c["name"] for c in sa.inspect(conn).get_columns(table.name)}:
+            return
+        column = table.c[name]
+        kind = column.type.compile(dialect=conn.dialect)
+        ddl = f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}"  # names from the metadata
+        conn.execute(sa.text(ddl))
+
+    return apply
+
+
 def create_tables(*tables: sa.Table) -> Callable[[Connection], None]:
     def apply(conn: Connection) -> None:
         for table in tables:
@@ -186,4 +203,9 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     ),
     (5, "silences", create_tables(silences)),
     (6, "alert acknowledgements", create_tables(alert_acks)),
+    (
+        7,
+        "owner notices of disabled subscriptions",
+        add_column(subscriptions, "owner_notice_due_ms"),
+    ),
 ]

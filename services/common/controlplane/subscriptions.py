@@ -95,6 +95,32 @@ class SubscriptionQueries(Queries):
             await enqueue(conn, messages, row.updated_at_ms)
         return True
 
+    async def owner_notices_due(self, now_ms: int, limit: int) -> list[SubscriptionRow]:
+        """Subscriptions whose owners are to be told now that the auto-disable turned them off."""
+        query = (
+            sa.select(subscriptions)
+            .where(subscriptions.c.owner_notice_due_ms <= now_ms)
+            .order_by(subscriptions.c.owner_notice_due_ms)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [subscription_of(r) for r in (await conn.execute(query)).all()]
+
+    async def move_owner_notice(self, row: SubscriptionRow, due_ms: int | None) -> bool:
+        """Set when the owners of `row` are next to be told (None: never), unless its notice
+        changed since `row` was read; False then (another replica took it)."""
+        async with self.writing() as conn:
+            result = await conn.execute(
+                subscriptions.update()
+                .where(
+                    subscriptions.c.id == row.id,
+                    subscriptions.c.project_id == row.project_id,
+                    subscriptions.c.owner_notice_due_ms == row.owner_notice_due_ms,
+                )
+                .values(owner_notice_due_ms=due_ms)
+            )
+        return bool(result.rowcount)
+
     async def delete_subscription(
         self, project_id: str, subscription_id: str, messages: list[OutboxMessage], now_ms: int
     ) -> bool:
