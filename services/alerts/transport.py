@@ -30,7 +30,7 @@ FETCH_MAX_WAIT_MS = 25
 class ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
     """faust's consumer thread, with a short fetch wait while records come (`FetchWait`)."""
 
-    fetch_wait = FetchWait(FETCH_MAX_WAIT_MS)
+    fetch_wait: FetchWait  # made with the consumer
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)

@@ -27,8 +27,8 @@ log = structlog.get_logger(__name__)
 def build_app(deps: Deps, background: bool = True) -> web.Application:
     """The application: every route wrapped by auth, limits and envelopes.
 
-    `background` runs the last-used flusher, the outbox relay, auto-disable and the silence
-    purge with it (tests may not).
+    `background` runs the last-used flusher, the outbox relay, auto-disable and the purge of
+    old silences and acknowledgements with it (tests may not).
     """
     app = web.Application(
         middlewares=[envelope_middleware],

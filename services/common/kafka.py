@@ -1,5 +1,5 @@
 """Kafka plumbing: record size limits, producers, explicit topic creation, dead-letter headers,
-readiness and offsets (the embedded broker itself is in `services.common.broker`)."""
+readiness, offsets and fetch waits (the embedded broker itself is in `services.common.broker`)."""
 
 import asyncio
 import contextlib
@@ -233,7 +233,7 @@ class GroupOffsets:
         return {tp: offset for tp, offset in zip(wanted, found, strict=True) if offset is not None}
 
 
-# A consumer that wants records soon waits BUSY_WAIT_MS per fetch while records come, and
+# A consumer that wants records soon waits its own short time per fetch while records come, and
 # QUIET_WAIT_MS once none has come for QUIET_AFTER_S (see `FetchWait`).
 QUIET_AFTER_S = 1.0
 QUIET_WAIT_MS = 250
