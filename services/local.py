@@ -41,6 +41,7 @@ log = structlog.get_logger(__name__)
 # to end before it makes the topics anyway.
 CONSUMERS = ("logsink", "alerts", "dispatcher")
 HOLD_TIMEOUT_S = 15.0
+ABANDON_TIMEOUT_S = 5.0  # for a cancelled run to end
 RESTARTING = "CodeCourier is (re)starting its broker; retry in a few seconds."
 
 LOCAL_PROJECT_PLAN = "enterprise"
@@ -196,12 +197,13 @@ class LocalStack:
         visibility.follow(sink.visibility_bound)  # one process: no watermark read per request
         try:
             await sink.run(stop)
-        except Exception:
-            # A crashed sink must leave its group, or it would keep its partitions from the next.
+        except BaseException:
+            # A crashed or abandoned sink must leave its group, or it would keep its partitions
+            # from the next; a client that hangs on a broker gone away is left behind.
             for client in (sink.consumer, sink.producer):
                 if client is not None:
-                    with contextlib.suppress(Exception):
-                        await client.stop()
+                    with contextlib.suppress(BaseException):
+                        await asyncio.wait_for(client.stop(), ABANDON_TIMEOUT_S)
             raise
         finally:
             visibility.unfollow(sink.visibility_bound)
@@ -229,15 +231,17 @@ class LocalStack:
                 retry_tiers=len(self.settings.retry_delays_s),
                 recreate_miscounted=True,
             )
-            idle = [asyncio.create_task(service.idle.wait()) for service in consumers]
-            _, late = await asyncio.wait(idle, timeout=HOLD_TIMEOUT_S)
-            for task in late:
-                task.cancel()
+            late = await _held(consumers, HOLD_TIMEOUT_S)
+            if late:  # hung on the old broker (a producer's flush, a commit): their runs go
+                for service in late:
+                    service.abandon()
+                await _held(late, ABANDON_TIMEOUT_S)
             await self._republish()
         finally:  # a failed restart must not leave them held: the next try may skip all this
             for service in consumers:
                 service.release()
-        log.warning("local.broker_restarted", bootstrap=self.bootstrap, late=len(late))
+        log.warning("local.broker_restarted", bootstrap=self.bootstrap,
+                    late=[service.name for service in late])  # fmt: skip
 
     async def _republish(self) -> None:
         """Rebuild the compacted topics (subscriptions, silences and alert acknowledgements:
@@ -265,6 +269,15 @@ class LocalStack:
                 raise Crashed(f"the embedded broker exited with status {status}")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
+
+
+async def _held(services: list[Service], timeout_s: float) -> list[Service]:
+    """Wait up to `timeout_s` for held services' runs to end; the services still running."""
+    waits = {asyncio.create_task(service.idle.wait()): service for service in services}
+    _, pending = await asyncio.wait(waits, timeout=timeout_s)
+    for task in pending:
+        task.cancel()
+    return [waits[task] for task in pending]
 
 
 def _local_settings(settings: Settings) -> Settings:

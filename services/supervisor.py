@@ -27,6 +27,12 @@ RESTARTS = Counter(
 Job = Callable[[asyncio.Event], Awaitable[None]]
 
 
+def _cancelling() -> bool:
+    """Whether the running task was asked to cancel."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class Crashed(Exception):
     """A service ended although nobody asked it to stop."""
 
@@ -61,6 +67,7 @@ class Service:
         self._go.set()
         self.idle = asyncio.Event()  # set while held and no run is under way
         self.task: asyncio.Task[None] | None = None
+        self._run: asyncio.Future[None] | None = None
 
     def start(self) -> None:
         """Start supervising (the first run starts at once)."""
@@ -75,9 +82,14 @@ class Service:
                 continue
             self._run_stop = asyncio.Event()
             started = time.monotonic()
+            run = self._run = asyncio.ensure_future(self.job(self._run_stop))
             try:
-                await self.job(self._run_stop)
+                await run
                 error = "exited"
+            except asyncio.CancelledError:
+                if not run.cancelled() or _cancelling():  # the supervisor itself: it ends too
+                    raise
+                error = "abandoned"
             except Exception as exc:
                 error = repr(exc)[:300]
             if self.stopping.is_set():
@@ -99,6 +111,15 @@ class Service:
         has ended."""
         self._go.clear()
         self._run_stop.set()
+
+    def abandon(self) -> bool:
+        """Cancel a run that was asked to end and has not (a held service's, hung on a broker
+        that went away); whether there was one. A child process is killed with its run."""
+        run = self._run
+        if run is None or run.done() or not self._run_stop.is_set():
+            return False
+        run.cancel()
+        return True
 
     def release(self) -> None:
         """Let a held service run again (a fresh run starts at once)."""

@@ -82,6 +82,51 @@ async def test_a_held_service_ends_its_run_starts_none_until_released() -> None:
     assert runs.count == 2
 
 
+async def test_a_held_run_that_hangs_is_abandoned_and_a_fresh_one_starts_on_release() -> None:
+    runs, cleaned = 0, asyncio.Event()
+    running = asyncio.Event()
+
+    async def job(stop: asyncio.Event) -> None:
+        nonlocal runs
+        runs += 1
+        running.set()
+        await stop.wait()
+        if runs == 1:
+            try:
+                await asyncio.Event().wait()  # its end hangs, as on a broker gone away
+            finally:
+                cleaned.set()
+
+    service = Service("unit-abandon", job, FAST)
+    assert not service.abandon()  # nothing runs yet
+    service.start()
+    await asyncio.wait_for(running.wait(), 5)
+    running.clear()
+    assert not service.abandon()  # a run nobody asked to end is never cancelled
+    service.hold()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(service.idle.wait()), 0.1)
+    assert service.abandon()
+    await asyncio.wait_for(service.idle.wait(), 5)
+    assert cleaned.is_set() and service.restarts == 0  # ended on purpose: not a crash
+    service.release()
+    await asyncio.wait_for(running.wait(), 5)
+    assert runs == 2
+    assert await service.stop(1.0)
+
+
+async def test_killing_the_supervisor_still_cancels_it_while_a_run_is_under_way() -> None:
+    runs = Runs()
+    service = Service("unit-kill", runs, FAST)
+    service.start()
+    await runs.next_run()
+    assert service.task is not None
+    service.task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await service.task
+    assert runs.count == 1
+
+
 async def test_a_stop_during_the_back_off_ends_at_once() -> None:
     ran = asyncio.Event()
 
