@@ -37,20 +37,28 @@ async def _alerts(
     return list(body["data"])
 
 
+async def _first_alert(
+    session: aiohttp.ClientSession, stack: Stack, key: str, receiver: HttpReceiver, workflow: str
+) -> str:
+    """Subscribe `receiver` to a one-failure rule, fail `workflow` once, and wait for the alert's
+    first notification; the subscription's id."""
+    config = {"rule": "consecutive_failures", "consecutiveFailures": 1, "notifyOnResolve": True}
+    sub_id, _ = await subscribe(session, stack, key, receiver.url, alertConfig=config)
+    await post_run(session, stack, key, workflow, "error")
+    deadline = time.monotonic() + 30
+    while not receiver.requests:
+        assert time.monotonic() < deadline, "no alert notification"
+        await asyncio.sleep(0.05)
+    return sub_id
+
+
 async def test_an_alert_is_listed_acknowledged_and_resolved(
     short_cooldown: Stack, session: aiohttp.ClientSession
 ) -> None:
     stack = short_cooldown
     _, key = await new_project(session, stack)
     async with HttpReceiver() as receiver:
-        config = {"rule": "consecutive_failures", "consecutiveFailures": 1,
-                  "notifyOnResolve": True}  # fmt: skip
-        await subscribe(session, stack, key, receiver.url, alertConfig=config)
-        await post_run(session, stack, key, "wf-ack", "error")
-        deadline = time.monotonic() + 30
-        while not receiver.requests:
-            assert time.monotonic() < deadline, "no alert notification"
-            await asyncio.sleep(0.05)
+        await _first_alert(session, stack, key, receiver, "wf-ack")
         notified = time.monotonic()  # the notification was produced before this
         first = json.loads(receiver.requests[0].body)
         alert_id = first["data"]["alert"]["id"]
@@ -105,14 +113,7 @@ async def test_deleting_the_subscription_of_a_firing_alert_resolves_it(
     stack = short_cooldown
     _, key = await new_project(session, stack)
     async with HttpReceiver() as receiver:
-        config = {"rule": "consecutive_failures", "consecutiveFailures": 1,
-                  "notifyOnResolve": True}  # fmt: skip
-        sub_id, _ = await subscribe(session, stack, key, receiver.url, alertConfig=config)
-        await post_run(session, stack, key, "wf-gone", "error")
-        deadline = time.monotonic() + 30
-        while not receiver.requests:
-            assert time.monotonic() < deadline, "no alert notification"
-            await asyncio.sleep(0.05)
+        sub_id = await _first_alert(session, stack, key, receiver, "wf-gone")
         alert_id = json.loads(receiver.requests[0].body)["data"]["alert"]["id"]
         url = f"{stack.base_url}/api/v1/alerts/{alert_id}"
         deadline = time.monotonic() + LISTED_WITHIN_S

@@ -5,7 +5,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from services.common.controlplane.base import Queries
-from services.common.controlplane.outbox import enqueue
+from services.common.controlplane.outbox import changed, enqueue
 from services.common.controlplane.records import AckRow, OutboxMessage, record_of
 from services.common.controlplane.schema import alert_acks
 
@@ -63,14 +63,7 @@ class AckQueries(Queries):
     async def delete_ack(self, row: AckRow, messages: list[OutboxMessage], now_ms: int) -> bool:
         """Delete an acknowledgement (False when it went meanwhile) and enqueue its tombstones
         in one transaction."""
-        async with self.writing() as conn:
-            result = await conn.execute(
-                alert_acks.delete().where(
-                    alert_acks.c.project_id == row.project_id,
-                    alert_acks.c.alert_id == row.alert_id,
-                )
-            )
-            if not result.rowcount:
-                return False
-            await enqueue(conn, messages, now_ms)
-        return True
+        statement = alert_acks.delete().where(
+            alert_acks.c.project_id == row.project_id, alert_acks.c.alert_id == row.alert_id
+        )
+        return await changed(self, statement, messages, now_ms)

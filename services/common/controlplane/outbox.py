@@ -2,6 +2,7 @@
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Delete, Update
 
 from services.common.controlplane.base import Queries
 from services.common.controlplane.records import OutboxMessage
@@ -53,3 +54,15 @@ async def enqueue(conn: AsyncConnection, messages: list[OutboxMessage], now_ms: 
             {"topic": m.topic, "key": m.key, "partition": m.partition, "value": m.value,
              "created_at_ms": now_ms} for m in messages
         ])  # fmt: skip
+
+
+async def changed(
+    queries: Queries, statement: Update | Delete, messages: list[OutboxMessage], now_ms: int
+) -> bool:
+    """Run an update or delete and, when it changed a row, enqueue `messages` in the same
+    transaction; whether it changed one."""
+    async with queries.writing() as conn:
+        if not (await conn.execute(statement)).rowcount:
+            return False
+        await enqueue(conn, messages, now_ms)
+    return True

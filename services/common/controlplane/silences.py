@@ -5,7 +5,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.controlplane.base import Queries
-from services.common.controlplane.outbox import enqueue
+from services.common.controlplane.outbox import changed, enqueue
 from services.common.controlplane.projects import lock_project
 from services.common.controlplane.records import OutboxMessage, SilenceRow, record_of
 from services.common.controlplane.schema import silences
@@ -76,38 +76,28 @@ class SilenceQueries(Queries):
     ) -> bool:
         """Delete a silence as it is in `row` (False when it changed or went meanwhile) and
         enqueue its tombstones in one transaction."""
-        async with self.writing() as conn:
-            result = await conn.execute(
-                silences.delete().where(
-                    silences.c.id == row.id,
-                    silences.c.project_id == row.project_id,
-                    silences.c.version == row.version,
-                )
-            )
-            if not result.rowcount:
-                return False
-            await enqueue(conn, messages, now_ms)
-        return True
+        statement = silences.delete().where(
+            silences.c.id == row.id,
+            silences.c.project_id == row.project_id,
+            silences.c.version == row.version,
+        )
+        return await changed(self, statement, messages, now_ms)
 
     async def end_silence(
         self, row: SilenceRow, messages: list[OutboxMessage], now_ms: int
     ) -> bool:
         """Record that a silence was ended early (`row` is the ended version), with its outbox
         messages; False when it changed meanwhile."""
-        async with self.writing() as conn:
-            result = await conn.execute(
-                silences.update()
-                .where(
-                    silences.c.id == row.id,
-                    silences.c.project_id == row.project_id,
-                    silences.c.version == row.version - 1,
-                )
-                .values(ended_at_ms=row.ended_at_ms, version=row.version)
+        statement = (
+            silences.update()
+            .where(
+                silences.c.id == row.id,
+                silences.c.project_id == row.project_id,
+                silences.c.version == row.version - 1,
             )
-            if not result.rowcount:
-                return False
-            await enqueue(conn, messages, now_ms)
-        return True
+            .values(ended_at_ms=row.ended_at_ms, version=row.version)
+        )
+        return await changed(self, statement, messages, now_ms)
 
 
 def _unexpired(now_ms: int) -> sa.ColumnElement[bool]:

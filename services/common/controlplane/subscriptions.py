@@ -5,7 +5,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.controlplane.base import Queries
-from services.common.controlplane.outbox import enqueue
+from services.common.controlplane.outbox import changed, enqueue
 from services.common.controlplane.projects import lock_project
 from services.common.controlplane.records import OutboxMessage, SubscriptionRow, subscription_of
 from services.common.controlplane.schema import subscriptions
@@ -125,16 +125,10 @@ class SubscriptionQueries(Queries):
         self, project_id: str, subscription_id: str, messages: list[OutboxMessage], now_ms: int
     ) -> bool:
         """Delete a subscription and enqueue its removal in one transaction."""
-        async with self.writing() as conn:
-            result = await conn.execute(
-                subscriptions.delete().where(
-                    subscriptions.c.id == subscription_id, subscriptions.c.project_id == project_id
-                )
-            )
-            if not result.rowcount:
-                return False
-            await enqueue(conn, messages, now_ms)
-        return True
+        statement = subscriptions.delete().where(
+            subscriptions.c.id == subscription_id, subscriptions.c.project_id == project_id
+        )
+        return await changed(self, statement, messages, now_ms)
 
 
 async def _count_subscriptions(conn: AsyncConnection, project_id: str, kind: str) -> int:
