@@ -260,9 +260,12 @@ class LogSink:
 
     async def _deduplicate(self, batch: Batch) -> None:
         async with self.dedup_lock:
+            # The keys in flight as the lookup starts: a batch written and committed while it
+            # runs leaves `pending_keys`, and the lookup may have read the table before its rows.
+            pending = set(self.pending_keys)
             known = await stored_keys(self.ch, batch)
             before = len(batch.executions)
-            batch.keep_executions(known | self.pending_keys)
+            batch.keep_executions(known | pending)
             DUPLICATES.inc(before - len(batch.executions))
             batch.keys = {(row[0], row[5]) for row in batch.executions}
             self.pending_keys |= batch.keys

@@ -1,11 +1,14 @@
-"""kill -9 of a log sink process mid-stream: after a restart every execution is stored once."""
+"""kill -9 of a log sink process mid-stream: after a restart every execution is stored once; and
+two batches in flight never store one execution twice."""
 
 import asyncio
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -16,6 +19,10 @@ from schemas.events import topic_key
 from services.common.broker import EmbeddedBroker
 from services.common.clickhouse import ClickHouse
 from services.common.kafka import ensure_topics
+from services.common.kafkaclients import KafkaClients
+from services.common.workers import SinkConfig
+from services.logsink.batch import Batch
+from services.logsink.sink import LogSink
 from tests.factories import execution, execution_record
 from tests.processes import CLI, service_env, start_service
 
@@ -130,3 +137,38 @@ async def test_kill_minus_nine_mid_stream_loses_and_duplicates_nothing(tmp_path:
     assert payloads == TOTAL
     assert errors == TOTAL // 10
     assert ts_unique == [(0,)]  # ingest_ts strictly increasing per partition across the restart
+
+
+class CommittedDuringLookup(ClickHouse):
+    """The real chDB, with a batch committed while a stored-key lookup runs: its keys leave the
+    sink's in-flight set after the lookup read the table, before its rows were there."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.commit: Callable[[], None] = lambda: None
+
+    async def rows(self, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+        found = await super().rows(*args, **kwargs)
+        self.commit()
+        return found
+
+
+async def test_a_batch_committed_during_the_next_lookup_still_keeps_its_executions_out(
+    tmp_path: Path,
+) -> None:
+    """The race seen under load: batch B's lookup reads the table before batch A's rows are
+    written, and A commits (leaving the in-flight set) before B compares; B must still drop
+    the executions A holds."""
+    ch = CommittedDuringLookup(f"chdb://{tmp_path / 'ch'}")
+    try:
+        await ch.migrate()
+        sink = LogSink(SinkConfig(), ch, KafkaClients("unused:9092"))
+        row = ("prj_race", "", "", "", "", "exec-1")  # (project ... execution) as the sink keys
+        first, second = (Batch(executions=[row], origins={"executions": [0]}) for _ in "ab")
+        await sink._deduplicate(first)
+        assert first.executions == [row] and sink.pending_keys == {("prj_race", "exec-1")}
+        ch.commit = lambda: sink.pending_keys.difference_update(first.keys)
+        await sink._deduplicate(second)
+        assert second.executions == []  # exec-1 is first's: not stored twice
+    finally:
+        ch.close()
