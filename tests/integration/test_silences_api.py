@@ -188,6 +188,9 @@ async def test_a_silence_over_for_thirty_days_is_deleted_and_tombstoned(
     status, created = await post(api, key, {"comment": "x", "endsAt": "2026-06-01T13:00:00Z"})
     assert status == 201
     sid = created["data"]["id"]
+    ends = int(datetime(2026, 6, 1, 13, 0, tzinfo=UTC).timestamp() * 1000)
+    assert await cp.silences_over(ends, 10) == []  # over at `ends`, not before it
+    assert [r.id for r in await cp.silences_over(ends + 1, 10)] == [sid]
     clock.now += 3600 + 29 * 24 * 3600  # over for 29 days: still listed
     assert await purge_silences(deps) == 0
     assert await states(api, key, "expired") == [sid]

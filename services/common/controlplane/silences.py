@@ -62,11 +62,7 @@ class SilenceQueries(Queries):
 
     async def silences_over(self, before_ms: int, limit: int) -> list[SilenceRow]:
         """Silences of any project that were over before `before_ms`, oldest id first."""
-        over = sa.or_(
-            silences.c.ended_at_ms < before_ms,
-            silences.c.ends_at_ms < before_ms,
-            silences.c.until_ms < before_ms,
-        )
+        over = sa.not_(_unexpired(before_ms - 1))  # over at `before_ms - 1` or earlier
         query = sa.select(silences).where(over).order_by(silences.c.id).limit(limit)
         async with self.engine.connect() as conn:
             return [record_of(SilenceRow, r) for r in (await conn.execute(query)).all()]
