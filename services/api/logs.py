@@ -46,10 +46,7 @@ _cost_decoder = msgspec.json.Decoder(Cost)
 
 _FULL = ", ".join(logrows.select_list(logrows.FULL_COLUMNS))
 _BY_LOG_ID = f"SELECT {_FULL} FROM executions WHERE project_id = {{project:String}} AND log_id = {{id:String}} LIMIT 1"  # noqa: E501, S608
-_BY_EXECUTION = f"SELECT {_FULL} FROM executions WHERE project_id = {{project:String}} AND execution_id = {{id:String}} LIMIT 1"  # noqa: E501, S608
-
-# The by_execution projection finds the row's granule, whatever the table's size.
-_BY_EXECUTION_SETTINGS = {"max_threads": 1, "min_table_rows_to_use_projection_index": 0}
+_BY_EXECUTION = f"SELECT {_FULL} FROM executions WHERE project_id = {{project:String}} AND {logquery.by_execution('id')} LIMIT 1"  # noqa: E501, S608
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -155,8 +152,8 @@ async def get_execution(call: Call) -> ExecutionView:
     key = call.principal
     execution_id = call.path("executionId")
     rows = await call.deps.clickhouse.rows(
-        _BY_EXECUTION, {"project": key.project_id, "id": execution_id}, _BY_EXECUTION_SETTINGS,
-        limits=query_limits(call),
+        _BY_EXECUTION, {"project": key.project_id, "id": execution_id},
+        logquery.BY_EXECUTION_SETTINGS, limits=query_limits(call),
     )  # fmt: skip
     if not rows:
         raise NotFound(f"No execution {execution_id} in this project.")

@@ -171,9 +171,14 @@ def test_the_logs_routes_read_workflow_state_only_for_the_execution_route() -> N
 def test_page_settings_follow_what_the_page_filters_on() -> None:
     by_id = parse_query({"executionId": "ex-1", "level": "error"}, "p", KEY)
     sql, _ = build_sql("p", by_id, 1000)
-    assert "execution_id = {executionId:String}" in sql and "IN (SELECT" not in sql
+    # The row's sorting key from the by_execution projection, then the row by primary key.
+    assert (
+        "(ingest_ts, partition, offset) IN (SELECT ingest_ts, partition, offset FROM executions "
+        "WHERE project_id = {project:String} AND execution_id = {executionId:String})"
+    ) in sql
+    assert sql.count("execution_id =") == 1  # not a second, bloom-filter condition outside
     assert logquery.page_settings(by_id) == {
-        "max_threads": 1, "min_table_rows_to_use_projection_index": 0,
+        "max_threads": 1, "use_skip_indexes": 0,
     }  # fmt: skip
     plain = parse_query({"order": "asc"}, "p", KEY)
     assert logquery.page_settings(plain) == {"max_threads": 1, "optimize_use_projections": 0}
