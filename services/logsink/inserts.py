@@ -35,31 +35,31 @@ _EXISTING = (
     "WHERE project_id IN {projects:Array(String)} AND execution_id IN {ids:Array(String)}"
 )
 _EXISTING_INLINE = (
-    "SELECT project_id, execution_id FROM executions "
-    "WHERE project_id IN {projects} AND execution_id IN {ids}"
+    "SELECT project_id, execution_id FROM executions WHERE project_id IN {projects} "
+    "AND execution_id IN (SELECT arrayJoin(splitByChar('\\0', {ids})))"
 )
 
 
-def _strings_literal(values: list[str]) -> str | None:
-    """`values` as a SQL tuple of string literals, or None when one holds a NUL."""
-    joined = "\0".join(values)
-    if joined.count("\0") != len(values) - 1:
-        return None
-    # In a quoted ClickHouse literal only the quote and the backslash need escaping.
-    escaped = joined.replace("\\", "\\\\").replace("'", "\\'")
-    return "('" + escaped.replace("\0", "','") + "')"
+def _quoted(value: str) -> str:
+    """`value` as a quoted ClickHouse literal: only the quote and the backslash need escaping,
+    and a NUL is written `\\0`."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("\0", "\\0") + "'"
 
 
 def existing_inline(projects: list[str], ids: list[str]) -> str | None:
-    """`_EXISTING` with its values inlined, None when they cannot be.
+    """`_EXISTING` with its values inlined, None when they cannot be (a value holds a NUL).
 
-    Binding ~20k ids through clickhouse-connect escapes them a character at a time in Python,
-    holding the GIL that the API needs; built here it is a few C string operations.
+    Binding ~10k ids through clickhouse-connect escapes them a character at a time in Python,
+    holding the GIL that the API needs; built here it is a few C string operations. The ids go
+    as one NUL-separated string that ClickHouse splits, not as a tuple of literals, which it
+    parses one by one (profiled: 30-40 ms of a lookup of 10k ids; the lookup took 18 ms instead
+    of 43-73 ms for a project of 8k rows, and 44 ms instead of 77-110 ms for one of 2M).
     """
-    project_list, id_list = _strings_literal(projects), _strings_literal(ids)
-    if project_list is None or id_list is None:
+    joined = "\0".join(ids)
+    if joined.count("\0") != len(ids) - 1 or any("\0" in project for project in projects):
         return None
-    return _EXISTING_INLINE.format(projects=project_list, ids=id_list)
+    project_list = "(" + ",".join(map(_quoted, projects)) + ")"
+    return _EXISTING_INLINE.format(projects=project_list, ids=_quoted(joined))
 
 
 def without(

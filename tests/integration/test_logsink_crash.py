@@ -172,3 +172,36 @@ async def test_a_batch_committed_during_the_next_lookup_still_keeps_its_executio
         assert second.executions == []  # exec-1 is first's: not stored twice
     finally:
         ch.close()
+
+
+def _stored(project: str, execution_id: str, n: int) -> tuple[Any, ...]:
+    """An `executions` row as the sink writes it (EXECUTION_COLUMNS order)."""
+    at = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    return (
+        project, time.time_ns() // 1000 + n, 0, n, f"log_{n}", execution_id, "wf", "Flow", "",
+        "", "api", "info", "success", at, at, 1, 0.0, "", [], "null", 0, 0, 30,
+    )  # fmt: skip
+
+
+async def test_the_stored_key_lookup_finds_exactly_the_stored_pairs(tmp_path: Path) -> None:
+    """On chDB: ids that need escaping, one stored in another project only, thousands of
+    candidates, and an id with a NUL (bound instead of inlined) all answer exactly."""
+    from services.logsink.inserts import existing_inline, stored_keys
+    from services.logsink.rows import EXECUTION_COLUMNS
+
+    ch = ClickHouse(f"chdb://{tmp_path / 'ch'}")
+    try:
+        await ch.migrate()
+        awkward = ["a'b", "c\\d", "e\\'f", "new\nline", "tab\there", "ünï", "x" * 256, "\\0"]
+        stored = [("prj_a", i) for i in awkward] + [("prj_b", "only-in-b")]
+        rows = [_stored(p, i, n) for n, (p, i) in enumerate(stored)]
+        await ch.insert("executions", rows, EXECUTION_COLUMNS)
+        candidates = [("prj_a", i) for i in awkward] + [("prj_a", "only-in-b")]
+        candidates += [("prj_a", f"fresh-{n}") for n in range(5000)]
+        batch = Batch(executions=[("prj_a", "", "", "", "", i) for _, i in candidates])
+        assert existing_inline(["prj_a"], [i for _, i in candidates]) is not None
+        assert await stored_keys(ch, batch) == {("prj_a", i) for i in awkward}
+        with_nul = Batch(executions=[("prj_a", "", "", "", "", i) for i in ("a\0b", "a'b")])
+        assert await stored_keys(ch, with_nul) == {("prj_a", "a'b")}  # through bound values
+    finally:
+        ch.close()

@@ -113,8 +113,10 @@ def test_duplicates_are_dropped_within_and_across_batches() -> None:
 def test_the_duplicate_lookup_inlines_escaped_ids_and_leaves_nul_to_binding() -> None:
     from services.logsink.inserts import existing_inline
 
-    sql = existing_inline(["prj_a"], ["a'b", "c\\d", "e"])
+    sql = existing_inline(["prj_a", "prj_'b"], ["a'b", "c\\d", "e"])
     assert sql is not None and sql.endswith(
-        "IN ('prj_a') AND execution_id IN ('a\\'b','c\\\\d','e')"
+        "IN ('prj_a','prj_\\'b') AND execution_id IN "
+        "(SELECT arrayJoin(splitByChar('\\0', 'a\\'b\\0c\\\\d\\0e')))"
     )
     assert existing_inline(["prj_a"], ["a\0b"]) is None
+    assert existing_inline(["prj_\0"], ["a"]) is None
