@@ -28,6 +28,7 @@ from schemas import topics
 from schemas.deliveries import AttemptsStarted, DeliveryAttempt, LogEntry
 from services.common.clock import Clock, now_ms, system_clock
 from services.dispatcher.broker import Consumer
+from services.dispatcher.progress import smoothed
 
 log = structlog.get_logger(__name__)
 
@@ -86,6 +87,12 @@ class Starts:
         self._written: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._encoder = msgspec.json.Encoder()
+        self._round_trip_s: float | None = None
+
+    @property
+    def round_trip_s(self) -> float:
+        """The running average of how long a start takes to be on the log (0 before the first)."""
+        return self._round_trip_s or 0.0
 
     def mark(self, key: Key) -> "asyncio.Future[None]":
         """The start of attempt `key`: done once it is on the log (an error if it could not be).
@@ -109,8 +116,10 @@ class Starts:
         task.add_done_callback(self._tasks.discard)
 
     async def _send(self, value: bytes, written: asyncio.Future[None]) -> None:
+        began = time.monotonic()
         try:
             await self.write(value)
+            self._round_trip_s = smoothed(self._round_trip_s, time.monotonic() - began)
         except asyncio.CancelledError:
             written.cancel()
             raise

@@ -106,6 +106,7 @@ class Loop:
         self.sender = sender
         self.clock = clock
         self.starts = Starts(publisher.log_starts, clock)
+        lanes.round_trip_s = lambda: self.starts.round_trip_s  # how far ahead jobs get ready
         self.fetch_wait = FetchWait(FETCH_WAIT_MS)
         self.parts: dict[TopicPartition, Partition] = {}
         # Cleared from a revocation until the next assignment has caught up with the journal:
@@ -228,7 +229,7 @@ class Loop:
             case Claim(key=key):
                 self.state.journal.claim(key)
             case Deliver(record=record, lane=lane):
-                taken = self.lanes.offer(lane, *self._job(part, message, record))
+                taken = self.lanes.offer(lane, *self._job(part, message, record, lane))
                 assert taken, "decided for a lane with room"
             case Log(entry=entry):
                 return self._log(entry)
@@ -255,10 +256,11 @@ class Loop:
         self.state.journal.note(entry)
 
     def _job(
-        self, part: Partition, message: Message, record: NotificationRecord
+        self, part: Partition, message: Message, record: NotificationRecord, lane: str
     ) -> tuple[Job, Prepare]:
         """An attempt as a lane job, and its preparation: its start put on the log ahead of its
-        turn, so that a job does not wait for the broker in its lane slot."""
+        turn, so that a job does not wait for the broker in its lane slot (the lanes get jobs
+        ready as far ahead as the attempts' times and the starts' round trips call for)."""
         key = (record.deliveryId, record.round, record.attempt)
         started: list[asyncio.Future[None]] = []
 
@@ -269,6 +271,7 @@ class Loop:
             if not started:
                 prepare()
             await asyncio.shield(started[0])
+            began = time.monotonic()
             try:
                 attempted = await self.sender.attempt(record)
             except Exception as exc:
@@ -277,6 +280,7 @@ class Loop:
                 actions: list[Action] = [DeadLetter(exc), Finish()]
             else:
                 actions = conclude(attempted, now_ms(self.clock), self.state)
+            self.lanes.served(lane, time.monotonic() - began)
             # The lane's slot is free once the receiver answered; the record is written behind.
             await self._carry_out(part, message, actions, leave)
 

@@ -182,3 +182,46 @@ async def test_a_job_that_leaves_gives_its_slot_to_the_next_while_it_goes_on() -
     await lanes.drain(5)
     assert order == ["second ran", "first ended"]
     assert lanes.room("a") == "free"
+
+
+def test_jobs_get_ready_as_far_ahead_as_start_within_one_round_trip() -> None:
+    from services.dispatcher.progress import MAX_AHEAD, ready_ahead
+
+    assert ready_ahead(16, 0.0, 0.001) == 16  # no round trip known yet: the next in_flight
+    assert ready_ahead(16, 0.004, None) == 16  # no slot time known yet
+    assert ready_ahead(16, 0.004, 0.2) == 16  # a slow receiver hides the round trip
+    assert ready_ahead(16, 0.003, 0.004) == 24  # 16 start every 4 ms: 24 within 2 x 3 ms
+    assert ready_ahead(16, 0.004, 0.0001) == MAX_AHEAD * 16  # never more than that
+
+
+async def test_a_fast_lane_gets_more_of_its_waiting_jobs_ready_once_its_jobs_time_is_known() -> (
+    None
+):
+    lanes = Lanes(in_flight=2, queued=20, round_trip_s=lambda: 0.004)
+    gates = [asyncio.Event() for _ in range(12)]
+    prepared: list[int] = []
+    ran: list[int] = []
+
+    def job(n: int):  # type: ignore[no-untyped-def]
+        async def run(leave: Leave) -> None:
+            assert n in prepared  # never run unprepared
+            ran.append(n)
+            await gates[n].wait()
+            if n == 0:
+                lanes.served("lane", 0.001)  # 2 start per ms: 8 within the round trip
+
+        return run
+
+    for n in range(12):
+        assert lanes.offer("lane", job(n), lambda n=n: prepared.append(n))
+    assert prepared == [0, 1, 2, 3]  # the next in_flight: no time known yet
+    await asyncio.sleep(0)
+    gates[0].set()
+    await asyncio.sleep(0.01)
+    assert ran == [0, 1, 2] and prepared == list(range(11))  # job 2 runs, up to 8 waiting ready
+    for gate in gates:
+        gate.set()
+    await lanes.drain(5)
+    assert ran == prepared == list(range(12))  # each prepared once, in order
+    lanes.served("lane", 0.001)  # an emptied lane keeps nothing
+    assert lanes._slot_s == {}
