@@ -114,22 +114,35 @@ async def test_lanes_bound_work_per_destination_and_isolate_destinations() -> No
     assert peak == {"slow": 2, "fast": 2}
 
 
-async def test_a_job_is_prepared_once_it_is_among_the_next_to_run_and_not_before() -> None:
-    lanes = Lanes(in_flight=2, queued=10)
-    gate = asyncio.Event()
+Gated = tuple[list[int], list[int], list[asyncio.Event]]
+
+
+def _offer_gated(lanes: Lanes, gates: list[asyncio.Event]) -> Gated:
+    """Offer job n (each waiting for gates[n]) to one lane; returns the jobs prepared and the
+    jobs run, in order, and an event per job set when it runs. A job asserts that it was
+    prepared before it runs."""
     prepared: list[int] = []
     ran: list[int] = []
+    running = [asyncio.Event() for _ in gates]
 
     def job(n: int):  # type: ignore[no-untyped-def]
         async def run(leave: Leave) -> None:
             assert n in prepared  # never run unprepared
             ran.append(n)
-            await gate.wait()
+            running[n].set()
+            await gates[n].wait()
 
         return run
 
-    for n in range(6):
+    for n in range(len(gates)):
         assert lanes.offer("lane", job(n), lambda n=n: prepared.append(n))
+    return prepared, ran, running
+
+
+async def test_a_job_is_prepared_once_it_is_among_the_next_to_run_and_not_before() -> None:
+    lanes = Lanes(in_flight=2, queued=10)
+    gate = asyncio.Event()
+    prepared, ran, _ = _offer_gated(lanes, [gate] * 6)
     # 2 running and the next 2 queued are prepared; the last 2 queued are not yet
     assert prepared == [0, 1, 2, 3]
     gate.set()
@@ -199,26 +212,12 @@ async def test_a_fast_lane_gets_more_of_its_waiting_jobs_ready_once_its_jobs_tim
 ):
     lanes = Lanes(in_flight=2, queued=20, round_trip_s=lambda: 0.004)
     gates = [asyncio.Event() for _ in range(12)]
-    prepared: list[int] = []
-    ran: list[int] = []
-
-    def job(n: int):  # type: ignore[no-untyped-def]
-        async def run(leave: Leave) -> None:
-            assert n in prepared  # never run unprepared
-            ran.append(n)
-            await gates[n].wait()
-            if n == 0:
-                lanes.served("lane", 0.001)  # 2 start per ms: 8 within the round trip
-
-        return run
-
-    for n in range(12):
-        assert lanes.offer("lane", job(n), lambda n=n: prepared.append(n))
+    prepared, ran, running = _offer_gated(lanes, gates)
     assert prepared == [0, 1, 2, 3]  # the next in_flight: no time known yet
-    await asyncio.sleep(0)
+    lanes.served("lane", 0.001)  # a request took 1 ms: 2 start per ms, 8 within the round trip
     gates[0].set()
-    await asyncio.sleep(0.01)
-    assert ran == [0, 1, 2] and prepared == list(range(11))  # job 2 runs, up to 8 waiting ready
+    await asyncio.wait_for(running[2].wait(), 5)  # job 0 left its slot and job 2 took it
+    assert ran == [0, 1, 2] and prepared == list(range(11))  # up to 8 waiting ones ready
     for gate in gates:
         gate.set()
     await lanes.drain(5)
