@@ -1,5 +1,6 @@
 """Pure pieces of the HTTP edge: timestamps, validation details, the OpenAPI copy."""
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -17,6 +18,20 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_iso_ms_has_milliseconds_and_z() -> None:
     assert iso_ms(1735734896789) == "2025-01-01T12:34:56.789Z"
     assert iso_ms(0) == "1970-01-01T00:00:00.000Z"
+    assert iso_ms(1735734896005) == "2025-01-01T12:34:56.005Z"
+    assert iso_ms(-1) == "1969-12-31T23:59:59.999Z"
+
+
+def test_iso_ms_matches_datetime_for_every_millisecond_and_past_its_cache() -> None:
+    def reference(epoch_ms: int) -> str:
+        moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+
+    second = 1796634712 * 1000
+    assert [iso_ms(second + m) for m in range(1000)] == [reference(second + m) for m in range(1000)]
+    # More distinct seconds than the cache holds: it is cleared and refilled, never wrong.
+    moments = [second + k * 1001 for k in range(10_000)]
+    assert [iso_ms(m) for m in moments] == [reference(m) for m in moments]
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,13 @@
 """The logs query: parameter validation, filter-bound cursors, allow-listed SQL."""
 
+import msgspec
 import pytest
 
+from schemas.logs import ExecutionData
 from services.api import logquery, logrows
 from services.api.logquery import Filters, Position, build_sql, parse_filters, parse_query
-from services.api.logrows import LogRow
+from services.api.logrows import FullLogRow, LogRow
+from services.api.logs import log_item
 from services.common.cursor import derive_key
 from services.common.errors import InvalidCursor, InvalidInput
 
@@ -189,3 +192,24 @@ def test_page_settings_follow_what_the_page_filters_on() -> None:
 def test_times_come_back_as_epoch_milliseconds() -> None:
     sql, _ = build_sql("p", parse_query({}, "p", KEY), 1000, inline_bytes=4096)
     assert "toUnixTimestamp64Milli(started_at), toUnixTimestamp64Milli(ended_at)" in sql
+
+
+def test_a_row_becomes_the_item_the_contract_lists() -> None:
+    basic = LogRow(
+        "log_1", "wf_1", "ex_1", "error", "api", 1735734896789, 1735734897005, 216, 0.25,
+        '[{"name":"a.txt"}]', 10, 2, 7, 18,
+    )  # fmt: skip
+    encoded = msgspec.json.decode(msgspec.json.encode(log_item(basic, None)))
+    assert encoded == {
+        "id": "log_1", "workflowId": "wf_1", "executionId": "ex_1", "level": "error",
+        "trigger": "api", "startedAt": "2025-01-01T12:34:56.789Z",
+        "endedAt": "2025-01-01T12:34:57.005Z", "totalDurationMs": 216, "cost": {"total": 0.25},
+        "files": [{"name": "a.txt"}],
+    }  # fmt: skip
+    full = FullLogRow(*basic[:9], "", *basic[10:13], "Nightly", "", '{"total":0.25,"input":0.1}')
+    data = ExecutionData(traceSpans=msgspec.Raw(b"[]"), finalOutput=msgspec.UNSET)
+    encoded = msgspec.json.decode(msgspec.json.encode(log_item(full, data)))
+    assert encoded["workflow"] == {"id": "wf_1", "name": "Nightly", "description": None}
+    assert encoded["cost"] == {"total": 0.25, "input": 0.1}
+    assert encoded["files"] is None
+    assert encoded["executionData"] == {"traceSpans": []}
