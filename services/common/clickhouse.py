@@ -2,6 +2,7 @@
 
 import asyncio
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -10,7 +11,7 @@ import msgspec
 import structlog
 from clickhouse_connect.driver.exceptions import Error as DriverError
 
-from services.common import chschema
+from services.common import chschema, timing
 from services.common.config import QueryLimits
 from services.common.errors import QueryTooBroad, Unavailable
 
@@ -153,6 +154,7 @@ class ClickHouse:
     ) -> Any:
         if limits is not None:
             settings = {**limit_settings(limits), **(settings or {})}
+        started = time.perf_counter()
         try:
             return await asyncio.to_thread(
                 self._run, "query", sql, parameters=parameters, settings=settings
@@ -162,6 +164,8 @@ class ClickHouse:
             if error is None:
                 raise
             raise error from exc
+        finally:
+            timing.add_query(time.perf_counter() - started)
 
     async def insert(
         self,

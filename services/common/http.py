@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from schemas.api import ErrorBody, ErrorDetail, ErrorInfo
 from schemas.bounds import MAX_JSON_DEPTH, dotted, too_deep_at
+from services.common import timing
 from services.common.clock import iso_ms
 from services.common.errors import (
     AppError,
@@ -169,6 +170,7 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
     """Give every response a request id, map every failure to the error envelope, log one line."""
     rid = request_id_of(request)
     started = time.perf_counter()
+    spent, token = timing.begin()
     try:
         response = await handler(request)
     except AppError as error:
@@ -182,16 +184,25 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
         response = error_response(
             AppError("Internal error; quote the request id when reporting it."), rid
         )
+    finally:
+        timing.end(token)
+    elapsed_s = time.perf_counter() - started
     response.headers["X-Request-ID"] = rid
+    if spent.queries:
+        response.headers["Server-Timing"] = timing.server_timing(spent, elapsed_s)
     decision: Decision | None = request.get("ratelimit")
     if decision is not None:
         response.headers.update(ratelimit_headers(decision))
-    _observe(request, response, time.perf_counter() - started, rid)
+    _observe(request, response, elapsed_s, rid, spent)
     return response
 
 
 def _observe(
-    request: web.Request, response: web.StreamResponse, elapsed_s: float, rid: str
+    request: web.Request,
+    response: web.StreamResponse,
+    elapsed_s: float,
+    rid: str,
+    spent: timing.Spent,
 ) -> None:
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
@@ -206,6 +217,7 @@ def _observe(
             "route": route,
             "status": response.status,
             "duration_ms": round(elapsed_s * 1000, 2),
+            "db_ms": round(spent.db_s * 1000, 2),
             "project_id": request.get("project_id"),
         },
     )

@@ -4,9 +4,10 @@ Both stores get the same generated rows (see querydata) in the same run; each qu
 times, alternating between the stores so that machine noise hits both. Prints one JSON object.
 
 Per query: the API's page query alone at the driver (`ch_page_sql`, before the stack starts, with
-the API's settings and limits), the whole GET over HTTP (`ch_http`), their difference
-(`http_overhead_p50_ms`: authentication, rate limit, watermark, limits block, items, JSON), the
-PostgreSQL SQL (`pg_sql`) and the ratios, each next to its target (`targets`).
+the API's settings and limits), the whole GET over HTTP (`ch_http`), what each GET spent on top
+of its own queries as its `Server-Timing` header reports them (`http_overhead_p50_ms`:
+authentication, rate limit, watermark, limits block, items, JSON, HTTP), the PostgreSQL SQL
+(`pg_sql`) and the ratios, each next to its target (`targets`).
 
 What the profile of the read path showed, and what changed: chDB's own work per page was about
 2.5 ms of planning (parse, analysis, plan optimisation weighing the table's projections, pipeline)
@@ -216,22 +217,32 @@ def _dsn(database: str) -> str:
     return PG_DSN.rsplit("/", 1)[0] + "/" + database
 
 
-async def fetch_http(api: Api, params: dict[str, str]) -> tuple[float, dict[str, Any]]:
-    """One GET of the logs listing: (seconds, decoded body); anything but 200 is an error."""
+async def fetch_http(api: Api, params: dict[str, str]) -> tuple[float, dict[str, Any], float]:
+    """One GET of the logs listing: (seconds, decoded body, the request's database seconds as
+    its `Server-Timing` reports them); anything but 200 is an error."""
     started = time.perf_counter()
     async with api.session.get(api.url, params=params, headers=api.headers) as response:
         raw = await response.read()
     elapsed = time.perf_counter() - started
     if response.status != 200:
         raise RuntimeError(f"GET {api.url} {params} -> {response.status}: {raw[:300]!r}")
-    return elapsed, json.loads(raw)
+    return elapsed, json.loads(raw), db_seconds(response.headers.get("Server-Timing", ""))
+
+
+def db_seconds(server_timing: str) -> float:
+    """The `db` duration of a `Server-Timing` value, in seconds."""
+    for metric in server_timing.split(","):
+        name, _, params = metric.strip().partition(";")
+        if name == "db":
+            return float(params.split(";")[0].removeprefix("dur=")) / 1000
+    raise RuntimeError(f"no db duration in Server-Timing {server_timing!r}")
 
 
 async def deep_cursor(api: Api) -> str:
     """The cursor of page DEEP_PAGES + 1, reached by following nextCursor from the newest page."""
     params = {"limit": str(PAGE)}
     for _ in range(DEEP_PAGES):
-        _, body = await fetch_http(api, params)
+        _, body, _ = await fetch_http(api, params)
         if not body["nextCursor"]:
             raise RuntimeError("ran out of pages before the deep page")
         params = {"limit": str(PAGE), "cursor": body["nextCursor"]}
@@ -290,12 +301,14 @@ async def measure(
 ) -> dict[str, Any]:
     """Run one query on both stores, alternating; the first WARMUP repetitions are not kept."""
     ch_s: list[float] = []
+    db_s: list[float] = []
+    on_top_s: list[float] = []
     pg_s: list[float] = []
     ch_ids: list[str] = []
     pg_ids: list[str] = []
     sql = PG_SQL[name]
     for index, case in enumerate(cases):
-        elapsed, body = await fetch_http(api, case.http)
+        elapsed, body, db = await fetch_http(api, case.http)
         started = time.perf_counter()
         rows = await conn.fetch(sql, *case.pg)
         pg_elapsed = time.perf_counter() - started
@@ -304,12 +317,16 @@ async def measure(
             pg_ids = [row["execution_id"] for row in rows[:PAGE]]
         if index >= WARMUP:
             ch_s.append(elapsed)
+            db_s.append(db)
+            on_top_s.append(elapsed - db)
             pg_s.append(pg_elapsed)
     ch, pg = summary(ch_s), summary(pg_s)
     ratio = round(pg["p50_ms"] / ch["p50_ms"], 2)
     progress(f"{name}: clickhouse/http {ch}, postgres/sql {pg}, ratio {ratio}")
     return {
         "ch_http": {**ch, "items": len(ch_ids)},
+        "ch_sql_in_request": summary(db_s),
+        "http_on_top_of_its_sql": summary(on_top_s),
         "pg_sql": {**pg, "items": len(pg_ids)},
         "pg_over_ch_p50": ratio,
         "same_first_page": ch_ids == pg_ids,
@@ -321,9 +338,11 @@ def judge(name: str, figures: dict[str, Any], sql: dict[str, float]) -> dict[str
     """A query's figures with the SQL alone, the HTTP overhead, the ratios and the targets."""
     http, pg = figures["ch_http"], figures["pg_sql"]
     overhead = round(http["p50_ms"] - sql["p50_ms"], 2)
+    on_top = figures["http_on_top_of_its_sql"]["p50_ms"]
     checks = {
-        # issue 13: the SQL alone, the HTTP layer on top, tails within 3x the median
-        "http_overhead_p50_ms": overhead <= TARGETS["http_overhead_p50_ms"],
+        # issue 13: the SQL alone, the HTTP layer on top (of each request's own query time),
+        # tails within 3x the median
+        "http_overhead_p50_ms": on_top <= TARGETS["http_overhead_p50_ms"],
         "http_p99_over_p50": http["p99_ms"] <= TARGETS["p99_over_p50"] * http["p50_ms"],
         "sql_p99_over_p50": sql["p99_ms"] <= TARGETS["p99_over_p50"] * sql["p50_ms"],
         # the earlier round's absolute bounds, kept
@@ -340,11 +359,12 @@ def judge(name: str, figures: dict[str, Any], sql: dict[str, float]) -> dict[str
         checks["one_day_window_pg_over_ch_p50"] = (
             figures["pg_over_ch_p50"] >= TARGETS["one_day_window_pg_over_ch_p50"]
         )
-    progress(f"{name}: sql {sql}, http overhead {overhead} ms, checks {checks}")
+    progress(f"{name}: sql {sql}, http on top {on_top} ms ({overhead} ms), checks {checks}")
     return {
         **figures,
         "ch_page_sql": sql,
-        "http_overhead_p50_ms": overhead,
+        "http_overhead_p50_ms": on_top,
+        "http_p50_minus_page_sql_p50_ms": overhead,
         "pg_over_ch_sql_p50": round(pg["p50_ms"] / sql["p50_ms"], 2),
         "http_p99_over_p50": round(http["p99_ms"] / http["p50_ms"], 2),
         "sql_p99_over_p50": round(sql["p99_ms"] / sql["p50_ms"], 2),
@@ -363,7 +383,7 @@ async def run_queries(
     await conn.execute("SET plan_cache_mode = force_custom_plan")
     async with aiohttp.ClientSession() as session:
         api = Api(session, f"{base_url}/api/v1/logs", headers)
-        _, first = await fetch_http(api, {"limit": str(PAGE)})
+        _, first, _ = await fetch_http(api, {"limit": str(PAGE)})
         if len(first["data"]) < PAGE:
             raise RuntimeError(f"newest page has {len(first['data'])} items: rows not visible")
         cursor = await deep_cursor(api)
@@ -440,8 +460,15 @@ def report(
             "page_settings and the logs route's limits) run through the project's ClickHouse "
             "client (clickhouse-connect's chDB backend, rows as tuples) in the benchmark "
             "process before the stack starts: no payload, usage or visibility queries, no HTTP; "
-            "it splits database time from API time (http_overhead_p50_ms = ch_http p50 - "
-            "ch_page_sql p50; both phases share the machine with whatever else runs).",
+            "it is the SQL alone of the targets (sql_p50_ms).",
+            "ch_sql_in_request: the database time of each GET as the API measured it around its "
+            "queries (the Server-Timing header's db duration: the hop to the query's thread "
+            "included, as for ch_page_sql); http_on_top_of_its_sql is each GET's time less its "
+            "own database time, and http_overhead_p50_ms is its median: what authentication, "
+            "limits, the visibility bound, the items, JSON and HTTP add to a request. "
+            "http_p50_minus_page_sql_p50_ms, the difference of two medians measured in two "
+            "phases minutes apart, is kept for comparison with earlier runs: machine noise "
+            "between the phases moves it by several milliseconds either way.",
             "checks: each issue-13 target per query (sql_p50_ms for the keyed queries, "
             "http_overhead_p50_ms, p99 <= 3x p50 for HTTP and SQL, one_day_window >= 20x "
             "PostgreSQL) and the earlier absolute bounds; target_met is all of them.",

@@ -99,9 +99,25 @@ async def test_filters_alone_and_combined(
     assert await ids(session, stack, key, query) == expected
 
 
+def server_timing(headers: dict[str, Any]) -> dict[str, float]:
+    """The durations of a `Server-Timing` header by metric name."""
+    metrics = {}
+    for metric in headers["Server-Timing"].split(", "):
+        name, duration = metric.split(";")[:2]
+        metrics[name] = float(duration.removeprefix("dur="))
+    return metrics
+
+
 async def test_basic_items_have_exactly_the_contract_fields(session, stack, dataset) -> None:
     _, key = dataset
-    _, _, body = await call(session, "GET", f"{stack.base_url}/api/v1/logs?executionId=e2", key)
+    _, headers, body = await call(
+        session, "GET", f"{stack.base_url}/api/v1/logs?executionId=e2", key
+    )
+    # The page's database time, as the API waited for it, within the request's own.
+    timing = server_timing(headers)
+    assert 0 < timing["db"] <= timing["total"]
+    _, headers, _ = await call(session, "GET", f"{stack.base_url}/api/v1/whoami", key)
+    assert "Server-Timing" not in headers  # no query ran
     (item,) = body["data"]
     assert set(item) == {
         "id",

@@ -1,5 +1,6 @@
 """Pure pieces of the HTTP edge: timestamps, validation details, the OpenAPI copy."""
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 from schemas.api import CreateKeyBody
 from services.api.openapi import build_document, document_bytes
 from services.api.table import ROUTES
+from services.common import timing
 from services.common.clock import iso_ms
 from services.common.http import validation_error
 
@@ -79,3 +81,24 @@ def test_generated_request_ids_are_uuid4() -> None:
     for rid in list(ids)[:50]:
         assert uuid.UUID(rid).version == 4
         assert str(uuid.UUID(rid)) == rid
+
+
+async def test_query_time_counts_against_the_request_that_waited_for_it() -> None:
+    timing.add_query(5.0)  # outside any request: counted nowhere
+
+    async def request(seconds: list[float]) -> timing.Spent:
+        spent, token = timing.begin()
+        try:
+            for s in seconds:
+                timing.add_query(s)
+                await asyncio.sleep(0)  # the other request runs in between
+        finally:
+            timing.end(token)
+        timing.add_query(7.0)  # after the request: not its
+        return spent
+
+    one, two = await asyncio.gather(request([0.004, 0.002]), request([0.010]))
+    assert (one.queries, round(one.db_s, 6)) == (2, 0.006)
+    assert (two.queries, round(two.db_s, 6)) == (1, 0.01)
+    assert timing.server_timing(one, 0.0081) == 'db;dur=6.00;desc="2 queries", total;dur=8.10'
+    assert timing.server_timing(two, 0.02) == 'db;dur=10.00;desc="1 query", total;dur=20.00'
