@@ -1,8 +1,9 @@
 """Where a request's time goes: the database's share, for `Server-Timing` and the access log.
 
 The HTTP middleware opens a `Spent` for each request in a context variable (what the request's
-handler awaits sees it); the ClickHouse client adds each query's time to it, measured as its
-caller waits for it: the hop to the query's thread and back included.
+handler awaits sees it, and so do the tasks it gathers); the ClickHouse client adds each query's
+time to it, measured as its caller waits for it: the hop to the query's thread and back
+included. Queries run side by side add up to more than the time they took together.
 """
 
 import contextvars
