@@ -5,8 +5,8 @@ One agent (concurrency 1) reads the four co-partitioned topics, so a workflow's 
 handled on one partition, in log order, by one worker. Three plain tables hold what must survive
 a restart, each written only while handling a record of the partition its key belongs to:
 - `workflow-states`: key `<project>/<workflow>` (the topic key); the value (`Stored`) is the
-  workflow's cost per month, the project's plan and the rules' `WorkflowState` (buckets,
-  seen execution ids, watches with cooldowns and episodes). Only workflows that a
+  workflow's cost per month, the project's plan and the rules' `WorkflowState` (buckets, the
+  latest execution ids as 8-byte digests, watches with cooldowns and episodes). Only workflows that a
   subscription of their project covers have one, at most `MAX_WORKFLOWS` per project and
   partition (the least recently written go, counted by `cc_alerts_evicted_workflows_total`):
   minting workflow ids costs the engine nothing more;

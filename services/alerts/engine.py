@@ -55,6 +55,7 @@ from services.alerts.rules import (
     on_execution,
     on_tick,
 )
+from services.alerts.state import has_seen
 from services.alerts.subscriptions import Subscriptions
 from services.alerts.tables import Stored, Tables
 from services.alerts.ticks import TickGate
@@ -275,7 +276,7 @@ class Engine:
         `offset`: the record's on `executions` (which silence versions and acknowledgements
         apply); the events of its alerts are appended to `alert_events`."""
         facts = facts_of(event)
-        if facts.execution_id in stored.state.seen:
+        if has_seen(stored.state, facts.execution_id):
             return None
         rules = [s.rule for s in subs if s.rule is not None]
         cooldown = self.settings.alert_cooldown_s

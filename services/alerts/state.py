@@ -19,7 +19,7 @@ HOUR_MS = 3_600_000
 HORIZON_MINUTES = 168 * 60 + 1  # the longest window plus the partial minute at its far edge
 SEEN_LIMIT = 1000
 STREAK_LIMIT = 100  # the largest consecutiveFailures; a longer streak fires every rule alike
-DIGEST_BYTES = 8  # a seen id in a project's cost row: 8 bytes of BLAKE2b instead of the whole id
+DIGEST_BYTES = 8  # a seen execution id: 8 bytes of BLAKE2b instead of the whole id
 
 
 class ExecutionFacts(Struct, frozen=True):
@@ -101,9 +101,15 @@ class WorkflowState(Struct):
     last_ms: int | None = None
     last_success_ms: int | None = None
     failures_ms: list[int] = []
+    # The earlier form of `seen_digests`, whole ids: a state written with it keeps its ids here
+    # until its next execution moves them over (`remember`).
     seen: dict[str, None] = {}
     buckets: list[Bucket] = []
     watches: dict[str, Watch] = {}
+    # The latest SEEN_LIMIT execution ids, as 8-byte digests laid end to end: the state is
+    # decoded, encoded and written (to the store and its changelog) for every execution, and
+    # whole ids made a busy workflow's value some 45 KB where these take 11.
+    seen_digests: bytes = b""
 
 
 class Totals(NamedTuple):
@@ -122,11 +128,17 @@ def advance(state: WorkflowState, event_ms: int) -> int:
     return now
 
 
+def has_seen(state: WorkflowState, execution_id: str) -> bool:
+    """Whether the state counted this execution already (among the latest SEEN_LIMIT)."""
+    return digests_have(state.seen_digests, seen_digest(execution_id)) or execution_id in state.seen
+
+
 def record(state: WorkflowState, facts: ExecutionFacts) -> bool:
     """Count a new execution into the state; False (and no change) for a duplicate."""
-    if facts.execution_id in state.seen:
+    digest = seen_digest(facts.execution_id)
+    if digests_have(state.seen_digests, digest) or facts.execution_id in state.seen:
         return False
-    _remember(state, facts.execution_id)
+    _remember(state, digest)
     _mark_times(state, facts.ended_ms)
     _track_streak(state, facts)
     _add_to_bucket(state, facts)
@@ -154,10 +166,12 @@ def _minute(bucket: Bucket) -> int:
     return bucket.minute
 
 
-def _remember(state: WorkflowState, execution_id: str) -> None:
-    state.seen[execution_id] = None
-    if len(state.seen) > SEEN_LIMIT:
-        del state.seen[next(iter(state.seen))]
+def _remember(state: WorkflowState, digest: bytes) -> None:
+    if state.seen:  # written with whole ids: they become digests, oldest first
+        earlier = b"".join(seen_digest(execution_id) for execution_id in state.seen)
+        state.seen_digests = (state.seen_digests + earlier)[-SEEN_LIMIT * DIGEST_BYTES :]
+        state.seen = {}
+    state.seen_digests = digests_add(state.seen_digests, digest)
 
 
 def seen_digest(execution_id: str) -> bytes:

@@ -16,6 +16,7 @@ from schemas.events import Cost
 from services.alerts.checks import window_ms
 from services.alerts.rules import arm, disarm, facts_of, on_execution, on_tick
 from services.alerts.state import (
+    DIGEST_BYTES,
     HORIZON_MINUTES,
     SEEN_LIMIT,
     STREAK_LIMIT,
@@ -24,6 +25,7 @@ from services.alerts.state import (
     WorkflowState,
     digests_add,
     digests_have,
+    has_seen,
     seen_digest,
     streak,
     window_totals,
@@ -526,10 +528,30 @@ def test_state_survives_an_encode_decode_round_trip() -> None:
 def test_seen_ids_and_buckets_stay_bounded() -> None:
     inputs = [run(T0 + i * 30 * MINUTE, f"x{i}") for i in range(SEEN_LIMIT + 50)]
     state, _ = replay([], inputs)
-    assert len(state.seen) == SEEN_LIMIT
-    assert "x0" not in state.seen
-    assert f"x{SEEN_LIMIT + 49}" in state.seen
+    assert len(state.seen_digests) == SEEN_LIMIT * DIGEST_BYTES and state.seen == {}
+    assert not has_seen(state, "x49")  # the oldest fifty are forgotten, in order
+    assert all(has_seen(state, f"x{i}") for i in range(50, SEEN_LIMIT + 50))
     assert state.buckets[-1].minute - state.buckets[0].minute <= HORIZON_MINUTES
+    # The value a busy workflow writes for every execution: its seen ids take 8 bytes each.
+    busy = WorkflowState(workflow_id="w1", seen_digests=state.seen_digests)
+    assert len(msgspec.json.encode(busy)) < 11_200
+
+
+def test_a_state_written_with_whole_ids_keeps_them_and_moves_them_to_digests() -> None:
+    inputs = [run(T0 + i * MINUTE, f"x{i}") for i in range(SEEN_LIMIT)]
+    current, _ = replay([], inputs)
+    # The same state as the earlier format wrote it: no digests, the ids in `seen`, oldest first.
+    fields = msgspec.to_builtins(current)
+    del fields["seen_digests"]
+    fields["seen"] = {f"x{i}": None for i in range(SEEN_LIMIT)}
+    earlier = msgspec.json.decode(msgspec.json.encode(fields), type=WorkflowState)
+    assert all(has_seen(earlier, f"x{i}") for i in range(SEEN_LIMIT))
+    earlier, alerts = on_execution(earlier, [], run(T0, "x7"), 3600)
+    assert alerts == [] and len(earlier.seen) == SEEN_LIMIT  # a duplicate changes nothing
+    newest = run(T0 + SEEN_LIMIT * MINUTE, "new")
+    moved, _ = on_execution(earlier, [], newest, 3600)
+    assert moved.seen == {} and not has_seen(moved, "x0")  # the oldest gave way to the new one
+    assert moved == replay([], [*inputs, newest])[0]  # as if it had never been written otherwise
 
 
 # alertConfig decoding
