@@ -6,8 +6,8 @@ handled on one partition, in log order, by one worker. Three plain tables hold w
 a restart, each written only while handling a record of the partition its key belongs to:
 - `workflow-states`: key `<project>/<workflow>` (the topic key); the value (`Stored`) is the
   workflow's cost per month, the project's plan and the rules' `WorkflowState` (buckets, the
-  latest execution ids as 8-byte digests, watches with cooldowns and episodes). Only workflows that a
-  subscription of their project covers have one, at most `MAX_WORKFLOWS` per project and
+  latest execution ids as 8-byte digests, watches with cooldowns and episodes). Only workflows
+  that a subscription of their project covers have one, at most `MAX_WORKFLOWS` per project and
   partition (the least recently written go, counted by `cc_alerts_evicted_workflows_total`):
   minting workflow ids costs the engine nothing more;
 - `project-costs`: key `<project>/<partition>`, the cost per month of the project's executions
