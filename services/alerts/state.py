@@ -102,7 +102,7 @@ class WorkflowState(Struct):
     last_success_ms: int | None = None
     failures_ms: list[int] = []
     # The earlier form of `seen_digests`, whole ids: a state written with it keeps its ids here
-    # until its next execution moves them over (`remember`).
+    # until its next execution moves them over (`_remember`).
     seen: dict[str, None] = {}
     buckets: list[Bucket] = []
     watches: dict[str, Watch] = {}
@@ -128,15 +128,17 @@ def advance(state: WorkflowState, event_ms: int) -> int:
     return now
 
 
-def has_seen(state: WorkflowState, execution_id: str) -> bool:
-    """Whether the state counted this execution already (among the latest SEEN_LIMIT)."""
-    return digests_have(state.seen_digests, seen_digest(execution_id)) or execution_id in state.seen
+def has_seen(state: WorkflowState, execution_id: str, digest: bytes | None = None) -> bool:
+    """Whether the state counted this execution already (among the latest SEEN_LIMIT);
+    `digest`: its `seen_digest`, when the caller has it."""
+    digest = digest or seen_digest(execution_id)
+    return digests_have(state.seen_digests, digest) or execution_id in state.seen
 
 
 def record(state: WorkflowState, facts: ExecutionFacts) -> bool:
     """Count a new execution into the state; False (and no change) for a duplicate."""
     digest = seen_digest(facts.execution_id)
-    if digests_have(state.seen_digests, digest) or facts.execution_id in state.seen:
+    if has_seen(state, facts.execution_id, digest):
         return False
     _remember(state, digest)
     _mark_times(state, facts.ended_ms)
