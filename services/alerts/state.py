@@ -7,6 +7,7 @@ cooldown, current episode). Everything is bounded, so a value never grows withou
 
 import hashlib
 from bisect import bisect_left, bisect_right, insort
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -170,8 +171,7 @@ def _minute(bucket: Bucket) -> int:
 
 def _remember(state: WorkflowState, digest: bytes) -> None:
     if state.seen:  # written with whole ids: they become digests, oldest first
-        earlier = b"".join(seen_digest(execution_id) for execution_id in state.seen)
-        state.seen_digests = (state.seen_digests + earlier)[-SEEN_LIMIT * DIGEST_BYTES :]
+        state.seen_digests = digests_add(state.seen_digests, digests_of(state.seen))
         state.seen = {}
     state.seen_digests = digests_add(state.seen_digests, digest)
 
@@ -192,8 +192,15 @@ def digests_have(seen: bytes, digest: bytes) -> bool:
 
 
 def digests_add(seen: bytes, digest: bytes) -> bytes:
-    """`seen` with `digest` appended, keeping the latest SEEN_LIMIT."""
+    """`seen` with `digest` (or several laid end to end) appended, keeping the latest
+    SEEN_LIMIT."""
     return (seen + digest)[-SEEN_LIMIT * DIGEST_BYTES :]
+
+
+def digests_of(execution_ids: Iterable[str]) -> bytes:
+    """The digests of ids kept whole (the earlier format), in their order: the latest
+    SEEN_LIMIT."""
+    return digests_add(b"", b"".join(map(seen_digest, execution_ids)))
 
 
 def _mark_times(state: WorkflowState, ended_ms: int) -> None:

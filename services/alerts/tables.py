@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import msgspec
 
-from services.alerts.state import WorkflowState, digests_add, seen_digest
+from services.alerts.state import WorkflowState, digests_of
 
 
 @dataclass(frozen=True)
@@ -66,10 +66,7 @@ def decode_cost(raw: bytes) -> ProjectCost:
         return _project_cost.decode(raw)
     except msgspec.ValidationError:
         cost, plan, ids = _project_cost_ids.decode(raw)
-    seen = b""
-    for execution_id in ids:
-        seen = digests_add(seen, seen_digest(execution_id))
-    return ProjectCost(cost, plan, seen)
+    return ProjectCost(cost, plan, digests_of(ids))
 
 
 def cost_key(project: str, partition: int) -> bytes:
