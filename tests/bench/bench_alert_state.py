@@ -17,30 +17,13 @@ import json
 import os
 import statistics
 import sys
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-import msgspec
-
-from schemas import topics
-from services.alerts.engine import Engine
 from services.alerts.state import SEEN_LIMIT
-from services.alerts.tables import Tables
-from services.alerts.ticks import TickGate
-from services.alerts.views import Views, partition_of
-from services.common.config import Settings
 from services.common.log import configure_logging
-from tests.bench.bench_alerts import (
-    BATCH,
-    PARTITIONS,
-    record_of,
-    subscriptions,
-    workflow_ids,
-)
+from tests.bench.bench_alerts import Standalone, record_of, subscriptions, workflow_ids
 from tests.factories import execution
 
 WORKFLOWS = int(os.environ.get("BENCH_STATE_WORKFLOWS", "100"))
@@ -53,72 +36,42 @@ def progress(message: str) -> None:
 
 
 class Run:
-    """An engine over dict tables and the messages fed to it so far."""
+    """The engine alone over the watched workflows, and the executions fed to it so far."""
 
     def __init__(self) -> None:
-        settings = Settings(data_dir=Path("unused"), clickhouse_url="", database_url="")
-        self.views = Views()
-        for record in subscriptions(int(time.time() * 1000) - 3_600_000):
-            for p in range(PARTITIONS):
-                self.views.preload(p, f"{record.id}/{p}".encode(), msgspec.json.encode(record))
-        self.tables = Tables({}, {})
-        self.engine = Engine(
-            settings, PARTITIONS, self.tables, self.views, _discard, TickGate(_zero), _refuse
-        )
+        self.alone = Standalone(with_subs=True)
         self.workflows = workflow_ids()[:WORKFLOWS]
         self.start = datetime.now(UTC) - timedelta(days=1)
         self.sent = 0
 
-    def messages(self, count: int) -> list[SimpleNamespace]:
-        """The next `count` executions, the workflows in turn, 10 ms apart in event time."""
-        out = []
-        for _ in range(count):
-            n = self.sent
+    async def feed(self, count: int) -> float:
+        """The next `count` executions, the workflows in turn, 10 ms apart in event time: the
+        CPU seconds the engine took."""
+        pairs = []
+        for n in range(self.sent, self.sent + count):
             project, workflow = self.workflows[n % len(self.workflows)]
             event = execution(
                 str(uuid.uuid4()), workflow, ended=self.start + timedelta(milliseconds=10 * n),
                 level="error" if n % 10 == 0 else "info", duration_ms=100 + n % 700, cost=0.01,
             )  # fmt: skip
-            key, value = record_of(project, event)
-            out.append(
-                SimpleNamespace(topic=topics.EXECUTIONS, partition=partition_of(key, PARTITIONS),
-                                offset=n, key=key, value=value, timestamp=time.time())
-            )  # fmt: skip
-            self.sent += 1
-        return out
-
-    async def feed(self, messages: list[SimpleNamespace]) -> float:
-        """Handle the messages in the worker's batches; the CPU seconds it took."""
-        cpu = time.process_time()
-        for at in range(0, len(messages), BATCH):
-            await self.engine.handle_batch(messages[at : at + BATCH])
-        return time.process_time() - cpu
+            pairs.append(record_of(project, event))
+        _, cpu = await self.alone.run(pairs, first_offset=self.sent)
+        self.sent += count
+        return cpu
 
     def value_bytes(self) -> float:
         """The mean size of a workflow's stored value."""
-        return statistics.mean(len(v) for v in self.tables.states.values())
-
-
-async def _discard(_records: Any) -> None:
-    return None
-
-
-async def _zero(_partition: int) -> int:
-    return 0
-
-
-async def _refuse(_message: Any, reason: str) -> None:
-    raise AssertionError(f"dead letter: {reason}")
+        return statistics.mean(len(v) for v in self.alone.tables.states.values())
 
 
 async def one_round(n: int) -> dict[str, float]:
     run = Run()
-    fresh_cpu = await run.feed(run.messages(MEASURED))
+    fresh_cpu = await run.feed(MEASURED)
     fresh_bytes = run.value_bytes()
     progress(f"round {n}: aging {WORKFLOWS} workflows by {SEEN_LIMIT} executions each")
     for _ in range(SEEN_LIMIT * WORKFLOWS // MEASURED):
-        await run.feed(run.messages(MEASURED))
-    busy_cpu = await run.feed(run.messages(MEASURED))
+        await run.feed(MEASURED)
+    busy_cpu = await run.feed(MEASURED)
     result = {
         "fresh_events_per_cpu_s": MEASURED / fresh_cpu,
         "busy_events_per_cpu_s": MEASURED / busy_cpu,

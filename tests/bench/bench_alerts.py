@@ -440,48 +440,60 @@ async def caught_up(stack: Stack, prefix: str, timeout_s: float = 300) -> None:
         await asyncio.sleep(0.05)
 
 
+class Standalone:
+    """The engine alone: tables in dicts, notifications counted and discarded, no Kafka."""
+
+    def __init__(self, with_subs: bool, silenced: bool = False) -> None:
+        settings = Settings(data_dir=Path("unused"), clickhouse_url="", database_url="")
+        views = Views()
+        if with_subs:
+            for record in subscriptions(int(time.time() * 1000) - 3_600_000):
+                for p in range(PARTITIONS):
+                    views.preload(p, f"{record.id}/{p}".encode(), msgspec.json.encode(record))
+        if silenced:
+            for quiet in silences(int(time.time() * 1000)):
+                for p in range(PARTITIONS):
+                    views.preload_silence(p, f"{quiet.id}/{p}".encode(), msgspec.json.encode(quiet))
+        self.sent = 0
+        self.tables = Tables({}, {})
+        self.engine = Engine(
+            settings, PARTITIONS, self.tables, views, self._send, TickGate(_start), _dead_letter
+        )
+
+    async def _send(self, records: Any) -> None:
+        self.sent += len(records)
+
+    async def run(self, pairs: Pairs, first_offset: int = 0) -> tuple[float, float]:
+        """Handle the records in the worker's batches: (seconds, CPU seconds) it took."""
+        messages = [
+            SimpleNamespace(topic=topics.EXECUTIONS, partition=partition_of(key, PARTITIONS),
+                            offset=first_offset + i, key=key, value=value, timestamp=time.time())
+            for i, (key, value) in enumerate(pairs)
+        ]  # fmt: skip
+        started, cpu = time.perf_counter(), time.process_time()
+        for at in range(0, len(messages), BATCH):
+            await self.engine.handle_batch(messages[at : at + BATCH])
+        return time.perf_counter() - started, time.process_time() - cpu
+
+
+async def _start(_partition: int) -> int:
+    return 0
+
+
+async def _dead_letter(_message: Any, reason: str) -> None:
+    raise AssertionError(f"dead letter: {reason}")
+
+
 async def evaluator_only(
     load: Pairs, with_subs: bool, events: int, silenced: bool = False
 ) -> dict[str, Any]:
-    """Events/s of the engine alone: tables in dicts, notifications discarded, no Kafka."""
-    settings = Settings(data_dir=Path("unused"), clickhouse_url="", database_url="")
-    views = Views()
-    if with_subs:
-        for record in subscriptions(int(time.time() * 1000) - 3_600_000):
-            for p in range(PARTITIONS):
-                views.preload(p, f"{record.id}/{p}".encode(), msgspec.json.encode(record))
-    if silenced:
-        for quiet in silences(int(time.time() * 1000)):
-            for p in range(PARTITIONS):
-                views.preload_silence(p, f"{quiet.id}/{p}".encode(), msgspec.json.encode(quiet))
-    sent = 0
-
-    async def send(records: Any) -> None:
-        nonlocal sent
-        sent += len(records)
-
-    async def start_offset(partition: int) -> int:
-        return 0
-
-    async def dead_letter(message: Any, reason: str) -> None:
-        raise AssertionError(f"dead letter: {reason}")
-
-    engine = Engine(
-        settings, PARTITIONS, Tables({}, {}), views, send, TickGate(start_offset), dead_letter
-    )
-    messages = [
-        SimpleNamespace(topic=topics.EXECUTIONS, partition=partition_of(key, PARTITIONS),
-                        offset=i, key=key, value=value, timestamp=time.time())
-        for i, (key, value) in enumerate(load)
-    ]  # fmt: skip
-    started, cpu = time.perf_counter(), time.process_time()
-    for at in range(0, len(messages), BATCH):
-        await engine.handle_batch(messages[at : at + BATCH])
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    """Events/s of the engine alone (`Standalone`)."""
+    alone = Standalone(with_subs, silenced)
+    elapsed, cpu = await alone.run(load)
     return {
         "events_per_s": round(events / elapsed),
         "events_per_cpu_s": round(events / cpu),
-        "notifications": sent,
+        "notifications": alone.sent,
     }
 
 
