@@ -197,7 +197,7 @@ async def test_a_job_that_leaves_gives_its_slot_to_the_next_while_it_goes_on() -
     assert lanes.room("a") == "free"
 
 
-def test_jobs_get_ready_as_far_ahead_as_start_within_one_round_trip() -> None:
+def test_jobs_get_ready_as_far_ahead_as_start_within_two_round_trips() -> None:
     from services.dispatcher.progress import MAX_AHEAD, ready_ahead
 
     assert ready_ahead(16, 0.0, 0.001) == 16  # no round trip known yet: the next in_flight
