@@ -63,15 +63,18 @@ async def authenticate(route: "Route", request: web.Request, deps: Deps) -> Prin
         return None, None
     if route.auth == "none":
         return None, None
-    if presented_secret(request.headers) is not None or (
+    secret = presented_secret(request.headers)
+    if secret is not None or (
         route.auth == "key" and not request.cookies.get(SESSION_COOKIE)  # parsed only if needed
     ):
-        return await _key_request(route, request, deps), None
+        return await _key_request(route, request, deps, secret), None
     return await _session_request(route, request, deps)
 
 
-async def _key_request(route: "Route", request: web.Request, deps: Deps) -> KeyRecord:
-    key = await _counted(request, deps, "API keys", lambda: deps.auth.authenticate(request.headers))
+async def _key_request(
+    route: "Route", request: web.Request, deps: Deps, secret: str | None
+) -> KeyRecord:
+    key = await _counted(request, deps, "API keys", lambda: deps.auth.authenticate(secret))
     request["project_id"] = key.project_id
     if route.auth != "key":
         who = "an owner signed in to" if route.role == "owner" else "people signed in to"

@@ -65,9 +65,9 @@ class KeyAuthenticator:
         self._version: int | None = None
         self.sync_s = sync_s
 
-    async def authenticate(self, headers: CIMultiDictProxy[str]) -> KeyRecord:
-        """The live key behind the request's credentials, or Unauthenticated saying why not."""
-        secret = presented_secret(headers)
+    async def authenticate(self, secret: str | None) -> KeyRecord:
+        """The live key behind a presented secret (`presented_secret`), or Unauthenticated
+        saying why not."""
         if secret is None:
             raise Unauthenticated(
                 "Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'."

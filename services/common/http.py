@@ -3,13 +3,16 @@
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
+from bisect import bisect_left
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import msgspec
 import structlog
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 from schemas.api import ErrorBody, ErrorDetail, ErrorInfo
 from schemas.bounds import MAX_JSON_DEPTH, dotted, too_deep_at
@@ -41,37 +44,55 @@ _FIELD_ERROR = re.compile(r"^`([^`]+)`: (.*)$", re.DOTALL)  # raised by schemas.
 _encoder = msgspec.json.Encoder()
 
 
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+_BOUNDS = (*map(floatToGoString, _LATENCY_BUCKETS), "+Inf")  # as the exposition writes them
+
+
 class HttpMetrics:
-    """Request counters and latency histograms, in a registry of the app's own."""
+    """Request counters and latency histograms, in a registry of the app's own.
+
+    Requests are tallied in plain numbers and handed to the registry as metric families when it
+    is scraped: a prometheus child per request took three locked increments, some 3 of the
+    27 µs that a whoami request spent in the API's own code (routing to response, measured in
+    a loop). Every tally happens on the event loop's thread, as does every scrape (`/metrics`).
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "cc_http_requests",
-            "HTTP requests by route and status",
-            ["method", "route", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "cc_http_request_duration_seconds",
-            "HTTP request latency",
-            ["route"],
-            registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-        )
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._requests: dict[tuple[str, str, int], int] = {}
+        # per route: a count per bucket (the last one past every bound), then the sum of seconds
+        self._latency: dict[str, list[float]] = {}
+        self.registry.register(self)
 
     def observe(self, method: str, route: str, status: int, elapsed_s: float) -> None:
-        """Count one request and its latency (label children are looked up once, then cached)."""
-        children = self._children.get((method, route, status))
-        if children is None:
-            children = (
-                self.requests.labels(method, route, str(status)),
-                self.latency.labels(route),
-            )
-            self._children[(method, route, status)] = children
-        children[0].inc()
-        children[1].observe(elapsed_s)
+        """Count one request and its latency."""
+        key = (method, route, status)
+        self._requests[key] = self._requests.get(key, 0) + 1
+        latency = self._latency.get(route)
+        if latency is None:
+            latency = self._latency[route] = [0.0] * (len(_LATENCY_BUCKETS) + 2)
+        latency[bisect_left(_LATENCY_BUCKETS, elapsed_s)] += 1
+        latency[-1] += elapsed_s
+
+    def collect(self) -> Iterator[Metric]:
+        """The tallies as prometheus metric families (the registry calls this on a scrape)."""
+        requests = CounterMetricFamily(
+            "cc_http_requests", "HTTP requests by route and status",
+            labels=["method", "route", "status"],
+        )  # fmt: skip
+        for (method, route, status), count in self._requests.items():
+            requests.add_metric([method, route, str(status)], count)
+        yield requests
+        latency = HistogramMetricFamily(
+            "cc_http_request_duration_seconds", "HTTP request latency", labels=["route"]
+        )
+        for route, tally in self._latency.items():
+            buckets, seen = [], 0.0
+            for bound, in_bucket in zip(_BOUNDS, tally[:-1], strict=True):
+                seen += in_bucket
+                buckets.append((bound, seen))
+            latency.add_metric([route], buckets, tally[-1])
+        yield latency
 
 
 METRICS = web.AppKey("metrics", HttpMetrics)
@@ -109,10 +130,13 @@ def new_request_id() -> str:
 
 
 def request_id_of(request: web.Request) -> str:
-    """The id of this request: the client's when well formed, else a new UUID4."""
+    """The id of this request (the middleware gives every request one)."""
     existing: str | None = request.get("request_id")
-    if existing:
-        return existing
+    return existing if existing else _assign_request_id(request)
+
+
+def _assign_request_id(request: web.Request) -> str:
+    """The client's `X-Request-ID` when well formed, else a new UUID4, kept on the request."""
     incoming = request.headers.get("X-Request-ID", "")
     rid = incoming if incoming and _REQUEST_ID_RE.match(incoming) else new_request_id()
     request["request_id"] = rid
@@ -168,7 +192,7 @@ def ratelimit_headers(decision: Decision) -> dict[str, str]:
 @web.middleware
 async def envelope_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Give every response a request id, map every failure to the error envelope, log one line."""
-    rid = request_id_of(request)
+    rid = _assign_request_id(request)
     started = time.perf_counter()
     spent, token = timing.begin()
     try:

@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from services.common import apikeys
 from services.common.auth import KeyAuthenticator
@@ -38,10 +37,6 @@ class CountingPlane:
         return getattr(self.inner, name)
 
 
-def headers(secret: str) -> CIMultiDictProxy[str]:
-    return CIMultiDictProxy(CIMultiDict({"Authorization": f"Bearer {secret}"}))
-
-
 async def new_key(cp: ControlPlane, auth: KeyAuthenticator | None = None) -> tuple[KeyRecord, str]:
     project = await cp.create_project("p", "free", 1)
     secret = apikeys.new_secret()
@@ -66,12 +61,12 @@ async def test_unknown_keys_are_cached_briefly_and_boundedly(cp: ControlPlane) -
     auth = KeyAuthenticator(counting, SERVER_KEY, 60, unknown_capacity=2)  # type: ignore[arg-type]
     first, second, third = (apikeys.new_secret() for _ in range(3))
     for _ in range(50):
-        assert await refused(lambda: auth.authenticate(headers(first))) == "Unknown API key."
+        assert await refused(lambda: auth.authenticate(first)) == "Unknown API key."
     assert counting.lookups == 1
-    await refused(lambda: auth.authenticate(headers(second)))
-    await refused(lambda: auth.authenticate(headers(third)))  # pushes `first` out
+    await refused(lambda: auth.authenticate(second))
+    await refused(lambda: auth.authenticate(third))  # pushes `first` out
     assert counting.lookups == 3
-    await refused(lambda: auth.authenticate(headers(first)))
+    await refused(lambda: auth.authenticate(first))
     assert counting.lookups == 4
 
 
@@ -80,11 +75,11 @@ async def test_a_key_created_after_a_miss_works_at_once(
 ) -> None:
     auth = KeyAuthenticator(cp, SERVER_KEY, 60)
     secret = apikeys.new_secret()
-    await refused(lambda: auth.authenticate(headers(secret)))
+    await refused(lambda: auth.authenticate(secret))
     monkeypatch.setattr(apikeys, "new_secret", lambda: secret)
     record, made = await new_key(cp, auth)
     assert made == secret
-    assert (await auth.authenticate(headers(secret))).id == record.id
+    assert (await auth.authenticate(secret)).id == record.id
 
 
 async def test_a_lookup_in_flight_does_not_cache_a_key_revoked_meanwhile(
@@ -94,16 +89,16 @@ async def test_a_lookup_in_flight_does_not_cache_a_key_revoked_meanwhile(
     auth = KeyAuthenticator(counting, SERVER_KEY, 60)  # type: ignore[arg-type]
     record, secret = await new_key(cp)
     counting.hold = release = asyncio.Event()
-    early = asyncio.create_task(auth.authenticate(headers(secret)))
+    early = asyncio.create_task(auth.authenticate(secret))
     await counting.held.wait()  # the lookup has read the live key and is still in flight
     assert await cp.revoke_key(record.project_id, record.id, 2)
     auth.forget_key(record.id)
     # A request after the revocation does not wait for (or share) the lookup in flight.
-    message = await asyncio.wait_for(refused(lambda: auth.authenticate(headers(secret))), 5)
+    message = await asyncio.wait_for(refused(lambda: auth.authenticate(secret)), 5)
     assert message == "This API key has been revoked."
     release.set()
     assert (await early).id == record.id  # it started before the revocation
-    message = await refused(lambda: auth.authenticate(headers(secret)))
+    message = await refused(lambda: auth.authenticate(secret))
     assert message == "This API key has been revoked."
 
 
@@ -113,12 +108,12 @@ async def test_revocation_reaches_another_replica_at_its_next_sync(cp: ControlPl
     record, secret = await new_key(cp)
     for replica in (here, there):
         await replica.sync()
-        await replica.authenticate(headers(secret))  # cached for a minute
+        await replica.authenticate(secret)  # cached for a minute
     assert await cp.revoke_key(record.project_id, record.id, 2)
     here.forget_key(record.id)
     await there.sync()  # what `run_sync` does every second
     for replica in (here, there):
-        message = await refused(lambda r=replica: r.authenticate(headers(secret)))
+        message = await refused(lambda r=replica: r.authenticate(secret))
         assert message == "This API key has been revoked."
 
 

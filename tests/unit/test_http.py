@@ -6,13 +6,14 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from schemas.api import CreateKeyBody
 from services.api.openapi import build_document, document_bytes
 from services.api.table import ROUTES
 from services.common import timing
 from services.common.clock import iso_ms
-from services.common.http import validation_error
+from services.common.http import _LATENCY_BUCKETS, HttpMetrics, validation_error
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,3 +103,36 @@ async def test_query_time_counts_against_the_request_that_waited_for_it() -> Non
     assert (two.queries, round(two.db_s, 6)) == (1, 0.01)
     assert timing.server_timing(one, 0.0081) == 'db;dur=6.00;desc="2 queries", total;dur=8.10'
     assert timing.server_timing(two, 0.02) == 'db;dur=10.00;desc="1 query", total;dur=20.00'
+
+
+def test_request_metrics_scrape_as_prometheus_counter_and_histogram_would() -> None:
+    """The tallies render as the prometheus client's own Counter and Histogram render the same
+    requests (their `_created` samples aside)."""
+    observed = [
+        ("GET", "/api/v1/whoami", 200, 0.0004),
+        ("GET", "/api/v1/whoami", 200, 0.001),  # on a bound: counted in that bound's bucket
+        ("GET", "/api/v1/whoami", 429, 0.003),
+        ("POST", "/api/v1/events", 202, 0.07),
+        ("GET", "/api/v1/logs", 200, 9.0),  # past every bound
+        ("GET", "unmatched", 404, 0.0),
+    ]
+    ours = HttpMetrics()
+    registry = CollectorRegistry()
+    requests = Counter("cc_http_requests", "HTTP requests by route and status",
+                       ["method", "route", "status"], registry=registry)  # fmt: skip
+    latency = Histogram("cc_http_request_duration_seconds", "HTTP request latency", ["route"],
+                        registry=registry, buckets=_LATENCY_BUCKETS)  # fmt: skip
+    for method, route, status, seconds in observed:
+        ours.observe(method, route, status, seconds)
+        requests.labels(method, route, str(status)).inc()
+        latency.labels(route).observe(seconds)
+
+    def samples(text: bytes) -> list[str]:
+        return sorted(
+            line for line in text.decode().splitlines() if line and "_created" not in line
+        )
+
+    assert samples(generate_latest(ours.registry)) == samples(generate_latest(registry))
+    assert 'cc_http_requests_total{method="GET",route="/api/v1/whoami",status="200"} 2.0' in (
+        generate_latest(ours.registry).decode()
+    )
