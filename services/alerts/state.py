@@ -1,8 +1,14 @@
 """Per-workflow alert state: plain msgspec Structs that a table stores, and their bookkeeping.
 
-One `WorkflowState` per workflow holds what every rule reads (per-minute buckets, the failure
+One `WorkflowState` per workflow holds what every rule reads (execution buckets, the failure
 streak, seen execution ids, event-time marks) and one `Watch` per subscription (arming time,
 cooldown, current episode). Everything is bounded, so a value never grows without limit.
+
+Buckets. The latest FINE_MINUTES (the default window of 24 hours and the partial minute at its
+far edge) and up to an hour more are kept a bucket per minute; older ones, up to the longest
+window (168 hours), a bucket per hour. A window therefore sums whole minutes as far back as 24
+hours, and whole hours beyond: a window longer than that counts every execution of the hour its
+far edge falls in. A workflow that runs every minute keeps some 1,700 buckets instead of 10,080.
 """
 
 import hashlib
@@ -18,6 +24,8 @@ from schemas.alerts import AlertConfig
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 HORIZON_MINUTES = 168 * 60 + 1  # the longest window plus the partial minute at its far edge
+FINE_MINUTES = 24 * 60 + 1  # kept a bucket per minute: the default window and its far edge
+HOUR_MINUTES = 60
 SEEN_LIMIT = 1000
 STREAK_LIMIT = 100  # the largest consecutiveFailures; a longer streak fires every rule alike
 DIGEST_BYTES = 8  # a seen execution id: 8 bytes of BLAKE2b instead of the whole id
@@ -44,7 +52,8 @@ class Subscription(Struct, frozen=True):
 
 
 class Bucket(Struct, array_like=True):
-    """Executions that ended within one minute (`minute` = epoch ms // 60 000)."""
+    """Executions that ended within one minute (`minute` = epoch ms // 60 000), or within the
+    hour that begins at `minute` when it is older than its state's `hourly_before`."""
 
     minute: int
     total: int = 0
@@ -111,6 +120,10 @@ class WorkflowState(Struct):
     # decoded, encoded and written (to the store and its changelog) for every execution, and
     # whole ids made a busy workflow's value some 45 KB where these take 11.
     seen_digests: bytes = b""
+    # The minute (on an hour) before which each bucket holds a whole hour; None in a state
+    # written before buckets were merged by the hour, whose buckets are all minutes (`advance`
+    # merges them).
+    hourly_before: int | None = None
 
 
 class Totals(NamedTuple):
@@ -122,10 +135,16 @@ class Totals(NamedTuple):
 
 
 def advance(state: WorkflowState, event_ms: int) -> int:
-    """Move the workflow's event-time clock forward (never back) and drop expired buckets."""
+    """Move the workflow's event-time clock forward (never back), merge the buckets that left
+    the per-minute span into hours, and drop those older than the longest window."""
     now = event_ms if state.now_ms is None else max(state.now_ms, event_ms)
     state.now_ms = now
-    del state.buckets[: bisect_left(state.buckets, now // MINUTE_MS - HORIZON_MINUTES, key=_minute)]
+    minute = now // MINUTE_MS
+    edge = _hour_of(minute - FINE_MINUTES)
+    if state.hourly_before is None or edge > state.hourly_before:
+        _merge_hours(state.buckets, state.hourly_before, edge)
+        state.hourly_before = edge
+    del state.buckets[: bisect_left(state.buckets, _hour_of(minute - HORIZON_MINUTES), key=_minute)]
     return now
 
 
@@ -149,8 +168,12 @@ def record(state: WorkflowState, facts: ExecutionFacts) -> bool:
 
 
 def window_totals(state: WorkflowState, end_ms: int, window_ms: int) -> Totals:
-    """Sums of the minute buckets that overlap [end_ms - window_ms, end_ms]."""
-    low = bisect_left(state.buckets, (end_ms - window_ms) // MINUTE_MS, key=_minute)
+    """Sums of the buckets that overlap [end_ms - window_ms, end_ms]: whole minutes, and whole
+    hours before the state's `hourly_before`."""
+    far = (end_ms - window_ms) // MINUTE_MS
+    if state.hourly_before is not None and far < state.hourly_before:
+        far = _hour_of(far)
+    low = bisect_left(state.buckets, far, key=_minute)
     high = bisect_right(state.buckets, end_ms // MINUTE_MS, key=_minute)
     total = errors = duration_ms = 0
     for bucket in state.buckets[low:high]:
@@ -167,6 +190,28 @@ def streak(state: WorkflowState) -> int:
 
 def _minute(bucket: Bucket) -> int:
     return bucket.minute
+
+
+def _hour_of(minute: int) -> int:
+    """The first minute of the hour `minute` falls in."""
+    return minute - minute % HOUR_MINUTES
+
+
+def _merge_hours(buckets: list[Bucket], since: int | None, until: int) -> None:
+    """Merge the minute buckets from `since` (from the first when None) to `until` (on hours)
+    into a bucket per hour, in place."""
+    start = 0 if since is None else bisect_left(buckets, since, key=_minute)
+    stop = bisect_left(buckets, until, key=_minute)
+    hours: list[Bucket] = []
+    for bucket in buckets[start:stop]:
+        hour = _hour_of(bucket.minute)
+        if hours and hours[-1].minute == hour:
+            hours[-1].total += bucket.total
+            hours[-1].errors += bucket.errors
+            hours[-1].duration_ms += bucket.duration_ms
+        else:
+            hours.append(Bucket(hour, bucket.total, bucket.errors, bucket.duration_ms))
+    buckets[start:stop] = hours
 
 
 def _remember(state: WorkflowState, digest: bytes) -> None:
@@ -221,7 +266,9 @@ def _track_streak(state: WorkflowState, facts: ExecutionFacts) -> None:
 
 def _add_to_bucket(state: WorkflowState, facts: ExecutionFacts) -> None:
     minute = facts.ended_ms // MINUTE_MS
-    if state.now_ms is not None and minute < state.now_ms // MINUTE_MS - HORIZON_MINUTES:
+    if state.hourly_before is not None and minute < state.hourly_before:
+        minute = _hour_of(minute)  # a late execution: into its hour's bucket
+    if state.now_ms is not None and minute < _hour_of(state.now_ms // MINUTE_MS - HORIZON_MINUTES):
         return  # older than any window can reach
     index = bisect_left(state.buckets, minute, key=_minute)
     if index == len(state.buckets) or state.buckets[index].minute != minute:

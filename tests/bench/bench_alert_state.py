@@ -7,9 +7,11 @@ latest SEEN_LIMIT execution ids, which made it some 45 KB with whole ids. This b
 engine alone (tables in dicts, as `bench_alerts`' evaluator) over 100 watched workflows with
 1,000 subscriptions: it times their first executions (`fresh`, the baseline), then gives each
 SEEN_LIMIT more, then times as many executions again (`busy`). Execution ids are UUIDs, as most
-runtimes send. Prints one JSON object: events/s of each phase (medians of ROUNDS rounds), their
-ratio, and the mean size of a workflow's stored value, which is what the changelog carries per
-execution.
+runtimes send. Then it gives each workflow a week of history at one execution a minute, kept as
+the state's own bookkeeping keeps it (`record`, `advance`: the buckets a workflow that runs
+every minute has), and times as many executions again (`week`). Prints one JSON object:
+events/s of each phase (medians of ROUNDS rounds), their ratios to `fresh`, and the mean size of
+a workflow's stored value, which is what the changelog carries per execution.
 """
 
 import asyncio
@@ -21,7 +23,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.alerts.state import SEEN_LIMIT
+import msgspec
+
+from services.alerts.state import MINUTE_MS, SEEN_LIMIT, ExecutionFacts, advance, record
+from services.alerts.tables import decode_stored
 from services.common.log import configure_logging
 from tests.bench.bench_alerts import Standalone, record_of, subscriptions, workflow_ids
 from tests.factories import execution
@@ -29,6 +34,7 @@ from tests.factories import execution
 WORKFLOWS = int(os.environ.get("BENCH_STATE_WORKFLOWS", "100"))
 MEASURED = int(os.environ.get("BENCH_STATE_EVENTS", "5000"))  # per phase and round
 ROUNDS = int(os.environ.get("BENCH_STATE_ROUNDS", "3"))
+WEEK_MINUTES = 7 * 24 * 60
 
 
 def progress(message: str) -> None:
@@ -59,6 +65,20 @@ class Run:
         self.sent += count
         return cpu
 
+    def age_by_a_week(self) -> None:
+        """Give every workflow a week of executions at one a minute, up to the next one."""
+        next_ms = int((self.start + timedelta(milliseconds=10 * self.sent)).timestamp() * 1000)
+        states = self.alone.tables.states
+        for key, raw in states.items():
+            stored = decode_stored(raw)
+            for minutes in range(WEEK_MINUTES, 0, -1):
+                ended = next_ms - minutes * MINUTE_MS
+                workflow = stored.state.workflow_id
+                record(stored.state, ExecutionFacts(f"week-{minutes}", workflow, ended,
+                                                    minutes % 10 == 0, 100 + minutes % 700))  # fmt: skip
+                advance(stored.state, ended)
+            states[key] = msgspec.json.encode(stored)
+
     def value_bytes(self) -> float:
         """The mean size of a workflow's stored value."""
         return statistics.mean(len(v) for v in self.alone.tables.states.values())
@@ -72,11 +92,17 @@ async def one_round(n: int) -> dict[str, float]:
     for _ in range(SEEN_LIMIT * WORKFLOWS // MEASURED):
         await run.feed(MEASURED)
     busy_cpu = await run.feed(MEASURED)
+    busy_bytes = run.value_bytes()
+    progress(f"round {n}: a week of history at one execution a minute for each workflow")
+    run.age_by_a_week()
+    week_cpu = await run.feed(MEASURED)
     result = {
         "fresh_events_per_cpu_s": MEASURED / fresh_cpu,
         "busy_events_per_cpu_s": MEASURED / busy_cpu,
+        "week_events_per_cpu_s": MEASURED / week_cpu,
         "fresh_value_bytes": fresh_bytes,
-        "busy_value_bytes": run.value_bytes(),
+        "busy_value_bytes": busy_bytes,
+        "week_value_bytes": run.value_bytes(),
     }
     progress(f"round {n}: {json.dumps({k: round(v) for k, v in result.items()})}")
     return result
@@ -90,6 +116,7 @@ async def main() -> dict[str, Any]:
         return statistics.median(r[name] for r in rounds)
 
     fresh, busy = median("fresh_events_per_cpu_s"), median("busy_events_per_cpu_s")
+    week = median("week_events_per_cpu_s")
     return {
         "benchmark": "alert_state",
         "workflows": WORKFLOWS,
@@ -99,9 +126,12 @@ async def main() -> dict[str, Any]:
         "rounds": ROUNDS,
         "fresh_events_per_cpu_s": round(fresh),
         "busy_events_per_cpu_s": round(busy),
+        "week_events_per_cpu_s": round(week),
         "ratio_busy_over_fresh": round(busy / fresh, 3),
+        "ratio_week_over_fresh": round(week / fresh, 3),
         "fresh_value_bytes": round(median("fresh_value_bytes")),
         "busy_value_bytes": round(median("busy_value_bytes")),
+        "week_value_bytes": round(median("week_value_bytes")),
         "per_round": rounds,
         "note": "engine alone, CPU time of this process; the value bytes are what the store and "
         "the changelog take per execution of a workflow",

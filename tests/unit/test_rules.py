@@ -17,7 +17,9 @@ from services.alerts.checks import window_ms
 from services.alerts.rules import arm, disarm, facts_of, on_execution, on_tick
 from services.alerts.state import (
     DIGEST_BYTES,
+    FINE_MINUTES,
     HORIZON_MINUTES,
+    HOUR_MINUTES,
     SEEN_LIMIT,
     STREAK_LIMIT,
     ExecutionFacts,
@@ -531,10 +533,78 @@ def test_seen_ids_and_buckets_stay_bounded() -> None:
     assert len(state.seen_digests) == SEEN_LIMIT * DIGEST_BYTES and state.seen == {}
     assert not has_seen(state, "x49")  # the oldest fifty are forgotten, in order
     assert all(has_seen(state, f"x{i}") for i in range(50, SEEN_LIMIT + 50))
-    assert state.buckets[-1].minute - state.buckets[0].minute <= HORIZON_MINUTES
+    # the oldest bucket holds the hour the longest window's far edge falls in
+    assert state.buckets[-1].minute - state.buckets[0].minute < HORIZON_MINUTES + HOUR_MINUTES
     # The value a busy workflow writes for every execution: its seen ids take 8 bytes each.
     busy = WorkflowState(workflow_id="w1", seen_digests=state.seen_digests)
     assert len(msgspec.json.encode(busy)) < 11_200
+
+
+def _week_of_history(seed: int) -> list[ExecutionFacts]:
+    """Eight days of executions at random minutes (a few a minute at times, none for hours at
+    others), some failed, with a few arriving late (hours after they ended)."""
+    rng = random.Random(seed)
+    ended = [T0 + rng.randrange(8 * 24 * 60) * MINUTE + rng.randrange(MINUTE) for _ in range(6000)]
+    history = [run(at, f"h{n}", failed=rng.random() < 0.2, duration_ms=rng.randrange(1, 5000))
+               for n, at in enumerate(sorted(ended))]  # fmt: skip
+    for _ in range(40):  # late: moved up to two days later in the log
+        at = rng.randrange(len(history) - 1)
+        history.insert(min(len(history), at + rng.randrange(1, 2000)), history.pop(at))
+    return history
+
+
+def _reference(
+    kept: Sequence[ExecutionFacts], end_ms: int, far_minute: int
+) -> tuple[int, int, int]:
+    inside = [f for f in kept if far_minute <= f.ended_ms // MINUTE <= end_ms // MINUTE]
+    return (len(inside), sum(f.failed for f in inside), sum(f.duration_ms for f in inside))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_windows_count_whole_minutes_for_a_day_and_whole_hours_beyond(seed: int) -> None:
+    history = _week_of_history(seed)
+    state, _ = replay([], history)
+    now = state.now_ms
+    assert now is not None and state.hourly_before is not None
+    horizon = (now // MINUTE - HORIZON_MINUTES) // 60 * 60
+    kept = [f for f in history if f.ended_ms // MINUTE >= horizon]
+    for end in (now, now - 7 * MINUTE - 123, now - 3 * HOUR):  # a late execution's end, too
+        for hours in (1 / 60, 0.5, 1, 6, 23.99, 24, 24.5, 25, 71.3, 100, 168):
+            window = window_ms(watch("failure_rate", windowHours=hours).config)
+            far = (end - window) // MINUTE  # the partial minute at the far edge counts whole
+            if end == now and hours <= 24:  # a window up to a day from now: whole minutes
+                assert far >= state.hourly_before
+            if far < state.hourly_before:  # beyond: the hour the far edge falls in counts whole
+                far = far // 60 * 60
+            assert tuple(window_totals(state, end, window)) == _reference(kept, end, far), hours
+
+
+def test_a_workflow_running_every_minute_for_a_week_keeps_hours_beyond_a_day() -> None:
+    history = [run(T0 + n * MINUTE + 1500, f"m{n}") for n in range(8 * 24 * 60)]
+    state, _ = replay([], history)
+    assert state.hourly_before is not None
+    hourly = [b for b in state.buckets if b.minute < state.hourly_before]
+    minutes = [b for b in state.buckets if b.minute >= state.hourly_before]
+    assert all(b.minute % 60 == 0 and b.total == 60 for b in hourly[1:])
+    assert 144 <= len(hourly) <= 145 and FINE_MINUTES <= len(minutes) < FINE_MINUTES + 60
+    # The value such a workflow writes for every execution (10,080 minute buckets made it 208 KB).
+    assert len(msgspec.json.encode(state)) < 48_000
+
+
+def test_a_state_with_minute_buckets_only_is_merged_by_the_hour_at_its_next_execution() -> None:
+    history = [f for f in _week_of_history(4) if f.ended_ms < T0 + 6 * 24 * HOUR]  # none expire
+    later = run(T0 + 6 * 24 * HOUR + 5 * MINUTE, "next", failed=True)
+    current, _ = replay([], [*history, later])
+    # The same history as the earlier format kept it: a bucket per minute, no `hourly_before`.
+    earlier, _ = replay([], history)
+    fields = msgspec.to_builtins(earlier)
+    del fields["hourly_before"]
+    minutes = sorted({f.ended_ms // MINUTE for f in history})
+    fields["buckets"] = [[m, *_reference(history, m * MINUTE, m)] for m in minutes]
+    restored = msgspec.json.decode(msgspec.json.encode(fields), type=WorkflowState)
+    assert restored.hourly_before is None
+    resumed, _ = replay([], [later], restored)
+    assert resumed.buckets == current.buckets and resumed.hourly_before == current.hourly_before
 
 
 def test_a_state_written_with_whole_ids_keeps_them_and_moves_them_to_digests() -> None:
