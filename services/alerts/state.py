@@ -8,7 +8,9 @@ Buckets. The latest FINE_MINUTES (the default window of 24 hours and the partial
 far edge) and up to an hour more are kept a bucket per minute; older ones, up to the longest
 window (168 hours), a bucket per hour. A window therefore sums whole minutes as far back as 24
 hours, and whole hours beyond: a window longer than that counts every execution of the hour its
-far edge falls in. A workflow that runs every minute keeps some 1,700 buckets instead of 10,080.
+far edge falls in. A workflow that runs every minute keeps some 1,650 buckets instead of 10,080.
+They are kept as columns (`Counts`): a window's sums are sums of list slices, and a value decodes
+into four lists of integers rather than an object per bucket.
 """
 
 import hashlib
@@ -17,7 +19,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import NamedTuple
 
-from msgspec import Struct
+from msgspec import Struct, field
 
 from schemas.alerts import AlertConfig
 
@@ -52,13 +54,28 @@ class Subscription(Struct, frozen=True):
 
 
 class Bucket(Struct, array_like=True):
-    """Executions that ended within one minute (`minute` = epoch ms // 60 000), or within the
-    hour that begins at `minute` when it is older than its state's `hourly_before`."""
+    """Executions that ended within one minute (`minute` = epoch ms // 60 000): a row of the
+    buckets of a state written before `Counts` (see `_counts`)."""
 
     minute: int
     total: int = 0
     errors: int = 0
     duration_ms: int = 0
+
+
+class Counts(Struct, array_like=True):
+    """Executions by bucket, as columns: bucket i began at `minutes[i]` (epoch ms // 60 000) and
+    holds that minute, or the hour that begins there when that is before its state's
+    `hourly_before`; `minutes` ascends."""
+
+    minutes: list[int] = []
+    totals: list[int] = []
+    errors: list[int] = []
+    durations: list[int] = []
+
+    def columns(self) -> tuple[list[int], list[int], list[int], list[int]]:
+        """The four columns, in order."""
+        return self.minutes, self.totals, self.errors, self.durations
 
 
 class Episode(Struct):
@@ -114,6 +131,7 @@ class WorkflowState(Struct):
     # The earlier form of `seen_digests`, whole ids: a state written with it keeps its ids here
     # until its next execution moves them over (`_remember`).
     seen: dict[str, None] = {}
+    # The earlier form of `counts`, a row per minute: moved over at its first use (`_counts`).
     buckets: list[Bucket] = []
     watches: dict[str, Watch] = {}
     # The latest SEEN_LIMIT execution ids, as 8-byte digests laid end to end: the state is
@@ -124,6 +142,7 @@ class WorkflowState(Struct):
     # written before buckets were merged by the hour, whose buckets are all minutes (`advance`
     # merges them).
     hourly_before: int | None = None
+    counts: Counts = field(default_factory=Counts)
 
 
 class Totals(NamedTuple):
@@ -139,12 +158,15 @@ def advance(state: WorkflowState, event_ms: int) -> int:
     the per-minute span into hours, and drop those older than the longest window."""
     now = event_ms if state.now_ms is None else max(state.now_ms, event_ms)
     state.now_ms = now
+    counts = _counts(state)
     minute = now // MINUTE_MS
     edge = _hour_of(minute - FINE_MINUTES)
     if state.hourly_before is None or edge > state.hourly_before:
-        _merge_hours(state.buckets, state.hourly_before, edge)
+        _merge_hours(counts, state.hourly_before, edge)
         state.hourly_before = edge
-    del state.buckets[: bisect_left(state.buckets, _hour_of(minute - HORIZON_MINUTES), key=_minute)]
+    expired = bisect_left(counts.minutes, _hour_of(minute - HORIZON_MINUTES))
+    for column in counts.columns():
+        del column[:expired]
     return now
 
 
@@ -173,14 +195,12 @@ def window_totals(state: WorkflowState, end_ms: int, window_ms: int) -> Totals:
     far = (end_ms - window_ms) // MINUTE_MS
     if state.hourly_before is not None and far < state.hourly_before:
         far = _hour_of(far)
-    low = bisect_left(state.buckets, far, key=_minute)
-    high = bisect_right(state.buckets, end_ms // MINUTE_MS, key=_minute)
-    total = errors = duration_ms = 0
-    for bucket in state.buckets[low:high]:
-        total += bucket.total
-        errors += bucket.errors
-        duration_ms += bucket.duration_ms
-    return Totals(total, errors, duration_ms)
+    counts = _counts(state)
+    low = bisect_left(counts.minutes, far)
+    high = bisect_right(counts.minutes, end_ms // MINUTE_MS)
+    return Totals(
+        sum(counts.totals[low:high]), sum(counts.errors[low:high]), sum(counts.durations[low:high])
+    )
 
 
 def streak(state: WorkflowState) -> int:
@@ -188,8 +208,19 @@ def streak(state: WorkflowState) -> int:
     return len(state.failures_ms)
 
 
-def _minute(bucket: Bucket) -> int:
-    return bucket.minute
+def _counts(state: WorkflowState) -> Counts:
+    """The state's buckets, moved over from the earlier form (a row per minute) if need be."""
+    if state.buckets:
+        for column, values in zip(
+            state.counts.columns(),
+            zip(
+                *((b.minute, b.total, b.errors, b.duration_ms) for b in state.buckets), strict=True
+            ),
+            strict=True,
+        ):
+            column[:0] = values
+        state.buckets = []
+    return state.counts
 
 
 def _hour_of(minute: int) -> int:
@@ -197,21 +228,24 @@ def _hour_of(minute: int) -> int:
     return minute - minute % HOUR_MINUTES
 
 
-def _merge_hours(buckets: list[Bucket], since: int | None, until: int) -> None:
+def _merge_hours(counts: Counts, since: int | None, until: int) -> None:
     """Merge the minute buckets from `since` (from the first when None) to `until` (on hours)
     into a bucket per hour, in place."""
-    start = 0 if since is None else bisect_left(buckets, since, key=_minute)
-    stop = bisect_left(buckets, until, key=_minute)
-    hours: list[Bucket] = []
-    for bucket in buckets[start:stop]:
-        hour = _hour_of(bucket.minute)
-        if hours and hours[-1].minute == hour:
-            hours[-1].total += bucket.total
-            hours[-1].errors += bucket.errors
-            hours[-1].duration_ms += bucket.duration_ms
-        else:
-            hours.append(Bucket(hour, bucket.total, bucket.errors, bucket.duration_ms))
-    buckets[start:stop] = hours
+    minutes = counts.minutes
+    start = 0 if since is None else bisect_left(minutes, since)
+    stop = bisect_left(minutes, until)
+    merged = Counts()
+    for at in range(start, stop):
+        hour = _hour_of(minutes[at])
+        if not merged.minutes or merged.minutes[-1] != hour:
+            for column in merged.columns():
+                column.append(0)
+            merged.minutes[-1] = hour
+        merged.totals[-1] += counts.totals[at]
+        merged.errors[-1] += counts.errors[at]
+        merged.durations[-1] += counts.durations[at]
+    for column, values in zip(counts.columns(), merged.columns(), strict=True):
+        column[start:stop] = values
 
 
 def _remember(state: WorkflowState, digest: bytes) -> None:
@@ -270,10 +304,12 @@ def _add_to_bucket(state: WorkflowState, facts: ExecutionFacts) -> None:
         minute = _hour_of(minute)  # a late execution: into its hour's bucket
     if state.now_ms is not None and minute < _hour_of(state.now_ms // MINUTE_MS - HORIZON_MINUTES):
         return  # older than any window can reach
-    index = bisect_left(state.buckets, minute, key=_minute)
-    if index == len(state.buckets) or state.buckets[index].minute != minute:
-        state.buckets.insert(index, Bucket(minute))
-    bucket = state.buckets[index]
-    bucket.total += 1
-    bucket.errors += int(facts.failed)
-    bucket.duration_ms += facts.duration_ms
+    counts = _counts(state)
+    at = bisect_left(counts.minutes, minute)
+    if at == len(counts.minutes) or counts.minutes[at] != minute:
+        for column in counts.columns():
+            column.insert(at, 0)
+        counts.minutes[at] = minute
+    counts.totals[at] += 1
+    counts.errors[at] += int(facts.failed)
+    counts.durations[at] += facts.duration_ms

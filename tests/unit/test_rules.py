@@ -534,7 +534,7 @@ def test_seen_ids_and_buckets_stay_bounded() -> None:
     assert not has_seen(state, "x49")  # the oldest fifty are forgotten, in order
     assert all(has_seen(state, f"x{i}") for i in range(50, SEEN_LIMIT + 50))
     # the oldest bucket holds the hour the longest window's far edge falls in
-    assert state.buckets[-1].minute - state.buckets[0].minute < HORIZON_MINUTES + HOUR_MINUTES
+    assert state.counts.minutes[-1] - state.counts.minutes[0] < HORIZON_MINUTES + HOUR_MINUTES
     # The value a busy workflow writes for every execution: its seen ids take 8 bytes each.
     busy = WorkflowState(workflow_id="w1", seen_digests=state.seen_digests)
     assert len(msgspec.json.encode(busy)) < 11_200
@@ -583,9 +583,11 @@ def test_a_workflow_running_every_minute_for_a_week_keeps_hours_beyond_a_day() -
     history = [run(T0 + n * MINUTE + 1500, f"m{n}") for n in range(8 * 24 * 60)]
     state, _ = replay([], history)
     assert state.hourly_before is not None
-    hourly = [b for b in state.buckets if b.minute < state.hourly_before]
-    minutes = [b for b in state.buckets if b.minute >= state.hourly_before]
-    assert all(b.minute % 60 == 0 and b.total == 60 for b in hourly[1:])
+    buckets = list(zip(state.counts.minutes, state.counts.totals, strict=True))
+    hourly = [(m, total) for m, total in buckets if m < state.hourly_before]
+    minutes = [(m, total) for m, total in buckets if m >= state.hourly_before]
+    assert all(m % 60 == 0 and total == 60 for m, total in hourly[1:])
+    assert all(total == 1 for _, total in minutes)
     assert 144 <= len(hourly) <= 145 and FINE_MINUTES <= len(minutes) < FINE_MINUTES + 60
     # The value such a workflow writes for every execution (10,080 minute buckets made it 208 KB).
     assert len(msgspec.json.encode(state)) < 48_000
@@ -595,16 +597,17 @@ def test_a_state_with_minute_buckets_only_is_merged_by_the_hour_at_its_next_exec
     history = [f for f in _week_of_history(4) if f.ended_ms < T0 + 6 * 24 * HOUR]  # none expire
     later = run(T0 + 6 * 24 * HOUR + 5 * MINUTE, "next", failed=True)
     current, _ = replay([], [*history, later])
-    # The same history as the earlier format kept it: a bucket per minute, no `hourly_before`.
+    # The same history as the earlier format kept it: a row per minute (`buckets`), no
+    # `hourly_before` and no `counts`.
     earlier, _ = replay([], history)
     fields = msgspec.to_builtins(earlier)
-    del fields["hourly_before"]
+    del fields["hourly_before"], fields["counts"]
     minutes = sorted({f.ended_ms // MINUTE for f in history})
     fields["buckets"] = [[m, *_reference(history, m * MINUTE, m)] for m in minutes]
     restored = msgspec.json.decode(msgspec.json.encode(fields), type=WorkflowState)
-    assert restored.hourly_before is None
+    assert restored.hourly_before is None and restored.counts.minutes == []
     resumed, _ = replay([], [later], restored)
-    assert resumed.buckets == current.buckets and resumed.hourly_before == current.hourly_before
+    assert resumed == current and resumed.buckets == []
 
 
 def test_a_state_written_with_whole_ids_keeps_them_and_moves_them_to_digests() -> None:
