@@ -28,14 +28,20 @@ async def test_migrations_are_versioned_and_idempotent(cp: ControlPlane) -> None
 async def test_a_database_of_an_earlier_release_gains_the_owner_notice_column(
     cp: ControlPlane,
 ) -> None:
-    """Migration 7 on a `subscriptions` table made before it (dropped here to stand for one)."""
+    """Migrations 7 and 8 on a `subscriptions` table made before them (their column and index
+    dropped here to stand for one)."""
     async with cp.engine.begin() as conn:
+        await conn.execute(sa.text("DROP INDEX ix_subscriptions_owner_notice"))
         await conn.execute(sa.text("ALTER TABLE subscriptions DROP COLUMN owner_notice_due_ms"))
-        await conn.execute(sa.text("DELETE FROM cc_schema_migrations WHERE version = 7"))
-    assert await cp.migrate(3) == [7]
+        await conn.execute(sa.text("DELETE FROM cc_schema_migrations WHERE version >= 7"))
+    assert await cp.migrate(3) == [7, 8]
     async with cp.engine.connect() as conn:
         columns = await conn.run_sync(lambda c: sa.inspect(c).get_columns("subscriptions"))
+        indexes = await conn.run_sync(lambda c: sa.inspect(c).get_indexes("subscriptions"))
     assert "owner_notice_due_ms" in {c["name"] for c in columns}
+    assert {"name": "ix_subscriptions_owner_notice", "column_names": ["owner_notice_due_ms"]} in [
+        {"name": i["name"], "column_names": i["column_names"]} for i in indexes
+    ]
     assert await cp.owner_notices_due(0, 10) == []
     assert await cp.migrate(4) == []
 

@@ -59,6 +59,13 @@ subscriptions = sa.Table(
     # is to be told).
     sa.Column("owner_notice_due_ms", sa.BigInteger, nullable=True),
     sa.Index("ix_subscriptions_project", "project_id", "notification_type", "id"),
+    # The auto-disable loop's poll for notices due: only the few rows with one are indexed.
+    sa.Index(
+        "ix_subscriptions_owner_notice",
+        "owner_notice_due_ms",
+        postgresql_where=sa.text("owner_notice_due_ms IS NOT NULL"),
+        sqlite_where=sa.text("owner_notice_due_ms IS NOT NULL"),
+    ),
 )
 
 outbox = sa.Table(
@@ -177,6 +184,15 @@ def add_column(table: sa.Table, name: str) -> Callable[[Connection], None]:
     return apply
 
 
+def create_index(table: sa.Table, name: str) -> Callable[[Connection], None]:
+    """Create an index of `table` (as the metadata declares it) unless it is there already."""
+
+    def apply(conn: Connection) -> None:
+        next(i for i in table.indexes if i.name == name).create(conn, checkfirst=True)
+
+    return apply
+
+
 def create_tables(*tables: sa.Table) -> Callable[[Connection], None]:
     def apply(conn: Connection) -> None:
         for table in tables:
@@ -207,5 +223,10 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
         7,
         "owner notices of disabled subscriptions",
         add_column(subscriptions, "owner_notice_due_ms"),
+    ),
+    (
+        8,
+        "index of owner notices due",
+        create_index(subscriptions, "ix_subscriptions_owner_notice"),
     ),
 ]
