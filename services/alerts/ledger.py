@@ -53,20 +53,30 @@ class Ledger:
         self.tables = tables
         self.views = views
         self.capped: set[str] = set()
+        # The value each workflow's latest `store` wrote, with the object it encodes: a `load`
+        # that finds that very value in the table takes the object instead of decoding it (a
+        # busy workflow's value is read back for each of its executions in a batch). It is
+        # handed on once: an object changed and not stored again is never handed on.
+        self._written: dict[bytes, tuple[bytes, Stored]] = {}
 
     def load(self, key: bytes, workflow_id: str) -> Stored:
-        """A workflow's stored value (a fresh one for a new workflow)."""
+        """A workflow's stored value (a fresh one for a new workflow), the caller's to change."""
         raw = self.tables.states.get(key)
         if raw is None:
             return Stored({}, self.views.plans.get(split_key(key)[0], "free"),
                           WorkflowState(workflow_id=workflow_id))  # fmt: skip
+        written = self._written.pop(key, None)
+        if written is not None and written[0] is raw:
+            return written[1]
         return decode_stored(raw)
 
     def store(self, partition: int, key: bytes, stored: Stored) -> None:
         """Write a workflow's value back; drop the project's least recent ones over the cap
         (their cost goes into the project's row)."""
-        self.tables.states[key] = _encode(stored)
-        self.views.set_wf_cost(partition, key, stored.cost)
+        raw = _encode(stored)
+        self.tables.states[key] = raw
+        self._written[key] = (raw, stored)
+        self.views.set_wf_cost(partition, key, dict(stored.cost))
         evicted = self.views.add_key(partition, key)
         if evicted:
             project = split_key(key)[0]
@@ -97,8 +107,13 @@ class Ledger:
         if fresh:
             self.store_cost(partition, project, row)
 
+    def forget_written(self) -> None:
+        """Let go of the objects of the values written so far (at the end of a batch)."""
+        self._written.clear()
+
     def fold(self, partition: int, key: bytes, row: ProjectCost) -> bool:
         """Drop a workflow's state, adding its cost into its project's row; whether it had one."""
+        self._written.pop(key, None)
         raw = self.tables.states.pop(key, None)
         if raw is None:
             return False

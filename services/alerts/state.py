@@ -135,8 +135,8 @@ class WorkflowState(Struct):
     buckets: list[Bucket] = []
     watches: dict[str, Watch] = {}
     # The latest SEEN_LIMIT execution ids, as 8-byte digests laid end to end: the state is
-    # decoded, encoded and written (to the store and its changelog) for every execution, and
-    # whole ids made a busy workflow's value some 45 KB where these take 11.
+    # encoded and written for every execution (and its batch's last value to the store and its
+    # changelog), and whole ids made a busy workflow's value some 45 KB where these take 11.
     seen_digests: bytes = b""
     # The minute (on an hour) before which each bucket holds a whole hour; None in a state
     # written before buckets were merged by the hour, whose buckets are all minutes (`advance`

@@ -1,8 +1,9 @@
 """Benchmark: the alert engine's cost per execution once its workflows are busy, against the same
 workflows when new, in the same run.
 
-A watched workflow's value (`Stored`) is decoded, updated, encoded and written (to the store and
-its changelog) for every execution. A new workflow's value is small; a busy one remembers its
+A watched workflow's value (`Stored`) is updated, encoded and written for every execution (and
+decoded for the first of a batch; the batch's last value goes to the store and its changelog).
+A new workflow's value is small; a busy one remembers its
 latest SEEN_LIMIT execution ids, which made it some 45 KB with whole ids. This benchmark runs the
 engine alone (tables in dicts, as `bench_alerts`' evaluator) over 100 watched workflows with
 1,000 subscriptions: it times their first executions (`fresh`, the baseline), then gives each

@@ -3,6 +3,8 @@ outputs produced before any row is written."""
 
 import random
 from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,8 +18,10 @@ from schemas import topics
 from schemas.events import topic_key
 from schemas.ticks import Tick
 from services.alerts.batch import Cursor, Overlay
-from services.alerts.tables import Tables
-from services.alerts.views import partition_of
+from services.alerts.ledger import Ledger
+from services.alerts.tables import Tables, decode_stored
+from services.alerts.views import Views, partition_of
+from services.common.config import Settings
 from services.common.errors import Unavailable
 from tests.factories import execution, execution_record
 from tests.unit.test_alerts_engine import (
@@ -199,3 +203,28 @@ def test_the_overlay_reads_its_writes_and_holds_them_until_flushed() -> None:
     assert list(overlay.dirty) == [b"d"]
     overlay.flush(1)
     assert table == {b"a": b"y", b"c": b"3", b"d": b"4"} and overlay.dirty == {}
+
+
+def test_a_loaded_value_is_what_the_table_holds_whatever_was_done_to_an_earlier_one() -> None:
+    """The ledger hands a value it just wrote back on without decoding it, once: a caller that
+    changes it and does not store it (a duplicate, a tick that changed no watch, a record that
+    failed half way) leaves the table's value, the next load and the views' cost as they were."""
+    views = Views()
+    settings = Settings(data_dir=Path("unused"), clickhouse_url="", database_url="")
+    ledger = Ledger(settings, Tables({}, {}), views)
+    key = topic_key(PROJECT, "wf1")
+    first = ledger.load(key, "wf1")
+    first.cost["2026-01"] = Decimal("1.5")
+    first.state.now_ms = 1000
+    ledger.store(0, key, first)
+    written = ledger.tables.states[key]
+    again = ledger.load(key, "wf1")
+    assert again == decode_stored(written)
+    again.cost["2026-01"] += Decimal(7)  # changed, not stored
+    again.state.now_ms = 99_000
+    assert ledger.load(key, "wf1") == decode_stored(written)
+    assert ledger.tables.states[key] is written
+    assert views.wf_costs[0][PROJECT][key] == {"2026-01": Decimal("1.5")}
+    ledger.store(0, key, again)  # stored: the change is the value from now on
+    ledger.forget_written()
+    assert ledger.load(key, "wf1") == again == decode_stored(ledger.tables.states[key])
