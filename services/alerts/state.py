@@ -211,15 +211,13 @@ def streak(state: WorkflowState) -> int:
 def _counts(state: WorkflowState) -> Counts:
     """The state's buckets, moved over from the earlier form (a row per minute) if need be."""
     if state.buckets:
-        for column, values in zip(
-            state.counts.columns(),
-            zip(
-                *((b.minute, b.total, b.errors, b.duration_ms) for b in state.buckets), strict=True
-            ),
-            strict=True,
-        ):
-            column[:0] = values
-        state.buckets = []
+        rows, state.buckets = state.buckets, []
+        state.counts = Counts(
+            [b.minute for b in rows],
+            [b.total for b in rows],
+            [b.errors for b in rows],
+            [b.duration_ms for b in rows],
+        )
     return state.counts
 
 
@@ -238,9 +236,8 @@ def _merge_hours(counts: Counts, since: int | None, until: int) -> None:
     for at in range(start, stop):
         hour = _hour_of(minutes[at])
         if not merged.minutes or merged.minutes[-1] != hour:
-            for column in merged.columns():
-                column.append(0)
-            merged.minutes[-1] = hour
+            for column, first in zip(merged.columns(), (hour, 0, 0, 0), strict=True):
+                column.append(first)
         merged.totals[-1] += counts.totals[at]
         merged.errors[-1] += counts.errors[at]
         merged.durations[-1] += counts.durations[at]
@@ -307,9 +304,8 @@ def _add_to_bucket(state: WorkflowState, facts: ExecutionFacts) -> None:
     counts = _counts(state)
     at = bisect_left(counts.minutes, minute)
     if at == len(counts.minutes) or counts.minutes[at] != minute:
-        for column in counts.columns():
-            column.insert(at, 0)
-        counts.minutes[at] = minute
+        for column, first in zip(counts.columns(), (minute, 0, 0, 0), strict=True):
+            column.insert(at, first)
     counts.totals[at] += 1
     counts.errors[at] += int(facts.failed)
     counts.durations[at] += facts.duration_ms
