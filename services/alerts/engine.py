@@ -127,7 +127,6 @@ class Engine:
         for message in messages:
             await self.handle_one(message)
         await self.batch.flush(self.produce, self.settle)
-        self.ledger.forget_written()
 
     async def produce(
         self, notifications: list[NotificationRecord], events: list[AlertEvent]

@@ -165,8 +165,9 @@ def advance(state: WorkflowState, event_ms: int) -> int:
         _merge_hours(counts, state.hourly_before, edge)
         state.hourly_before = edge
     expired = bisect_left(counts.minutes, _hour_of(minute - HORIZON_MINUTES))
-    for column in counts.columns():
-        del column[:expired]
+    if expired:
+        for column in counts.columns():
+            del column[:expired]
     return now
 
 
@@ -232,6 +233,8 @@ def _merge_hours(counts: Counts, since: int | None, until: int) -> None:
     minutes = counts.minutes
     start = 0 if since is None else bisect_left(minutes, since)
     stop = bisect_left(minutes, until)
+    if start == stop:
+        return
     merged = Counts()
     for at in range(start, stop):
         hour = _hour_of(minutes[at])
