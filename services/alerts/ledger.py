@@ -61,7 +61,7 @@ class Ledger:
         # instead of decoding it again (some 0.16 ms for a workflow that runs every minute). It
         # is handed on once: an object changed and not stored again is never handed on. Small
         # values are not kept: they decode in a few microseconds, and keeping every value of a
-        # batch cost the engine a quarter of its time over 10,000 new workflows.
+        # batch cost the engine a tenth to a quarter of its time over 10,000 new workflows.
         self._written: dict[bytes, tuple[bytes, Stored]] = {}
 
     def load(self, key: bytes, workflow_id: str) -> Stored:
