@@ -63,6 +63,7 @@ class Ledger:
         # values are not kept: they decode in a few microseconds, and keeping every value of a
         # batch cost the engine a tenth to a quarter of its time over 10,000 new workflows.
         self._written: dict[bytes, tuple[bytes, Stored]] = {}
+        self.written_min_bytes = WRITTEN_MIN_BYTES
 
     def load(self, key: bytes, workflow_id: str) -> Stored:
         """A workflow's stored value (a fresh one for a new workflow), the caller's to change."""
@@ -81,7 +82,7 @@ class Ledger:
         raw = _encode(stored)
         self.tables.states[key] = raw
         self._written.pop(key, None)
-        if len(raw) >= WRITTEN_MIN_BYTES:
+        if len(raw) >= self.written_min_bytes:
             self._written[key] = (raw, stored)
             if len(self._written) > WRITTEN_KEPT:
                 del self._written[next(iter(self._written))]

@@ -18,7 +18,7 @@ from schemas import topics
 from schemas.events import topic_key
 from schemas.ticks import Tick
 from services.alerts.batch import Cursor, Overlay
-from services.alerts.ledger import Ledger
+from services.alerts.ledger import WRITTEN_MIN_BYTES, Ledger
 from services.alerts.state import SEEN_LIMIT
 from services.alerts.tables import Tables, decode_stored
 from services.alerts.views import Views, partition_of
@@ -95,11 +95,17 @@ def chunks(items: list[Any], sizes: list[int]) -> list[list[Any]]:
     return out
 
 
+# The single world never hands a value on; `kept_from` 0 hands every one on in the batched one.
+@pytest.mark.parametrize("kept_from", [WRITTEN_MIN_BYTES, 0])
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 10_000), st.lists(st.integers(1, 40), min_size=1, max_size=10))
-async def test_batches_decide_exactly_as_records_one_at_a_time(seed: int, sizes: list[int]) -> None:
+async def test_batches_decide_exactly_as_records_one_at_a_time(
+    kept_from: int, seed: int, sizes: list[int]
+) -> None:
     log = script(seed)
     single, batched = fixed_world(), fixed_world()
+    single.engine.ledger.written_min_bytes = 1 << 62
+    batched.engine.ledger.written_min_bytes = kept_from
     for message in messages(single, log):
         await single.engine.handle(message)
     for batch in chunks(messages(batched, log), sizes):
