@@ -6,13 +6,13 @@ decoded when read, unless the ledger still holds the object of a large value it 
 batch's last value goes to the store and its changelog). A new workflow's value is small; a busy
 one remembers its latest SEEN_LIMIT execution ids, which made it some 45 KB with whole ids. This
 benchmark runs the engine alone (tables in dicts, as `bench_alerts`' evaluator) over 100 watched
-workflows with 1,000 subscriptions: it times their first executions (`fresh`, the baseline),
-then gives each SEEN_LIMIT more, then times as many executions again (`busy`). Execution ids are
-UUIDs, as most runtimes send. Then it gives each workflow a week of history at one execution a minute, kept as
-the state's own bookkeeping keeps it (`record`, `advance`: the buckets a workflow that runs
-every minute has), and times as many executions again (`week`). Prints one JSON object:
-events/s of each phase (medians of ROUNDS rounds), their ratios to `fresh`, and the mean size of
-a workflow's stored value, which is what the changelog carries per execution.
+workflows with 1,000 subscriptions: it times their first executions (`fresh`, the baseline), then
+gives each SEEN_LIMIT more, then times as many executions again (`busy`). Execution ids are UUIDs,
+as most runtimes send. Then it gives each workflow a week of history at one execution a minute,
+kept as the state's own bookkeeping keeps it (`record`, `advance`: the buckets a workflow that runs
+every minute has), and times as many executions again (`week`). Prints one JSON object: events/s of
+each phase (medians of ROUNDS rounds), their ratios to `fresh`, and the mean size of a workflow's
+stored value, which is what the changelog carries per execution.
 """
 
 import asyncio
