@@ -75,8 +75,9 @@ class Run:
             for minutes in range(WEEK_MINUTES, 0, -1):
                 ended = next_ms - minutes * MINUTE_MS
                 workflow = stored.state.workflow_id
-                record(stored.state, ExecutionFacts(f"week-{minutes}", workflow, ended,
-                                                    minutes % 10 == 0, 100 + minutes % 700))  # fmt: skip
+                failed, duration_ms = minutes % 10 == 0, 100 + minutes % 700
+                facts = ExecutionFacts(f"week-{minutes}", workflow, ended, failed, duration_ms)
+                record(stored.state, facts)
                 advance(stored.state, ended)
             states[key] = msgspec.json.encode(stored)
 
