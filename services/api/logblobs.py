@@ -109,10 +109,10 @@ async def payloads(
 
 
 async def restore_withheld(
-    call: Call, project_id: str, page: list[LogRow | FullLogRow], inline: int
+    call: Call, project_id: str, page: list[LogRow | FullLogRow]
 ) -> list[LogRow | FullLogRow]:
     """The page with the large `files`/`cost_json` values the page query left out."""
-    short = [r for r in page if logrows.withheld(r, inline)]
+    short = [r for r in page if logrows.withheld(r)]
     if not short:
         return page
     found = await call.deps.clickhouse.rows(
@@ -123,7 +123,7 @@ async def restore_withheld(
     restored: list[LogRow | FullLogRow] = []
     for row in page:
         got = values.get((row.ingest_ts, row.partition, row.offset))
-        if got and logrows.withheld(row, inline):
+        if got and logrows.withheld(row):
             files, cost_json = got
             if isinstance(row, FullLogRow):
                 row = row._replace(files=files, cost_json=cost_json)

@@ -14,7 +14,7 @@ from msgspec import Struct
 from schemas.api import ErrorDetail
 from schemas.bounds import MAX_DURATION_MS, MAX_QUERY_LIST, MAX_USD, time_error
 from services.api import logrows
-from services.api.logrows import BASIC_COLUMNS, FULL_COLUMNS, FullLogRow, LogRow
+from services.api.logrows import FullLogRow, LogRow
 from services.common.cursor import decode_cursor, encode_cursor
 from services.common.errors import InvalidCursor, InvalidInput
 
@@ -229,9 +229,9 @@ def by_execution(param: str) -> str:
 BY_EXECUTION_SETTINGS: dict[str, Any] = {"max_threads": 1, "use_skip_indexes": 0}
 
 
-# Columns that can be large (up to an event's size) come back inline only up to `inline` bytes;
-# their lengths always do, so the page is cut by its real size before anything large is read.
-LARGE_COLUMNS = ("files", "cost_json")
+# A full page's cost comes back inline only up to `inline` bytes (a basic one's `files` is in
+# `page_row` up to its own bound); its length always does, so the page is cut by its real size
+# before anything large is read.
 INLINE_MIN_BYTES = 1024
 
 _CONDITIONS: tuple[tuple[str, str, str], ...] = (
@@ -251,12 +251,13 @@ _CONDITIONS: tuple[tuple[str, str, str], ...] = (
 
 
 def build_sql(
-    project_id: str, q: LogQuery, watermark: int, inline_bytes: int | None = None
+    project_id: str, q: LogQuery, watermark: int, inline_bytes: int
 ) -> tuple[str, dict[str, Any]]:
     """The page query: filters, the visibility bound, keyset pagination, never OFFSET.
 
-    With `inline_bytes`, a `files` or `cost_json` longer than that comes back as '' and each row
-    ends with the lengths of those columns (see `page_bytes`).
+    Its rows are `logrows.PAGE_COLUMNS` (see `logrows.named_rows`); full details add the
+    workflow's name and description and the cost, '' when longer than `inline_bytes`, then the
+    cost's length.
     """
     params: dict[str, Any] = {"project": project_id, "wm": watermark, "limit": q.limit + 1}
     where = ["project_id = {project:String}", "ingest_ts < {wm:Int64}"]
@@ -275,15 +276,14 @@ def build_sql(
             f"(ingest_ts, partition, offset) {op} ({{ats:Int64}}, {{ap:Int32}}, {{aoff:Int64}})"
         )
         params.update(ats=q.after.ts, ap=q.after.partition, aoff=q.after.offset)
-    names: tuple[str, ...] = FULL_COLUMNS if q.full else BASIC_COLUMNS
-    exprs = logrows.select_list(names)
-    if inline_bytes is not None:
+    exprs: tuple[str, ...] = logrows.PAGE_COLUMNS
+    if q.full:
         # A literal, not a bound parameter: ClickHouse plans a parameter here noticeably slower.
         limit = int(inline_bytes)
-        large = [name for name in names if name in LARGE_COLUMNS]
         exprs = (
-            *(f"if(length({n}) <= {limit}, {n}, '')" if n in large else n for n in exprs),
-            *(f"length({n})" for n in large),
+            *logrows.FULL_PAGE_COLUMNS,
+            f"if(length(cost_json) <= {limit}, cost_json, '')",
+            "length(cost_json)",
         )
     sql = (
         f"SELECT {', '.join(exprs)} FROM executions WHERE {' AND '.join(where)} "  # noqa: S608 - allow-listed

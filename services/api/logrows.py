@@ -1,19 +1,24 @@
 """The rows of the logs queries, with their columns named, and what each costs in a page (pure).
 
-The page query selects `BASIC_COLUMNS` or `FULL_COLUMNS` (see `logquery.build_sql`); with
-`inline_bytes` it adds the lengths of the large columns, whose values it leaves out ('') past
-that size, so a page is cut by its real size before anything large is read. Times come back as
-epoch milliseconds (`select_list`), the form the items show: no datetime per value in between.
+A page query (`logquery.build_sql`) selects `PAGE_COLUMNS`: `page_row` (ClickHouse migration 5:
+the basic item's fields as one JSON array, `files` left out as '' past
+`chschema.PAGE_ROW_FILES_BYTES`, then the length of `files`) and the sorting key. Full details add
+the workflow's name and description, and the cost, left out past the query's `inline_bytes`, then
+its length. A page is so cut by its real size before anything large is read. One log read by id
+selects `FULL_COLUMNS` (`select_list`). Times come back as epoch milliseconds, the form the items
+show: no datetime per value in between.
 """
 
 from typing import Any, NamedTuple
+
+import msgspec
 
 ROW_OVERHEAD_BYTES = 256  # field names, times and numbers of one item
 
 
 class LogRow(NamedTuple):
     """A row of the basic page query; `files_bytes` is the length of `files`, which comes back
-    as '' when longer than the query's `inline_bytes` (0 without `inline_bytes`)."""
+    as '' when it is too long for `page_row`."""
 
     log_id: str
     workflow_id: str
@@ -33,7 +38,7 @@ class LogRow(NamedTuple):
 
 class FullLogRow(NamedTuple):
     """A row of the full page query, or of one log read by id: the basic columns, the
-    workflow's name and description and the whole cost, then the lengths as in `LogRow`."""
+    workflow's name and description and the cost, then the lengths as in `LogRow` (0 by id)."""
 
     log_id: str
     workflow_id: str
@@ -55,9 +60,14 @@ class FullLogRow(NamedTuple):
     cost_json_bytes: int = 0
 
 
-BASIC_COLUMNS = LogRow._fields[:-1]
 FULL_COLUMNS = FullLogRow._fields[:-2]
+PAGE_COLUMNS = ("page_row", "ingest_ts", "partition", "offset")
+FULL_PAGE_COLUMNS = (*PAGE_COLUMNS, "workflow_name", "workflow_description")
 _AS_EPOCH_MS = ("started_at", "ended_at")
+# `page_row`: log_id .. files of `LogRow`, then files_bytes. Not strict: a ClickHouse server set
+# to quote 64-bit integers in JSON ("1700000000000") still decodes.
+_PageRow = tuple[str, str, str, str, str, int, int, int, float, str, int]
+_page_rows = msgspec.json.Decoder(list[_PageRow], strict=False)
 
 
 def select_list(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -66,11 +76,16 @@ def select_list(names: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def named_rows(rows: list[tuple[Any, ...]], full: bool) -> list[LogRow | FullLogRow]:
-    """Rows of `build_sql(..., inline_bytes)` with their columns named."""
-    # `_make` checks the length and is the cheapest way to build a named tuple from a row.
+    """Rows of `build_sql` with their columns named, every `page_row` decoded in one call."""
+    packed = _page_rows.decode("[" + ",".join([row[0] for row in rows]) + "]")
     if full:
-        return list(map(FullLogRow._make, rows))
-    return list(map(LogRow._make, rows))
+        # page_row, ingest_ts, partition, offset, workflow_name, workflow_description, cost_json,
+        # length(cost_json)
+        return [
+            FullLogRow._make((*p[:10], *r[1:7], p[10], r[7]))
+            for p, r in zip(packed, rows, strict=True)
+        ]
+    return [LogRow._make((*p[:10], *r[1:4], p[10])) for p, r in zip(packed, rows, strict=True)]
 
 
 def row_bytes(row: LogRow | FullLogRow) -> int:
@@ -83,8 +98,8 @@ def row_bytes(row: LogRow | FullLogRow) -> int:
     return int(fixed + extra + row.files_bytes + row.cost_json_bytes)
 
 
-def withheld(row: LogRow | FullLogRow, inline: int) -> bool:
-    """Whether a large value of this row was left out of the page query."""
-    if isinstance(row, LogRow):
-        return row.files_bytes > inline
-    return row.files_bytes > inline or row.cost_json_bytes > inline
+def withheld(row: LogRow | FullLogRow) -> bool:
+    """Whether the page query left out a large value of this row ('' with a length)."""
+    if not row.files and row.files_bytes:
+        return True
+    return isinstance(row, FullLogRow) and not row.cost_json and row.cost_json_bytes > 0

@@ -107,7 +107,7 @@ async def list_logs(call: Call) -> Any:
     page = rows[: logquery.fitting(sizes, max_bytes)]
     data, fits = await payloads(call, key.project_id, page, sizes[: len(page)], q)
     has_more = fits < len(page) or len(page) < len(rows[: q.limit]) or len(rows) > q.limit
-    page = await restore_withheld(call, key.project_id, page[:fits], inline)
+    page = await restore_withheld(call, key.project_id, page[:fits])
     empty = ExecutionData(
         traceSpans=NULL if q.trace_spans else msgspec.UNSET,
         finalOutput=NULL if q.final_output else msgspec.UNSET,

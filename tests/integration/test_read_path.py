@@ -87,17 +87,65 @@ async def test_migration_backfills_runs_and_adds_workflow_projections(ch: ClickH
 async def test_large_values_are_left_out_of_the_page_query_and_read_back(
     ch: ClickHouse,
 ) -> None:
-    files = '[{"name":"' + "x" * 3000 + '"}]'
+    await ch.migrate()
+    files = '[{"name":"' + "x" * chschema.PAGE_ROW_FILES_BYTES + '"}]'
     await _insert_executions(ch, [_completed(n, files if n % 2 else "null") for n in range(10)])
     q = logquery.parse_query({"order": "asc", "limit": "5"}, PROJECT, b"k" * 32)
     sql, params = logquery.build_sql(PROJECT, q, 2**62, inline_bytes=1024)
     rows = logrows.named_rows(await ch.rows(sql, params), full=False)
-    assert [r[9] for r in rows] == ["null", "", "null", "", "null", ""]
-    assert [r[13] for r in rows] == [4, len(files)] * 3
+    assert [r.files for r in rows] == ["null", "", "null", "", "null", ""]
+    assert [r.files_bytes for r in rows] == [4, len(files)] * 3
+    assert [logrows.withheld(r) for r in rows] == [False, True] * 3
     sizes = [logrows.row_bytes(r) for r in rows[:5]]
-    assert logquery.fitting(sizes, 7000) == 3
-    found = await ch.rows(logblobs._WITHHELD, {"project": PROJECT, "ts": [rows[1][10]]})
+    assert logquery.fitting(sizes, 9000) == 3
+    found = await ch.rows(logblobs._WITHHELD, {"project": PROJECT, "ts": [rows[1].ingest_ts]})
     assert [(r[:3], r[3]) for r in found] == [(tuple(rows[1][10:13]), files)]
+
+
+def _expected(row: tuple[Any, ...]) -> logrows.LogRow:
+    """The page row of an inserted `_completed` row, `files` as the page query gives it."""
+    files = row[19]
+    size = len(files.encode())
+    return logrows.LogRow(
+        row[4], row[6], row[5], row[11], row[10], int(row[13].timestamp() * 1000),
+        int(row[14].timestamp() * 1000), row[15], row[16],
+        files if size <= chschema.PAGE_ROW_FILES_BYTES else "", row[1], row[2], row[3], size,
+    )  # fmt: skip
+
+
+async def test_page_rows_are_the_same_for_rows_written_before_and_after_their_migration(
+    ch: ClickHouse,
+) -> None:
+    # Values JSON must escape, non-ASCII text, and a `files` just under and just over the bound.
+    tricky = '[{"name":"r\u00e9sum\u00e9 \\ "q" \u2603","url":"https://x/a/b"}]'
+    edge = '["' + "e" * (chschema.PAGE_ROW_FILES_BYTES - 4) + '"]'
+    before = [
+        _completed(0, tricky, workflow='wf "é"'),
+        _completed(1, edge),
+        _completed(2, edge + " "),
+    ]
+    await _insert_executions(ch, before)
+    assert 5 in await ch.migrate()
+    after = [_completed(n, f) for n, f in ((3, tricky), (4, edge), (5, edge + " "), (6, "null"))]
+    await _insert_executions(ch, after)
+    # Every active part has the column written (the migration materialises it in old parts).
+    parts = await ch.rows(
+        "SELECT name, has(groupArray(column), 'page_row') FROM system.parts_columns "
+        "WHERE table = 'executions' AND active GROUP BY name"
+    )
+    assert len(parts) >= 2 and all(has for _name, has in parts)
+    q = logquery.parse_query({"order": "asc"}, PROJECT, b"k" * 32)
+    sql, params = logquery.build_sql(PROJECT, q, 2**62, inline_bytes=1024)
+    rows = logrows.named_rows(await ch.rows(sql, params), full=False)
+    assert rows == [_expected(r) for r in before + after]
+    assert [logrows.withheld(r) for r in rows] == [False, False, True] * 2 + [False]
+    full = logquery.parse_query({"order": "asc", "details": "full"}, PROJECT, b"k" * 32)
+    sql, params = logquery.build_sql(PROJECT, full, 2**62, inline_bytes=1024)
+    detailed = logrows.named_rows(await ch.rows(sql, params), full=True)
+    assert [(*d[:13], d.files_bytes) for d in detailed] == [tuple(r) for r in rows]
+    assert [(d.workflow_name, d.cost_json, d.cost_json_bytes) for d in detailed] == [
+        ("Flow", '{"total":0.01}', 14)
+    ] * 7
 
 
 async def test_blobs_too_long_for_inline_come_back_by_id(ch: ClickHouse) -> None:

@@ -8,6 +8,7 @@ from services.api import logquery, logrows
 from services.api.logquery import Filters, Position, build_sql, parse_filters, parse_query
 from services.api.logrows import FullLogRow, LogRow
 from services.api.logs import log_item
+from services.common import chschema
 from services.common.cursor import derive_key
 from services.common.errors import InvalidCursor, InvalidInput
 
@@ -113,7 +114,7 @@ def test_sql_binds_every_value_and_uses_keyset_paging() -> None:
         {"executionId": evil, "workflowIds": "a,b", "model": "gpt", "order": "asc"}, "p", KEY
     )
     q = logquery.LogQuery(filters=q.filters, order="asc", limit=10, after=Position(9, 2, 3))
-    sql, params = build_sql("prj_'x", q, 1000)
+    sql, params = build_sql("prj_'x", q, 1000, inline_bytes=4096)
     assert evil not in sql and "prj_'x" not in sql
     assert params["executionId"] == evil and params["project"] == "prj_'x"
     assert params["workflowIds"] == ["a", "b"] and params["limit"] == 11
@@ -134,12 +135,15 @@ def test_large_values_come_back_inline_only_up_to_a_size_with_their_lengths() ->
     q = parse_query({"order": "desc", "limit": "1000", "details": "full"}, "p", KEY)
     sql, params = build_sql("p", q, 1000, inline_bytes=4096)
     assert params["limit"] == 1001
-    assert "if(length(files) <= 4096, files, '')" in sql
-    assert "if(length(cost_json) <= 4096, cost_json, '')" in sql
-    assert "length(files), length(cost_json) FROM executions" in sql
+    assert sql.startswith(
+        "SELECT page_row, ingest_ts, partition, offset, workflow_name, workflow_description, "
+        "if(length(cost_json) <= 4096, cost_json, ''), length(cost_json) FROM executions"
+    )
     assert sql.endswith("LIMIT {limit:UInt32}") and "OVER" not in sql
     basic, _ = build_sql("p", parse_query({}, "p", KEY), 1000, inline_bytes=4096)
-    assert "cost_json" not in basic and "length(files) FROM executions" in basic
+    # `files` is in page_row up to the schema's own bound (migration 5), its length after it.
+    assert basic.startswith("SELECT page_row, ingest_ts, partition, offset FROM executions")
+    assert "if(length(files) <= 4096, files, ''), length(files)))" in chschema.PAGE_ROW[0]
 
 
 def test_a_page_is_cut_where_it_would_pass_the_byte_bound() -> None:
@@ -150,18 +154,28 @@ def test_a_page_is_cut_where_it_would_pass_the_byte_bound() -> None:
     assert logquery.fitting([10, 10], 1000) == 2 and logquery.fitting([], 10) == 0
     row = LogRow("log_1", "wf", "ex", "info", "api", 0, 0, 1, 0.1, "", 7, 0, 0, 9000)
     assert logrows.row_bytes(row) == 5 + 2 + 2 + 3 + 256 + 9000
-    assert logrows.withheld(row, inline=4096)
-    assert not logrows.withheld(LogRow(*row[:13], 4096), inline=4096)
+    assert logrows.withheld(row)  # '' with a length: left out of the page query
+    assert not logrows.withheld(row._replace(files="[]", files_bytes=2))
+    assert not logrows.withheld(row._replace(files_bytes=0))  # empty, not left out
+    full = FullLogRow(*row[:13], "wf", "", "", 0, 0)
+    assert not logrows.withheld(full)
+    assert logrows.withheld(full._replace(cost_json_bytes=5000))
 
 
 def test_basic_reads_only_what_the_contract_shows() -> None:
     # Basic items: id, workflowId, executionId, level, trigger, startedAt, endedAt,
     # totalDurationMs, cost.total and files (contract section 5), plus the cursor position.
-    assert set(logquery.BASIC_COLUMNS) == {
+    assert set(LogRow._fields) == {
         "log_id", "workflow_id", "execution_id", "level", "trigger", "started_at", "ended_at",
         "total_duration_ms", "cost_total", "files", "ingest_ts", "partition", "offset",
+        "files_bytes",
     }  # fmt: skip
-    assert "workflow_state" not in logquery.FULL_COLUMNS
+    # page_row packs the first ten in this order, then the length of `files` (see logrows).
+    packed = chschema.PAGE_ROW[0].split("toJSONString((")[1]
+    for name in LogRow._fields[:10]:
+        assert name in packed
+    assert packed.index("log_id") < packed.index("workflow_id") < packed.index("trigger")
+    assert "workflow_state" not in logrows.FULL_COLUMNS + logrows.FULL_PAGE_COLUMNS
 
 
 def test_the_logs_routes_read_workflow_state_only_for_the_execution_route() -> None:
@@ -173,7 +187,7 @@ def test_the_logs_routes_read_workflow_state_only_for_the_execution_route() -> N
 
 def test_page_settings_follow_what_the_page_filters_on() -> None:
     by_id = parse_query({"executionId": "ex-1", "level": "error"}, "p", KEY)
-    sql, _ = build_sql("p", by_id, 1000)
+    sql, _ = build_sql("p", by_id, 1000, inline_bytes=4096)
     # The row's sorting key from the by_execution projection, then the row by primary key.
     assert (
         "(ingest_ts, partition, offset) IN (SELECT ingest_ts, partition, offset FROM executions "
@@ -190,8 +204,12 @@ def test_page_settings_follow_what_the_page_filters_on() -> None:
 
 
 def test_times_come_back_as_epoch_milliseconds() -> None:
-    sql, _ = build_sql("p", parse_query({}, "p", KEY), 1000, inline_bytes=4096)
-    assert "toUnixTimestamp64Milli(started_at), toUnixTimestamp64Milli(ended_at)" in sql
+    assert (
+        "toUnixTimestamp64Milli(started_at), toUnixTimestamp64Milli(ended_at)"
+        in (chschema.PAGE_ROW[0])
+    )
+    by_id = ", ".join(logrows.select_list(logrows.FULL_COLUMNS))
+    assert "toUnixTimestamp64Milli(started_at), toUnixTimestamp64Milli(ended_at)" in by_id
 
 
 def test_a_row_becomes_the_item_the_contract_lists() -> None:
