@@ -18,7 +18,10 @@ through the by_execution projection. Pages now read on one thread without weighi
 times come back as epoch milliseconds instead of a datetime per value. Over HTTP, `up` took the
 visibility bound from `sink_watermarks` every 50 ms on the request path and ran every query on
 the sink's chDB handle, one call at a time: the bound now comes from the in-process sink's
-written watermarks and queries have a handle of their own.
+written watermarks and queries have a handle of their own. Past its fixed cost (about 3 ms for
+the sorting key with the project's condition), chDB spent about 0.3 ms on each further column a
+page read, whatever its size or codec: a page now reads the sorting key and `page_row` (ClickHouse
+migration 5, the item's fields as one JSON array) instead of thirteen columns.
 """
 
 import asyncio
