@@ -1,10 +1,9 @@
 """The rows of the logs queries, with their columns named, and what each costs in a page (pure).
 
-A page query (`logquery.build_sql`) selects `PAGE_COLUMNS`: `page_row` (ClickHouse migration 5:
-the basic item's fields as one JSON array, `files` left out as '' past
-`chschema.PAGE_ROW_FILES_BYTES`, then the length of `files`) and the sorting key. Full details add
-the workflow's name and description, and the cost, left out past the query's `inline_bytes`, then
-its length. A page is so cut by its real size before anything large is read. One log read by id
+A page query (`logquery.build_sql`) selects `page_row` (ClickHouse migration 5): a `LogRow` as one
+JSON array, `files` left out as '' past `chschema.PAGE_ROW_FILES_BYTES`. Full details add the
+workflow's name and description, and the cost, left out past the query's `inline_bytes`, then its
+length. A page is so cut by its real size before anything large is read. One log read by id
 selects `FULL_COLUMNS` (`select_list`). Times come back as epoch milliseconds, the form the items
 show: no datetime per value in between.
 """
@@ -61,13 +60,12 @@ class FullLogRow(NamedTuple):
 
 
 FULL_COLUMNS = FullLogRow._fields[:-2]
-PAGE_COLUMNS = ("page_row", "ingest_ts", "partition", "offset")
+PAGE_COLUMNS = ("page_row",)
 FULL_PAGE_COLUMNS = (*PAGE_COLUMNS, "workflow_name", "workflow_description")
 _AS_EPOCH_MS = ("started_at", "ended_at")
-# `page_row`: log_id .. files of `LogRow`, then files_bytes. Not strict: a ClickHouse server set
-# to quote 64-bit integers in JSON ("1700000000000") still decodes.
-_PageRow = tuple[str, str, str, str, str, int, int, int, float, str, int]
-_page_rows = msgspec.json.Decoder(list[_PageRow], strict=False)
+# Not strict: a ClickHouse server set to quote 64-bit integers in JSON ("1700000000000") still
+# decodes.
+_page_rows = msgspec.json.Decoder(list[LogRow], strict=False)
 
 
 def select_list(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -77,15 +75,14 @@ def select_list(names: tuple[str, ...]) -> tuple[str, ...]:
 
 def named_rows(rows: list[tuple[Any, ...]], full: bool) -> list[LogRow | FullLogRow]:
     """Rows of `build_sql` with their columns named, every `page_row` decoded in one call."""
-    packed = _page_rows.decode("[" + ",".join([row[0] for row in rows]) + "]")
-    if full:
-        # page_row, ingest_ts, partition, offset, workflow_name, workflow_description, cost_json,
-        # length(cost_json)
-        return [
-            FullLogRow._make((*p[:10], *r[1:7], p[10], r[7]))
-            for p, r in zip(packed, rows, strict=True)
-        ]
-    return [LogRow._make((*p[:10], *r[1:4], p[10])) for p, r in zip(packed, rows, strict=True)]
+    basic: list[LogRow] = _page_rows.decode("[" + ",".join([row[0] for row in rows]) + "]")
+    if not full:
+        return list(basic)
+    # page_row, workflow_name, workflow_description, cost_json, length(cost_json)
+    return [
+        FullLogRow._make((*b[:13], *r[1:4], b.files_bytes, r[4]))
+        for b, r in zip(basic, rows, strict=True)
+    ]
 
 
 def row_bytes(row: LogRow | FullLogRow) -> int:
