@@ -146,6 +146,22 @@ def test_large_values_come_back_inline_only_up_to_a_size_with_their_lengths() ->
     assert "if(length(files) <= 4096, files, '')" in chschema.PAGE_ROW[0]
 
 
+def test_page_rows_decode_whatever_json_settings_wrote_them() -> None:
+    plain = '["log_1","wf","ex","info","api",1735734896789,1735734897005,216,0.25,"null",7,0,3,4]'
+    # A server set to quote 64-bit integers in JSON (output_format_json_quote_64bit_integers).
+    quoted = plain.replace("1735734896789", '"1735734896789"').replace(",7,", ',"7",')
+    full = [(plain, "Flow", "", '{"total":0.25}', 14)]
+    expected = LogRow("log_1", "wf", "ex", "info", "api", 1735734896789, 1735734897005, 216, 0.25,
+                      "null", 7, 0, 3, 4)  # fmt: skip
+    assert logrows.named_rows([(plain,), (quoted,)], full=False) == [expected, expected]
+    assert logrows.named_rows(full, full=True) == [
+        FullLogRow(*expected[:13], "Flow", "", '{"total":0.25}', 4, 14)
+    ]
+    assert logrows.named_rows([], full=False) == []
+    with pytest.raises(msgspec.ValidationError):
+        logrows.named_rows([('["log_1"]',)], full=False)
+
+
 def test_a_page_is_cut_where_it_would_pass_the_byte_bound() -> None:
     assert logquery.inline_bytes(8 * 1024 * 1024, 1001) == 4190
     assert logquery.inline_bytes(10, 1001) == logquery.INLINE_MIN_BYTES
