@@ -255,9 +255,7 @@ def build_sql(
 ) -> tuple[str, dict[str, Any]]:
     """The page query: filters, the visibility bound, keyset pagination, never OFFSET.
 
-    Its rows are `logrows.PAGE_COLUMNS` (see `logrows.named_rows`); full details add the
-    workflow's name and description and the cost, '' when longer than `inline_bytes`, then the
-    cost's length.
+    Its rows are `logrows.select_list(q.full, inline_bytes)`, named by `logrows.named_rows`.
     """
     params: dict[str, Any] = {"project": project_id, "wm": watermark, "limit": q.limit + 1}
     where = ["project_id = {project:String}", "ingest_ts < {wm:Int64}"]
@@ -276,17 +274,9 @@ def build_sql(
             f"(ingest_ts, partition, offset) {op} ({{ats:Int64}}, {{ap:Int32}}, {{aoff:Int64}})"
         )
         params.update(ats=q.after.ts, ap=q.after.partition, aoff=q.after.offset)
-    exprs: tuple[str, ...] = logrows.PAGE_COLUMNS
-    if q.full:
-        # A literal, not a bound parameter: ClickHouse plans a parameter here noticeably slower.
-        limit = int(inline_bytes)
-        exprs = (
-            *logrows.FULL_PAGE_COLUMNS,
-            f"if(length(cost_json) <= {limit}, cost_json, '')",
-            "length(cost_json)",
-        )
+    columns = logrows.select_list(q.full, inline_bytes)
     sql = (
-        f"SELECT {', '.join(exprs)} FROM executions WHERE {' AND '.join(where)} "  # noqa: S608 - allow-listed
+        f"SELECT {columns} FROM executions WHERE {' AND '.join(where)} "  # noqa: S608 - allow-listed
         f"ORDER BY ingest_ts {direction}, partition {direction}, offset {direction} "
         "LIMIT {limit:UInt32}"
     )

@@ -44,7 +44,7 @@ from services.common.errors import Forbidden, NotFound
 
 _cost_decoder = msgspec.json.Decoder(Cost)
 
-_FULL = ", ".join(logrows.select_list(logrows.FULL_COLUMNS))
+_FULL = logrows.select_list(full=True, inline_bytes=None)
 _BY_LOG_ID = f"SELECT {_FULL} FROM executions WHERE project_id = {{project:String}} AND log_id = {{id:String}} LIMIT 1"  # noqa: E501, S608
 _BY_EXECUTION = f"SELECT {_FULL} FROM executions WHERE project_id = {{project:String}} AND {logquery.by_execution('id')} LIMIT 1"  # noqa: E501, S608
 
@@ -126,6 +126,12 @@ async def list_logs(call: Call) -> Any:
     return Page(items, next_cursor, has_more, extra={"limits": await limits_block(call, key)})
 
 
+async def _one_row(call: Call, project_id: str, rows: list[tuple[Any, ...]]) -> LogRow | FullLogRow:
+    """The log of a by-id query's first row, with a `files` too long for `page_row`."""
+    found = logrows.named_rows(rows[:1], full=True)
+    return (await restore_withheld(call, project_id, found))[0]
+
+
 async def get_log(call: Call) -> LogDetail:
     """One log in full detail, its execution data and the limits."""
     key = call.principal
@@ -134,7 +140,7 @@ async def get_log(call: Call) -> LogDetail:
     )
     if not rows:
         raise NotFound(f"No log {call.path('id')} in this project.")
-    row = FullLogRow(*rows[0])
+    row = await _one_row(call, key.project_id, rows)
     found = await call.deps.clickhouse.rows(
         SPANS_AND_OUTPUT, {"project": key.project_id, "ids": [row.execution_id]},
         limits=query_limits(call),
@@ -164,7 +170,7 @@ async def get_execution(call: Call) -> ExecutionView:
     if found:
         _execution_id, stored = found[0]
         state = raw_value(stored)
-    item = log_item(FullLogRow(*rows[0]), None)
+    item = log_item(await _one_row(call, key.project_id, rows), None)
     return ExecutionView(
         executionId=execution_id, workflowId=item.workflowId, workflowState=state,
         executionMetadata=ExecutionMetadata(
