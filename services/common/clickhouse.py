@@ -212,10 +212,16 @@ class ClickHouse:
         for version, name, statements in chschema.MIGRATIONS if migrations is None else migrations:
             if version in done:
                 continue
+            # Said before it runs: one may rewrite a column of every part (migration 5).
+            log.info("clickhouse.migrating", version=version, name=name)
+            started = time.monotonic()
             for statement in statements:
                 await self.command(statement)
             await self.insert(MIGRATIONS_TABLE, [(version, name)], ["version", "name"])
-            log.info("clickhouse.migrated", version=version, name=name)
+            log.info(
+                "clickhouse.migrated", version=version, name=name,
+                seconds=round(time.monotonic() - started, 2),
+            )  # fmt: skip
             applied.append(version)
         return applied
 
