@@ -99,6 +99,6 @@ def row_bytes(row: LogRow | FullLogRow) -> int:
 
 def withheld(row: LogRow | FullLogRow) -> bool:
     """Whether the page query left out a large value of this row ('' with a length)."""
-    if not row.files and row.files_bytes:
+    if not row.files and row.files_bytes > 0:
         return True
     return isinstance(row, FullLogRow) and not row.cost_json and row.cost_json_bytes > 0
