@@ -126,12 +126,6 @@ async def list_logs(call: Call) -> Any:
     return Page(items, next_cursor, has_more, extra={"limits": await limits_block(call, key)})
 
 
-async def _one_row(call: Call, project_id: str, rows: list[tuple[Any, ...]]) -> LogRow | FullLogRow:
-    """The log of a by-id query's first row, with a `files` too long for `page_row`."""
-    found = logrows.named_rows(rows[:1], full=True)
-    return (await restore_withheld(call, project_id, found))[0]
-
-
 async def get_log(call: Call) -> LogDetail:
     """One log in full detail, its execution data and the limits."""
     key = call.principal
@@ -140,7 +134,9 @@ async def get_log(call: Call) -> LogDetail:
     )
     if not rows:
         raise NotFound(f"No log {call.path('id')} in this project.")
-    row = await _one_row(call, key.project_id, rows)
+    # A `files` too long for `page_row` is read again, as on a page.
+    named = logrows.named_rows(rows[:1], full=True)
+    row = (await restore_withheld(call, key.project_id, named))[0]
     found = await call.deps.clickhouse.rows(
         SPANS_AND_OUTPUT, {"project": key.project_id, "ids": [row.execution_id]},
         limits=query_limits(call),
@@ -170,7 +166,8 @@ async def get_execution(call: Call) -> ExecutionView:
     if found:
         _execution_id, stored = found[0]
         state = raw_value(stored)
-    item = log_item(await _one_row(call, key.project_id, rows), None)
+    # The view shows no `files`: one too long for `page_row` is not read again.
+    item = log_item(logrows.named_rows(rows[:1], full=True)[0], None)
     return ExecutionView(
         executionId=execution_id, workflowId=item.workflowId, workflowState=state,
         executionMetadata=ExecutionMetadata(
