@@ -52,7 +52,8 @@ back-off, on the same record.
 Records come in batches (`noack_take`: at most `CC_ALERTS_BATCH` records, or what arrives within
 `CC_ALERTS_BATCH_MS`), each decided in log order as it would be alone; a batch's effects happen
 in one order (see `services.alerts.batch`): its notifications and alert events are produced and
-acknowledged, then the state rows it changed (with their cooldowns) are written, each once, then
+acknowledged, then the state rows it changed (with their cooldowns) are written, each once
+(a partition's rows to the store, then to the changelog, see `transport.write_rows`), then
 its events are acknowledged and faust commits their offsets (after flushing the changelog). Each
 record of `executions` and `ticks` is handled once per assignment and in log order, whatever
 faust's fetcher hands on around a rebalance (see `services.alerts.order`). A crash therefore
@@ -81,7 +82,7 @@ from services.alerts.order import GAPLESS, Order
 from services.alerts.producers import dead_letter_sender, event_sender, sender
 from services.alerts.tables import Tables
 from services.alerts.ticks import OffsetReader, TickGate, TickProducer
-from services.alerts.transport import AlertsApp, entering
+from services.alerts.transport import AlertsApp, entering, write_rows
 from services.alerts.views import Views, partition_of
 from services.common.config import ConfigError, Settings
 from services.common.kafka import ensure_topics
@@ -142,7 +143,7 @@ def build_app(
     gate = TickGate(lambda p: _start_offset(app.offsets, order, p))
     engine = Engine(
         settings, partitions, tables, views, sender(app), gate, dead_letter_sender(app),
-        record_events=event_sender(app),
+        record_events=event_sender(app), write_rows=write_rows,
     )  # fmt: skip
     _wire(app, engine, kafka, config, order)
     return app

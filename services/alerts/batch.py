@@ -13,10 +13,12 @@ a busy workflow's state) reaches the table and its changelog once. Each row belo
 partition of the record that last wrote it. faust tables take the partition of a read or a
 write (the changelog's partition, the store's database) from the event being processed, so the
 batch calls `enter(partition)` before handling each record and before writing each partition's
-rows, and `enter(None)` when it is done.
+rows, and `enter(None)` when it is done. The rows of a partition are written by `write` (one
+row at a time into a mapping here; the worker writes a partition's rows to its store and its
+changelog together, see `services.alerts.transport.write_rows`).
 """
 
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
 
 from schemas.alerts import AlertEvent
@@ -27,6 +29,8 @@ from services.alerts.tables import Tables
 Produce = Callable[[list[NotificationRecord], list[AlertEvent]], Awaitable[None]]
 Enter = Callable[[int | None], None]
 SettleOne = Callable[[Message, Callable[[Message], Awaitable[None]]], Awaitable[None]]
+Row = tuple[bytes, bytes | None]  # key, value (None: deleted)
+WriteRows = Callable[[MutableMapping[bytes, bytes], int, Sequence[Row]], Awaitable[None]]
 
 
 class Overlay(MutableMapping[bytes, bytes]):
@@ -69,16 +73,23 @@ class Overlay(MutableMapping[bytes, bytes]):
         """The partitions of the rows the batch wrote."""
         return {partition for partition, _ in self.dirty.values()}
 
-    def flush(self, partition: int) -> None:
-        """Write the batch's rows of a partition to the table, each once."""
-        for key, (where, value) in list(self.dirty.items()):
-            if where != partition:
-                continue
+    def take(self, partition: int) -> list[Row]:
+        """The batch's rows of a partition, each once, to be written to the table."""
+        rows = [(key, value) for key, (where, value) in self.dirty.items() if where == partition]
+        for key, _ in rows:
             del self.dirty[key]
-            if value is None:
-                self.table.pop(key, None)
-            else:
-                self.table[key] = value
+        return rows
+
+
+async def write_each(
+    table: MutableMapping[bytes, bytes], _partition: int, rows: Sequence[Row]
+) -> None:
+    """Write rows into a mapping one by one (a deleted row goes if it is there)."""
+    for key, value in rows:
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
 
 
 @dataclass
@@ -114,6 +125,7 @@ class Batch:
         self.tables = Tables(*self.overlays)
         self.outputs: list[Output] = []
         self.enter: Enter = anywhere
+        self.write: WriteRows = write_each
 
     def add(
         self,
@@ -150,7 +162,9 @@ class Batch:
         for partition in sorted(set().union(*(o.partitions() for o in self.overlays))):
             self.enter(partition)
             for overlay in self.overlays:
-                overlay.flush(partition)
+                rows = overlay.take(partition)
+                if rows:
+                    await self.write(overlay.table, partition, rows)
         self.enter(None)
 
 

@@ -42,7 +42,7 @@ from schemas.notifications import NotificationRecord, SubscriptionRecord
 from schemas.silences import SilenceRecord
 from schemas.ticks import Tick
 from services.alerts import payload
-from services.alerts.batch import Batch, Enter, anywhere
+from services.alerts.batch import Batch, Enter, WriteRows, anywhere, write_each
 from services.alerts.ledger import Ledger, add_cost
 from services.alerts.payload import Extras
 from services.alerts.records import DeadLetter, Message, decode, settle
@@ -101,6 +101,7 @@ class Engine:
         dead_letter: DeadLetter,
         clock: Clock = system_clock,
         record_events: RecordEvents = _no_events,
+        write_rows: WriteRows = write_each,
     ) -> None:
         self.settings = settings
         self.partitions = partitions
@@ -112,6 +113,7 @@ class Engine:
         self.clock = clock
         self.record_events = record_events
         self.batch = Batch(tables)
+        self.batch.write = write_rows
         self.ledger = Ledger(settings, self.batch.tables, views)
         self.subscriptions = Subscriptions(partitions, self.batch, views, self.ledger)
 

@@ -626,6 +626,47 @@ async def test_a_restarted_worker_indexes_the_workflows_in_its_store(
         worker.kill()
 
 
+@pytest.mark.slow
+async def test_a_member_without_a_store_recovers_the_rows_from_the_changelogs(
+    isolated: Harness, tmp_path: Path
+) -> None:
+    # A batch writes each partition's rows to the changelog as record batches of its own
+    # (`services.alerts.transport.write_rows`); a member on another machine, with no store, must
+    # rebuild every row from them: the third failure alerts only if the first two were recovered.
+    harness = isolated
+    project = project_id()
+    group = f"alerts-changelog-{secrets.token_hex(4)}"
+    rule = sub("ntf_cf_" + project, project, allWorkflows=True,
+               alertConfig={"rule": "consecutive_failures", "consecutiveFailures": 3})  # fmt: skip
+    t0 = datetime.now(UTC) - timedelta(hours=1)
+    # A state row for each workflow, all on the partition of "wf".
+    others = [execution(f"o{n}", harness.sibling(project, "wf", n)) for n in range(1, 80)]
+    first = Worker(harness.bootstrap, harness.partitions, group,
+                   tmp_path / "first" / "worker.log").start()  # fmt: skip
+    try:
+        await harness.subscribe(rule)
+        await harness.ready(project, "wf")
+        await harness.execute(
+            project, execution("a1", "wf", level="error", ended=t0), *others,
+            execution("a2", "wf", level="error", ended=t0 + timedelta(seconds=1)),
+        )  # fmt: skip
+        await _until_committed(harness, group, "wf", project)
+    finally:
+        first.kill()
+    assert not harness.of(rule.id)
+    second = Worker(harness.bootstrap, harness.partitions, group,
+                    tmp_path / "second" / "worker.log").start()  # fmt: skip
+    try:
+        await harness.ready(project, "wf")
+        await harness.execute(
+            project, execution("a3", "wf", level="error", ended=t0 + timedelta(seconds=2))
+        )
+        await harness.wait_for(lambda: bool(harness.of(rule.id)), 30, "the alert on a3")
+        assert [n["payload"]["data"]["executionId"] for n in harness.of(rule.id)] == ["a3"]
+    finally:
+        second.kill()
+
+
 async def _kill_after_commit(
     harness: Harness, worker: Worker, group: str, workflow_id: str, project: str
 ) -> None:

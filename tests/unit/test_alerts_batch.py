@@ -1,6 +1,7 @@
 """The alert engine on batches: the same decisions as one record at a time, fewer writes, and
 outputs produced before any row is written."""
 
+import asyncio
 import random
 from datetime import timedelta
 from decimal import Decimal
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from schemas import topics
 from schemas.events import topic_key
 from schemas.ticks import Tick
-from services.alerts.batch import Cursor, Overlay
+from services.alerts.batch import Cursor, Overlay, write_each
 from services.alerts.ledger import WRITTEN_MIN_BYTES, Ledger
 from services.alerts.state import SEEN_LIMIT
 from services.alerts.tables import Tables, decode_stored
@@ -186,7 +187,7 @@ async def test_an_output_the_broker_refuses_dead_letters_its_record_only() -> No
     assert sorted(world.alerts()) == sorted(e for e in reference.alerts() if e != refused)
 
 
-def test_the_overlay_reads_its_writes_and_holds_them_until_flushed() -> None:
+def test_the_overlay_reads_its_writes_and_holds_them_until_taken() -> None:
     table = CountingTable()
     table[b"a"] = b"1"
     table[b"b"] = b"2"
@@ -205,10 +206,12 @@ def test_the_overlay_reads_its_writes_and_holds_them_until_flushed() -> None:
     at.partition = 1
     overlay[b"d"] = b"4"
     assert overlay.partitions() == {1, 2}
-    overlay.flush(2)
+    rows = overlay.take(2)
+    assert rows == [(b"a", b"y"), (b"c", b"3"), (b"b", None)]
+    asyncio.run(write_each(table, 2, rows))
     assert table == {b"a": b"y", b"c": b"3"} and table.writes == 2
     assert list(overlay.dirty) == [b"d"]
-    overlay.flush(1)
+    asyncio.run(write_each(table, 1, overlay.take(1)))
     assert table == {b"a": b"y", b"c": b"3", b"d": b"4"} and overlay.dirty == {}
 
 
