@@ -641,6 +641,8 @@ async def test_a_member_without_a_store_recovers_the_rows_from_the_changelogs(
     t0 = datetime.now(UTC) - timedelta(hours=1)
     # A state row for each workflow, all on the partition of "wf".
     others = [execution(f"o{n}", harness.sibling(project, "wf", n)) for n in range(1, 80)]
+    for machine in ("first", "second"):  # a data directory (and store) each
+        (tmp_path / machine).mkdir()
     first = Worker(harness.bootstrap, harness.partitions, group,
                    tmp_path / "first" / "worker.log").start()  # fmt: skip
     try:
