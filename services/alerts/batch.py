@@ -115,7 +115,7 @@ def anywhere(_partition: int | None) -> None:
 class Batch:
     """The outputs and table rows of the records handled since the last `flush`."""
 
-    def __init__(self, durable: Tables) -> None:
+    def __init__(self, durable: Tables, write: WriteRows = write_each) -> None:
         self.at = Cursor()
         self.overlays = (
             Overlay(durable.states, self.at),
@@ -125,7 +125,7 @@ class Batch:
         self.tables = Tables(*self.overlays)
         self.outputs: list[Output] = []
         self.enter: Enter = anywhere
-        self.write: WriteRows = write_each
+        self.write = write
 
     def add(
         self,

@@ -112,8 +112,7 @@ class Engine:
         self.dead_letters = dead_letter
         self.clock = clock
         self.record_events = record_events
-        self.batch = Batch(tables)
-        self.batch.write = write_rows
+        self.batch = Batch(tables, write_rows)
         self.ledger = Ledger(settings, self.batch.tables, views)
         self.subscriptions = Subscriptions(partitions, self.batch, views, self.ledger)
 

@@ -630,7 +630,7 @@ async def test_a_restarted_worker_indexes_the_workflows_in_its_store(
 async def test_a_member_without_a_store_recovers_the_rows_from_the_changelogs(
     isolated: Harness, tmp_path: Path
 ) -> None:
-    # A batch writes each partition's rows to the changelog as record batches of its own
+    # A batch hands each partition's rows to the changelog itself, not through faust's table
     # (`services.alerts.transport.write_rows`); a member on another machine, with no store, must
     # rebuild every row from them: the third failure alerts only if the first two were recovered.
     harness = isolated
