@@ -105,11 +105,6 @@ FAUST_SETTINGS: dict[str, Any] = {
     # working off a backlog spent a fifth of its time writing them to the socket).
     "producer_linger": 0.005,
     "consumer_auto_offset_reset": "earliest",
-    # faust hands records to the stream through a queue of this size; while it is full (always,
-    # working off a backlog) each record waits for room in a task of its own, about a third of
-    # the time faust takes to hand a record on. 16,384 records (some tens of MB at most) hold
-    # what a fetch brings.
-    "stream_buffer_maxsize": 16384,
     "web_enabled": False,
     "autodiscover": False,
 }
