@@ -113,6 +113,9 @@ class Loop:
         # records are read and held, and none is handed on.
         self.ready = asyncio.Event()
         self.ready.set()
+        # Held while records are handed on: the group's coordinator revokes partitions from a
+        # task of its own, which may come while the loop waits on a record's write.
+        self._handing = asyncio.Lock()
         self._recording = asyncio.Semaphore(recording)
         self._background: set[asyncio.Task[None]] = set()
 
@@ -136,16 +139,23 @@ class Loop:
                 continue
             for message in messages:
                 part.take(message)
+        async with self._handing:
+            for tp, part in list(self.parts.items()):
+                if part.buffer and self.ready.is_set() and self.parts.get(tp) is part:
+                    await self.pump(part)
         paused = self.consumer.paused()
-        ready = self.ready.is_set()
         for tp, part in self.parts.items():
-            if part.buffer and ready:
-                await self.pump(part)
             blocked = bool(part.buffer)
             if blocked and tp not in paused:
                 self.consumer.pause(tp)
             elif not blocked and tp in paused:
                 self.consumer.resume(tp)
+
+    async def hold(self) -> None:
+        """Hand no more records on, once the one being handed on is (its writes included)."""
+        self.ready.clear()
+        async with self._handing:
+            pass
 
     async def commit(self) -> None:
         """Commit each partition up to its highest contiguous finished record."""
@@ -182,9 +192,10 @@ class Loop:
         return max(0, min(50, min(wakes) - now_ms(self.clock)))
 
     async def pump(self, part: Partition) -> None:
-        """Hand the partition's buffered records on, in order, until one must wait."""
+        """Hand the partition's buffered records on, in order, until one must wait or the
+        partitions are about to change hands (`hold`)."""
         part.wake_at_ms = 0
-        while part.buffer:
+        while part.buffer and self.ready.is_set():
             message, record = part.buffer[0]
             head = Head(message.topic, message.timestamp, record)
             actions = decide(head, now_ms(self.clock), self.state)
@@ -305,9 +316,10 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.caught_up = caught_up
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Hand no more records on, let running and queued attempts end (at most `drain_s`),
-        commit what is finished, then forget the partitions."""
-        self.loop.ready.clear()
+        """Hand no more records on (the one being handed on ends first), let running and
+        queued attempts end (at most `drain_s`), commit what is finished, then forget the
+        partitions."""
+        await self.loop.hold()
         await self.loop.drain(self.drain_s)
         await self.loop.commit()
         for tp in revoked:

@@ -8,10 +8,11 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import msgspec
-from aiokafka.structs import TopicPartition
+from aiokafka.structs import RecordMetadata, TopicPartition
 
 from schemas import topics
 from schemas.deliveries import AttemptsStarted, DeliveryAttempt, LogEntry
@@ -20,8 +21,9 @@ from schemas.notifications import NotificationRecord
 from schemas.payloads import DeliveryData, DeliveryPayload, Links
 from services.common.config import Settings
 from services.dispatcher.channels.base import Context, Result, Secrets
+from services.dispatcher.loop import Rebalance
 from services.dispatcher.service import Clients, Dispatcher, DispatcherConfig
-from tests.brokers import MemoryBroker
+from tests.brokers import MemoryBroker, MemoryProducer
 
 DELAYS = (0.05, 0.1)
 PARTITIONS = 2
@@ -205,3 +207,56 @@ async def test_a_stalled_lane_defers_its_records_and_the_others_go_on() -> None:
         assert attempts(broker, record.deliveryId) == [(1, "delivered")]
         assert channel.calls[record.deliveryId] == [1]
     assert broker.records(topics.retry_tier(1))  # the deferred ones waited there
+
+
+class GatedProducer(MemoryProducer):
+    """Writes to `gated_topic` wait until `gate` opens (`entered` says one is waiting)."""
+
+    def __init__(self, broker: MemoryBroker, gated_topic: str) -> None:
+        super().__init__(broker)
+        self.gated_topic = gated_topic
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
+
+    async def send_and_wait(self, topic: str, *args: Any, **kwargs: Any) -> RecordMetadata:
+        if topic == self.gated_topic:
+            self.entered.set()
+            await self.gate.wait()
+        return await super().send_and_wait(topic, *args, **kwargs)
+
+
+async def test_a_revocation_waits_for_the_record_being_handed_on_and_hands_no_more_on() -> None:
+    # The group's coordinator revokes partitions from a task of its own, while the poll loop
+    # may be waiting on a write for the head of a partition (here a dead letter).
+    broker = await new_broker()
+    producer = GatedProducer(broker, topics.DELIVERIES_DLQ)
+    channel = Channel()
+    dispatcher = Dispatcher(SETTINGS, CONFIG, channels={"webhook": channel.send})
+    consumer = broker.consumer(group_id=CONFIG.group, auto_offset_reset="earliest")
+    clients = Clients(
+        consumer=consumer, producer=producer, journal_reader=broker.consumer(),
+        subscriptions_reader=broker.consumer(), context=Context(http=aiohttp.ClientSession()),
+    )  # fmt: skip
+    loop = dispatcher.loop(clients)
+
+    async def caught_up() -> None:
+        pass
+
+    listener = Rebalance(loop, CONFIG.drain_s, caught_up)
+    consumer.subscribe([topics.NOTIFICATIONS, *dispatcher.schedule.tiers()], listener=listener)
+    await send(broker, b"\xff poison", notification("dlv_next"))  # one partition (its key)
+    try:
+        polling = asyncio.create_task(loop.poll())
+        await asyncio.wait_for(producer.entered.wait(), 5)  # the head's write has begun
+        assert len(loop.parts) > 1
+        revoking = asyncio.create_task(listener.on_partitions_revoked(sorted(loop.parts)))
+        await asyncio.sleep(0.05)
+        assert not revoking.done()  # it waits for the record being handed on
+        producer.gate.set()
+        await asyncio.wait_for(revoking, 5)
+        await asyncio.wait_for(polling, 5)  # and the poll ends without error
+        assert loop.parts == {}
+        assert committed(broker) == 1  # the dead letter's record, committed by the revocation
+        assert channel.calls == {}  # the next record was not handed on: it is not ours now
+    finally:
+        await clients.context.http.close()
