@@ -1,10 +1,11 @@
 """Benchmark: dispatcher throughput against a bare client loop, and isolation from a hung receiver.
 
-Throughput: N webhook notifications wait on `notifications`; one `codecourier dispatcher`
-process (fresh consumer group) delivers them to a fast local receiver (its own process). The
-rate runs from the first to the last attempt on `delivery-log`. Baseline, same run, same
-receiver and body: a bare aiohttp client POSTing the same number of requests with the same
-concurrency as one dispatcher lane allows (16 in flight).
+Throughput, in ROUNDS alternating rounds (this machine's noise hits both sides): a bare aiohttp
+client POSTs N requests to a fast local receiver (its own process) with the concurrency one
+dispatcher lane allows (16 in flight); then N webhook notifications with the same body go to
+`notifications` at once, and one running `codecourier dispatcher` process delivers them to the
+same receiver. The dispatcher's rate runs from the first to the end of the last attempt on
+`delivery-log`. The ratio is the median of the rounds' ratios.
 
 Isolation: a steady load spread over 50 receiver origins (127.0.0.1..50 on one port), first with
 all of them answering, then with one that never answers (each of its attempts ends at the
@@ -16,6 +17,7 @@ import asyncio
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,7 +42,9 @@ from services.dispatcher.channels.webhook import canonical_body
 from tests.bench.load import percentile
 from tests.processes import CLI, ROOT, service_env, start_service
 
-N = int(os.environ.get("BENCH_DELIVERIES", "20000"))
+N = int(os.environ.get("BENCH_DELIVERIES", "20000"))  # per round
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))  # the bare loop and the dispatcher alternate
+WARM = 200
 PARTITIONS = 8
 IN_FLIGHT = 16
 ISOLATION_RATE = int(os.environ.get("BENCH_ISOLATION_RATE", "250"))  # notifications/s
@@ -177,6 +181,26 @@ async def bare_loop(url: str, count: int) -> dict[str, float]:
 CREATED: dict[str, int] = {}
 
 
+async def through_dispatcher(
+    producer: AIOKafkaProducer, log: Log, url: str, pid: int, prefix: str
+) -> dict[str, Any]:
+    """N notifications produced at once to the running dispatcher: deliveries per second from
+    the first attempt to the end of the last, and the dispatcher's CPU per delivery meanwhile."""
+    cpu_before = cpu_seconds(pid)
+    await produce(producer, [record(n, url, prefix) for n in range(N)])
+    attempts = await wait_for(log, prefix, N, 600)
+    cpu_s = cpu_seconds(pid) - cpu_before
+    first = min(a.attemptedAtMs for a in attempts)
+    last = max(a.attemptedAtMs + a.durationMs for a in attempts)
+    seconds = (last - first) / 1000
+    return {
+        "delivered": sum(a.outcome == "delivered" for a in attempts),
+        "seconds": round(seconds, 2),
+        "per_s": round(N / seconds),
+        "dispatcher_cpu_us_per_delivery": round(cpu_s * 1e6 / N),
+    }
+
+
 async def main() -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="cc-bench-dispatch-"))
     broker = EmbeddedBroker(0, work / "broker.log")
@@ -195,11 +219,6 @@ async def main() -> dict[str, Any]:
     try:
         url = f"http://127.0.0.1:{port}/hook"
         await receiving(url)
-        progress(f"bare client loop: {N} POSTs")
-        bare = await bare_loop(url, N)
-        progress(f"producing {N} notifications")
-        records = [record(n, url, "tp") for n in range(N)]
-        await produce(producer, records)
         settings = {
             "CC_KAFKA_PARTITIONS": str(PARTITIONS),
             "CC_SECRET_KEY": "bench-secret-key-0123456789-0123456789",
@@ -213,37 +232,45 @@ async def main() -> dict[str, Any]:
         )
         progress("starting the dispatcher")
         dispatcher = start_service([CLI, "dispatcher"], env, work / "dispatcher.log")
-        # CPU while delivering: from the first attempt on the log (start-up, imports and the
-        # journal read excluded) to the last.
-        early = len(await wait_for(log, "tp", 1, 300))
-        cpu_at_first = cpu_seconds(dispatcher.pid)
-        attempts = await wait_for(log, "tp", N, 600)
-        first = min(a.attemptedAtMs for a in attempts)
-        last = max(a.attemptedAtMs + a.durationMs for a in attempts)
-        seconds = (last - first) / 1000
-        cpu = cpu_seconds(dispatcher.pid)
-        delivering_us = (cpu - cpu_at_first) * 1e6 / max(1, N - early)
+        await produce(producer, [record(n, url, "warm") for n in range(WARM)])
+        await wait_for(log, "warm", WARM, 300)  # started, journal read, connections open
+        pairs = []
+        for round_ in range(ROUNDS):
+            progress(f"round {round_ + 1} of {ROUNDS}: bare client loop, {N} POSTs")
+            bare = await bare_loop(url, N)
+            progress(f"round {round_ + 1} of {ROUNDS}: {N} notifications through the dispatcher")
+            delivered = await through_dispatcher(producer, log, url, dispatcher.pid, f"r{round_}")
+            ratio = round(delivered["per_s"] / bare["per_s"], 3)
+            progress(f"  {delivered['per_s']}/s vs bare {bare['per_s']}/s: {ratio} (target "
+                     f"{TARGET_RATIO}), {delivered['dispatcher_cpu_us_per_delivery']} us of CPU "
+                     "per delivery")  # fmt: skip
+            pairs.append((delivered, bare, ratio))
         throughput = {
             "deliveries": N,
-            "delivered": sum(a.outcome == "delivered" for a in attempts),
-            "seconds": round(seconds, 2),
-            "per_s": round(N / seconds),
-            "dispatcher_cpu_s": round(cpu, 1),
-            "dispatcher_cpu_us_per_delivery": round(cpu * 1e6 / N),
-            "dispatcher_cpu_us_per_delivery_delivering": round(delivering_us),
+            "delivered": sum(d["delivered"] for d, _, _ in pairs),
+            "per_s": statistics.median(d["per_s"] for d, _, _ in pairs),
+            "dispatcher_cpu_us_per_delivery": statistics.median(
+                d["dispatcher_cpu_us_per_delivery"] for d, _, _ in pairs
+            ),
+            "rounds": [d for d, _, _ in pairs],
         }
-        ratio = round(throughput["per_s"] / bare["per_s"], 3)
-        progress(f"throughput {throughput['per_s']}/s vs bare {bare['per_s']}/s: {ratio} "
-                 f"(target {TARGET_RATIO}), {round(delivering_us)} us of CPU per delivery")  # fmt: skip
+        bare = {
+            "requests": N,
+            "per_s": statistics.median(b["per_s"] for _, b, _ in pairs),
+            "rounds": [b for _, b, _ in pairs],
+        }
+        ratio = statistics.median(r for _, _, r in pairs)
         phases = {}
         for name, hung in (("all_healthy", False), ("one_hung", True)):
             progress(f"isolation: {name} ({ISOLATION_RATE}/s for {ISOLATION_S:.0f} s)")
             phases[name] = await steady_phase(producer, log, port, name, hung)
         return {
             "benchmark": "dispatch",
+            "rounds": ROUNDS,
             "throughput": throughput,
             "bare_client_loop": bare,
             "ratio_vs_bare": ratio,
+            "ratios_by_round": [r for _, _, r in pairs],
             "target_ratio_vs_bare": TARGET_RATIO,
             "isolation": phases,
             "p99_ratio_hung_vs_healthy": round(
