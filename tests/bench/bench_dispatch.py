@@ -182,14 +182,16 @@ CREATED: dict[str, int] = {}
 
 
 async def through_dispatcher(
-    producer: AIOKafkaProducer, log: Log, url: str, pid: int, prefix: str
+    producer: AIOKafkaProducer, log: Log, url: str, pid: int, broker_pid: int, prefix: str
 ) -> dict[str, Any]:
     """N notifications produced at once to the running dispatcher: deliveries per second from
-    the first attempt to the end of the last, and the dispatcher's CPU per delivery meanwhile."""
-    cpu_before = cpu_seconds(pid)
+    the first attempt to the end of the last, and the CPU per delivery meanwhile of the
+    dispatcher and of the broker (which also takes the benchmark's own produce and reads)."""
+    cpu_before, broker_before = cpu_seconds(pid), cpu_seconds(broker_pid)
     await produce(producer, [record(n, url, prefix) for n in range(N)])
     attempts = await wait_for(log, prefix, N, 600)
     cpu_s = cpu_seconds(pid) - cpu_before
+    broker_s = cpu_seconds(broker_pid) - broker_before
     first = min(a.attemptedAtMs for a in attempts)
     last = max(a.attemptedAtMs + a.durationMs for a in attempts)
     seconds = (last - first) / 1000
@@ -198,6 +200,7 @@ async def through_dispatcher(
         "seconds": round(seconds, 2),
         "per_s": round(N / seconds),
         "dispatcher_cpu_us_per_delivery": round(cpu_s * 1e6 / N),
+        "broker_cpu_us_per_delivery": round(broker_s * 1e6 / N),
     }
 
 
@@ -234,12 +237,16 @@ async def main() -> dict[str, Any]:
         dispatcher = start_service([CLI, "dispatcher"], env, work / "dispatcher.log")
         await produce(producer, [record(n, url, "warm") for n in range(WARM)])
         await wait_for(log, "warm", WARM, 300)  # started, journal read, connections open
+        assert broker.process is not None
+        broker_pid = broker.process.pid
         pairs = []
         for round_ in range(ROUNDS):
             progress(f"round {round_ + 1} of {ROUNDS}: bare client loop, {N} POSTs")
             bare = await bare_loop(url, N)
             progress(f"round {round_ + 1} of {ROUNDS}: {N} notifications through the dispatcher")
-            delivered = await through_dispatcher(producer, log, url, dispatcher.pid, f"r{round_}")
+            delivered = await through_dispatcher(
+                producer, log, url, dispatcher.pid, broker_pid, f"r{round_}"
+            )
             ratio = round(delivered["per_s"] / bare["per_s"], 3)
             progress(f"  {delivered['per_s']}/s vs bare {bare['per_s']}/s: {ratio} (target "
                      f"{TARGET_RATIO}), {delivered['dispatcher_cpu_us_per_delivery']} us of CPU "
