@@ -5,7 +5,9 @@ client POSTs N requests to a fast local receiver (its own process) with the conc
 dispatcher lane allows (16 in flight); then N webhook notifications with the same body go to
 `notifications` at once, and one running `codecourier dispatcher` process delivers them to the
 same receiver. The dispatcher's rate runs from the first to the end of the last attempt on
-`delivery-log`. The ratio is the median of the rounds' ratios.
+`delivery-log`. The ratio is the median of the rounds' ratios. Each round also reports the
+broker's CPU per delivery, which grows round after round: the embedded broker's fetches cost
+more as its topics fill (see bench_broker).
 
 Isolation: a steady load spread over 50 receiver origins (127.0.0.1..50 on one port), first with
 all of them answering, then with one that never answers (each of its attempts ends at the
