@@ -21,6 +21,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ TOPIC = "delivery-log"
 VALUE = b"x" * 600
 
 
-async def per_record_us(pid: int, work: Any) -> float:
+async def per_record_us(pid: int, work: Callable[[], Awaitable[None]]) -> int:
     """The broker's CPU per probe record while `work` writes (and perhaps follows) them."""
     before = cpu_seconds(pid)
     await work()

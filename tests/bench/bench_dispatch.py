@@ -41,7 +41,7 @@ from services.common.kafka import ensure_topics
 from services.common.log import configure_logging
 from services.common.processes import free_port
 from services.dispatcher.channels.webhook import canonical_body
-from tests.bench.load import percentile
+from tests.bench.load import median_of, percentile
 from tests.processes import CLI, ROOT, service_env, start_service
 
 N = int(os.environ.get("BENCH_DELIVERIES", "20000"))  # per round
@@ -241,7 +241,9 @@ async def main() -> dict[str, Any]:
         await wait_for(log, "warm", WARM, 300)  # started, journal read, connections open
         assert broker.process is not None
         broker_pid = broker.process.pid
-        pairs = []
+        rounds: list[dict[str, Any]] = []
+        bare_rounds: list[dict[str, float]] = []
+        ratios: list[float] = []
         for round_ in range(ROUNDS):
             progress(f"round {round_ + 1} of {ROUNDS}: bare client loop, {N} POSTs")
             bare = await bare_loop(url, N)
@@ -253,22 +255,22 @@ async def main() -> dict[str, Any]:
             progress(f"  {delivered['per_s']}/s vs bare {bare['per_s']}/s: {ratio} (target "
                      f"{TARGET_RATIO}), {delivered['dispatcher_cpu_us_per_delivery']} us of CPU "
                      "per delivery")  # fmt: skip
-            pairs.append((delivered, bare, ratio))
+            rounds.append(delivered)
+            bare_rounds.append(bare)
+            ratios.append(ratio)
         throughput = {
             "deliveries": N,
-            "delivered": sum(d["delivered"] for d, _, _ in pairs),
-            "per_s": statistics.median(d["per_s"] for d, _, _ in pairs),
-            "dispatcher_cpu_us_per_delivery": statistics.median(
-                d["dispatcher_cpu_us_per_delivery"] for d, _, _ in pairs
-            ),
-            "rounds": [d for d, _, _ in pairs],
+            "delivered": sum(d["delivered"] for d in rounds),
+            "per_s": median_of(rounds, "per_s"),
+            "dispatcher_cpu_us_per_delivery": median_of(rounds, "dispatcher_cpu_us_per_delivery"),
+            "rounds": rounds,
         }
-        bare = {
+        bare_loops = {
             "requests": N,
-            "per_s": statistics.median(b["per_s"] for _, b, _ in pairs),
-            "rounds": [b for _, b, _ in pairs],
+            "per_s": median_of(bare_rounds, "per_s"),
+            "rounds": bare_rounds,
         }
-        ratio = statistics.median(r for _, _, r in pairs)
+        ratio = statistics.median(ratios)
         phases = {}
         for name, hung in (("all_healthy", False), ("one_hung", True)):
             progress(f"isolation: {name} ({ISOLATION_RATE}/s for {ISOLATION_S:.0f} s)")
@@ -277,9 +279,9 @@ async def main() -> dict[str, Any]:
             "benchmark": "dispatch",
             "rounds": ROUNDS,
             "throughput": throughput,
-            "bare_client_loop": bare,
+            "bare_client_loop": bare_loops,
             "ratio_vs_bare": ratio,
-            "ratios_by_round": [r for _, _, r in pairs],
+            "ratios_by_round": ratios,
             "target_ratio_vs_bare": TARGET_RATIO,
             "isolation": phases,
             "p99_ratio_hung_vs_healthy": round(
