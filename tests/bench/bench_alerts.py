@@ -10,6 +10,10 @@ subscriptions is the baseline, and the ratio of the two rates is the cost of the
 The evaluator alone (same records in the worker's batches, tables in dicts, no Kafka) is measured
 in this process; `over_evaluator` is the worker's rate over it (target 0.5), by wall clock and by
 CPU time (`_cpu`: the worker process's CPU against this process's, robust to other load).
+The framework's floor is measured too (`faust_floor`, see `tests.bench.faust_floor`): the same
+load read by a faust worker of the engine's app and settings that does nothing with it. Reading
+at that rate and then evaluating at the evaluator's gives `ceiling_over_evaluator`, what a
+worker without tables or produced records could reach at best.
 
 Silences: the same subscribed run again with 100 active silences on `silences`, one per
 project, a mix of matchers (by two workflows, by one rule, by one subscription) and of kinds
@@ -59,6 +63,7 @@ from services.common.workers import AlertsConfig
 from tests.bench.load import percentile
 from tests.factories import execution
 from tests.integration.test_alerts_app import Worker, sub
+from tests.processes import service_env, start_service
 
 PARTITIONS = int(os.environ.get("BENCH_PARTITIONS", "8"))
 EVENTS = int(os.environ.get("BENCH_ALERT_EVENTS", "50000"))
@@ -355,6 +360,41 @@ async def throughput(
     }
 
 
+async def faust_floor(work: Path, load: Pairs) -> dict[str, Any]:
+    """The framework's floor (`tests.bench.faust_floor`): a faust worker that reads the same load
+    the way the engine does, and nothing else, in a broker of its own."""
+    stack = await Stack.start(work, "faust-floor")
+    try:
+        await stack.produce(topics.EXECUTIONS, load)
+        out = work / "faust-floor.json"
+        env = service_env(
+            work / "faust-floor-data",
+            bootstrap=stack.broker.bootstrap,
+            settings={
+                "CC_KAFKA_PARTITIONS": str(PARTITIONS),
+                "FLOOR_RECORDS": str(len(load)),
+                "FLOOR_OUT": str(out),
+            },
+        )
+        process = start_service(
+            [sys.executable, "-m", "tests.bench.faust_floor"], env, work / "faust-floor.log"
+        )
+        try:
+            await asyncio.to_thread(process.wait, 300)
+        finally:
+            process.kill()
+        figures = json.loads(out.read_text())
+    finally:
+        await stack.stop()
+    return {
+        "records": figures["records"],
+        "batches": figures["batches"],
+        "seconds": round(figures["seconds"], 2),
+        "records_per_s": round(figures["records"] / figures["seconds"]),
+        "records_per_cpu_s": round(figures["records"] / figures["cpu_s"]),
+    }
+
+
 async def latency(
     stack: Stack, background_per_s: int, per_record: int, silenced: bool = False
 ) -> dict[str, Any]:
@@ -540,6 +580,9 @@ async def main() -> dict[str, Any]:
     }
     with TemporaryDirectory(prefix="bench-alerts-") as tmp:
         work = Path(tmp)
+        progress("the faust floor: the same load read by a worker that does nothing else")
+        floor = await faust_floor(work, load)
+        progress(f"faust floor: {floor}")
         bare = await measure(work, "without_subscriptions", False, warmup, load)
         batched = await measure(work, "grouped", True, warmup, grouped)
         subscribed = await measure(
@@ -574,6 +617,18 @@ async def main() -> dict[str, Any]:
             "silence_cost_ratio": ratio(subscribed["events_per_s"], silenced["events_per_s"]),
             "muted_share": muted_share(subscribed, silenced),
         },
+        "faust_floor": {
+            **floor,
+            # A worker that reads like the floor and evaluates like the evaluator alone, and does
+            # nothing else (no tables, no produced records), would reach this share of the
+            # evaluator's rate: the one-event-per-record ceiling of any faust worker here.
+            "ceiling_over_evaluator": ceiling(
+                floor["records_per_s"], alone["with_subscriptions"]["events_per_s"]
+            ),
+            "ceiling_over_evaluator_cpu": ceiling(
+                floor["records_per_cpu_s"], alone["with_subscriptions"]["events_per_cpu_s"]
+            ),
+        },
         "evaluator_alone": {
             **alone,
             "rule_cost_ratio": round(
@@ -603,6 +658,12 @@ async def main() -> dict[str, Any]:
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
     """numerator / denominator to two places (None when either is missing or zero)."""
     return round(numerator / denominator, 2) if numerator and denominator else None
+
+
+def ceiling(floor_per_s: float, evaluator_per_s: float) -> float:
+    """The rate of reading at `floor_per_s` then evaluating at `evaluator_per_s`, one after the
+    other, over the evaluator's rate alone."""
+    return round(floor_per_s / (floor_per_s + evaluator_per_s), 3)
 
 
 def muted_share(without: dict[str, Any], silenced: dict[str, Any]) -> float | None:

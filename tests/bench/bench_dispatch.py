@@ -5,7 +5,11 @@ client POSTs N requests to a fast local receiver (its own process) with the conc
 dispatcher lane allows (16 in flight); then N webhook notifications with the same body go to
 `notifications` at once, and one running `codecourier dispatcher` process delivers them to the
 same receiver. The dispatcher's rate runs from the first to the end of the last attempt on
-`delivery-log`. The ratio is the median of the rounds' ratios. Each round also reports the
+`delivery-log`. The ratio is the median of the rounds' ratios. After each dispatcher round, the
+same records are read again by `consume_and_post`, the least a Kafka-fed dispatcher does
+(consume, decode, POST, record an attempt, commit), in this process like the bare loop: its
+rate over the bare loop's is the floor's share (`consume_and_post_floor.over_bare`), and the
+dispatcher's over it what the dispatcher's own work leaves (`ratio_vs_floor`). Each round also reports the
 broker's CPU per delivery, which grows round after round: the embedded broker's fetches cost
 more as its topics fill (see bench_broker).
 
@@ -30,6 +34,7 @@ from typing import Any
 import aiohttp
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
 
 from schemas import topics
@@ -37,7 +42,7 @@ from schemas.deliveries import DeliveryAttempt, LogEntry
 from schemas.destinations import WebhookDestination
 from schemas.notifications import NotificationRecord
 from services.common.broker import EmbeddedBroker
-from services.common.kafka import ensure_topics
+from services.common.kafka import end_offsets, ensure_topics
 from services.common.log import configure_logging
 from services.common.processes import free_port
 from services.dispatcher.channels.webhook import canonical_body
@@ -53,6 +58,7 @@ ISOLATION_RATE = int(os.environ.get("BENCH_ISOLATION_RATE", "250"))  # notificat
 ISOLATION_S = float(os.environ.get("BENCH_ISOLATION_SECONDS", "20"))
 TIMEOUT_S = 10  # delivery timeout during the benchmark (the default is 30 s)
 HUNG_HOST = "127.0.0.50"
+FLOOR_TOPIC = "bench.floor-attempts"
 TARGET_RATIO = 0.6  # issue 13: deliveries/s over the bare client loop's POSTs/s, same run
 
 RECEIVER = """
@@ -180,6 +186,76 @@ async def bare_loop(url: str, count: int) -> dict[str, float]:
     return {"requests": count, "seconds": round(seconds, 2), "per_s": round(count / seconds)}
 
 
+async def consume_and_post(
+    bootstrap: str, url: str, starts: dict[TopicPartition, int], count: int
+) -> dict[str, float]:
+    """The floor of a Kafka-fed dispatcher: read `count` notification records from `starts`,
+    decode each, POST its body (the lane's concurrency), record one attempt per answer on a topic
+    of its own, and commit a fetched batch's offsets once its attempts are acknowledged. No
+    journal read back, lanes, retries, signatures or egress checks: what is left when they cost
+    nothing, measured in this process like the bare loop."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id="bench-floor", enable_auto_commit=False
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    consumer.assign(list(starts))
+    for tp, offset in starts.items():
+        consumer.seek(tp, offset)
+    decoder = msgspec.json.Decoder(NotificationRecord)
+    headers = {"Content-Type": "application/json"}
+    queue: asyncio.Queue[tuple[bytes, asyncio.Future[None]]] = asyncio.Queue(IN_FLIGHT * 4)
+    commits: list[asyncio.Task[None]] = []
+
+    async def commit_when_done(done: list[asyncio.Future[None]], offsets: dict[Any, int]) -> None:
+        await asyncio.gather(*done)
+        await consumer.commit(offsets)
+
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def worker() -> None:
+                while True:
+                    value, done = await queue.get()
+                    notification = decoder.decode(value)
+                    body = canonical_body(notification.payload)
+                    started = time.time()
+                    async with session.post(url, data=body, headers=headers) as response:
+                        await response.read()
+                    attempt = {
+                        "deliveryId": notification.deliveryId,
+                        "attempt": 1,
+                        "status": response.status,
+                        "attemptedAtMs": int(started * 1000),
+                    }
+                    sent = await producer.send(FLOOR_TOPIC, msgspec.json.encode(attempt))
+                    sent.add_done_callback(lambda _f, d=done: d.set_result(None))
+
+            workers = [asyncio.create_task(worker()) for _ in range(IN_FLIGHT)]
+            read, started = 0, 0.0
+            while read < count:
+                batch = await consumer.getmany(timeout_ms=100, max_records=count - read)
+                if batch and not started:
+                    started = time.perf_counter()
+                for tp, records in batch.items():
+                    done = []
+                    for r in records:
+                        done.append(asyncio.get_running_loop().create_future())
+                        await queue.put((r.value or b"", done[-1]))
+                    offsets = {tp: records[-1].offset + 1}
+                    commits.append(asyncio.create_task(commit_when_done(done, offsets)))
+                    read += len(records)
+            await asyncio.gather(*commits)
+            seconds = time.perf_counter() - started
+            for task in workers:
+                task.cancel()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return {"requests": count, "seconds": round(seconds, 2), "per_s": round(count / seconds)}
+
+
 CREATED: dict[str, int] = {}
 
 
@@ -211,6 +287,12 @@ async def main() -> dict[str, Any]:
     broker = EmbeddedBroker(0, work / "broker.log")
     bootstrap = await broker.start()
     await ensure_topics(bootstrap, PARTITIONS)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(FLOOR_TOPIC, PARTITIONS, 1)])
+    finally:
+        await admin.close()
     port = free_port()
     script = work / "receiver.py"
     script.write_text(RECEIVER)
@@ -243,14 +325,18 @@ async def main() -> dict[str, Any]:
         broker_pid = broker.process.pid
         rounds: list[dict[str, Any]] = []
         bare_rounds: list[dict[str, float]] = []
+        floor_rounds: list[dict[str, float]] = []
         ratios: list[float] = []
         for round_ in range(ROUNDS):
             progress(f"round {round_ + 1} of {ROUNDS}: bare client loop, {N} POSTs")
             bare = await bare_loop(url, N)
             progress(f"round {round_ + 1} of {ROUNDS}: {N} notifications through the dispatcher")
+            starts = await end_offsets(bootstrap, [topics.NOTIFICATIONS])
             delivered = await through_dispatcher(
                 producer, log, url, dispatcher.pid, broker_pid, f"r{round_}"
             )
+            progress(f"round {round_ + 1} of {ROUNDS}: the same records, consumed and POSTed")
+            floor_rounds.append(await consume_and_post(bootstrap, url, starts, N))
             ratio = round(delivered["per_s"] / bare["per_s"], 3)
             progress(f"  {delivered['per_s']}/s vs bare {bare['per_s']}/s: {ratio} (target "
                      f"{TARGET_RATIO}), {delivered['dispatcher_cpu_us_per_delivery']} us of CPU "
@@ -271,6 +357,15 @@ async def main() -> dict[str, Any]:
             "rounds": bare_rounds,
         }
         ratio = statistics.median(ratios)
+        floor = {
+            "requests": N,
+            "per_s": median_of(floor_rounds, "per_s"),
+            "over_bare": statistics.median(
+                round(f["per_s"] / b["per_s"], 3)
+                for f, b in zip(floor_rounds, bare_rounds, strict=True)
+            ),
+            "rounds": floor_rounds,
+        }
         phases = {}
         for name, hung in (("all_healthy", False), ("one_hung", True)):
             progress(f"isolation: {name} ({ISOLATION_RATE}/s for {ISOLATION_S:.0f} s)")
@@ -282,6 +377,10 @@ async def main() -> dict[str, Any]:
             "bare_client_loop": bare_loops,
             "ratio_vs_bare": ratio,
             "ratios_by_round": ratios,
+            "consume_and_post_floor": floor,
+            "ratio_vs_floor": statistics.median(
+                round(d["per_s"] / f["per_s"], 3) for d, f in zip(rounds, floor_rounds, strict=True)
+            ),
             "target_ratio_vs_bare": TARGET_RATIO,
             "isolation": phases,
             "p99_ratio_hung_vs_healthy": round(

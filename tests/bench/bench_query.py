@@ -37,11 +37,12 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import chdb
 import msgspec
 from msgspec import Struct
 
 from services.api import logquery
-from services.common.clickhouse import ClickHouse
+from services.common.clickhouse import ClickHouse, limit_settings
 from services.common.config import DEFAULT_QUERY_LIMITS
 from services.common.processes import free_port
 from tests.bench.load import percentile
@@ -165,7 +166,7 @@ class ClickHousePhase(Struct, frozen=True):
     generate_s: float
     bytes_on_disk: int
     parts: int
-    page_sql: dict[str, dict[str, float]]
+    page_sql: dict[str, dict[str, Any]]
 
 
 async def clickhouse_phase(data_dir: Path, data: DataSet) -> ClickHousePhase:
@@ -184,27 +185,57 @@ async def clickhouse_phase(data_dir: Path, data: DataSet) -> ClickHousePhase:
     return ClickHousePhase(elapsed, int(size), int(parts), page_sql)
 
 
-async def time_page_sql(ch: ClickHouse, data: DataSet) -> dict[str, dict[str, float]]:
-    """The API's page query for every case, straight on chDB (no payloads, usage or HTTP)."""
+async def time_page_sql(ch: ClickHouse, data: DataSet) -> dict[str, dict[str, Any]]:
+    """The API's page query for every case, straight on chDB (no payloads, usage or HTTP).
+
+    Each repetition also runs the same query on chDB's own connection, with the same parameters
+    (bound by chDB) and settings, and rows left as chDB's bytes (`chdb_direct`): the engine's
+    share of the page, without clickhouse-connect, its result conversion or the thread hop.
+    """
     row = await ch.rows(_CH_DEEP_ROW, {"project": data.heavy_project, "n": DEEP_PAGES * PAGE - 1})
     deep = logquery.Position(*row[0])
-    figures = {}
-    for name, cases in plan_cases(data, "", (None, None), WARMUP + REPS).items():
-        seconds = []
-        for index, case in enumerate(cases):
-            params = {k: v for k, v in case.http.items() if k != "cursor"}
-            q = logquery.parse_query(params, data.heavy_project, b"unused")
-            if "cursor" in case.http:
-                q = msgspec.structs.replace(q, after=deep)
-            inline = logquery.inline_bytes(PAGE_MAX_BYTES, q.limit + 1)
-            sql, args = logquery.build_sql(data.heavy_project, q, data.newest_us + 1, inline)
-            settings = logquery.page_settings(q)
+    engine = chdb.connect(ch.url.removeprefix("chdb://"))
+    figures: dict[str, dict[str, Any]] = {}
+    try:
+        for name, cases in plan_cases(data, "", (None, None), WARMUP + REPS).items():
+            seconds, direct = [], []
+            for index, case in enumerate(cases):
+                params = {k: v for k, v in case.http.items() if k != "cursor"}
+                q = logquery.parse_query(params, data.heavy_project, b"unused")
+                if "cursor" in case.http:
+                    q = msgspec.structs.replace(q, after=deep)
+                inline = logquery.inline_bytes(PAGE_MAX_BYTES, q.limit + 1)
+                sql, args = logquery.build_sql(data.heavy_project, q, data.newest_us + 1, inline)
+                settings = logquery.page_settings(q)
+                limits = DEFAULT_QUERY_LIMITS["logs"]
+                started = time.perf_counter()
+                await ch.rows(sql, args, settings, limits=limits)
+                between = time.perf_counter()
+                engine.query(with_settings(sql, {**limit_settings(limits), **settings}), "Native",
+                             params={k: str(v) for k, v in args.items()})  # fmt: skip
+                if index >= WARMUP:
+                    seconds.append(between - started)
+                    direct.append(time.perf_counter() - between)
+            figures[name] = {**summary(seconds), "chdb_direct": summary(direct)}
+        select_1 = []
+        for index in range(WARMUP + REPS):
             started = time.perf_counter()
-            await ch.rows(sql, args, settings, limits=DEFAULT_QUERY_LIMITS["logs"])
+            engine.query("SELECT 1", "Native")
             if index >= WARMUP:
-                seconds.append(time.perf_counter() - started)
-        figures[name] = summary(seconds)
+                select_1.append(time.perf_counter() - started)
+        figures["select_1"] = {"chdb_direct": summary(select_1)}
+    finally:
+        engine.close()
     return figures
+
+
+def with_settings(sql: str, settings: dict[str, Any]) -> str:
+    """`sql` with a SETTINGS clause (the benchmark's own names and values, not a user's)."""
+    clause = ", ".join(
+        f"{name} = {value!r}" if isinstance(value, str) else f"{name} = {value}"
+        for name, value in settings.items()
+    )
+    return f"{sql} SETTINGS {clause}"
 
 
 async def generate_postgres(conn: asyncpg.Connection, data: DataSet) -> tuple[float, int]:
@@ -337,7 +368,7 @@ async def measure(
     }
 
 
-def judge(name: str, figures: dict[str, Any], sql: dict[str, float]) -> dict[str, Any]:
+def judge(name: str, figures: dict[str, Any], sql: dict[str, Any]) -> dict[str, Any]:
     """A query's figures with the SQL alone, the HTTP overhead, the ratios and the targets."""
     http, pg = figures["ch_http"], figures["pg_sql"]
     overhead = round(http["p50_ms"] - sql["p50_ms"], 2)
@@ -449,6 +480,7 @@ def report(
         "generate_s": {"clickhouse": round(ch.generate_s, 1), "postgres": round(pg[0], 1)},
         "storage_bytes": {"clickhouse": ch.bytes_on_disk, "postgres": pg[1]},
         "clickhouse_parts": ch.parts,
+        "chdb_direct_select_1": ch.page_sql["select_1"]["chdb_direct"],
         "queries": queries,
         "targets": {
             **TARGETS,
@@ -464,6 +496,9 @@ def report(
             "client (clickhouse-connect's chDB backend, rows as tuples) in the benchmark "
             "process before the stack starts: no payload, usage or visibility queries, no HTTP; "
             "it is the SQL alone of the targets (sql_p50_ms).",
+            "ch_page_sql.chdb_direct: the same query, parameters and settings on chDB's own "
+            "connection in the same repetitions, rows left as chDB's bytes: the engine's share "
+            "of ch_page_sql; chdb_direct_select_1 is the engine's cost of any query.",
             "ch_sql_in_request: the database time of each GET as the API measured it around its "
             "queries (the Server-Timing header's db duration: the hop to the query's thread "
             "included, as for ch_page_sql); http_on_top_of_its_sql is each GET's time less its "
