@@ -18,6 +18,8 @@ events). The broker's figure grows with the run's length as much as with its eve
 busy while its consumers' fetches wait (see deploy/README.md), so compare it within one run.
 Before the timed phase, the same processes are measured for REST_S seconds with nothing sent
 (`at_rest_cpu_pct`, percent of one core): what the stack costs a machine while idle.
+`cpu_bound_ceiling` divides the machine's cores by the stack's CPU per event (every process
+summed): the rate the stack could reach at best here, were every core kept busy with it.
 """
 
 import asyncio
@@ -489,6 +491,8 @@ async def main() -> dict[str, Any]:
         ),
     }
     ingest_cpu = cpu["api_and_sink"] + cpu.get("broker", 0.0)
+    stack_us = sum(cpu.values()) * 1e6 / total
+    ceiling = (os.cpu_count() or 1) * 1e6 / stack_us
     result.update(
         {
             "cpu_s": {
@@ -502,6 +506,14 @@ async def main() -> dict[str, Any]:
                 role: round(seconds * 1e6 / total, 1) for role, seconds in cpu.items()
             },
             "server_cpu_us_per_event": round(ingest_cpu * 1e6 / total, 1),
+            # Every process of the stack takes its share of this machine's cores for each event:
+            # kept busy on every core, and with nothing else running, the stack could take at
+            # most this many events per second (the end-to-end rate's ceiling here).
+            "stack_cpu_us_per_event": round(stack_us, 1),
+            "cpu_bound_ceiling": {
+                "events_per_s": round(ceiling),
+                "ratio_over_raw": round(ceiling / raw_rate, 3),
+            },
             "at_rest_cpu_pct": at_rest,
             "load_average_1m": round(os.getloadavg()[0], 2),
             "cores": os.cpu_count(),
