@@ -195,13 +195,11 @@ async def _start_offset(reader: OffsetReader, order: Order, partition: int) -> i
     return (await reader.starts([tp]))[tp]
 
 
-def _wire(
-    app: AlertsApp, engine: Engine, kafka: KafkaClients, config: AlertsConfig, order: Order
-) -> None:
-    partitions = engine.partitions
-    # Raw bytes in: faust's codecs would crash the agent on a record that is not UTF-8 JSON;
-    # the engine decodes with msgspec and skips (logs) what it cannot read.
-    source = app.topic(
+def source_topic(app: AlertsApp, partitions: int) -> Any:
+    """The engine's input: the co-partitioned topics as raw bytes. faust's codecs would crash
+    the agent on a record that is not UTF-8 JSON; the engine decodes with msgspec and skips
+    (logs) what it cannot read."""
+    return app.topic(
         *topics.CO_PARTITIONED,
         partitions=partitions,
         internal=False,
@@ -210,6 +208,13 @@ def _wire(
         key_serializer="raw",
         value_serializer="raw",
     )
+
+
+def _wire(
+    app: AlertsApp, engine: Engine, kafka: KafkaClients, config: AlertsConfig, order: Order
+) -> None:
+    partitions = engine.partitions
+    source = source_topic(app, partitions)
 
     # `handle_batch` raises nothing but cancellation, so the crashing supervisor only ever stops
     # a worker whose agent is broken, never because of one record. Events are acknowledged (their

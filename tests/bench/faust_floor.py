@@ -25,7 +25,7 @@ import faust
 from mode import CrashingSupervisor
 
 from schemas import topics
-from services.alerts.app import FAUST_SETTINGS
+from services.alerts.app import FAUST_SETTINGS, source_topic
 from services.alerts.transport import AlertsApp
 from services.common.workers import AlertsConfig
 
@@ -46,15 +46,7 @@ def build(bootstrap: str, partitions: int, expected: int, out: Path) -> AlertsAp
         broker_commit_interval=config.commit_interval_s,
         **FAUST_SETTINGS,
     )
-    source = app.topic(
-        *topics.CO_PARTITIONED,
-        partitions=partitions,
-        internal=False,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
+    source = source_topic(app, partitions)
     seen = {"records": 0, "batches": 0}
     started: list[float] = []
 
