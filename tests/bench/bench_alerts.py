@@ -60,7 +60,7 @@ from services.common.config import Settings
 from services.common.kafka import ensure_topics
 from services.common.log import configure_logging
 from services.common.workers import AlertsConfig
-from tests.bench.load import percentile
+from tests.bench.load import cpu_seconds, percentile
 from tests.factories import execution
 from tests.integration.test_alerts_app import Worker, sub
 from tests.processes import service_env, start_service
@@ -310,12 +310,6 @@ class Stack:
                     topic, msgspec.json.encode(marked), key=f"{record.id}/{p}".encode(), partition=p
                 )
         await self.producer.flush()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def throughput(

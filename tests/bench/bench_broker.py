@@ -31,7 +31,7 @@ from aiokafka.structs import TopicPartition
 from services.common.broker import EmbeddedBroker
 from services.common.kafka import ensure_topics
 from services.common.log import configure_logging
-from tests.bench.bench_dispatch import cpu_seconds
+from tests.bench.load import cpu_seconds
 
 STEPS = int(os.environ.get("BENCH_BROKER_STEPS", "6"))
 STEP = int(os.environ.get("BENCH_BROKER_STEP", "10000"))  # records added to the topic per step

@@ -46,7 +46,7 @@ from services.common.kafka import end_offsets, ensure_topics
 from services.common.log import configure_logging
 from services.common.processes import free_port
 from services.dispatcher.channels.webhook import canonical_body
-from tests.bench.load import median_of, percentile
+from tests.bench.load import cpu_seconds, median_of, percentile
 from tests.processes import CLI, ROOT, service_env, start_service
 
 N = int(os.environ.get("BENCH_DELIVERIES", "20000"))  # per round
@@ -77,11 +77,6 @@ web.run_app(app, host="0.0.0.0", port=int(sys.argv[1]), access_log=None, print=N
 
 def progress(message: str) -> None:
     print(f"  {message}", file=sys.stderr, flush=True)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(v) for v in fields[11:13]) / os.sysconf("SC_CLK_TCK")
 
 
 def payload(n: int) -> dict[str, Any]:

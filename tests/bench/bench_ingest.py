@@ -46,7 +46,7 @@ from services.common.processes import free_port
 from services.logsink import rows
 from services.logsink.sink import SinkConfig
 from tests.bench.ingestdata import make_bodies
-from tests.bench.load import percentile
+from tests.bench.load import cpu_seconds, percentile
 from tests.processes import CLI, ROOT, service_env, start_service, wait_for_file
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "200000"))  # per round
@@ -94,15 +94,6 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process (all its threads) so far; 0 once it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return sum(int(v) for v in fields[11:13]) / os.sysconf("SC_CLK_TCK")
 
 
 def children(pid: int) -> dict[str, int]:

@@ -51,6 +51,7 @@ from services.common.log import configure_logging
 from services.common.processes import free_port
 from tests.bench import bench_alerts as alerts
 from tests.bench import bench_dispatch as dispatch
+from tests.bench.load import cpu_seconds as process_cpu_seconds
 from tests.bench.load import run_load
 from tests.conftest import PG_DSN, REDIS_URL
 from tests.factories import iso
@@ -80,7 +81,7 @@ def progress(message: str) -> None:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    return sum(alerts.cpu_seconds(pid) for pid in pids)
+    return sum(map(process_cpu_seconds, pids))
 
 
 def pids(group: Group) -> list[int]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 
 from services.common.processes import free_port
-from tests.bench.load import median_of, run_load
+from tests.bench.load import cpu_seconds, median_of, run_load
 from tests.processes import CLI, ROOT, service_env, start_service, wait_for_file
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -36,12 +36,6 @@ async def _wait_http(url: str) -> None:
             except aiohttp.ClientError:
                 await asyncio.sleep(0.1)
     raise TimeoutError(url)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its reaped children so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(v) for v in fields[11:13]) / os.sysconf("SC_CLK_TCK")
 
 
 async def measured(url: str, headers: dict[str, str], pid: int) -> dict[str, float]:

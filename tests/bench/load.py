@@ -2,9 +2,11 @@
 
 import asyncio
 import itertools
+import os
 import statistics
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import aiohttp
 
@@ -62,3 +64,12 @@ async def run_load(
 def median_of(runs: list[dict[str, float]], field: str) -> float:
     """The median of one figure over several runs."""
     return round(statistics.median(run[field] for run in runs), 3)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process (all its threads) so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(v) for v in fields[11:13]) / os.sysconf("SC_CLK_TCK")
