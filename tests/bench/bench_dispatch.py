@@ -9,9 +9,9 @@ same receiver. The dispatcher's rate runs from the first to the end of the last 
 same records are read again by `consume_and_post`, the least a Kafka-fed dispatcher does
 (consume, decode, POST, record an attempt, commit), in this process like the bare loop: its
 rate over the bare loop's is the floor's share (`consume_and_post_floor.over_bare`), and the
-dispatcher's over it what the dispatcher's own work leaves (`ratio_vs_floor`). Each round also reports the
-broker's CPU per delivery, which grows round after round: the embedded broker's fetches cost
-more as its topics fill (see bench_broker).
+dispatcher's over it what the dispatcher's own work leaves (`ratio_vs_floor`). Each round also
+reports the broker's CPU per delivery, which grows round after round: the embedded broker's
+fetches cost more as its topics fill (see bench_broker).
 
 Isolation: a steady load spread over 50 receiver origins (127.0.0.1..50 on one port), first with
 all of them answering, then with one that never answers (each of its attempts ends at the
