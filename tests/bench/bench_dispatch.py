@@ -261,6 +261,12 @@ async def consume_and_post(
     return rate(count, seconds, cpu)
 
 
+def median_ratio(tops: list[dict[str, Any]], bottoms: list[dict[str, float]]) -> float:
+    """The median over the rounds of one side's rate over the other's, in the same round."""
+    pairs = zip(tops, bottoms, strict=True)
+    return round(statistics.median(top["per_s"] / bottom["per_s"] for top, bottom in pairs), 3)
+
+
 CREATED: dict[str, int] = {}
 
 
@@ -361,16 +367,10 @@ async def main() -> dict[str, Any]:
             "per_s": median_of(bare_rounds, "per_s"),
             "rounds": bare_rounds,
         }
-        ratio = round(statistics.median(ratios), 3)
         floor = {
             "requests": N,
             "per_s": median_of(floor_rounds, "per_s"),
-            "over_bare": round(
-                statistics.median(
-                    f["per_s"] / b["per_s"] for f, b in zip(floor_rounds, bare_rounds, strict=True)
-                ),
-                3,
-            ),
+            "over_bare": median_ratio(floor_rounds, bare_rounds),
             "rounds": floor_rounds,
         }
         phases = {}
@@ -382,12 +382,10 @@ async def main() -> dict[str, Any]:
             "rounds": ROUNDS,
             "throughput": throughput,
             "bare_client_loop": bare_loops,
-            "ratio_vs_bare": ratio,
+            "ratio_vs_bare": median_ratio(rounds, bare_rounds),
             "ratios_by_round": ratios,
             "consume_and_post_floor": floor,
-            "ratio_vs_floor": statistics.median(
-                round(d["per_s"] / f["per_s"], 3) for d, f in zip(rounds, floor_rounds, strict=True)
-            ),
+            "ratio_vs_floor": median_ratio(rounds, floor_rounds),
             "target_ratio_vs_bare": TARGET_RATIO,
             "isolation": phases,
             "p99_ratio_hung_vs_healthy": round(
