@@ -56,7 +56,7 @@ class Clients:
 
     consumer: Consumer  # the group member over `notifications` and the retry tiers
     producer: Producer
-    journal_reader: Consumer  # follows `delivery-log`, from its tail at start
+    journal_reader: Consumer  # reads `delivery-log`'s tail at start and at each assignment
     subscriptions_reader: Consumer  # follows `subscriptions`
     context: Context  # the channels' HTTP session and settings
 
@@ -75,8 +75,9 @@ def connect(config: DispatcherConfig, kafka: KafkaClients, context: Context) -> 
         rebalance_timeout_ms=10_000, fetch_max_wait_ms=FETCH_WAIT_MS,
     )  # fmt: skip
     return Clients(
-        # The journal waits longer between fetches: it follows, nobody waits for it record by
-        # record, and every waiting fetch costs the embedded broker CPU until its wait is up.
+        # The journal waits longer between fetches: it reads a tail at once, nobody waits for it
+        # record by record, and every waiting fetch costs the embedded broker CPU until its wait
+        # is up.
         consumer, kafka.producer(), reader(fetch_max_wait_ms=200),
         reader(metadata_max_age_ms=5000), context,
     )  # fmt: skip

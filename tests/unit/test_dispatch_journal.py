@@ -117,3 +117,28 @@ async def test_the_follower_reads_the_tail_then_what_other_members_write_on() ->
     finally:
         stop.set()
         await asyncio.wait_for(reading, 5)
+
+
+async def test_the_follower_reads_only_when_asked_and_from_the_tail_when_far_behind() -> None:
+    broker = MemoryBroker()
+    await broker.create_topics([topics.DELIVERY_LOG], 1)
+    producer = broker.producer()
+    encode = msgspec.json.encode
+    journal = Journal()
+    follower = Follower(broker.consumer(), journal, per_partition=3)
+    await follower.start()
+    stop = asyncio.Event()
+    reading = asyncio.create_task(follower.run(stop))
+    try:
+        assert await follower.caught_up(timeout_s=5)
+        for n in range(10):  # this member's own attempts, while no assignment asks
+            await producer.send_and_wait(topics.DELIVERY_LOG, encode(started(("dlv_own", 0, n))))
+        for _ in range(3):  # the reader goes round, and reads nothing
+            await asyncio.wait_for(follower._round.wait(), 5)
+        assert follower.records == 0 and not journal.done
+        assert await follower.caught_up(timeout_s=5)  # an assignment: the last three only
+        assert sorted(attempt for _, _, attempt in journal.done) == [7, 8, 9]
+        assert follower.records == 3
+    finally:
+        stop.set()
+        await asyncio.wait_for(reading, 5)
