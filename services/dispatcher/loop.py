@@ -8,6 +8,7 @@ paused until it can go on, and is committed up to its highest contiguous finishe
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
@@ -53,6 +54,8 @@ Write = Coroutine[Any, Any, None]
 # embedded broker, which answers a waiting fetch only when its wait is up.
 FETCH_WAIT_MS = 25
 ATTEMPTS = Counter("cc_dispatcher_attempts", "Delivery attempts", ["channel", "outcome"])
+# A labelled child, looked up once per channel and outcome (`labels` takes a lock each time).
+attempts_of = functools.cache(ATTEMPTS.labels)
 DEFERRED = Counter("cc_dispatcher_deferred", "Attempts put off because their lane was full")
 
 
@@ -258,7 +261,7 @@ class Loop:
 
     async def _log(self, entry: DeliveryAttempt) -> None:
         """Count an attempt's end, put it on `delivery-log`, then in the journal."""
-        ATTEMPTS.labels(entry.notificationType, entry.outcome).inc()
+        attempts_of(entry.notificationType, entry.outcome).inc()
         if entry.outcome != "delivered":
             log.info("dispatcher.attempt", delivery=entry.deliveryId, attempt=entry.attempt,
                      outcome=entry.outcome, status=entry.responseCode,

@@ -1,5 +1,6 @@
 """One attempt of a notification through its channel, with its subscription as it is now."""
 
+import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -17,6 +18,7 @@ from services.dispatcher.records import open_secrets
 log = structlog.get_logger(__name__)
 
 ATTEMPT_SECONDS = Histogram("cc_dispatcher_attempt_seconds", "Attempt duration", ["channel"])
+attempt_seconds_of = functools.cache(ATTEMPT_SECONDS.labels)  # a child per channel, looked up once
 
 Send = Callable[[NotificationRecord, Secrets, Context], Awaitable[Result]]
 CHANNELS: dict[str, Send] = {
@@ -60,7 +62,7 @@ class Sender:
         else:
             result = await self._send(record, started_ms)
         duration_ms = int((time.perf_counter() - started) * 1000)
-        ATTEMPT_SECONDS.labels(record.notificationType).observe(duration_ms / 1000)
+        attempt_seconds_of(record.notificationType).observe(duration_ms / 1000)
         if result.gone and self.on_gone is not None:
             reason = f"The receiver answered 410 Gone at attempt {record.attempt}."
             try:
