@@ -43,6 +43,6 @@ class DispatcherConfig:
     commit_interval_s: float = 0.2
     timeout_s: float = 30.0
     drain_s: float = 5.0
-    journal_tail: int = 10_000  # delivery-log records per partition read back at start
+    journal_tail: int = 10_000  # delivery-log records per partition read back (start, assignment)
     recording: int = 4000  # attempts answered and not yet on delivery-log, at most
     lane_stall_s: float = 1.0  # a full lane with no attempt ended for this long is stalled

@@ -149,9 +149,11 @@ class Follower:
     partition, whichever is later. In between it fetches nothing: what this process writes is in
     its journal already, and another member writes only about the partitions it holds, which
     become this one's through an assignment. The previous owner's attempts that matter then are
-    the ones it began or ended just before it stopped (its offsets are committed every second or
-    so): the same tail a restart reads. Reading every member's records as they come cost the
-    dispatcher and the broker a fetch and a decode per attempt for nothing (bench_dispatch)."""
+    the ones it began or ended just before it stopped (its offsets are committed five times a
+    second): the same tail a restart reads. An attempt begun before that tail (one a receiver held
+    longer than the group takes to write `per_partition` records to each partition) counts as not
+    begun after a takeover, as after a restart. Reading every member's records as they came cost
+    the dispatcher and the broker a fetch and a decode per attempt for nothing (bench_dispatch)."""
 
     def __init__(self, consumer: Consumer, journal: Journal, per_partition: int) -> None:
         self.consumer = consumer
@@ -164,7 +166,8 @@ class Follower:
         self._asking = 0  # callers of `caught_up` waiting: the partitions are read meanwhile
 
     async def start(self) -> None:
-        """Assign every partition of `delivery-log`, each from its last `per_partition`."""
+        """Assign every partition of `delivery-log`, paused: the first `caught_up` reads each
+        from its last `per_partition` records."""
         consumer = self.consumer
         await consumer.start()
         partitions = consumer.partitions_for_topic(topics.DELIVERY_LOG) or set()

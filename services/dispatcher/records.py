@@ -40,8 +40,8 @@ def lane_of(record: NotificationRecord) -> str:
     return f"{record.notificationType} {record.subscriptionId}"
 
 
-# A lane's records share their URL: parsing it once per record cost about 2 % of the dispatcher's
-# CPU at the receiver's speed (bench_dispatch profile).
+# A lane's records share their URL: parsing it for each record cost about 2 us of the some 250
+# a delivery takes (bench_dispatch), 0.1 us from the cache.
 @lru_cache(maxsize=4096)
 def _webhook_lane(url: str) -> str:
     parts = urlsplit(url)

@@ -2,6 +2,8 @@
 from `delivery-log`."""
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
@@ -90,6 +92,22 @@ async def test_a_start_that_cannot_be_written_fails_its_attempts() -> None:
         await asyncio.shield(starts.mark(("dlv_a", 0, 1)))
 
 
+@contextlib.asynccontextmanager
+async def following(
+    broker: MemoryBroker, journal: Journal, per_partition: int
+) -> AsyncIterator[Follower]:
+    """A follower of `broker`'s `delivery-log` into `journal`, reading until the block ends."""
+    follower = Follower(broker.consumer(), journal, per_partition)
+    await follower.start()
+    stop = asyncio.Event()
+    reading = asyncio.create_task(follower.run(stop))
+    try:
+        yield follower
+    finally:
+        stop.set()
+        await asyncio.wait_for(reading, 5)
+
+
 async def test_the_follower_reads_the_tail_then_what_other_members_write_on() -> None:
     broker = MemoryBroker()
     await broker.create_topics([topics.DELIVERY_LOG], 3)
@@ -100,11 +118,7 @@ async def test_the_follower_reads_the_tail_then_what_other_members_write_on() ->
     await producer.send_and_wait(topics.DELIVERY_LOG, encode(started(("dlv_a", 0, 1))))
     await producer.send_and_wait(topics.DELIVERY_LOG, b"not an entry")
     journal = Journal()
-    follower = Follower(broker.consumer(), journal, per_partition=2)
-    await follower.start()
-    stop = asyncio.Event()
-    reading = asyncio.create_task(follower.run(stop))
-    try:
+    async with following(broker, journal, per_partition=2) as follower:
         assert await follower.caught_up(timeout_s=5)
         assert journal.done[("dlv_a", 0, 1)].outcome == STARTED
         assert ("dlv_old", 0, 0) not in journal.done
@@ -114,9 +128,6 @@ async def test_the_follower_reads_the_tail_then_what_other_members_write_on() ->
         assert await follower.caught_up(timeout_s=5)
         assert journal.done[("dlv_b", 0, 1)].outcome == STARTED
         assert journal.done[("dlv_a", 0, 1)].outcome == "delivered"
-    finally:
-        stop.set()
-        await asyncio.wait_for(reading, 5)
 
 
 async def test_the_follower_reads_only_when_asked_and_from_the_tail_when_far_behind() -> None:
@@ -125,11 +136,7 @@ async def test_the_follower_reads_only_when_asked_and_from_the_tail_when_far_beh
     producer = broker.producer()
     encode = msgspec.json.encode
     journal = Journal()
-    follower = Follower(broker.consumer(), journal, per_partition=3)
-    await follower.start()
-    stop = asyncio.Event()
-    reading = asyncio.create_task(follower.run(stop))
-    try:
+    async with following(broker, journal, per_partition=3) as follower:
         assert await follower.caught_up(timeout_s=5)
         for n in range(10):  # this member's own attempts, while no assignment asks
             await producer.send_and_wait(topics.DELIVERY_LOG, encode(started(("dlv_own", 0, n))))
@@ -139,6 +146,3 @@ async def test_the_follower_reads_only_when_asked_and_from_the_tail_when_far_beh
         assert await follower.caught_up(timeout_s=5)  # an assignment: the last three only
         assert sorted(attempt for _, _, attempt in journal.done) == [7, 8, 9]
         assert follower.records == 3
-    finally:
-        stop.set()
-        await asyncio.wait_for(reading, 5)
