@@ -205,9 +205,11 @@ async def delivery_rate(work: Path, members: int, url: str) -> dict[str, Any]:
         await settled(group, topics.NOTIFICATIONS)
         cpu = cpu_seconds(pids(group))
         prefix = f"m{members}"
+        url = f"{url}/{prefix}"  # the receiver counts these POSTs
         await dispatch.produce(
             producer, [dispatch.record(n, url, prefix) for n in range(DELIVERIES)]
         )
+        await dispatch.received(url, DELIVERIES, 600)  # the log is read once they are in
         attempts = await dispatch.wait_for(log, prefix, DELIVERIES, 600)
         first = min(a.attemptedAtMs for a in attempts)
         last = max(a.attemptedAtMs + a.durationMs for a in attempts)
@@ -223,8 +225,7 @@ async def delivery_rate(work: Path, members: int, url: str) -> dict[str, Any]:
         }
     finally:
         group.stop()
-        if log.task is not None:
-            log.task.cancel()
+        await log.stop()
         await producer.stop()
         broker.stop()
 
