@@ -10,8 +10,9 @@ same records are read again by `consume_and_post`, the least a Kafka-fed dispatc
 (consume, decode, POST, record an attempt, commit), in this process like the bare loop: its
 rate over the bare loop's is the floor's share (`consume_and_post_floor.over_bare`), and the
 dispatcher's over it what the dispatcher's own work leaves (`ratio_vs_floor`). Each round also
-reports the broker's CPU per delivery, which grows round after round: the embedded broker's
-fetches cost more as its topics fill (see bench_broker).
+reports the broker's CPU per delivery; the embedded broker's fetches cost more as its topics fill
+(see bench_broker), so nothing reads `delivery-log` while a round runs: the receiver counts the
+round's POSTs, and the benchmark reads the log once they are in.
 
 Isolation: a steady load spread over 50 receiver origins (127.0.0.1..50 on one port), first with
 all of them answering, then with one that never answers (each of its attempts ends at the
@@ -296,6 +297,21 @@ def median_ratio(tops: list[dict[str, Any]], bottoms: list[dict[str, float]]) ->
 CREATED: dict[str, int] = {}
 
 
+async def deliver_at_once(
+    producer: AIOKafkaProducer, log: Log, url: str, prefix: str, count: int
+) -> tuple[list[DeliveryAttempt], float]:
+    """`count` notifications to `url` (under a path of their own, which the receiver counts)
+    produced at once: their attempts, and the seconds from the first attempt to the end of the
+    last."""
+    url = f"{url}/{prefix}"
+    await produce(producer, [record(n, url, prefix) for n in range(count)])
+    await received(url, count, 600)
+    attempts = await wait_for(log, prefix, count, 600)  # their ends follow the answers
+    first = min(a.attemptedAtMs for a in attempts)
+    last = max(a.attemptedAtMs + a.durationMs for a in attempts)
+    return attempts, (last - first) / 1000
+
+
 async def through_dispatcher(
     producer: AIOKafkaProducer, log: Log, url: str, pid: int, broker_pid: int, prefix: str
 ) -> dict[str, Any]:
@@ -303,15 +319,9 @@ async def through_dispatcher(
     the first attempt to the end of the last, and the CPU per delivery meanwhile of the
     dispatcher and of the broker (which also takes the benchmark's own produce and reads)."""
     cpu_before, broker_before = cpu_seconds(pid), cpu_seconds(broker_pid)
-    url = f"{url}/{prefix}"  # the receiver counts this round's POSTs
-    await produce(producer, [record(n, url, prefix) for n in range(N)])
-    await received(url, N, 600)
-    attempts = await wait_for(log, prefix, N, 600)  # their ends follow the answers
+    attempts, seconds = await deliver_at_once(producer, log, url, prefix, N)
     cpu_s = cpu_seconds(pid) - cpu_before
     broker_s = cpu_seconds(broker_pid) - broker_before
-    first = min(a.attemptedAtMs for a in attempts)
-    last = max(a.attemptedAtMs + a.durationMs for a in attempts)
-    seconds = (last - first) / 1000
     return {
         "delivered": sum(a.outcome == "delivered" for a in attempts),
         "seconds": round(seconds, 2),

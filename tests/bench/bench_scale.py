@@ -204,16 +204,9 @@ async def delivery_rate(work: Path, members: int, url: str) -> dict[str, Any]:
         group.start(members)
         await settled(group, topics.NOTIFICATIONS)
         cpu = cpu_seconds(pids(group))
-        prefix = f"m{members}"
-        url = f"{url}/{prefix}"  # the receiver counts these POSTs
-        await dispatch.produce(
-            producer, [dispatch.record(n, url, prefix) for n in range(DELIVERIES)]
+        attempts, seconds = await dispatch.deliver_at_once(
+            producer, log, url, f"m{members}", DELIVERIES
         )
-        await dispatch.received(url, DELIVERIES, 600)  # the log is read once they are in
-        attempts = await dispatch.wait_for(log, prefix, DELIVERIES, 600)
-        first = min(a.attemptedAtMs for a in attempts)
-        last = max(a.attemptedAtMs + a.durationMs for a in attempts)
-        seconds = (last - first) / 1000
         assert len(group.live()) == members, "a member exited during the run"
         used = cpu_seconds(pids(group)) - cpu
         return {
